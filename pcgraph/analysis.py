@@ -1,0 +1,422 @@
+"""Graph analysis: pure functions over networkx (no torch) — cycles, roots, depths, Prop. 3.2, SMMs.
+
+Everything here depends on the graph *and* the clamp set: which nodes are fixed to data decides
+whether forward initialization is possible (Proposition 3.2 of the paper) and what it costs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import networkx as nx
+
+from pcgraph.errors import ClampError, InitError
+from pcgraph.schema import GraphSpec
+
+__all__ = [
+    "CLAMP_TASKS",
+    "GraphAnalysis",
+    "analyze",
+    "as_digraph",
+    "bp_smm",
+    "check_forward_init",
+    "check_init",
+    "describe_cycle",
+    "find_cycles",
+    "forward_levels",
+    "information_depths",
+    "init_smm",
+    "memory_targets",
+    "resolve_clamp",
+    "roots",
+    "smm_per_update",
+    "unreached_nodes",
+]
+
+CLAMP_TASKS = {
+    "train": "inputs and outputs (supervised training)",
+    "predict": "inputs (prediction)",
+    "generate": "outputs (generation / reconstruction)",
+    "none": "nothing",
+}
+# Sequential matmuls of one Hopfield retrieval softmax(β (o Q + b) Kᵀ) V: oQ, ·Kᵀ, ·V.
+MEMORY_RETRIEVAL_SMM = 3
+
+
+def as_digraph(graph: GraphSpec | nx.DiGraph) -> nx.DiGraph:
+    """The networkx view of a spec (or the graph itself)."""
+    return graph.to_networkx() if isinstance(graph, GraphSpec) else graph
+
+
+def resolve_clamp(
+    graph: GraphSpec | nx.DiGraph, clamp: str | Iterable[str] | None
+) -> frozenset[str]:
+    """Turn a task name or node list into a clamp set.
+
+    Args:
+        clamp: ``"train"`` (inputs ∪ outputs), ``"predict"`` (inputs), ``"generate"``
+            (outputs), ``"none"``/None, a comma-separated string ``"a,b"``, or node names.
+
+    Raises:
+        ClampError: naming unknown nodes and listing the known ones.
+    """
+    g = as_digraph(graph)
+    role = {n: d.get("role", "latent") for n, d in g.nodes(data=True)}
+    if clamp is None or clamp == "none":
+        return frozenset()
+    if isinstance(clamp, str):
+        if clamp in CLAMP_TASKS:
+            wanted = {"train": {"input", "output"}, "predict": {"input"}, "generate": {"output"}}[
+                clamp
+            ]
+            return frozenset(n for n, r in role.items() if r in wanted)
+        names = [c.strip() for c in clamp.split(",") if c.strip()]
+    else:
+        names = [str(c) for c in clamp]
+    unknown = [n for n in names if n not in role]
+    if unknown:
+        raise ClampError(
+            f"clamp set names unknown node(s) {', '.join(map(repr, unknown))}; known nodes: "
+            f"{', '.join(role)}; or use a task: {', '.join(CLAMP_TASKS)}"
+        )
+    return frozenset(names)
+
+
+def find_cycles(
+    graph: GraphSpec | nx.DiGraph, nodes: Iterable[str] | None = None
+) -> list[list[str]]:
+    """Strongly connected components that contain a cycle, each as a node list in graph order.
+
+    Args:
+        nodes: restrict to the subgraph induced by these nodes (e.g. the free nodes).
+    """
+    g = as_digraph(graph)
+    if nodes is not None:
+        g = g.subgraph(nodes)
+    order = {n: i for i, n in enumerate(g.nodes)}
+    cycles = []
+    for comp in nx.strongly_connected_components(g):
+        if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
+            cycles.append(sorted(comp, key=order.__getitem__))
+    return sorted(cycles, key=lambda c: order[c[0]])
+
+
+def describe_cycle(graph: GraphSpec | nx.DiGraph, component: list[str]) -> str:
+    """One concrete cycle inside a strongly connected component, e.g. ``a → b → c → a``."""
+    g = as_digraph(graph).subgraph(component)
+    path = [u for u, _ in nx.find_cycle(g, source=component[0])]
+    text = " → ".join([*path, path[0]])
+    extra = [n for n in component if n not in path]
+    return text + (f", with {', '.join(extra)} on other cycles through it" if extra else "")
+
+
+def roots(graph: GraphSpec | nx.DiGraph) -> list[str]:
+    """Nodes without parents (nothing predicts them)."""
+    g = as_digraph(graph)
+    return [n for n in g.nodes if g.in_degree(n) == 0]
+
+
+def forward_levels(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> dict[str, int]:
+    """Level of every node in a forward sweep: 0 for clamped nodes, 1 + max over parents otherwise.
+
+    A free node's level is the number of sequential matmuls after which forward initialization
+    knows its value. Nodes the sweep cannot reach (on a cycle of free nodes, an unclamped root, or
+    downstream of one) are absent.
+    """
+    g = as_digraph(graph)
+    clamped = set(clamp)
+    levels = {n: 0 for n in g.nodes if n in clamped}
+    # a free node is ready once none of its parents is a free node still unknown
+    missing = {
+        n: sum(1 for p in g.predecessors(n) if p not in clamped)
+        for n in g.nodes
+        if n not in clamped
+    }
+    ready = deque(n for n in missing if missing[n] == 0 and g.in_degree(n) > 0)
+    while ready:
+        n = ready.popleft()
+        levels[n] = 1 + max(levels[p] for p in g.predecessors(n))
+        for c in g.successors(n):
+            if c in missing and c not in levels:
+                missing[c] -= 1
+                if missing[c] == 0:
+                    ready.append(c)
+    return levels
+
+
+def information_depths(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> dict[str, int]:
+    """Inference steps before information from the clamped data reaches each node.
+
+    Predictions travel along edges and errors against them, one edge per step, so this is the
+    undirected distance to the nearest clamped node. Unreachable nodes are absent.
+    """
+    g = as_digraph(graph).to_undirected(as_view=True)
+    sources = [n for n in clamp if n in g]
+    if not sources:
+        return {}
+    return dict(nx.multi_source_dijkstra_path_length(g, sources, weight=None))
+
+
+def unreached_nodes(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[str]:
+    """Nodes that never receive information from the data: no path to any clamped node."""
+    depths = information_depths(graph, clamp)
+    return [n for n in as_digraph(graph).nodes if n not in depths]
+
+
+def check_forward_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> tuple[bool, str]:
+    """Proposition 3.2: forward init is possible iff the free nodes form a DAG whose roots
+    (free nodes without parents) are all clamped — i.e. there are none.
+
+    Returns:
+        (possible, reason): the reason names the cycle or the unclamped roots when impossible.
+    """
+    g = as_digraph(graph)
+    clamped = set(clamp)
+    free = [n for n in g.nodes if n not in clamped]
+    cycles = find_cycles(g, free)
+    problems = []
+    if cycles:
+        shown = "; ".join(describe_cycle(g, c) for c in cycles)
+        problems.append(
+            f"the free nodes contain a cycle ({shown}), so no node on it can be "
+            "computed before the others"
+        )
+    bare = [n for n in free if g.in_degree(n) == 0]
+    if bare:
+        problems.append(
+            f"root{'s' if len(bare) > 1 else ''} {', '.join(bare)} "
+            f"{'are' if len(bare) > 1 else 'is'} not clamped and nothing predicts "
+            f"{'them' if len(bare) > 1 else 'it'}; clamp {'them' if len(bare) > 1 else 'it'} "
+            "or use memory initialization"
+        )
+    if problems:
+        return False, "forward initialization is impossible: " + "; ".join(problems)
+    return True, "the free nodes form a DAG whose roots are all clamped (Proposition 3.2)"
+
+
+def memory_targets(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[str]:
+    """Nodes that a memory initializer must fill: the unclamped roots and every free node on a
+    cycle. Once they are known, all other free nodes can be forward-initialized from them."""
+    g = as_digraph(graph)
+    clamped = set(clamp)
+    free = [n for n in g.nodes if n not in clamped]
+    on_cycle = {n for c in find_cycles(g, free) for n in c}
+    return [n for n in free if g.in_degree(n) == 0 or n in on_cycle]
+
+
+INIT_RULES: dict[str, str] = {
+    "auto": "forward when Proposition 3.2 allows it, memory otherwise",
+    "random": "x ~ N(mean, std²)",
+    "zero": "x = 0",
+    "null": "keep the last batch's converged states",
+    "forward": "x_i = μ_i in topological order from the clamped roots",
+    "average": "class means of the last batch's converged states (stream-aligned batches)",
+    "hybrid": "forward up to depth K, class averages above",
+    "memory": "a Hopfield memory retrieves the states from the observations",
+}
+
+
+def check_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str) -> str:
+    """Resolve ``auto`` and refuse an initialization this graph and clamp set cannot use.
+
+    Returns:
+        the concrete initialization name.
+
+    Raises:
+        InitError: unknown name (listing the valid ones), forward/hybrid where Proposition 3.2
+            fails (with its reason), average/hybrid without a clamped output to read labels from.
+    """
+    from pcgraph.registry import normalize_name
+
+    name = normalize_name(init)
+    if name not in INIT_RULES:
+        raise InitError(f"unknown initialization {init!r}; valid choices: {', '.join(INIT_RULES)}")
+    clamped = set(clamp)
+    g = as_digraph(graph)
+    possible, reason = check_forward_init(g, clamped)
+    if name == "auto":
+        return "forward" if possible else "memory"
+    if name in ("forward", "hybrid") and not possible:
+        raise InitError(f"initialization {name!r} cannot be used here: {reason}")
+    if name in ("average", "hybrid"):
+        outputs = [n for n, d in g.nodes(data=True) if d.get("role") == "output" and n in clamped]
+        if not outputs:
+            raise InitError(
+                f"initialization {name!r} needs labels: it averages states per class, so an "
+                "output node must be clamped (use --clamp train)"
+            )
+    return name
+
+
+def longest_chain(graph: GraphSpec | nx.DiGraph) -> int | None:
+    """Number of edges on the longest path of a DAG (its layer count L); None if cyclic."""
+    g = as_digraph(graph)
+    if not nx.is_directed_acyclic_graph(g):
+        return None
+    return int(nx.dag_longest_path_length(g)) if g.number_of_edges() else 0
+
+
+def bp_smm(graph: GraphSpec | nx.DiGraph) -> int | None:
+    """SMMs of one backprop update of the equivalent feed-forward network: 2L − 1."""
+    layers = longest_chain(graph)
+    return None if layers is None or layers == 0 else 2 * layers - 1
+
+
+def init_smm(
+    graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str, *, depth: int | None = None
+) -> int:
+    """Sequential matmuls an initialization spends before inference starts.
+
+    forward: the deepest level of its sweep; hybrid(K): min(K, that); memory: one retrieval
+    plus the forward sweep below the targets; others (zero, random, null, average): 0.
+    """
+    clamped = set(clamp)
+    if init in ("forward", "hybrid"):
+        ok, reason = check_forward_init(graph, clamped)
+        if not ok:
+            raise InitError(reason)
+        free_levels = [v for n, v in forward_levels(graph, clamped).items() if n not in clamped]
+        deepest = max(free_levels, default=0)
+        return deepest if init == "forward" or depth is None else min(depth, deepest)
+    if init == "memory":
+        targets = memory_targets(graph, clamped)
+        if not targets:
+            return init_smm(graph, clamped, "forward")
+        below = forward_levels(graph, clamped | set(targets))
+        known = clamped | set(targets)
+        deepest = max((v for n, v in below.items() if n not in known), default=0)
+        return MEMORY_RETRIEVAL_SMM + deepest
+    return 0
+
+
+def smm_per_update(
+    graph: GraphSpec | nx.DiGraph,
+    clamp: Iterable[str],
+    T: int,
+    init: str,
+    *,
+    depth: int | None = None,
+) -> int:
+    """SMMs of one PC weight update: 2 per inference step (predictions, then errors) + the init."""
+    if T < 0:
+        raise ValueError(f"T must be ≥ 0, got {T}")
+    return 2 * T + init_smm(graph, clamp, init, depth=depth)
+
+
+@dataclass(frozen=True)
+class GraphAnalysis:
+    """Everything `pcgraph check` reports about a graph under one clamp set."""
+
+    name: str
+    clamp: list[str]
+    is_dag: bool
+    cycles: list[list[str]]
+    roots: list[str]
+    unclamped_roots: list[str]
+    topological_order: list[str] | None
+    forward_levels: dict[str, int]
+    information_depths: dict[str, int]
+    unreached: list[str]
+    forward_init_possible: bool
+    reason: str
+    recommended_init: str
+    memory_targets: list[str]
+    T: int
+    smm_per_update: int
+    smm_bp: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the stable keys of ``pcgraph check --json``)."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """The analysis in plain words."""
+        lines = [f"graph {self.name!r} with clamp set {{{', '.join(self.clamp)}}}"]
+        if self.is_dag:
+            lines.append(f"- a DAG; topological order: {' → '.join(self.topological_order or [])}")
+        else:
+            shown = "; ".join("{" + ", ".join(c) + "}" for c in self.cycles)
+            lines.append(f"- not a DAG: strongly connected groups {shown}")
+        lines.append(
+            f"- roots: {', '.join(self.roots) or 'none'}"
+            + (
+                f" (unclamped: {', '.join(self.unclamped_roots)})"
+                if self.unclamped_roots
+                else " (all clamped)"
+            )
+        )
+        lines.append(
+            f"- {self.reason}"
+            if not self.forward_init_possible
+            else f"- forward initialization is possible: {self.reason}"
+        )
+        lines.append(
+            f"- initialization 'auto' will use: {self.recommended_init}"
+            + (
+                f" (memory for {', '.join(self.memory_targets)}, forward below)"
+                if self.recommended_init == "memory"
+                else ""
+            )
+        )
+        if self.information_depths:
+            reach = max(self.information_depths.values())
+            lines.append(f"- data reaches every connected node after {reach} inference step(s)")
+        if self.unreached:
+            lines.append(
+                f"- WARNING: {', '.join(self.unreached)} never receive information "
+                "from the clamped nodes"
+            )
+        lines.append(
+            f"- cost per weight update at T={self.T}: {self.smm_per_update} sequential "
+            "matrix multiplications"
+            + (f" (backprop: {self.smm_bp})" if self.smm_bp is not None else "")
+        )
+        return "\n".join(lines)
+
+
+def analyze(
+    graph: GraphSpec | nx.DiGraph,
+    clamp: str | Iterable[str] | None = "train",
+    *,
+    T: int = 8,
+    init: str = "auto",
+) -> GraphAnalysis:
+    """Analyse ``graph`` under ``clamp`` (a task name or node names); see :class:`GraphAnalysis`.
+
+    Args:
+        T: inference steps, for the SMM count.
+        init: the initialization whose cost to count; ``auto`` picks forward when Proposition 3.2
+            allows it, memory otherwise.
+    """
+    g = as_digraph(graph)
+    clamped = resolve_clamp(g, clamp)
+    order = {n: i for i, n in enumerate(g.nodes)}
+    is_dag = nx.is_directed_acyclic_graph(g)
+    possible, reason = check_forward_init(g, clamped)
+    recommended = "forward" if possible else "memory"
+    chosen = recommended if init == "auto" else init
+    all_roots = roots(g)
+    return GraphAnalysis(
+        name=str(g.graph.get("name", "graph")),
+        clamp=sorted(clamped, key=order.__getitem__),
+        is_dag=is_dag,
+        cycles=find_cycles(g),
+        roots=all_roots,
+        unclamped_roots=[r for r in all_roots if r not in clamped],
+        topological_order=list(nx.lexicographical_topological_sort(g, key=order.__getitem__))
+        if is_dag
+        else None,
+        forward_levels=forward_levels(g, clamped),
+        information_depths=information_depths(g, clamped),
+        unreached=unreached_nodes(g, clamped),
+        forward_init_possible=possible,
+        reason=reason,
+        recommended_init=recommended,
+        memory_targets=memory_targets(g, clamped),
+        T=T,
+        smm_per_update=smm_per_update(g, clamped, T, chosen),
+        smm_bp=bp_smm(g),
+    )

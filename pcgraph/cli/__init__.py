@@ -1,0 +1,7 @@
+"""The ``pcgraph`` command line: ``pcgraph check|draw|train|evaluate|reconstruct``."""
+
+from __future__ import annotations
+
+from pcgraph.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,56 @@
+"""Entry point: parses the sub-command and turns every pcgraph error into one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pcgraph.cli import check
+from pcgraph.errors import PCGraphError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_INVALID = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(
+        prog="pcgraph",
+        description="Predictive coding networks on arbitrary graphs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check.add_parser(sub)
+    for module in _optional_commands():
+        module.add_parser(sub)
+    return parser
+
+
+def _optional_commands() -> list:  # type: ignore[type-arg]
+    """Commands that need heavier imports (torch); loaded only when present."""
+    modules = []
+    try:
+        from pcgraph.cli import run
+    except ImportError:  # pragma: no cover - the run commands arrive with the trainer
+        return modules
+    modules.append(run)
+    return modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 invalid input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except PCGraphError as exc:
+        print(f"pcgraph {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""``compile(spec)`` → :class:`PCNetwork`: parameters, a flat state layout, and reference math.
+
+All node states of a batch live in one flat buffer ``x`` of shape [B, D] (D = Σ_i |x_i|); each
+node is a view ``x[:, offset_i : offset_i + size_i]`` reshaped to [B, *shape_i]. A state update
+of every node is therefore one kernel. The hot inference loop lives in
+:class:`pcgraph.compiler.program.InferenceProgram`; this module holds the parameters and the
+differentiable reference definitions (predictions, energy) used by the autograd path and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import torch
+from torch import nn
+
+from pcgraph.activations import Activation, get_activation
+from pcgraph.analysis import resolve_clamp
+from pcgraph.compiler.energy import node_energy
+from pcgraph.errors import ClampError, SpecError
+from pcgraph.ops import EdgeKernel, get_op
+from pcgraph.schema import GraphSpec
+
+__all__ = ["EdgeInfo", "NodeInfo", "PCNetwork", "compile"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where node i lives in the flat state and how it behaves."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    size: int
+    activation: Activation
+    energy: str
+    precision: float
+    parents: tuple[int, ...]  # edge indices into the node
+    children: tuple[int, ...]  # edge indices out of the node
+
+    @property
+    def cols(self) -> slice:
+        """Column range of the node in the flat [B, D] buffer."""
+        return slice(self.offset, self.offset + self.size)
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """Edge e: source node, target node and its kernel's index."""
+
+    index: int
+    source: int
+    target: int
+    label: str
+    learnable: bool
+
+
+class PCNetwork(nn.Module):
+    """A compiled predictive coding network: one kernel per edge plus the state layout.
+
+    Build it with :func:`compile`. Parameters are the edges' kernels (``self.kernels``).
+
+    Shapes:
+        states: [B, D] flat, D = :attr:`state_size`; ``view(x, name)`` → [B, *shape].
+    """
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dtype = dtype or torch.get_default_dtype()
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        names = spec.node_names
+        self.node_index = {n: i for i, n in enumerate(names)}
+        edges: list[EdgeInfo] = []
+        kernels: list[EdgeKernel] = []
+        for e, edge in enumerate(spec.edges):
+            op = get_op(edge.op)
+            src, dst = spec.node(edge.source), spec.node(edge.target)
+            # built on the CPU generator, then moved: the same seed gives the same network on
+            # every device
+            kernels.append(
+                op.make_kernel(
+                    src.shape,
+                    dst.shape,
+                    op.parse_params(edge.params),
+                    bias=edge.bias,
+                    dtype=self.dtype,
+                )
+            )
+            edges.append(
+                EdgeInfo(
+                    e,
+                    self.node_index[edge.source],
+                    self.node_index[edge.target],
+                    edge.label,
+                    op.learnable,
+                )
+            )
+        self.kernels = nn.ModuleList(kernels)
+        self.edges: tuple[EdgeInfo, ...] = tuple(edges)
+        nodes, offset = [], 0
+        for i, node in enumerate(spec.nodes):
+            nodes.append(
+                NodeInfo(
+                    index=i,
+                    name=node.name,
+                    shape=node.shape,
+                    offset=offset,
+                    size=node.size,
+                    activation=get_activation(node.activation),
+                    energy=node.energy,
+                    precision=node.precision,
+                    parents=tuple(e.index for e in edges if e.target == i),
+                    children=tuple(e.index for e in edges if e.source == i),
+                )
+            )
+            offset += node.size
+        self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
+        self.state_size = offset
+        self._graph = spec.to_networkx()
+        self._programs: dict[tuple[frozenset[str], str], object] = {}
+        self.to(self.device)
+
+    # --- layout ---------------------------------------------------------------------------
+    def node(self, name: str) -> NodeInfo:
+        """Layout of node ``name``; unknown names raise a SpecError listing the nodes."""
+        try:
+            return self.nodes[self.node_index[name]]
+        except KeyError:
+            raise SpecError(
+                f"no node named {name!r}; known nodes: {', '.join(self.node_index)}"
+            ) from None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The networkx form of the spec (for analysis)."""
+        return self._graph
+
+    def new_states(self, batch_size: int) -> torch.Tensor:
+        """A zero state buffer [batch_size, D] on the network's device and dtype."""
+        return torch.zeros(batch_size, self.state_size, device=self.device, dtype=self.dtype)
+
+    def view(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Node ``name``'s state as a view [B, *shape] of the flat buffer ``x``."""
+        node = self.node(name)
+        return (
+            x[:, node.cols].view(x.shape[0], *node.shape)
+            if len(node.shape) > 1
+            else x[:, node.cols]
+        )
+
+    def unpack(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every node's view, by name."""
+        return {n.name: self.view(x, n.name) for n in self.nodes}
+
+    def resolve_clamp(self, clamp: str | Iterable[str] | None) -> frozenset[str]:
+        """A task name (train/predict/generate) or node names → the clamp set."""
+        return resolve_clamp(self._graph, clamp)
+
+    def write(self, x: torch.Tensor, values: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``values`` (name → [B, *shape] or [B, size]) into the flat buffer ``x``."""
+        for name, value in values.items():
+            node = self.node(name)
+            value = torch.as_tensor(value, device=x.device, dtype=x.dtype)
+            if value.shape[0] != x.shape[0] or value[0].numel() != node.size:
+                raise ClampError(
+                    f"data for node {name!r} has shape {list(value.shape)}; expected "
+                    f"[{x.shape[0]}, {', '.join(map(str, node.shape))}] (batch first)"
+                )
+            x[:, node.cols] = value.reshape(x.shape[0], node.size)
+
+    # --- reference math (autograd-friendly) -----------------------------------------------
+    def sent(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """σ_i(x_i) shaped [B, *shape_i]."""
+        node = self.nodes[i]
+        v = x[:, node.cols].reshape(x.shape[0], *node.shape)
+        return v if node.activation.is_identity else node.activation.fn(v)
+
+    def prediction(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """μ_i = Σ_j f_ji(σ_j(x_j)) for a node with parents, shaped [B, *shape_i]."""
+        node = self.nodes[i]
+        if not node.parents:
+            raise SpecError(f"node {node.name!r} has no parents, so it has no prediction")
+        mu = None
+        for e in node.parents:
+            out = self.kernels[e](self.sent(x, self.edges[e].source))
+            mu = out if mu is None else mu + out
+        assert mu is not None
+        return mu
+
+    def node_energies(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-node energy E_i summed over the batch, shape [N] (0 for nodes without parents).
+
+        Differentiable with respect to ``x`` and the parameters: the autograd reference.
+        """
+        out = []
+        for node in self.nodes:
+            if not node.parents:
+                out.append(torch.zeros((), device=x.device, dtype=x.dtype))
+                continue
+            state = x[:, node.cols].reshape(x.shape[0], *node.shape)
+            out.append(
+                node_energy(node.energy, state, self.prediction(x, node.index), node.precision)
+            )
+        return torch.stack(out)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Total energy E = Σ_i E_i (paper Eq. 1), summed over the batch."""
+        return self.node_energies(x).sum()
+
+    def forward_sweep(
+        self,
+        x: torch.Tensor,
+        order: Iterable[int],
+    ) -> None:
+        """Set x_i = μ_i in place for the nodes in ``order`` (a topological order of free nodes
+        whose parents are known): the forward initialization."""
+        with torch.no_grad():
+            for i in order:
+                node = self.nodes[i]
+                x[:, node.cols] = self.prediction(x, i).reshape(x.shape[0], node.size)
+
+    def parameter_count(self) -> int:
+        """Number of learnable scalars."""
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return (
+            f"spec={self.spec.name!r}, nodes={len(self.nodes)}, edges={len(self.edges)}, "
+            f"state_size={self.state_size}, params={self.parameter_count()}"
+        )
+
+
+def compile(
+    spec: GraphSpec | str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int | None = None,
+) -> PCNetwork:
+    """Compile a spec (or a YAML path) into a :class:`PCNetwork`.
+
+    Args:
+        spec: a :class:`GraphSpec` or a path to a topology YAML file.
+        device, dtype: where the parameters and states live.
+        seed: seeds the parameter initialization (torch's defaults: Kaiming-uniform) so that the
+            same seed gives the same network.
+    """
+    if not isinstance(spec, GraphSpec):
+        spec = GraphSpec.from_yaml(spec)
+    if seed is None:
+        return PCNetwork(spec, device=device, dtype=dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PCNetwork(spec, device=device, dtype=dtype)

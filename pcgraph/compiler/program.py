@@ -1,0 +1,211 @@
+"""The execution plan of inference for one clamp set: what runs each step, with reused buffers.
+
+Built once per (network, clamp set) and cached; per batch size it keeps its [B, D] buffers, so
+the inference loop does no graph analysis and allocates no state tensors. One step computes
+
+    μ_i = Σ_j f_ji(σ_j(x_j)),  ε_i = x_i − μ_i,  δ_i = −∂E/∂μ_i,
+    ∂E/∂x_j = own_j − σ_j'(x_j) ⊙ Σ_{i ∈ children(j)} J_{f_ji}ᵀ δ_i
+
+for the free nodes only. Contributions of edges whose source is clamped do not change during
+inference and are computed once per batch; messages are sent only to free sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from pcgraph.compiler.network import PCNetwork
+
+__all__ = ["InferenceProgram", "program_for"]
+
+
+@dataclass
+class _Buffers:
+    eps: torch.Tensor  # [B, D] prediction errors ε (0 for nodes without parents)
+    delta: torch.Tensor  # [B, D] error signals δ = w ε (the same tensor when all w = 1)
+    grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
+    const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
+    sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
+    ce_own: dict[int, torch.Tensor] = field(default_factory=dict)  # −w log softmax(μ) (CE)
+    ce_energy: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class InferenceProgram:
+    """Precomputed plan of the local-gradient inference step for one clamp set."""
+
+    def __init__(self, net: PCNetwork, clamp: frozenset[str]) -> None:
+        self.net = net
+        self.clamp = clamp
+        nodes = net.nodes
+        is_free = [n.name not in clamp for n in nodes]
+        self.free_nodes = [n.index for n in nodes if is_free[n.index]]
+        self.predicted = [n.index for n in nodes if n.parents]
+        # edges split by whether their source changes during inference
+        self.var_parents = {
+            i: [e for e in nodes[i].parents if is_free[net.edges[e].source]] for i in self.predicted
+        }
+        self.const_parents = {
+            i: [e for e in nodes[i].parents if not is_free[net.edges[e].source]]
+            for i in self.predicted
+        }
+        self.sent_free = sorted(
+            {net.edges[e].source for i in self.predicted for e in self.var_parents[i]}
+        )
+        self.sent_clamped = sorted(
+            {net.edges[e].source for e in range(len(net.edges)) if not is_free[net.edges[e].source]}
+        )
+        self.ce_nodes = [i for i in self.predicted if nodes[i].energy == "cross_entropy"]
+        self.unit_precision = all(n.precision == 1.0 for n in nodes)
+        precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
+        col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
+        mask = torch.zeros(net.state_size, device=net.device, dtype=net.dtype)
+        for n in nodes:
+            precision[n.cols] = n.precision
+            col_node[n.cols] = n.index
+            if is_free[n.index]:
+                mask[n.cols] = 1.0
+        self.precision, self.col_node, self.free_mask = precision, col_node, mask
+        self.learnable_edges = [
+            e.index
+            for e in net.edges
+            if e.learnable and any(True for _ in net.kernels[e.index].parameters())
+        ]
+        self._buffers: dict[int, _Buffers] = {}
+
+    # --- buffers ---------------------------------------------------------------------------
+    def buffers(self, batch_size: int) -> _Buffers:
+        """The reusable [B, D] buffers for this batch size."""
+        buf = self._buffers.get(batch_size)
+        if buf is None:
+            eps = self.net.new_states(batch_size)
+            delta = eps if self.unit_precision else self.net.new_states(batch_size)
+            buf = _Buffers(eps=eps, delta=delta, grad=self.net.new_states(batch_size))
+            self._buffers = {batch_size: buf}  # keep one size: the common case, bounded memory
+        return buf
+
+    def _view(self, t: torch.Tensor, i: int) -> torch.Tensor:
+        node = self.net.nodes[i]
+        v = t[:, node.cols]
+        return v.view(t.shape[0], *node.shape) if len(node.shape) > 1 else v
+
+    def _sent(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        node = self.net.nodes[i]
+        v = self._view(x, i)
+        return v if node.activation.is_identity else node.activation.fn(v)
+
+    # --- the step ------------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> _Buffers:
+        """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ."""
+        buf = self.buffers(x.shape[0])
+        buf.grad.zero_()
+        buf.eps.zero_()
+        kernels, edges = self.net.kernels, self.net.edges
+        with torch.no_grad():
+            buf.sent = {j: self._sent(x, j) for j in self.sent_clamped}
+            buf.const = {}
+            for i in self.predicted:
+                mu = None
+                for e in self.const_parents[i]:
+                    out = kernels[e](buf.sent[edges[e].source])
+                    mu = out if mu is None else mu + out
+                buf.const[i] = mu
+        return buf
+
+    @torch.no_grad()
+    def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
+        """Compute ε and δ for the current states; returns σ(x_j) of the free senders."""
+        kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
+        sent = {j: self._sent(x, j) for j in self.sent_free}
+        for i in self.predicted:
+            mu = buf.const[i]
+            for e in self.var_parents[i]:
+                out = kernels[e](sent[edges[e].source])
+                mu = out if mu is None else mu + out
+            assert mu is not None
+            node = nodes[i]
+            if node.energy == "cross_entropy":
+                self._cross_entropy(x, buf, i, mu)
+            else:
+                torch.sub(self._view(x, i), mu, out=self._view(buf.eps, i))
+        if not self.unit_precision:
+            torch.mul(buf.eps, self.precision, out=buf.delta)
+        for i in self.ce_nodes:  # δ of a CE node is not w ε; it was stored in eps by _cross_entropy
+            buf.delta[:, nodes[i].cols] = buf.eps[:, nodes[i].cols] * nodes[i].precision
+        return sent
+
+    def _cross_entropy(self, x: torch.Tensor, buf: _Buffers, i: int, mu: torch.Tensor) -> None:
+        node = self.net.nodes[i]
+        xi = self._view(x, i)
+        logp = torch.log_softmax(mu, dim=-1)
+        # "ε" of a CE node: x − softmax(μ) Σx, so that δ = w ε as for gaussian nodes
+        torch.sub(xi, logp.exp() * xi.sum(-1, keepdim=True), out=self._view(buf.eps, i))
+        buf.ce_own[i] = -node.precision * logp
+        buf.ce_energy[i] = -node.precision * (xi * logp).sum()
+
+    @torch.no_grad()
+    def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+        """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources)."""
+        kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
+        for j in self.free_nodes:
+            node = nodes[j]
+            own = None
+            if node.parents:
+                own = buf.ce_own[j] if node.energy == "cross_entropy" else self._view(buf.delta, j)
+            msg = None
+            for e in node.children:
+                m = kernels[e].vjp(sent[j], self._view(buf.delta, edges[e].target))
+                msg = m if msg is None else msg + m
+            out = self._view(buf.grad, j)
+            if msg is None:
+                if own is not None:
+                    out.copy_(own)
+                continue
+            if not node.activation.is_identity:
+                msg = msg * node.activation.derivative(self._view(x, j))
+            if own is None:
+                torch.neg(msg, out=out)
+            else:
+                torch.sub(own, msg, out=out)
+
+    @torch.no_grad()
+    def node_energies(self, buf: _Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-node energies [N] from the current errors (gaussian: ½ w Σ ε²)."""
+        n = len(self.net.nodes)
+        col_sq = (buf.eps * buf.eps).sum(0)
+        if not self.unit_precision:
+            col_sq = col_sq * self.precision
+        energies = torch.zeros(n, device=col_sq.device, dtype=col_sq.dtype).index_add_(
+            0, self.col_node, col_sq, alpha=0.5
+        )
+        for i in self.ce_nodes:
+            energies[i] = buf.ce_energy[i]
+        if out is not None:
+            out.copy_(energies)
+            return out
+        return energies
+
+    def param_grads(self, x: torch.Tensor, buf: _Buffers) -> None:
+        """Accumulate ∂E/∂θ into ``.grad`` of every parameter, at the current errors."""
+        edges = self.net.edges
+        sent = {j: self._sent(x, j) for j in self.sent_free} | buf.sent
+        with torch.no_grad():
+            for e in self.learnable_edges:
+                kernel = self.net.kernels[e]
+                grads = kernel.param_grads(
+                    sent[edges[e].source], self._view(buf.delta, edges[e].target)
+                )
+                for p, g in zip(kernel.parameters(), grads, strict=True):
+                    p.grad = g if p.grad is None else p.grad.add_(g)
+
+
+def program_for(net: PCNetwork, clamp: frozenset[str]) -> InferenceProgram:
+    """The cached program of ``net`` for ``clamp`` (built on first use)."""
+    key = (clamp, "local")
+    prog = net._programs.get(key)
+    if prog is None:
+        prog = InferenceProgram(net, clamp)
+        net._programs[key] = prog
+    assert isinstance(prog, InferenceProgram)
+    return prog

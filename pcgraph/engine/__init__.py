@@ -1,0 +1,8 @@
+"""The engine: inference, learning, and the train step."""
+
+from __future__ import annotations
+
+from pcgraph.engine.inference import InferenceResult, solve_inference
+from pcgraph.engine.learning import PCLearner, StepMetrics, update_params
+
+__all__ = ["InferenceResult", "PCLearner", "StepMetrics", "solve_inference", "update_params"]

@@ -1,0 +1,216 @@
+"""Learning (the M-step, paper Eq. 4) and the init → clamp → infer → learn step.
+
+After T inference steps, one optimizer step on the parameters with ∂E/∂θ evaluated at the final
+states (for a linear edge ∂E/∂W_ji = −(w_i ε_i)ᵀ σ_j(x_j)). AdamW for the weights and SGD for
+the neurons, as in the paper, are the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from pcgraph.compiler.network import PCNetwork
+from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
+from pcgraph.errors import ClampError
+from pcgraph.init import InitContext, Initializer, make_initializer
+
+__all__ = ["PCLearner", "StepMetrics", "update_params"]
+
+
+def update_params(
+    net: PCNetwork,
+    result: InferenceResult,
+    optimizer: torch.optim.Optimizer,
+    *,
+    grad_mode: GradMode = "local",
+) -> None:
+    """One optimizer step on the parameters at the final states of ``result``.
+
+    Args:
+        grad_mode: ``local`` (closed forms per edge, reusing the errors inference left in its
+            buffers) or ``autograd`` (backward through the total energy).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if grad_mode == "local":
+        result.program.param_grads(result.states, result.buffers)
+    else:
+        with torch.enable_grad():
+            net.energy(result.states.detach()).backward()
+    optimizer.step()
+
+
+@dataclass
+class StepMetrics:
+    """What one training step reports (tensors stay on the device until read)."""
+
+    energy_before: torch.Tensor
+    energy_after: torch.Tensor
+    node_energies: torch.Tensor
+    smm: int
+    smm_total: int
+    init: str
+    T: int
+    trace: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, node_names: list[str] | None = None) -> dict[str, Any]:
+        """Plain Python numbers (forces a device sync)."""
+        out: dict[str, Any] = {
+            "energy_before": float(self.energy_before),
+            "energy_after": float(self.energy_after),
+            "smm": self.smm,
+            "smm_total": self.smm_total,
+            "init": self.init,
+            "T": self.T,
+        }
+        if node_names is not None:
+            out["node_energies"] = dict(zip(node_names, self.node_energies.tolist(), strict=True))
+        return out | self.extra
+
+
+class PCLearner:
+    """A network with its initializer and optimizers: ``train_step`` = init → clamp → infer → learn.
+
+    Args:
+        net: the compiled network.
+        init: an initializer or its name (``auto`` = forward when possible, else memory).
+        T: inference steps per weight update.
+        lr_neurons: γ, the neuron learning rate.
+        neuron_optimizer: ``sgd`` (paper), ``momentum`` or ``adam``.
+        optimizer: a torch optimizer over ``net.parameters()``; default AdamW(lr=1e-3).
+        clamp: the training clamp set (task name or node names).
+        grad_mode: ``local`` or ``autograd`` gradients.
+        generator: randomness of stochastic initializers.
+    """
+
+    def __init__(
+        self,
+        net: PCNetwork,
+        *,
+        init: str | Initializer = "auto",
+        T: int = 8,
+        lr_neurons: float = 0.1,
+        neuron_optimizer: NeuronOptimizer = "sgd",
+        optimizer: torch.optim.Optimizer | None = None,
+        clamp: str | Iterable[str] = "train",
+        grad_mode: GradMode = "local",
+        generator: torch.Generator | None = None,
+        init_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.net = net
+        self.initializer = make_initializer(init, **dict(init_options or {}))
+        self.T, self.lr_neurons, self.neuron_optimizer = T, lr_neurons, neuron_optimizer
+        self.optimizer = optimizer or torch.optim.AdamW(net.parameters(), lr=1e-3)
+        self.clamp = net.resolve_clamp(clamp)
+        self.grad_mode: GradMode = grad_mode
+        self.generator = generator
+        self.smm_total = 0
+        self.steps = 0
+        self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
+        self._states: dict[int, torch.Tensor] = {}
+
+    def context(
+        self, clamp: frozenset[str], *, train: bool, labels: torch.Tensor | None = None
+    ) -> InitContext:
+        """The (cached) init context for a clamp set; caches survive across minibatches."""
+        key = (clamp, train)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = InitContext(self.net, clamp, train=train, generator=self.generator)
+            self._contexts[key] = ctx
+        ctx.labels = labels
+        return ctx
+
+    def prepare_states(
+        self, data: Mapping[str, torch.Tensor], clamp: frozenset[str]
+    ) -> torch.Tensor:
+        """A state buffer with the clamped nodes holding ``data`` (one buffer per batch size)."""
+        missing = [n for n in clamp if n not in data]
+        extra = [n for n in data if n not in clamp]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"no data for clamped node(s) {', '.join(sorted(missing))}")
+            if extra:
+                parts.append(
+                    f"data given for node(s) {', '.join(sorted(extra))} that are not "
+                    f"clamped (clamp set: {', '.join(sorted(clamp)) or 'empty'})"
+                )
+            raise ClampError("; ".join(parts) + "; pass exactly one tensor per clamped node")
+        batch = {int(v.shape[0]) for v in data.values()}
+        if len(batch) != 1:
+            raise ClampError(
+                f"the clamped tensors disagree on the batch size: "
+                f"{ {n: int(v.shape[0]) for n, v in data.items()} }"
+            )
+        (b,) = batch
+        x = self._states.get(b)
+        if x is None:
+            x = self.net.new_states(b)
+            self._states = {b: x}
+        self.net.write(x, data)
+        return x
+
+    def infer(
+        self,
+        data: Mapping[str, torch.Tensor],
+        *,
+        clamp: str | Iterable[str] | None = None,
+        T: int | None = None,
+        train: bool = False,
+        labels: torch.Tensor | None = None,
+        trace: bool = False,
+    ) -> InferenceResult:
+        """Initialize, clamp ``data`` and run inference (no learning). Returns the result whose
+        ``states`` buffer is reused by the next call: clone what you keep."""
+        clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
+        x = self.prepare_states(data, clamp_set)
+        ctx = self.context(clamp_set, train=train, labels=labels)
+        with torch.no_grad():
+            self.initializer.init(x, ctx)
+        return solve_inference(
+            self.net,
+            x,
+            clamp_set,
+            self.T if T is None else T,
+            optimizer=self.neuron_optimizer,
+            lr=self.lr_neurons,
+            trace=trace,
+            grad_mode=self.grad_mode,
+        )
+
+    def train_step(
+        self,
+        data: Mapping[str, torch.Tensor],
+        *,
+        labels: torch.Tensor | None = None,
+        trace: bool = False,
+    ) -> StepMetrics:
+        """One weight update: init → clamp ``data`` → T inference steps → learn → observe.
+
+        Args:
+            data: one tensor per clamped node, batch first.
+            labels: class labels [B] for average/hybrid (else taken from a clamped output).
+            trace: also return the per-node energy trace [T+1, N].
+        """
+        result = self.infer(data, train=True, labels=labels, trace=trace)
+        update_params(self.net, result, self.optimizer, grad_mode=self.grad_mode)
+        ctx = self.context(self.clamp, train=True, labels=labels)
+        self.initializer.observe(result.states, ctx)
+        smm = 2 * self.T + self.initializer.smm(ctx)
+        self.smm_total += smm
+        self.steps += 1
+        return StepMetrics(
+            result.energy_before,
+            result.energy_after,
+            result.node_energies,
+            smm,
+            self.smm_total,
+            self.initializer.name,
+            self.T,
+            result.trace,
+        )

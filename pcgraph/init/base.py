@@ -1,0 +1,106 @@
+"""The initializer protocol: set x_i(t=0) of every free node for a new minibatch, then learn
+from the converged states x(T) after inference (``observe``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from pcgraph.analysis import check_forward_init, forward_levels, init_smm
+from pcgraph.compiler.network import PCNetwork
+from pcgraph.errors import InitError
+
+__all__ = ["InitContext", "Initializer", "forward_order"]
+
+
+@dataclass
+class InitContext:
+    """What an initializer may look at for one minibatch.
+
+    Attributes:
+        net: the compiled network.
+        clamp: the clamp set; clamped nodes already hold their data in ``x``.
+        labels: class labels [B] (int64) when known (training with labels), else None.
+        train: True during training (initializers may use labels), False when evaluating.
+        generator: explicit randomness for stochastic initializers.
+    """
+
+    net: PCNetwork
+    clamp: frozenset[str]
+    labels: torch.Tensor | None = None
+    train: bool = True
+    generator: torch.Generator | None = None
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def free(self) -> list[int]:
+        """Indices of the free nodes."""
+        return [n.index for n in self.net.nodes if n.name not in self.clamp]
+
+    @cached_property
+    def free_cols(self) -> torch.Tensor:
+        """Boolean mask [D] of the free columns of the flat state."""
+        mask = torch.zeros(self.net.state_size, dtype=torch.bool, device=self.net.device)
+        for i in self.free:
+            mask[self.net.nodes[i].cols] = True
+        return mask
+
+
+def forward_order(
+    net: PCNetwork, known: frozenset[str], *, max_level: int | None = None
+) -> list[tuple[int, int]]:
+    """(node index, level) of the nodes a forward sweep from ``known`` can compute, by level.
+
+    Raises nothing: nodes the sweep cannot reach are simply absent.
+    """
+    levels = forward_levels(net.graph, known)
+    order = [(net.node_index[n], lv) for n, lv in levels.items() if n not in known]
+    if max_level is not None:
+        order = [(i, lv) for i, lv in order if lv <= max_level]
+    return sorted(order, key=lambda item: (item[1], item[0]))
+
+
+class Initializer:
+    """Base class of the neuron initializations (paper §3). Subclasses implement :meth:`init`.
+
+    ``init`` writes the free nodes of the flat state ``x`` in place; ``observe`` sees the states
+    after inference; ``smm`` is the sequential-matmul cost of ``init``.
+    """
+
+    name: str = "base"
+
+    def init(self, x: torch.Tensor, ctx: InitContext) -> None:  # pragma: no cover - abstract
+        """Set x_i(0) for every free node of the minibatch."""
+        raise NotImplementedError
+
+    def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
+        """Learn from one minibatch's converged states x(T) (after inference)."""
+
+    def smm(self, ctx: InitContext) -> int:
+        """Sequential matrix multiplications :meth:`init` costs."""
+        return init_smm(ctx.net.graph, ctx.clamp, self.name)
+
+    def require_forward(self, ctx: InitContext) -> None:
+        """Raise :class:`InitError` with Prop. 3.2's reason when forward init is impossible."""
+        ok, reason = check_forward_init(ctx.net.graph, ctx.clamp)
+        if not ok:
+            raise InitError(f"initialization {self.name!r} cannot be used here: {reason}")
+
+    def reset(self) -> None:
+        """Forget everything learned (a new run)."""
+
+    def state_dict(self) -> dict[str, object]:
+        """Tensors and numbers to checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore from :meth:`state_dict`."""
+
+    def extra_parameters(self) -> int:
+        """Learnable scalars the initializer adds (memory layers); 0 for the others."""
+        return 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

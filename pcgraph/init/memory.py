@@ -1,0 +1,228 @@
+"""Hopfield-memory initialization (paper Eqs. 8–9): the informed init for any graph.
+
+A modern Hopfield retrieval layer per target node i,
+
+    x_i(0) = softmax(β (o Q_i + b_i) K_iᵀ) V_i,
+
+queried with the observations o (the clamped values, concatenated and standardized per sample).
+Targets are the free nodes forward init cannot reach: unclamped roots and free nodes on cycles
+(:func:`pcgraph.analysis.memory_targets`); every other free node is then forward-initialized from
+them. V_i is fitted by pseudo-inverse on the first minibatch (V = A⁺ H); afterwards the memory is
+trained after each minibatch on L_mem = Σ_i ‖x_i(0) − x_i(T)‖² with its own optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pcgraph.analysis import init_smm, memory_targets
+from pcgraph.errors import InitError
+from pcgraph.init.base import InitContext, Initializer, forward_order
+
+__all__ = ["HopfieldMemory", "MemoryInit"]
+
+
+class HopfieldMemory(nn.Module):
+    """softmax(β (o Q + b) Kᵀ) V with ``heads`` heads whose attentions are averaged.
+
+    Args:
+        obs_dim: size of the observation vector o.
+        out_dim: size of the retrieved state (the target node).
+        patterns: M, the number of stored patterns (rows of K and V).
+        heads, embed_dim: attention heads and total query/key width (divisible by heads).
+        beta: inverse temperature β; default 1/√(embed_dim / heads).
+
+    Shapes:
+        o: [B, obs_dim] → [B, out_dim].
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        out_dim: int,
+        *,
+        patterns: int,
+        heads: int,
+        embed_dim: int,
+        beta: float | None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if embed_dim % heads:
+            raise InitError(f"memory: embed_dim={embed_dim} must be divisible by heads={heads}")
+        self.heads, self.head_dim = heads, embed_dim // heads
+        self.beta = beta if beta is not None else 1.0 / math.sqrt(self.head_dim)
+        g = generator
+        self.query = nn.Parameter(torch.randn(obs_dim, embed_dim, generator=g) / math.sqrt(obs_dim))
+        self.bias = nn.Parameter(torch.zeros(embed_dim))
+        self.keys = nn.Parameter(torch.randn(patterns, embed_dim, generator=g))
+        self.values = nn.Parameter(torch.zeros(patterns, out_dim))
+
+    def attention(self, o: torch.Tensor) -> torch.Tensor:
+        """softmax(β q Kᵀ) averaged over heads: [B, M]."""
+        o = (o - o.mean(-1, keepdim=True)) / (o.std(-1, keepdim=True) + 1e-6)
+        q = (o @ self.query + self.bias).view(o.shape[0], self.heads, self.head_dim)
+        k = self.keys.view(self.keys.shape[0], self.heads, self.head_dim)
+        scores = torch.einsum("bhe,mhe->bhm", q, k) * self.beta
+        return scores.softmax(-1).mean(1)
+
+    def forward(self, o: torch.Tensor) -> torch.Tensor:
+        return self.attention(o) @ self.values
+
+    @torch.no_grad()
+    def fit_values(self, o: torch.Tensor, states: torch.Tensor) -> None:
+        """V = A⁺ H: retrieval on ``o`` then reproduces ``states`` (exactly when M ≥ B and A has
+        full row rank)."""
+        a = self.attention(o).double()
+        self.values.copy_((torch.linalg.pinv(a) @ states.double()).to(self.values.dtype))
+
+
+class MemoryInit(Initializer):
+    """Hopfield memories for the targets, forward init below them (see the module docstring).
+
+    Args:
+        patterns: stored patterns M per memory (≥ the batch size for an exact first fit).
+        heads, embed_dim, beta: the retrieval's attention (β default 1/√head_dim).
+        lr: learning rate of the memory's own Adam optimizer.
+        steps: gradient steps on L_mem after each minibatch.
+        seed: seeds the memory's parameter initialization.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        patterns: int = 512,
+        heads: int = 4,
+        embed_dim: int = 128,
+        beta: float | None = None,
+        lr: float = 1e-3,
+        steps: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if patterns <= 0 or heads <= 0 or embed_dim <= 0 or lr <= 0 or steps < 0:
+            raise InitError("memory: patterns, heads, embed_dim and lr must be > 0, steps ≥ 0")
+        self.patterns, self.heads, self.embed_dim, self.beta = patterns, heads, embed_dim, beta
+        self.lr, self.steps, self.seed = lr, steps, seed
+        self.memories = nn.ModuleDict()
+        self.fitted: set[str] = set()
+        self.obs_nodes: list[str] | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # --- observations and targets ---------------------------------------------------------
+    def observations(self, x: torch.Tensor, ctx: InitContext) -> torch.Tensor:
+        """o: the observation nodes' values concatenated, [B, obs_dim]. Observation nodes are
+        the clamp set of the first call; one that is not clamped later enters as zeros."""
+        net = ctx.net
+        if self.obs_nodes is None:
+            self.obs_nodes = [n.name for n in net.nodes if n.name in ctx.clamp]
+            if not self.obs_nodes:
+                raise InitError("memory init needs observations: clamp at least one node")
+        parts = []
+        for name in self.obs_nodes:
+            v = net.view(x, name).reshape(x.shape[0], -1)
+            parts.append(v if name in ctx.clamp else torch.zeros_like(v))
+        return torch.cat(parts, dim=1)
+
+    def _targets(self, ctx: InitContext) -> list[str]:
+        key = "memory_targets"
+        targets = ctx._cache.get(key)
+        if targets is None:
+            targets = memory_targets(ctx.net.graph, ctx.clamp)
+            ctx._cache[key] = targets
+        assert isinstance(targets, list)
+        return targets
+
+    def _memory(self, name: str, obs_dim: int, ctx: InitContext) -> HopfieldMemory:
+        key = f"n{ctx.net.node_index[name]}"  # ModuleDict keys may not contain '.'
+        if key not in self.memories:
+            g = torch.Generator().manual_seed(self.seed + len(self.memories))
+            mem = HopfieldMemory(
+                obs_dim,
+                ctx.net.node(name).size,
+                patterns=self.patterns,
+                heads=self.heads,
+                embed_dim=self.embed_dim,
+                beta=self.beta,
+                generator=g,
+            ).to(device=ctx.net.device, dtype=ctx.net.dtype)
+            self.memories[key] = mem
+            self.optimizer = torch.optim.Adam(self.memories.parameters(), lr=self.lr)
+        mem = self.memories[key]
+        assert isinstance(mem, HopfieldMemory)
+        return mem
+
+    # --- protocol --------------------------------------------------------------------------
+    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+        targets = self._targets(ctx)
+        o = self.observations(x, ctx)
+        x[:, ctx.free_cols] = 0.0
+        with torch.no_grad():
+            for name in targets:
+                if name in self.fitted:
+                    x[:, ctx.net.node(name).cols] = self._memory(name, o.shape[1], ctx)(o)
+            known = ctx.clamp | frozenset(targets)
+            key = "memory_forward_order"
+            order = ctx._cache.get(key)
+            if order is None:
+                order = [i for i, _ in forward_order(ctx.net, known)]
+                ctx._cache[key] = order
+            assert isinstance(order, list)
+            ctx.net.forward_sweep(x, order)
+
+    def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
+        if not ctx.train:
+            return
+        targets = self._targets(ctx)
+        if not targets:
+            return
+        o = self.observations(x_final, ctx).detach()
+        mems = {t: self._memory(t, o.shape[1], ctx) for t in targets}
+        for name, mem in mems.items():
+            if name not in self.fitted:
+                mem.fit_values(o, x_final[:, ctx.net.node(name).cols])
+                self.fitted.add(name)
+        assert self.optimizer is not None
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = (
+                    sum(
+                        ((mem(o) - x_final[:, ctx.net.node(n).cols].detach()) ** 2).sum()
+                        for n, mem in mems.items()
+                    )
+                    / o.shape[0]
+                )
+                assert isinstance(loss, torch.Tensor)
+                loss.backward()
+                self.optimizer.step()
+
+    def smm(self, ctx: InitContext) -> int:
+        return init_smm(ctx.net.graph, ctx.clamp, "memory")
+
+    def extra_parameters(self) -> int:
+        return sum(p.numel() for p in self.memories.parameters())
+
+    def reset(self) -> None:
+        self.memories = nn.ModuleDict()
+        self.fitted = set()
+        self.obs_nodes = None
+        self.optimizer = None
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "memories": {k: m.state_dict() for k, m in self.memories.items()},
+            "fitted": sorted(self.fitted),
+            "obs_nodes": self.obs_nodes,
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryInit(patterns={self.patterns}, heads={self.heads}, "
+            f"embed_dim={self.embed_dim}, lr={self.lr})"
+        )

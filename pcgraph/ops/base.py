@@ -1,0 +1,107 @@
+"""The edge-op protocol: shape inference (for the schema) and a kernel (for the compiler).
+
+An edge j→i carries a transformation f_ji. Its *kernel* computes the contribution f_ji(s_j) to the
+prediction μ_i of the target, the message J_fᵀ δ_i sent back to the source, and the parameter
+gradients ∂E/∂θ_ji = −(∂f/∂θ)ᵀ δ_i, where δ_i = −∂E/∂μ_i is the target's error signal
+(w_i ε_i for a gaussian node).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+__all__ = ["EdgeKernel", "EdgeOp", "NoParams", "OpParams", "Shape", "ShapeMismatch"]
+
+Shape = tuple[int, ...]
+
+
+class ShapeMismatch(ValueError):
+    """Raised by :meth:`EdgeOp.check_shapes`; the schema adds the edge's name to the message."""
+
+
+class OpParams(BaseModel):
+    """Base of every op's parameter model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoParams(OpParams):
+    """An op without parameters."""
+
+
+class EdgeKernel(nn.Module):
+    """Executable form of one edge; subclasses override the closed forms where they have them.
+
+    The defaults compute the message and the parameter gradients with autograd, so any op that
+    implements :meth:`forward` works; ``local_grads`` says whether closed forms are used.
+    """
+
+    local_grads: ClassVar[bool] = False
+
+    def __init__(self, in_shape: Shape, out_shape: Shape) -> None:
+        super().__init__()
+        self.in_shape = in_shape
+        self.out_shape = out_shape
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """f(s) for a batch: [B, *in_shape] → [B, *out_shape]."""
+        raise NotImplementedError
+
+    def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """J_f(s)ᵀ δ: the error message sent back to the source, shape [B, *in_shape]."""
+        with torch.enable_grad():
+            s_ = s.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.forward(s_), s_, delta)
+        return grad
+
+    def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
+        """∂E/∂θ for ``self.parameters()`` in order: −(∂f/∂θ)ᵀ δ."""
+        params = list(self.parameters())
+        if not params:
+            return []
+        with torch.enable_grad():
+            out = self.forward(s.detach())
+            grads = torch.autograd.grad(out, params, -delta)
+        return list(grads)
+
+
+class EdgeOp:
+    """One kind of edge transformation (linear, conv2d, …): validation and kernel factory."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[OpParams]] = NoParams
+    learnable: ClassVar[bool] = True
+
+    def parse_params(self, raw: dict[str, Any]) -> OpParams:
+        """Validate raw params (pydantic errors are turned into SpecErrors by the schema)."""
+        return self.params_model.model_validate(raw)
+
+    def output_shape(self, in_shape: Shape, out_shape: Shape, params: Any) -> Shape:
+        """The shape this op produces from ``in_shape``; ``out_shape`` is the target's shape,
+        used only by ops whose output size is taken from the target (linear features, channels).
+
+        Raises:
+            ShapeMismatch: when the op cannot accept ``in_shape`` at all.
+        """
+        raise NotImplementedError
+
+    def describe(self, params: Any) -> str:
+        """A short label like ``conv2d k=3 s=2`` for messages and drawings."""
+        return self.name
+
+    def make_kernel(
+        self,
+        in_shape: Shape,
+        out_shape: Shape,
+        params: Any,
+        *,
+        bias: bool,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> EdgeKernel:
+        """Build the kernel with freshly initialized parameters (torch's defaults)."""
+        raise NotImplementedError

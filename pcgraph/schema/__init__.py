@@ -1,0 +1,18 @@
+"""Graph specifications: the validated, immutable description of a predictive coding network."""
+
+from __future__ import annotations
+
+from pcgraph.schema.builders import chain, decoder, mlp
+from pcgraph.schema.io import atomic_write_text, spec_to_dict
+from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
+
+__all__ = [
+    "EdgeSpec",
+    "GraphSpec",
+    "NodeSpec",
+    "atomic_write_text",
+    "chain",
+    "decoder",
+    "mlp",
+    "spec_to_dict",
+]

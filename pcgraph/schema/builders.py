@@ -1,0 +1,130 @@
+"""Python builders for common topologies; they produce the same specs as the YAML files."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from pcgraph.errors import SpecError
+from pcgraph.schema.spec import GraphSpec
+
+__all__ = ["chain", "decoder", "mlp"]
+
+ShapeLike = int | Sequence[int]
+
+
+def chain(
+    names: Sequence[str],
+    shapes: Sequence[ShapeLike],
+    *,
+    roles: Sequence[str] | None = None,
+    activation: str = "gelu",
+    activations: Sequence[str] | None = None,
+    op: str = "linear",
+    bias: bool = True,
+    last_energy: str = "gaussian",
+    name: str = "chain",
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> GraphSpec:
+    """A chain x_0 → x_1 → … → x_L with one ``op`` edge between consecutive nodes.
+
+    Args:
+        names: node names, in order along the chain.
+        shapes: one shape per node.
+        roles: one role per node (default: all latent).
+        activation: σ for every node except an input first node and the last node (whose
+            value is never sent); ``activations`` overrides it per node.
+        op: the edge op between consecutive nodes.
+        last_energy: energy of the last node (``gaussian`` or ``cross_entropy``).
+    """
+    if len(names) != len(shapes):
+        raise SpecError(f"chain: {len(names)} names but {len(shapes)} shapes; give one each")
+    if len(names) < 2:
+        raise SpecError("chain: needs at least two nodes")
+    roles = list(roles) if roles is not None else ["latent"] * len(names)
+    if activations is not None:
+        acts = list(activations)
+    else:  # data nodes are sent as they are; hidden nodes through σ; the last node is never sent
+        first = "identity" if roles[0] == "input" else activation
+        acts = [first, *[activation] * (len(names) - 2), "identity"]
+    nodes = []
+    for i, (node, shape) in enumerate(zip(names, shapes, strict=True)):
+        entry: dict[str, Any] = {
+            "name": node,
+            "shape": shape,
+            "role": roles[i],
+            "activation": acts[i],
+        }
+        if i == len(names) - 1:
+            entry["energy"] = last_energy
+        nodes.append(entry)
+    edges = [
+        {"source": a, "target": b, "op": op, "bias": bias} for a, b in itertools.pairwise(names)
+    ]
+    return GraphSpec.from_dict(
+        {
+            "name": name,
+            "description": description,
+            "nodes": nodes,
+            "edges": edges,
+            "metadata": dict(metadata or {}),
+        },
+        source=f"builder {name!r}",
+    )
+
+
+def mlp(
+    sizes: Sequence[int],
+    *,
+    activation: str = "gelu",
+    output_energy: str = "gaussian",
+    bias: bool = True,
+    name: str = "mlp",
+    description: str = "",
+) -> GraphSpec:
+    """A feed-forward classifier x → h1 → … → y: ``x`` is the input, ``y`` the output.
+
+    ``mlp([784, 256, 256, 256, 256, 10])`` is the paper's 5-layer classifier (5 weight layers).
+    """
+    hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
+    names = ["x", *hidden, "y"]
+    roles = ["input", *["latent"] * len(hidden), "output"]
+    return chain(
+        names,
+        list(sizes),
+        roles=roles,
+        activation=activation,
+        bias=bias,
+        last_energy=output_energy,
+        name=name,
+        description=description,
+    )
+
+
+def decoder(
+    sizes: Sequence[int],
+    *,
+    activation: str = "gelu",
+    bias: bool = True,
+    name: str = "decoder",
+    description: str = "",
+) -> GraphSpec:
+    """A generative decoder z → h1 → … → image: only the last node (``image``) is observed.
+
+    ``decoder([256, 256, 256, 256, 784])`` is the paper's 4-layer decoder (4 weight layers).
+    The latent ``z`` is a root that no clamp set fixes, so forward init is impossible (Prop. 3.2).
+    """
+    hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
+    names = ["z", *hidden, "image"]
+    roles = ["latent", *["latent"] * len(hidden), "output"]
+    return chain(
+        names,
+        list(sizes),
+        roles=roles,
+        activation=activation,
+        bias=bias,
+        name=name,
+        description=description,
+    )

@@ -1,0 +1,343 @@
+"""The graph schema: NodeSpec, EdgeSpec, GraphSpec — frozen, extra keys rejected, shapes checked."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pcgraph.activations import ACTIVATIONS
+from pcgraph.errors import SpecError
+from pcgraph.ops import OPS, ShapeMismatch
+
+__all__ = ["EdgeSpec", "GraphSpec", "NodeSpec", "Role", "format_validation_error"]
+
+Role = Literal["input", "output", "latent"]
+EnergyKind = Literal["gaussian", "cross_entropy"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def _shape_list(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(n) for n in shape) + "]"
+
+
+class NodeSpec(BaseModel):
+    """A neuron group: a state tensor x_i of shape [B, *shape].
+
+    Attributes:
+        name: unique identifier (letters, digits, ``_ . -``; starts with a letter or ``_``).
+        shape: an int (a vector of that size) or a tuple such as (1, 28, 28).
+        role: ``input`` / ``output`` (clamped to data by the task clamp sets) or ``latent``.
+        activation: σ_i, applied to x_i when it is sent along out-edges.
+        energy: ``gaussian`` (½‖ε‖²) or ``cross_entropy`` (CE(softmax(μ), x)); only nodes with
+            parents have energy.
+        precision: w_i > 0, the weight of this node's energy.
+    """
+
+    model_config = _FROZEN
+
+    name: str
+    shape: tuple[int, ...]
+    role: Role = "latent"
+    activation: str = "identity"
+    energy: EnergyKind = "gaussian"
+    precision: float = Field(1.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"node name {v!r} is not a valid identifier: use letters, digits, '_', '.', '-' "
+                "and start with a letter or '_'"
+            )
+        return v
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _check_shape(cls, v: Any) -> tuple[int, ...]:
+        dims = (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+        if not isinstance(dims, (list, tuple)) or not dims:
+            raise ValueError(f"shape must be a positive int or a list of them, got {v!r}")
+        for d in dims:
+            if not isinstance(d, int) or isinstance(d, bool) or d <= 0:
+                raise ValueError(f"shape {list(dims)} has a non-positive or non-integer size {d!r}")
+        return tuple(dims)
+
+    @field_validator("activation")
+    @classmethod
+    def _check_activation(cls, v: str) -> str:
+        return ACTIVATIONS.canonical(v)
+
+    @property
+    def size(self) -> int:
+        """Number of values per sample, ∏ shape."""
+        return math.prod(self.shape)
+
+
+class EdgeSpec(BaseModel):
+    """A directed edge source→target carrying a transformation f (an op with parameters).
+
+    Attributes:
+        source, target: node names.
+        op: a name from :data:`pcgraph.ops.OPS` (linear, dense, conv2d, conv_transpose2d, …).
+        params: the op's parameters (e.g. kernel_size, stride); defaults are filled in.
+        bias: whether f has a bias; defaults to True for learnable ops, False otherwise.
+    """
+
+    model_config = _FROZEN
+
+    source: str
+    target: str
+    op: str = "linear"
+    params: dict[str, Any] = Field(default_factory=dict)
+    bias: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        label = f"edge {data.get('source', '?')}→{data.get('target', '?')}: "
+        op = OPS.get(data.get("op", "linear"), where=label)
+        data["op"] = op.name
+        raw = data.get("params") or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"params must be a mapping of {op.name} parameters, got {raw!r}")
+        try:
+            parsed = op.parse_params(raw)
+        except ValidationError as exc:
+            valid = ", ".join(op.params_model.model_fields) or "none"
+            raise ValueError(
+                f"invalid {op.name} parameters: {format_validation_error(exc)} "
+                f"(valid parameters: {valid})"
+            ) from None
+        data["params"] = parsed.model_dump()
+        if data.get("bias") is None:
+            data["bias"] = op.learnable
+        elif data["bias"] and not op.learnable:
+            raise ValueError(f"{op.name} has no parameters, so it cannot have a bias; drop 'bias'")
+        return data
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(source, target)."""
+        return (self.source, self.target)
+
+    @property
+    def label(self) -> str:
+        """``source→target``."""
+        return f"{self.source}→{self.target}"
+
+    def describe(self) -> str:
+        """The op with its parameters, e.g. ``conv2d k=3 s=2``."""
+        op = OPS.get(self.op)
+        return op.describe(op.parse_params(self.params))
+
+
+class GraphSpec(BaseModel):
+    """A whole predictive coding network: nodes, edges, and free-form metadata.
+
+    Validation checks names, references, self-loops, duplicate edges, and every edge's shape
+    (the op applied to the source's shape must produce the target's shape). Edges are kept in a
+    canonical order (by source, then target, in node order) so that parameter initialization is
+    reproducible whatever order a file lists them in.
+    """
+
+    model_config = _FROZEN
+
+    name: str = "graph"
+    description: str = ""
+    nodes: tuple[NodeSpec, ...]
+    edges: tuple[EdgeSpec, ...] = ()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> GraphSpec:
+        if not self.nodes:
+            raise ValueError("the graph has no nodes; add at least one entry under 'nodes'")
+        index: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            if node.name in index:
+                raise ValueError(
+                    f"node {node.name!r} is declared twice (nodes[{index[node.name]}] "
+                    f"and nodes[{i}]); rename one of them"
+                )
+            index[node.name] = i
+        seen: set[tuple[str, str]] = set()
+        for edge in self.edges:
+            for end in ("source", "target"):
+                name = getattr(edge, end)
+                if name not in index:
+                    raise ValueError(
+                        f"edge {edge.label}: {end} {name!r} is not a node; declare it under "
+                        f"'nodes' (known nodes: {', '.join(index)})"
+                    )
+            if edge.source == edge.target:
+                raise ValueError(
+                    f"edge {edge.label} is a self-loop, which pcgraph does not allow: x_i would "
+                    "predict itself. Route the recurrence through a second node "
+                    f"({edge.source}→{edge.source}_prev→{edge.source})"
+                )
+            if edge.key in seen:
+                raise ValueError(
+                    f"edge {edge.label} is declared twice; keep one (a node pair "
+                    "carries one transformation)"
+                )
+            seen.add(edge.key)
+            self._check_edge_shape(edge)
+        has_parent = {e.target for e in self.edges}
+        for node in self.nodes:
+            if node.role == "output" and node.name not in has_parent:
+                raise ValueError(
+                    f"output node {node.name!r} has no incoming edge, so nothing predicts it; add "
+                    f"an edge into {node.name!r} or give it role 'input'/'latent'"
+                )
+            if node.energy == "cross_entropy":
+                if node.name not in has_parent:
+                    raise ValueError(
+                        f"node {node.name!r} uses cross_entropy energy but has no "
+                        "incoming edge; only predicted nodes have energy"
+                    )
+                if len(node.shape) != 1:
+                    raise ValueError(
+                        f"node {node.name!r} uses cross_entropy energy but has shape "
+                        f"{list(node.shape)}; cross_entropy needs a vector of classes"
+                    )
+        order = sorted(self.edges, key=lambda e: (index[e.source], index[e.target]))
+        object.__setattr__(self, "edges", tuple(order))
+        return self
+
+    def _check_edge_shape(self, edge: EdgeSpec) -> None:
+        src, dst = self.node(edge.source), self.node(edge.target)
+        op = OPS.get(edge.op)
+        desc = edge.describe()
+        try:
+            produced = op.output_shape(src.shape, dst.shape, op.parse_params(edge.params))
+        except ShapeMismatch as exc:
+            raise ValueError(f"edge {edge.label} ({desc}): {exc}") from None
+        if tuple(produced) != dst.shape:
+            raise ValueError(
+                f"edge {edge.label} ({desc}): produces {_shape_list(produced)} but node "
+                f"{dst.name} has shape {_shape_list(dst.shape)}"
+            )
+
+    # --- lookup ---------------------------------------------------------------------------
+    def node(self, name: str) -> NodeSpec:
+        """The node called ``name``; raises SpecError naming the known nodes if absent."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise SpecError(f"no node named {name!r}; known nodes: {', '.join(self.node_names)}")
+
+    @property
+    def node_names(self) -> list[str]:
+        """Node names in declaration order."""
+        return [n.name for n in self.nodes]
+
+    def names_with_role(self, role: Role) -> list[str]:
+        """Names of the nodes with ``role``, in declaration order."""
+        return [n.name for n in self.nodes if n.role == role]
+
+    def parents(self, name: str) -> list[str]:
+        """Sources of the edges into ``name``."""
+        return [e.source for e in self.edges if e.target == name]
+
+    def children(self, name: str) -> list[str]:
+        """Targets of the edges out of ``name``."""
+        return [e.target for e in self.edges if e.source == name]
+
+    # --- construction and I/O -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "graph") -> GraphSpec:
+        """Validate a plain mapping; any problem raises one :class:`SpecError`."""
+        if not isinstance(data, dict):
+            raise SpecError(
+                f"{source}: the top level must be a mapping with 'nodes' and 'edges', "
+                f"got {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(f"{source}: {format_validation_error(exc, data)}") from None
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Any) -> GraphSpec:
+        """Load from a YAML file path or YAML text."""
+        from pcgraph.schema.io import spec_from_yaml
+
+        return spec_from_yaml(path_or_text)
+
+    def to_yaml(self, path: str | Any | None = None) -> str:
+        """YAML text of this spec (written atomically to ``path`` when given)."""
+        from pcgraph.schema.io import spec_to_yaml
+
+        return spec_to_yaml(self, path)
+
+    @classmethod
+    def from_networkx(cls, graph: Any) -> GraphSpec:
+        """Build from a ``networkx.DiGraph`` whose node/edge attributes hold the spec fields."""
+        from pcgraph.schema.io import spec_from_networkx
+
+        return spec_from_networkx(graph)
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.DiGraph`` with every field as node/edge/graph attributes."""
+        from pcgraph.schema.io import spec_to_networkx
+
+        return spec_to_networkx(self)
+
+
+def _locate(loc: Iterable[Any], data: Any) -> str:
+    """Turn a pydantic location like ('nodes', 2, 'shape') into 'nodes[2] (h1).shape'."""
+    parts: list[str] = []
+    cursor = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            try:
+                cursor = cursor[item]
+                if isinstance(cursor, dict):
+                    if "name" in cursor:
+                        label += f" ({cursor['name']})"
+                    elif "source" in cursor:
+                        label += f" ({cursor.get('source')}→{cursor.get('target')})"
+            except (IndexError, KeyError, TypeError):
+                cursor = None
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(item))
+            cursor = cursor.get(item) if isinstance(cursor, dict) else None
+    return "".join(parts)
+
+
+_SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "GraphSpec": GraphSpec,
+    "NodeSpec": NodeSpec,
+    "EdgeSpec": EdgeSpec,
+}
+
+
+def format_validation_error(exc: ValidationError, data: Any = None) -> str:
+    """One readable sentence per pydantic error, each naming the field it concerns."""
+    messages = []
+    for err in exc.errors():
+        where = _locate(err["loc"], data) if data is not None else ".".join(map(str, err["loc"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+            model = _SCHEMA_MODELS.get(exc.title)
+            if model is GraphSpec and len(err["loc"]) > 1:
+                model = {"nodes": NodeSpec, "edges": EdgeSpec}.get(str(err["loc"][0]), GraphSpec)
+            # other models (an op's parameters) are listed by the caller, which knows them
+            if model is not None:
+                msg += f" (valid fields: {', '.join(model.model_fields)})"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        messages.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(messages)
