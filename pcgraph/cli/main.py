@@ -22,20 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check.add_parser(sub)
-    for module in _optional_commands():
-        module.add_parser(sub)
     return parser
-
-
-def _optional_commands() -> list:  # type: ignore[type-arg]
-    """Commands that need heavier imports (torch); loaded only when present."""
-    modules = []
-    try:
-        from pcgraph.cli import run
-    except ImportError:  # pragma: no cover - the run commands arrive with the trainer
-        return modules
-    modules.append(run)
-    return modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:

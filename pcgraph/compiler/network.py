@@ -67,6 +67,8 @@ class PCNetwork(nn.Module):
         states: [B, D] flat, D = :attr:`state_size`; ``view(x, name)`` → [B, *shape].
     """
 
+    kernels: nn.ModuleList
+
     def __init__(
         self,
         spec: GraphSpec,
@@ -80,33 +82,23 @@ class PCNetwork(nn.Module):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         names = spec.node_names
         self.node_index = {n: i for i, n in enumerate(names)}
-        edges: list[EdgeInfo] = []
-        kernels: list[EdgeKernel] = []
-        for e, edge in enumerate(spec.edges):
-            op = get_op(edge.op)
-            src, dst = spec.node(edge.source), spec.node(edge.target)
-            # built on the CPU generator, then moved: the same seed gives the same network on
-            # every device
-            kernels.append(
-                op.make_kernel(
-                    src.shape,
-                    dst.shape,
-                    op.parse_params(edge.params),
-                    bias=edge.bias,
-                    dtype=self.dtype,
-                )
+        self.edges: tuple[EdgeInfo, ...] = tuple(
+            EdgeInfo(
+                e,
+                self.node_index[edge.source],
+                self.node_index[edge.target],
+                edge.label,
+                get_op(edge.op).learnable,
             )
-            edges.append(
-                EdgeInfo(
-                    e,
-                    self.node_index[edge.source],
-                    self.node_index[edge.target],
-                    edge.label,
-                    op.learnable,
-                )
-            )
-        self.kernels = nn.ModuleList(kernels)
-        self.edges: tuple[EdgeInfo, ...] = tuple(edges)
+            for e, edge in enumerate(spec.edges)
+        )
+        self.kernels = nn.ModuleList(self._build_kernels(spec))
+        edges = self.edges
+        parents: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
+        children: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
+        for e in edges:
+            parents[e.target].append(e.index)
+            children[e.source].append(e.index)
         nodes, offset = [], 0
         for i, node in enumerate(spec.nodes):
             nodes.append(
@@ -119,8 +111,8 @@ class PCNetwork(nn.Module):
                     activation=get_activation(node.activation),
                     energy=node.energy,
                     precision=node.precision,
-                    parents=tuple(e.index for e in edges if e.target == i),
-                    children=tuple(e.index for e in edges if e.source == i),
+                    parents=tuple(parents[i]),
+                    children=tuple(children[i]),
                 )
             )
             offset += node.size
@@ -129,6 +121,19 @@ class PCNetwork(nn.Module):
         self._graph = spec.to_networkx()
         self._programs: dict[tuple[frozenset[str], str], object] = {}
         self.to(self.device)
+
+    def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
+        """One kernel per edge, built on the CPU generator and moved later: the same seed gives
+        the same network on every device."""
+        kernels = []
+        for edge in spec.edges:
+            op = get_op(edge.op)
+            src, dst = spec.node(edge.source), spec.node(edge.target)
+            params = op.parse_params(edge.params)
+            kernels.append(
+                op.make_kernel(src.shape, dst.shape, params, bias=edge.bias, dtype=self.dtype)
+            )
+        return kernels
 
     # --- layout ---------------------------------------------------------------------------
     def node(self, name: str) -> NodeInfo:
@@ -246,6 +251,7 @@ def compile(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     seed: int | None = None,
+    backend: str = "auto",
 ) -> PCNetwork:
     """Compile a spec (or a YAML path) into a :class:`PCNetwork`.
 
@@ -254,11 +260,21 @@ def compile(
         device, dtype: where the parameters and states live.
         seed: seeds the parameter initialization (torch's defaults: Kaiming-uniform) so that the
             same seed gives the same network.
+        backend: ``dense`` (one kernel per edge), ``sparse`` (neuron-level message passing over
+            an edge_index, see :mod:`pcgraph.compiler.sparse`), or ``auto``: sparse for graphs of
+            many tiny groups (≥ 128 nodes of ≤ 16 neurons, linear edges), dense otherwise.
     """
+    from pcgraph.compiler.sparse import SparsePCNetwork, sparse_unsupported_reason
+
     if not isinstance(spec, GraphSpec):
         spec = GraphSpec.from_yaml(spec)
-    if seed is None:
-        return PCNetwork(spec, device=device, dtype=dtype)
+    if backend not in ("auto", "dense", "sparse"):
+        raise SpecError(f"unknown backend {backend!r}; valid: auto, dense, sparse")
+    if backend == "auto":
+        tiny = len(spec.nodes) >= 128 and max(n.size for n in spec.nodes) <= 16
+        backend = "sparse" if tiny and sparse_unsupported_reason(spec) is None else "dense"
+    cls = SparsePCNetwork if backend == "sparse" else PCNetwork
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PCNetwork(spec, device=device, dtype=dtype)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(spec, device=device, dtype=dtype)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.ops import EdgeKernel
 
 __all__ = ["InferenceProgram", "program_for"]
 
@@ -67,12 +68,18 @@ class InferenceProgram:
             if is_free[n.index]:
                 mask[n.cols] = 1.0
         self.precision, self.col_node, self.free_mask = precision, col_node, mask
+        kernels = net.kernels
         self.learnable_edges = [
             e.index
             for e in net.edges
-            if e.learnable and any(True for _ in net.kernels[e.index].parameters())
+            if e.index < len(kernels) and any(True for _ in kernels[e.index].parameters())
         ]
         self._buffers: dict[int, _Buffers] = {}
+
+    def _kernel(self, e: int) -> EdgeKernel:
+        kernel = self.net.kernels[e]
+        assert isinstance(kernel, EdgeKernel)
+        return kernel
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> _Buffers:
@@ -147,7 +154,7 @@ class InferenceProgram:
     @torch.no_grad()
     def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources)."""
-        kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
+        _kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
         for j in self.free_nodes:
             node = nodes[j]
             own = None
@@ -155,7 +162,7 @@ class InferenceProgram:
                 own = buf.ce_own[j] if node.energy == "cross_entropy" else self._view(buf.delta, j)
             msg = None
             for e in node.children:
-                m = kernels[e].vjp(sent[j], self._view(buf.delta, edges[e].target))
+                m = self._kernel(e).vjp(sent[j], self._view(buf.delta, edges[e].target))
                 msg = m if msg is None else msg + m
             out = self._view(buf.grad, j)
             if msg is None:
@@ -192,7 +199,7 @@ class InferenceProgram:
         sent = {j: self._sent(x, j) for j in self.sent_free} | buf.sent
         with torch.no_grad():
             for e in self.learnable_edges:
-                kernel = self.net.kernels[e]
+                kernel = self._kernel(e)
                 grads = kernel.param_grads(
                     sent[edges[e].source], self._view(buf.delta, edges[e].target)
                 )
@@ -202,10 +209,16 @@ class InferenceProgram:
 
 def program_for(net: PCNetwork, clamp: frozenset[str]) -> InferenceProgram:
     """The cached program of ``net`` for ``clamp`` (built on first use)."""
+    from pcgraph.compiler.sparse import SparsePCNetwork, SparseProgram
+
     key = (clamp, "local")
     prog = net._programs.get(key)
     if prog is None:
-        prog = InferenceProgram(net, clamp)
+        prog = (
+            SparseProgram(net, clamp)
+            if isinstance(net, SparsePCNetwork)
+            else InferenceProgram(net, clamp)
+        )
         net._programs[key] = prog
     assert isinstance(prog, InferenceProgram)
     return prog

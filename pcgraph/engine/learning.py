@@ -214,3 +214,27 @@ class PCLearner:
             self.T,
             result.trace,
         )
+
+    def predict(
+        self, inputs: Mapping[str, torch.Tensor], *, T: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """See :func:`pcgraph.engine.evaluate.predict`."""
+        from pcgraph.engine.evaluate import predict
+
+        return predict(self, inputs, T=T)
+
+    def reconstruct(
+        self, observed: Mapping[str, torch.Tensor], *, T: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """See :func:`pcgraph.engine.evaluate.reconstruct`."""
+        from pcgraph.engine.evaluate import reconstruct
+
+        return reconstruct(self, observed, T=T)
+
+    def query(
+        self, observed: Mapping[str, torch.Tensor], *, T: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """See :func:`pcgraph.engine.evaluate.query`."""
+        from pcgraph.engine.evaluate import query
+
+        return query(self, observed, T=T)

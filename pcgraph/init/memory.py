@@ -152,9 +152,9 @@ class MemoryInit(Initializer):
             ).to(device=ctx.net.device, dtype=ctx.net.dtype)
             self.memories[key] = mem
             self.optimizer = torch.optim.Adam(self.memories.parameters(), lr=self.lr)
-        mem = self.memories[key]
-        assert isinstance(mem, HopfieldMemory)
-        return mem
+        found = self.memories[key]
+        assert isinstance(found, HopfieldMemory)
+        return found
 
     # --- protocol --------------------------------------------------------------------------
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
+from torch.nn import grad as nn_grad
 
 from pcgraph.ops.base import EdgeKernel, EdgeOp, OpParams, Shape, ShapeMismatch
 
@@ -45,8 +46,16 @@ def _describe(op: str, p: ConvParams) -> str:
 
 class _ConvKernel(EdgeKernel):
     local_grads = True
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
-    def __init__(self, in_shape: Shape, out_shape: Shape, p: ConvParams, layer: nn.Module) -> None:
+    def __init__(
+        self,
+        in_shape: Shape,
+        out_shape: Shape,
+        p: ConvParams,
+        layer: nn.Conv2d | nn.ConvTranspose2d,
+    ) -> None:
         super().__init__(in_shape, out_shape)
         self.stride, self.padding, self.dilation = p.stride, p.padding, p.dilation
         self.weight = layer.weight  # torch's default (Kaiming-uniform) initialization
@@ -63,12 +72,12 @@ class Conv2dKernel(_ConvKernel):
         return F.conv2d(s, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        return torch.nn.grad.conv2d_input(
+        return nn_grad.conv2d_input(
             s.shape, self.weight, delta, self.stride, self.padding, self.dilation
         )
 
     def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
-        gw = torch.nn.grad.conv2d_weight(
+        gw = nn_grad.conv2d_weight(
             s, self.weight.shape, delta, self.stride, self.padding, self.dilation
         )
         return [-gw, *self._bias_grads(delta)]
@@ -78,7 +87,7 @@ class ConvTranspose2dKernel(_ConvKernel):
     """f(s) = conv_transpose2d(s, W) + b; message = conv2d(δ, W); ∂E/∂W = −conv2d_weight(δ, s)."""
 
     def __init__(
-        self, in_shape: Shape, out_shape: Shape, p: ConvTransposeParams, layer: nn.Module
+        self, in_shape: Shape, out_shape: Shape, p: ConvTransposeParams, layer: nn.ConvTranspose2d
     ) -> None:
         super().__init__(in_shape, out_shape, p, layer)
         self.output_padding = p.output_padding
@@ -100,7 +109,7 @@ class ConvTranspose2dKernel(_ConvKernel):
 
     def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
         # ⟨δ, convT(s, W)⟩ = ⟨conv(δ, W), s⟩, so the weight gradient is conv2d_weight(δ, ·, s).
-        gw = torch.nn.grad.conv2d_weight(
+        gw = nn_grad.conv2d_weight(
             delta, self.weight.shape, s, self.stride, self.padding, self.dilation
         )
         return [-gw, *self._bias_grads(delta)]

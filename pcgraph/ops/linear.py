@@ -22,6 +22,8 @@ class LinearKernel(EdgeKernel):
     message Wᵀ δ, ∂E/∂W = −δᵀ s, ∂E/∂b = −Σ_batch δ."""
 
     local_grads = True
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(
         self,

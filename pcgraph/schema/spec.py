@@ -7,7 +7,15 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pcgraph.activations import ACTIVATIONS
 from pcgraph.errors import SpecError
@@ -156,6 +164,7 @@ class GraphSpec(BaseModel):
     nodes: tuple[NodeSpec, ...]
     edges: tuple[EdgeSpec, ...] = ()
     metadata: dict[str, Any] = Field(default_factory=dict)
+    _by_name: dict[str, NodeSpec] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_graph(self) -> GraphSpec:
@@ -169,6 +178,7 @@ class GraphSpec(BaseModel):
                     f"and nodes[{i}]); rename one of them"
                 )
             index[node.name] = i
+        self._by_name = {n.name: n for n in self.nodes}
         seen: set[tuple[str, str]] = set()
         for edge in self.edges:
             for end in ("source", "target"):
@@ -230,9 +240,9 @@ class GraphSpec(BaseModel):
     # --- lookup ---------------------------------------------------------------------------
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``; raises SpecError naming the known nodes if absent."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
+        node = self._by_name.get(name)
+        if node is not None:
+            return node
         raise SpecError(f"no node named {name!r}; known nodes: {', '.join(self.node_names)}")
 
     @property
@@ -333,7 +343,8 @@ def format_validation_error(exc: ValidationError, data: Any = None) -> str:
             msg = "unknown field; remove it or check its spelling"
             model = _SCHEMA_MODELS.get(exc.title)
             if model is GraphSpec and len(err["loc"]) > 1:
-                model = {"nodes": NodeSpec, "edges": EdgeSpec}.get(str(err["loc"][0]), GraphSpec)
+                parts: dict[str, type[BaseModel]] = {"nodes": NodeSpec, "edges": EdgeSpec}
+                model = parts.get(str(err["loc"][0]), GraphSpec)
             # other models (an op's parameters) are listed by the caller, which knows them
             if model is not None:
                 msg += f" (valid fields: {', '.join(model.model_fields)})"

@@ -1,0 +1,257 @@
+"""The paper's unsupervised experiment: a 4-layer generative decoder on FashionMNIST.
+
+Only the image is observed (clamp set = {image}); the latent z is a root nothing clamps, so forward
+initialization is impossible (Proposition 3.2). The script trains the decoder with each
+initialization — memory (Hopfield), zero, random, null — at small numbers of inference steps
+T_train, then reconstructs test images: clamp the image, infer the free nodes for T_eval steps from
+the initializer, and forward the inferred latent back to an image. It reports the test
+reconstruction MSE per (init, T_train, T_eval) and saves, under --out:
+
+  results.json          {"results": [{"init", "T_train", "T_eval", "test_mse"}, ...], "config", ...}
+  reconstructions.png   originals vs reconstructions per initialization
+  learning_curves.png   test MSE per epoch per initialization
+  energy_flow_<init>.png per-node energy over inference steps (memory and zero init)
+
+Examples:
+  python examples/decoder_generation.py            # defaults: embedded subset, a few minutes
+  python examples/decoder_generation.py --quick    # ~1 minute smoke run
+  python examples/decoder_generation.py --full --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+import pcgraph as pc
+from pcgraph.data import ImageDataset, embedded_dataset, load_dataset, shuffled_batches
+from pcgraph.schema import atomic_write_text
+
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "decoder4_fashion.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="~1-minute smoke run (CI runs this)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole dataset (needs the real files; see pcgraph.data)",
+    )
+    p.add_argument("--out", default="runs/decoder_generation", help="output directory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--inits",
+        default="memory,zero,random,null",
+        help="comma-separated initializations to compare",
+    )
+    p.add_argument("--T-train", default=None, help="comma-separated T_train values")
+    p.add_argument("--T-eval", default=None, help="comma-separated T_eval values")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-size", type=int, default=None, help="training images used")
+    p.add_argument("--test-size", type=int, default=None, help="test images used")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the weights")
+    p.add_argument("--lr-neurons", type=float, default=0.1, help="γ, SGD rate of the neurons")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    if args.quick and args.full:
+        p.error("--quick and --full exclude each other")
+    preset = (
+        {"T_train": "4", "T_eval": "4", "epochs": 1, "train_size": 1000, "test_size": 256}
+        if args.quick
+        else {
+            "T_train": "2,4,8",
+            "T_eval": "2,4,8,16",
+            "epochs": 10,
+            "train_size": None,
+            "test_size": None,
+        }
+        if args.full
+        else {
+            "T_train": "2,8",
+            "T_eval": "2,8,32",
+            "epochs": 4,
+            "train_size": 5000,
+            "test_size": 1000,
+        }
+    )
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.T_train = [int(t) for t in str(args.T_train).split(",")]
+    args.T_eval = [int(t) for t in str(args.T_eval).split(",")]
+    args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
+    return args
+
+
+def load_data(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:
+    if args.full:
+        train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    else:
+        train, test = embedded_dataset("train"), embedded_dataset("test")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.train_size and args.train_size < len(train):
+        train = train.subset(args.train_size, generator=gen)
+    if args.test_size and args.test_size < len(test):
+        test = test.subset(args.test_size, generator=gen)
+    return train, test
+
+
+def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: int) -> float:
+    """Mean squared error of reconstructions of ``images`` (inference T steps, then forward)."""
+    total, count = 0.0, 0
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        batch = images[start : start + batch_size]
+        recon = learner.reconstruct({"image": batch}, T=T)["image"]
+        total += float(((recon - batch) ** 2).sum())
+        count += batch.numel()
+    return total / max(count, 1)
+
+
+def run_one(
+    args: argparse.Namespace,
+    init: str,
+    T_train: int,
+    train: torch.Tensor,
+    test: torch.Tensor,
+    bar: Any,
+) -> dict[str, Any]:
+    net = pc.compile(TOPOLOGY, seed=args.seed, device=args.device)
+    learner = pc.PCLearner(
+        net,
+        init=init,
+        T=T_train,
+        lr_neurons=args.lr_neurons,
+        clamp="generate",
+        optimizer=torch.optim.AdamW(net.parameters(), lr=args.lr),
+        generator=torch.Generator(device=args.device).manual_seed(args.seed),
+    )
+    curve, energy = [], []
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+        for idx in shuffled_batches(len(train), args.batch_size, generator=gen, drop_last=True):
+            metrics = learner.train_step({"image": train[idx]})
+            bar.update(1)
+        energy.append(float(metrics.energy_after) / args.batch_size)
+        curve.append(test_mse(learner, test, T_train, args.batch_size))
+        bar.set_postfix(init=init, T=T_train, epoch=epoch + 1, mse=f"{curve[-1]:.4f}")
+    seconds = time.perf_counter() - start
+    evals = {T: test_mse(learner, test, T, args.batch_size) for T in args.T_eval}
+    return {
+        "learner": learner,
+        "curve": curve,
+        "energy": energy,
+        "evals": evals,
+        "seconds": seconds,
+        "smm_total": learner.smm_total,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    train_set, test_set = load_data(args)
+    train = train_set.flat().to(args.device)
+    test = test_set.flat().to(args.device)
+    print(f"data: {len(train)} train / {len(test)} test images from {train_set.source}")
+    print(
+        pc.analyze(
+            pc.GraphSpec.from_yaml(TOPOLOGY), "generate", T=min(args.T_train), init="memory"
+        ).summary()
+    )
+    steps = len(args.inits) * len(args.T_train) * args.epochs * (len(train) // args.batch_size)
+    results, curves, runs = [], {}, {}
+    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
+        for init in args.inits:
+            for T_train in args.T_train:
+                run = run_one(args, init, T_train, train, test, bar)
+                runs[(init, T_train)] = run
+                curves[f"{init} (T_train={T_train})"] = {
+                    "test_mse": run["curve"],
+                    "energy": run["energy"],
+                }
+                for T_eval, mse in run["evals"].items():
+                    results.append(
+                        {
+                            "init": init,
+                            "T_train": T_train,
+                            "T_eval": T_eval,
+                            "test_mse": mse,
+                            "train_seconds": run["seconds"],
+                            "smm_total": run["smm_total"],
+                        }
+                    )
+    print_table(results, args)
+    payload = {
+        "results": results,
+        "curves": curves,
+        "config": {k: v for k, v in vars(args).items()},
+        "data_source": train_set.source,
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    save_figures(args, runs, curves, test, out)
+    print(f"results and figures written to {out}/")
+    return 0
+
+
+def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print("\ntest reconstruction MSE (rows: init, T_train; columns: T_eval)")
+    print(f"{'init':>8} {'T_train':>7} " + " ".join(f"{t:>8}" for t in args.T_eval))
+    for init in args.inits:
+        for T_train in args.T_train:
+            row = {
+                r["T_eval"]: r["test_mse"]
+                for r in results
+                if r["init"] == init and r["T_train"] == T_train
+            }
+            print(f"{init:>8} {T_train:>7} " + " ".join(f"{row[t]:8.4f}" for t in args.T_eval))
+
+
+def save_figures(
+    args: argparse.Namespace,
+    runs: dict[tuple[str, int], dict[str, Any]],
+    curves: dict[str, Any],
+    test: torch.Tensor,
+    out: Path,
+) -> None:
+    from pcgraph.viz import plot_energy_flow, plot_history, plot_reconstructions
+
+    T_train, T_eval = min(args.T_train), min(args.T_eval)
+    batch = test[: args.batch_size]
+    recons = {}
+    for init in args.inits:
+        learner = runs[(init, T_train)]["learner"]
+        recons[f"{init}"] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
+    plot_reconstructions(batch.cpu(), recons, n=8, path=out / "reconstructions.png")
+    plot_history(curves, path=out / "learning_curves.png")
+    for init in ("memory", "zero"):
+        if (init, T_train) in runs:
+            learner = runs[(init, T_train)]["learner"]
+            result = learner.infer(
+                {"image": batch}, clamp={"image"}, T=max(args.T_eval), trace=True
+            )
+            assert result.trace is not None
+            plot_energy_flow(
+                result.trace.cpu(), learner.net.spec, path=out / f"energy_flow_{init}.png"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

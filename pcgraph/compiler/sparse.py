@@ -1,0 +1,253 @@
+"""Neuron-level graphs compile to sparse message passing over an ``edge_index``.
+
+A graph of many tiny groups (single neurons, small clusters) with sparse wiring becomes one sparse
+weight matrix W over the flat state (rows: target neurons, columns: source neurons), stored as
+``edge_index`` [2, nnz] and a value vector [nnz]; memory grows with the number of edges, never
+with N². Predictions are μ = σ(x) Wᵀ + b and error messages δ W, both sparse-dense products;
+weight gradients ∂E/∂W_e = −Σ_batch δ[:, row_e] σ(x)[:, col_e] are gathered per edge.
+
+Supported: ``linear`` edges between gaussian nodes of any sizes. Each target neuron has one bias
+(the sum of its incoming edges' biases in the dense form). Weights follow torch's default
+initialization with the target's total fan-in: U(−1/√fan_in, 1/√fan_in).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch_geometric.utils import coalesce
+
+from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.program import InferenceProgram, _Buffers
+from pcgraph.errors import SpecError
+from pcgraph.ops import EdgeKernel
+from pcgraph.schema import GraphSpec
+
+__all__ = ["SparsePCNetwork", "SparseProgram", "sparse_unsupported_reason"]
+
+
+def sparse_unsupported_reason(spec: GraphSpec) -> str | None:
+    """Why ``spec`` cannot use the sparse backend, or None when it can."""
+    for edge in spec.edges:
+        if edge.op != "linear":
+            return f"edge {edge.label} uses op {edge.op!r}; the sparse backend supports linear only"
+    for node in spec.nodes:
+        if node.energy != "gaussian":
+            return f"node {node.name!r} uses {node.energy} energy; the sparse backend is gaussian"
+    return None
+
+
+class SparsePCNetwork(PCNetwork):
+    """A :class:`PCNetwork` whose edges are one sparse matrix (see the module docstring).
+
+    Attributes:
+        edge_index: [2, nnz] (target neuron, source neuron) column indices of the flat state.
+        weight: [nnz] learnable values; ``bias``: [D] (zero and unused for nodes without parents).
+    """
+
+    edge_index: torch.Tensor
+    edge_block: torch.Tensor
+    bias_mask: torch.Tensor
+    weight: nn.Parameter
+    bias: nn.Parameter
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        reason = sparse_unsupported_reason(spec)
+        if reason is not None:
+            raise SpecError(
+                f"cannot compile {spec.name!r} to the sparse backend: {reason}; use backend='dense'"
+            )
+        super().__init__(spec, device=device, dtype=dtype)
+
+    def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
+        sizes = [n.size for n in spec.nodes]
+        offsets = [0, *itertools_accumulate(sizes)]
+        index = {n.name: i for i, n in enumerate(spec.nodes)}
+        rows, cols, block_of = [], [], []
+        fan_in = [0] * len(sizes)
+        for k, edge in enumerate(spec.edges):
+            s, t = index[edge.source], index[edge.target]
+            r = torch.arange(offsets[t], offsets[t] + sizes[t]).repeat_interleave(sizes[s])
+            c = torch.arange(offsets[s], offsets[s] + sizes[s]).repeat(sizes[t])
+            rows.append(r)
+            cols.append(c)
+            block_of.append(torch.full((r.numel(),), k))
+            fan_in[t] += sizes[s]
+        total = offsets[-1]
+        if rows:
+            ei = torch.stack([torch.cat(rows), torch.cat(cols)])
+            ei, order = coalesce(ei, torch.cat(block_of), num_nodes=total)
+        else:
+            ei, order = torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        bound_col = torch.zeros(total, dtype=torch.float64)
+        for i, n in enumerate(sizes):
+            bound_col[offsets[i] : offsets[i] + n] = (
+                1.0 / math.sqrt(fan_in[i]) if fan_in[i] else 0.0
+            )
+        bound = bound_col[ei[0]].to(self.dtype)
+        self.register_buffer("edge_index", ei)
+        self.register_buffer("edge_block", order)
+        self.weight = nn.Parameter((torch.rand(ei.shape[1], dtype=self.dtype) * 2 - 1) * bound)
+        has_bias = torch.zeros(total, dtype=torch.bool)
+        for edge in spec.edges:
+            if edge.bias:
+                t = index[edge.target]
+                has_bias[offsets[t] : offsets[t] + sizes[t]] = True
+        self.register_buffer("bias_mask", has_bias.to(self.dtype))
+        b = (torch.rand(total, dtype=self.dtype) * 2 - 1) * bound_col.to(self.dtype)
+        self.bias = nn.Parameter(b * self.bias_mask)
+        self._act_groups: list[tuple[object, torch.Tensor]] = []
+        return []
+
+    # --- sparse algebra --------------------------------------------------------------------
+    def matrix(self, *, transpose: bool = False) -> torch.Tensor:
+        """W (or Wᵀ) as a sparse COO tensor [D, D] built from the current values."""
+        ei = self.edge_index.flip(0) if transpose else self.edge_index
+        size = (self.state_size, self.state_size)
+        values = self.weight if torch.is_grad_enabled() else self.weight.detach()
+        return torch.sparse_coo_tensor(
+            ei, values, size, is_coalesced=not transpose, check_invariants=False
+        )
+
+    def sent_all(self, x: torch.Tensor) -> torch.Tensor:
+        """σ(x) for every column, [B, D] (one call per distinct activation)."""
+        out = x.clone()
+        for act, cols in self._activation_groups():
+            out[:, cols] = act.fn(x[:, cols])  # type: ignore[attr-defined]
+        return out
+
+    def derivative_all(self, x: torch.Tensor) -> torch.Tensor:
+        """σ'(x) for every column, [B, D]."""
+        out = torch.ones_like(x)
+        for act, cols in self._activation_groups():
+            out[:, cols] = act.derivative(x[:, cols])  # type: ignore[attr-defined]
+        return out
+
+    def _activation_groups(self) -> list[tuple[object, torch.Tensor]]:
+        if not self._act_groups:
+            groups: dict[str, list[int]] = {}
+            acts = {}
+            for n in self.nodes:
+                if not n.activation.is_identity:
+                    groups.setdefault(n.activation.name, []).extend(
+                        range(n.offset, n.offset + n.size)
+                    )
+                    acts[n.activation.name] = n.activation
+            self._act_groups = [
+                (acts[k], torch.tensor(v, device=self.device)) for k, v in groups.items()
+            ]
+        return self._act_groups
+
+    def predictions_all(self, x: torch.Tensor) -> torch.Tensor:
+        """μ for every column, [B, D] (meaningless for columns of nodes without parents)."""
+        s = self.sent_all(x)
+        return torch.sparse.mm(self.matrix(), s.t()).t() + self.bias
+
+    # --- reference math, overriding the per-edge forms -------------------------------------
+    def prediction(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        node = self.nodes[i]
+        if not node.parents:
+            raise SpecError(f"node {node.name!r} has no parents, so it has no prediction")
+        return self.predictions_all(x)[:, node.cols].reshape(x.shape[0], *node.shape)
+
+    def node_energies(self, x: torch.Tensor) -> torch.Tensor:
+        eps = (x - self.predictions_all(x)) * self._predicted_mask()
+        col = (eps * eps).sum(0) * self._precision()
+        index = torch.cat([torch.full((n.size,), n.index, device=x.device) for n in self.nodes])
+        return torch.zeros(len(self.nodes), device=x.device, dtype=x.dtype).index_add(
+            0, index, col, alpha=0.5
+        )
+
+    def forward_sweep(self, x: torch.Tensor, order: Iterable[int]) -> None:
+        """Forward init level by level: one sparse product per group of independent nodes."""
+        pending = list(order)
+        with torch.no_grad():
+            while pending:
+                group: list[int] = []
+                in_group: set[int] = set()
+                for i in pending:
+                    if any(self.edges[e].source in in_group for e in self.nodes[i].parents):
+                        break
+                    group.append(i)
+                    in_group.add(i)
+                mu = self.predictions_all(x)
+                for i in group:
+                    x[:, self.nodes[i].cols] = mu[:, self.nodes[i].cols]
+                pending = pending[len(group) :]
+
+    def _predicted_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.state_size, device=self.device, dtype=self.dtype)
+        for n in self.nodes:
+            if n.parents:
+                mask[n.cols] = 1.0
+        return mask
+
+    def _precision(self) -> torch.Tensor:
+        w = torch.ones(self.state_size, device=self.device, dtype=self.dtype)
+        for n in self.nodes:
+            w[n.cols] = n.precision
+        return w
+
+
+def itertools_accumulate(sizes: list[int]) -> list[int]:
+    """Running sums of ``sizes``."""
+    out, total = [], 0
+    for s in sizes:
+        total += s
+        out.append(total)
+    return out
+
+
+class SparseProgram(InferenceProgram):
+    """The inference step of a :class:`SparsePCNetwork`: two sparse products per step."""
+
+    net: SparsePCNetwork
+
+    def __init__(self, net: SparsePCNetwork, clamp: frozenset[str]) -> None:
+        super().__init__(net, clamp)
+        self.predicted_mask = net._predicted_mask()
+        self.learnable_edges = []
+
+    def prepare(self, x: torch.Tensor) -> _Buffers:
+        buf = self.buffers(x.shape[0])
+        buf.grad.zero_()
+        buf.eps.zero_()
+        with torch.no_grad():
+            self._w = self.net.matrix()
+            self._wt = self.net.matrix(transpose=True).coalesce()
+        return buf
+
+    @torch.no_grad()
+    def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
+        s = self.net.sent_all(x)
+        mu = torch.sparse.mm(self._w, s.t()).t()
+        torch.sub(x, mu.add_(self.net.bias), out=buf.eps)
+        buf.eps.mul_(self.predicted_mask)
+        if not self.unit_precision:
+            torch.mul(buf.eps, self.precision, out=buf.delta)
+        return {-1: s}
+
+    @torch.no_grad()
+    def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+        msg = torch.sparse.mm(self._wt, buf.delta.t()).t()
+        msg.mul_(self.net.derivative_all(x))
+        torch.sub(buf.delta, msg, out=buf.grad)
+        buf.grad.mul_(self.free_mask)
+
+    def param_grads(self, x: torch.Tensor, buf: _Buffers) -> None:
+        with torch.no_grad():
+            s = self.net.sent_all(x)
+            rows, cols = self.net.edge_index
+            gw = -(buf.delta[:, rows] * s[:, cols]).sum(0)
+            gb = -buf.delta.sum(0) * self.net.bias_mask
+        for p, g in ((self.net.weight, gw), (self.net.bias, gb)):
+            p.grad = g if p.grad is None else p.grad.add_(g)

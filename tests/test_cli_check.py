@@ -1,0 +1,156 @@
+"""``pcgraph check``: exit codes, JSON keys and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pcgraph.cli import main
+
+Topology = Callable[[str], Path]
+JSON_KEYS = {
+    "is_dag",
+    "cycles",
+    "roots",
+    "unclamped_roots",
+    "forward_init_possible",
+    "reason",
+    "recommended_init",
+    "smm_per_update",
+}
+
+
+def check_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:  # type: ignore[type-arg]
+    assert main(["check", *argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)
+
+
+def check_fails(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run a check that must fail; returns its stderr after checking it is one line."""
+    assert main(["check", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert err.startswith("pcgraph check: error: ")
+    assert err.count("\n") == 1 and err.endswith("\n")
+    assert "Traceback" not in err
+    return err
+
+
+def test_loop_json(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    result = check_json(capsys, str(topology("loop")))
+    assert set(result) >= JSON_KEYS
+    assert result["is_dag"] is False
+    assert result["cycles"] == [["a", "b", "c"]]
+    assert result["forward_init_possible"] is False
+    assert "a → b → c → a" in result["reason"]
+    assert result["recommended_init"] == "memory"
+    assert result["roots"] == ["x"] and result["unclamped_roots"] == []
+
+
+def test_mlp5_json(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    result = check_json(capsys, str(topology("mlp5_fashion")))
+    assert result["is_dag"] is True and result["cycles"] == []
+    assert result["forward_init_possible"] is True
+    assert result["recommended_init"] == "forward"
+    assert result["smm_per_update"] == 2 * 8 + 4  # T = 8 steps, 4 hidden layers swept
+
+
+def test_T_and_clamp_options(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    path = str(topology("mlp5_fashion"))
+    assert check_json(capsys, path, "--T", "3")["smm_per_update"] == 2 * 3 + 4
+    # prediction clamps only x, so the sweep also fills y: 5 levels
+    assert check_json(capsys, path, "--clamp", "predict")["smm_per_update"] == 16 + 5
+    assert check_json(capsys, path, "--clamp", "x,h2,y")["clamp"] == ["x", "h2", "y"]
+    assert check_json(capsys, path, "--init", "zero")["smm_per_update"] == 16
+
+
+def test_decoder_generate_json(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    result = check_json(capsys, str(topology("decoder4_fashion")), "--clamp", "generate")
+    assert result["unclamped_roots"] == ["z"]
+    assert result["memory_targets"] == ["z"]
+    assert result["recommended_init"] == "memory"
+
+
+def test_plain_text_summary(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    assert main(["check", str(topology("loop"))]) == 0
+    out = capsys.readouterr().out
+    assert "not a DAG" in out and "a → b → c → a" in out
+    assert "'auto' will use: memory" in out
+
+
+def test_valid_init_is_confirmed(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    assert main(["check", str(topology("mlp5_fashion")), "--init", "forward"]) == 0
+    assert "initialization 'forward' is valid here" in capsys.readouterr().out
+
+
+def test_forward_init_on_unclamped_root_fails(
+    capsys: pytest.CaptureFixture[str], topology: Topology
+) -> None:
+    err = check_fails(capsys, str(topology("dag_unclamped_root")), "--init", "forward")
+    assert "context" in err
+
+
+def test_broken_yaml_fails_with_the_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\nnodes: [\n  {name: x, shape: 3\n", encoding="utf-8")
+    err = check_fails(capsys, str(path))
+    assert "broken.yaml" in err and "YAML syntax error" in err and "line " in err
+
+
+def test_invalid_spec_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("nodes:\n- {name: x, shap: 3}\n", encoding="utf-8")
+    err = check_fails(capsys, str(path))
+    assert "nodes[0] (x).shap: unknown field" in err
+
+
+def test_missing_file_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for name in ("missing.yaml", "missing.txt"):
+        err = check_fails(capsys, str(tmp_path / name))
+        assert f"{name}: no such file" in err
+
+
+def test_unknown_clamp_node_fails(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    err = check_fails(capsys, str(topology("mlp5_fashion")), "--clamp", "x,label")
+    assert "'label'" in err and "known nodes" in err
+
+
+def test_unknown_init_fails(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    assert "unknown initialization 'fwd'" in check_fails(
+        capsys, str(topology("mlp5_fashion")), "--init", "fwd"
+    )
+
+
+def test_negative_T_fails(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
+    assert "--T must be" in check_fails(capsys, str(topology("mlp5_fashion")), "--T", "-1")
+
+
+def test_missing_command_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+def test_console_script_is_wired(topology: Topology) -> None:
+    exe = shutil.which("pcgraph")
+    if exe is None:
+        pytest.skip("the pcgraph console script is not installed (pip install -e .)")
+    done = subprocess.run(
+        [exe, "check", str(topology("mlp5_fashion"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "forward initialization is possible" in done.stdout
+    assert "20 sequential matrix multiplications" in done.stdout
