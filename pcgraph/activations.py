@@ -30,6 +30,13 @@ class Activation:
     fn: Fn
     derivative: Fn
     is_identity: bool = False
+    fused_vjp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def vjp(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """grad ⊙ σ'(x), with one fused kernel where torch has one."""
+        if self.fused_vjp is not None:
+            return self.fused_vjp(grad, x)
+        return grad * self.derivative(x)
 
 
 def _identity_derivative(x: torch.Tensor) -> torch.Tensor:
@@ -84,16 +91,48 @@ ACTIVATIONS.register(
     Activation("identity", lambda x: x, _identity_derivative, is_identity=True),
     aliases=("linear", "none"),
 )
-ACTIVATIONS.register("relu", Activation("relu", torch.relu, _relu_derivative))
+_aten = torch.ops.aten
+ACTIVATIONS.register(
+    "relu",
+    Activation(
+        "relu",
+        torch.relu,
+        _relu_derivative,
+        fused_vjp=lambda g, x: _aten.threshold_backward(g, x, 0),
+    ),
+)
 ACTIVATIONS.register(
     "leaky_relu",
     Activation("leaky_relu", torch.nn.functional.leaky_relu, _leaky_relu_derivative),
 )
-ACTIVATIONS.register("tanh", Activation("tanh", torch.tanh, _tanh_derivative))
-ACTIVATIONS.register("sigmoid", Activation("sigmoid", torch.sigmoid, _sigmoid_derivative))
-ACTIVATIONS.register("gelu", Activation("gelu", torch.nn.functional.gelu, _gelu_derivative))
 ACTIVATIONS.register(
-    "silu", Activation("silu", torch.nn.functional.silu, _silu_derivative), aliases=("swish",)
+    "tanh",
+    Activation(
+        "tanh",
+        torch.tanh,
+        _tanh_derivative,
+        fused_vjp=lambda g, x: _aten.tanh_backward(g, torch.tanh(x)),
+    ),
+)
+ACTIVATIONS.register("sigmoid", Activation("sigmoid", torch.sigmoid, _sigmoid_derivative))
+ACTIVATIONS.register(
+    "gelu",
+    Activation(
+        "gelu",
+        torch.nn.functional.gelu,
+        _gelu_derivative,
+        fused_vjp=lambda g, x: _aten.gelu_backward(g, x),
+    ),
+)
+ACTIVATIONS.register(
+    "silu",
+    Activation(
+        "silu",
+        torch.nn.functional.silu,
+        _silu_derivative,
+        fused_vjp=lambda g, x: _aten.silu_backward(g, x),
+    ),
+    aliases=("swish",),
 )
 ACTIVATIONS.register(
     "softplus", Activation("softplus", torch.nn.functional.softplus, _softplus_derivative)

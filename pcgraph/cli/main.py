@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pcgraph.cli import check
+from pcgraph.cli import check, draw, run
 from pcgraph.errors import PCGraphError
 
 __all__ = ["build_parser", "main"]
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check.add_parser(sub)
+    draw.add_parser(sub)
+    run.add_parsers(sub)
     return parser
 
 

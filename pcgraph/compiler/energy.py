@@ -3,8 +3,11 @@
 For node i with prediction μ_i and state x_i (precision w_i):
 
 - gaussian:       E_i = ½ w_i ‖x_i − μ_i‖²,  δ_i = −∂E_i/∂μ_i = w_i ε_i,  ∂E_i/∂x_i = w_i ε_i
-- cross_entropy:  E_i = −w_i Σ_k x_ik log softmax(μ_i)_k,
-                  δ_i = w_i (x_i − softmax(μ_i) Σ_k x_ik),  ∂E_i/∂x_i = −w_i log softmax(μ_i)
+- cross_entropy:  E_i = −w_i Σ_k x_ik log softmax(μ_i)_k,  δ_i = w_i (x_i − softmax(μ_i) Σ_k x_ik).
+                  A clamped CE node (labels) sends δ to its parents. E_i is linear in x_i, so a
+                  free CE node is not moved by gradient steps (they would leave the simplex and
+                  never stop): inference holds it at its prediction softmax(μ_i), where δ_i = 0
+                  and E_i is the entropy of the prediction.
 
 Energies are summed over the batch.
 """

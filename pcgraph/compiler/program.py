@@ -29,7 +29,6 @@ class _Buffers:
     grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
     const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
     sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
-    ce_own: dict[int, torch.Tensor] = field(default_factory=dict)  # −w log softmax(μ) (CE)
     ce_energy: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
@@ -58,6 +57,10 @@ class InferenceProgram:
             {net.edges[e].source for e in range(len(net.edges)) if not is_free[net.edges[e].source]}
         )
         self.ce_nodes = [i for i in self.predicted if nodes[i].energy == "cross_entropy"]
+        # A free cross-entropy node is held at its prediction softmax(μ) (the minimizer of
+        # KL(x‖softmax(μ))): the CE energy is linear in x, so gradient steps would leave the
+        # probability simplex and never stop.
+        self.free_ce = {i for i in self.ce_nodes if is_free[i]}
         self.unit_precision = all(n.precision == 1.0 for n in nodes)
         precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
         col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
@@ -146,9 +149,10 @@ class InferenceProgram:
         node = self.net.nodes[i]
         xi = self._view(x, i)
         logp = torch.log_softmax(mu, dim=-1)
+        if i in self.free_ce:
+            xi.copy_(logp.exp())
         # "ε" of a CE node: x − softmax(μ) Σx, so that δ = w ε as for gaussian nodes
         torch.sub(xi, logp.exp() * xi.sum(-1, keepdim=True), out=self._view(buf.eps, i))
-        buf.ce_own[i] = -node.precision * logp
         buf.ce_energy[i] = -node.precision * (xi * logp).sum()
 
     @torch.no_grad()
@@ -159,7 +163,8 @@ class InferenceProgram:
             node = nodes[j]
             own = None
             if node.parents:
-                own = buf.ce_own[j] if node.energy == "cross_entropy" else self._view(buf.delta, j)
+                # a free CE node is held at softmax(μ) by errors(), not moved by gradient steps
+                own = None if j in self.free_ce else self._view(buf.delta, j)
             msg = None
             for e in node.children:
                 m = self._kernel(e).vjp(sent[j], self._view(buf.delta, edges[e].target))
@@ -170,7 +175,7 @@ class InferenceProgram:
                     out.copy_(own)
                 continue
             if not node.activation.is_identity:
-                msg = msg * node.activation.derivative(self._view(x, j))
+                msg = node.activation.vjp(msg, self._view(x, j))
             if own is None:
                 torch.neg(msg, out=out)
             else:

@@ -238,8 +238,7 @@ class SparseProgram(InferenceProgram):
 
     @torch.no_grad()
     def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
-        msg = torch.sparse.mm(self._wt, buf.delta.t()).t()
-        msg.mul_(self.net.derivative_all(x))
+        msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)
 

@@ -70,6 +70,11 @@ class AutoInit(Initializer):
     def state_dict(self) -> dict[str, object]:
         return {"memory": self.memory.state_dict()}
 
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        memory = state.get("memory")
+        if isinstance(memory, dict):
+            self.memory.load_state_dict(memory)
+
 
 INITIALIZERS: Registry[type[Initializer]] = Registry("initialization")
 for _cls in (

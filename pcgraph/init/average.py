@@ -55,6 +55,7 @@ class AverageInit(Initializer):
         self.num_classes = num_classes
         self.means: torch.Tensor | None = None  # [C, D]
         self.seen: torch.Tensor | None = None  # [C] bool
+        self._cost = 0  # SMMs of the last init
 
     def _classes(self, ctx: InitContext) -> int:
         if self.num_classes is None:
@@ -70,8 +71,10 @@ class AverageInit(Initializer):
     def _fallback(self, x: torch.Tensor, ctx: InitContext) -> None:
         if check_forward_init(ctx.net.graph, ctx.clamp)[0]:
             ForwardInit().init(x, ctx)
+            self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
         else:
             x[:, ctx.free_cols] = 0.0
+            self._cost = 0
 
     def _average_cols(self, ctx: InitContext) -> torch.Tensor:
         """Columns this initializer fills with class means (all free columns)."""
@@ -102,6 +105,7 @@ class AverageInit(Initializer):
 
     def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
         """The forward part that the class means do not overwrite (none for pure average)."""
+        self._cost = 0
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if not ctx.train:
@@ -122,7 +126,8 @@ class AverageInit(Initializer):
         self.seen |= present
 
     def smm(self, ctx: InitContext) -> int:
-        return 0 if ctx.train else init_smm(ctx.net.graph, ctx.clamp, "forward")
+        """What the last :meth:`init` cost (a forward sweep on first/eval batches)."""
+        return self._cost
 
     def reset(self) -> None:
         self.means = self.seen = None
@@ -158,6 +163,7 @@ class HybridInit(AverageInit):
 
     def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
         ForwardInit(depth=self.K).init(x, ctx)
+        self._cost = init_smm(ctx.net.graph, ctx.clamp, "hybrid", depth=self.K)
 
     def _average_cols(self, ctx: InitContext) -> torch.Tensor:
         key = f"hybrid_cols:{self.K}"
@@ -169,11 +175,6 @@ class HybridInit(AverageInit):
             ctx._cache[key] = cols
         assert isinstance(cols, torch.Tensor)
         return cols
-
-    def smm(self, ctx: InitContext) -> int:
-        if not ctx.train:
-            return init_smm(ctx.net.graph, ctx.clamp, "forward")
-        return init_smm(ctx.net.graph, ctx.clamp, "hybrid", depth=self.K)
 
     def __repr__(self) -> str:
         return f"HybridInit(K={self.K})"

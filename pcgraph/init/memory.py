@@ -182,10 +182,14 @@ class MemoryInit(Initializer):
             return
         o = self.observations(x_final, ctx).detach()
         mems = {t: self._memory(t, o.shape[1], ctx) for t in targets}
+        just_fitted = False
         for name, mem in mems.items():
             if name not in self.fitted:
                 mem.fit_values(o, x_final[:, ctx.net.node(name).cols])
                 self.fitted.add(name)
+                just_fitted = True
+        if just_fitted:
+            return  # the fit is exact on this batch: a gradient step would only add noise
         assert self.optimizer is not None
         with torch.enable_grad():
             for _ in range(self.steps):
@@ -220,6 +224,35 @@ class MemoryInit(Initializer):
             "obs_nodes": self.obs_nodes,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
         }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.reset()
+        memories = state.get("memories") or {}
+        assert isinstance(memories, dict)
+        for key, tensors in memories.items():
+            obs_dim, embed = tensors["query"].shape
+            patterns, out_dim = tensors["values"].shape
+            mem = HopfieldMemory(
+                obs_dim,
+                out_dim,
+                patterns=patterns,
+                heads=self.heads,
+                embed_dim=embed,
+                beta=self.beta,
+            )
+            mem.load_state_dict(tensors)
+            self.memories[key] = mem.to(
+                device=tensors["values"].device, dtype=tensors["values"].dtype
+            )
+        fitted, obs = state.get("fitted") or [], state.get("obs_nodes")
+        assert isinstance(fitted, list)
+        self.fitted = set(fitted)
+        self.obs_nodes = list(obs) if isinstance(obs, list) else None
+        if len(self.memories):
+            self.optimizer = torch.optim.Adam(self.memories.parameters(), lr=self.lr)
+            opt_state = state.get("optimizer")
+            if isinstance(opt_state, dict):
+                self.optimizer.load_state_dict(opt_state)
 
     def __repr__(self) -> str:
         return (

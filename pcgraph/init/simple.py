@@ -94,23 +94,29 @@ class NullInit(Initializer):
 
     def __init__(self) -> None:
         self.last: torch.Tensor | None = None
+        self._cost = 0
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         cols = ctx.free_cols
         if self.last is not None and self.last.shape == x.shape:
             x[:, cols] = self.last[:, cols]
+            self._cost = 0
             return
         if check_forward_init(ctx.net.graph, ctx.clamp)[0]:
             ForwardInit().init(x, ctx)
+            self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
         else:
             x[:, cols] = 0.0
+            self._cost = 0
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if ctx.train:
             self.last = x_final.detach().clone()
 
     def smm(self, ctx: InitContext) -> int:
-        return 0
+        """What the last :meth:`init` cost: 0 when it carried states, a forward sweep when it
+        fell back to one."""
+        return self._cost
 
     def reset(self) -> None:
         self.last = None

@@ -105,10 +105,20 @@ class ConvTranspose2dKernel(_ConvKernel):
         )
 
     def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(delta, self.weight, None, self.stride, self.padding, self.dilation)
+        msg = F.conv2d(delta, self.weight, None, self.stride, self.padding, self.dilation)
+        # with output_padding ≥ stride (allowed when dilation > stride) conv2d(δ) covers one
+        # position more than the source has; that position has no source neuron
+        return msg[..., : s.shape[-2], : s.shape[-1]]
 
     def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
-        # ⟨δ, convT(s, W)⟩ = ⟨conv(δ, W), s⟩, so the weight gradient is conv2d_weight(δ, ·, s).
+        # ⟨δ, convT(s, W)⟩ = ⟨conv(δ, W), s⟩, so the weight gradient is conv2d_weight(δ, ·, s),
+        # with s zero-padded to conv(δ, W)'s size when output_padding adds a position
+        h, w = (
+            (n + 2 * self.padding - self.dilation * (k - 1) - 1) // self.stride + 1
+            for n, k in zip(delta.shape[-2:], self.weight.shape[-2:], strict=True)
+        )
+        if (h, w) != tuple(s.shape[-2:]):
+            s = F.pad(s, (0, w - s.shape[-1], 0, h - s.shape[-2]))
         gw = nn_grad.conv2d_weight(
             delta, self.weight.shape, s, self.stride, self.padding, self.dilation
         )

@@ -1,0 +1,263 @@
+"""``pcgraph train | evaluate | reconstruct``: train from YAML, evaluate or reconstruct from a
+checkpoint. A run can be configured by ``--config run.yaml`` (keys = the long option names, with
+``-`` or ``_``); options given on the command line override the file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from pcgraph.errors import PCGraphError, SpecError
+
+__all__ = ["add_parsers"]
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "data": "fashion-mnist",
+    "init": "auto",
+    "T": 8,
+    "epochs": 1,
+    "batch_size": 100,
+    "lr": 1e-3,
+    "lr_neurons": 0.1,
+    "weight_decay": 0.0,
+    "neuron_optimizer": "sgd",
+    "train_size": None,
+    "test_size": None,
+    "device": "cpu",
+    "seed": 0,
+    "out": "runs/train",
+    "task": "auto",
+    "embedded": False,
+    "K": 2,
+    "progress": True,
+}
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``train``, ``evaluate`` and ``reconstruct``."""
+    p = sub.add_parser(
+        "train",
+        help="train a topology on an image dataset",
+        description="Train FILE with predictive coding and write DIR/history.json, "
+        "DIR/checkpoint.pt, DIR/history.png and DIR/graph.png.",
+    )
+    p.add_argument("file", help="a topology YAML file")
+    p.add_argument("--config", help="a YAML file of options (CLI options override it)")
+    p.add_argument("--data", help="fashion-mnist | mnist | kmnist (default fashion-mnist)")
+    p.add_argument(
+        "--embedded",
+        action="store_const",
+        const=True,
+        help="use the embedded FashionMNIST subset even if the full set is installed",
+    )
+    p.add_argument("--init", help="initialization: auto, forward, hybrid, average, memory, …")
+    p.add_argument("--K", type=int, help="hybrid: forward depth K (default 2)")
+    p.add_argument("--T", type=int, help="inference steps per update (default 8)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="AdamW learning rate of the weights")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--lr-neurons", type=float, help="γ, the neuron learning rate")
+    p.add_argument("--neuron-optimizer", help="sgd | momentum | adam")
+    p.add_argument("--train-size", type=int, help="use this many training images")
+    p.add_argument("--test-size", type=int, help="use this many test images")
+    p.add_argument("--task", help="auto | classification | generation")
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="output directory (default runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    p.set_defaults(handler=run_train)
+
+    for name, helptext in (
+        ("evaluate", "evaluate a checkpoint on the test set"),
+        ("reconstruct", "reconstruct test images from a checkpoint"),
+    ):
+        q = sub.add_parser(name, help=helptext, description=helptext + ".")
+        q.add_argument("checkpoint", help="a checkpoint.pt written by pcgraph train")
+        q.add_argument("--T", type=int, help="inference steps (default: the training T)")
+        q.add_argument("--test-size", type=int)
+        q.add_argument("--device", default="cpu")
+        if name == "reconstruct":
+            q.add_argument("-o", "--output", default="reconstructions.png")
+            q.add_argument("-n", type=int, default=8, help="images shown")
+        q.set_defaults(handler=run_evaluate if name == "evaluate" else run_reconstruct)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = dict(TRAIN_DEFAULTS)
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise SpecError(f"--config {path}: no such file")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise SpecError(f"--config {path}: expected a mapping of options")
+        for key, value in loaded.items():
+            norm = str(key).replace("-", "_")
+            if norm not in TRAIN_DEFAULTS:
+                raise SpecError(
+                    f"--config {path}: unknown option {key!r}; valid: {', '.join(TRAIN_DEFAULTS)}"
+                )
+            opts[norm] = value
+    for key in TRAIN_DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            opts[key] = value
+    return opts
+
+
+def _datasets(
+    name: str, *, embedded: bool, train_size: int | None, test_size: int | None, seed: int
+) -> tuple[Any, Any]:
+    from pcgraph.data import embedded_dataset, load_dataset
+
+    if embedded:
+        train, test = embedded_dataset("train"), embedded_dataset("test")
+    else:
+        train, test = load_dataset(name, "train"), load_dataset(name, "test")
+    gen = torch.Generator().manual_seed(seed)
+    if train_size and train_size < len(train):
+        train = train.subset(train_size, generator=gen)
+    if test_size and test_size < len(test):
+        test = test.subset(test_size, generator=gen)
+    return train, test
+
+
+def _build(spec: Any, opts: dict[str, Any]) -> Any:
+    import pcgraph as pc
+    from pcgraph.init import make_initializer
+
+    net = pc.compile(spec, seed=opts["seed"], device=opts["device"])
+    init_opts = {"K": opts["K"]} if opts["init"] == "hybrid" else {}
+    learner = pc.PCLearner(
+        net,
+        init=make_initializer(opts["init"], **init_opts),
+        T=opts["T"],
+        lr_neurons=opts["lr_neurons"],
+        neuron_optimizer=opts["neuron_optimizer"],
+        optimizer=torch.optim.AdamW(
+            net.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"]
+        ),
+        clamp="train" if spec.names_with_role("input") else "generate",
+        generator=torch.Generator(device=opts["device"]).manual_seed(opts["seed"]),
+    )
+    return learner
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Execute ``pcgraph train``."""
+    from pcgraph.analysis import check_init, resolve_clamp
+    from pcgraph.schema import GraphSpec, atomic_write_text
+    from pcgraph.train import PrintCallback, Trainer
+    from pcgraph.viz import draw_graph, plot_history
+
+    opts = _options(args)
+    spec = GraphSpec.from_yaml(args.file)
+    clamp = resolve_clamp(spec, "train" if spec.names_with_role("input") else "generate")
+    opts["init"] = check_init(spec, clamp, opts["init"])
+    if opts["device"].startswith("cuda") and not torch.cuda.is_available():
+        raise PCGraphError("--device cuda but CUDA is not available; use --device cpu")
+    out = Path(opts["out"])
+    train, test = _datasets(
+        opts["data"],
+        embedded=opts["embedded"],
+        train_size=opts["train_size"],
+        test_size=opts["test_size"],
+        seed=opts["seed"],
+    )
+    learner = _build(spec, opts)
+    trainer = Trainer(
+        learner,
+        train,
+        test,
+        task=opts["task"],
+        batch_size=opts["batch_size"],
+        epochs=opts["epochs"],
+        seed=opts["seed"],
+        progress=opts["progress"],
+        callbacks=[PrintCallback()],
+        checkpoint=out / "checkpoint.pt",
+    )
+    if args.resume:
+        trainer.load(out / "checkpoint.pt")
+    print(
+        f"training {spec.name} ({trainer.task}) with init {opts['init']}, T={opts['T']}, "
+        f"on {len(train)} images from {train.source}"
+    )
+    history = trainer.fit()
+    out.mkdir(parents=True, exist_ok=True)
+    history.save(out / "history.json")
+    atomic_write_text(out / "options.json", json.dumps(opts, indent=2, default=str))
+    plot_history(history.to_dict(), path=out / "history.png")
+    draw_graph(spec, clamp=sorted(clamp), path=out / "graph.png")
+    print(f"wrote {out}/history.json, checkpoint.pt, history.png, graph.png")
+    return 0
+
+
+def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
+    from pcgraph.schema import GraphSpec
+    from pcgraph.train import Trainer, load_checkpoint
+
+    data = load_checkpoint(path)
+    spec = GraphSpec.from_yaml(str(data["spec_yaml"]))
+    opts_path = Path(path).parent / "options.json"
+    opts = dict(TRAIN_DEFAULTS)
+    if opts_path.is_file():
+        opts.update(json.loads(opts_path.read_text(encoding="utf-8")))
+    opts["device"] = device
+    opts["T"] = int(data["learner"]["T"])
+    opts["init"] = str(data["initializer"]["name"])
+    _, test = _datasets(
+        opts["data"],
+        embedded=bool(opts["embedded"]),
+        train_size=1,
+        test_size=test_size or opts["test_size"],
+        seed=int(opts["seed"]),
+    )
+    learner = _build(spec, opts)
+    trainer = Trainer(
+        learner,
+        test,
+        test,
+        task=str(data["task"]),
+        batch_size=int(opts["batch_size"]),
+        progress=False,
+    )
+    trainer.load(path)
+    return trainer, test
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Execute ``pcgraph evaluate``."""
+    trainer, _ = _restore(args.checkpoint, args.device, args.test_size)
+    print(json.dumps(trainer.evaluate(T=args.T), indent=2))
+    return 0
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    """Execute ``pcgraph reconstruct``."""
+    from pcgraph.viz import plot_reconstructions
+
+    trainer, test = _restore(args.checkpoint, args.device, args.test_size)
+    if trainer.task != "generation":
+        raise PCGraphError(
+            "reconstruct needs a generative model (a checkpoint trained with the "
+            "image as the only observed node)"
+        )
+    idx = torch.arange(min(args.n, len(test)))
+    batch = trainer.batch_data(test, idx)
+    recon = trainer.learner.reconstruct(batch, T=args.T)
+    images = torch.cat([v.reshape(len(idx), -1) for v in batch.values()], 1)
+    rec = torch.cat([v.reshape(len(idx), -1) for v in recon.values()], 1)
+    plot_reconstructions(
+        images.cpu(), {trainer.learner.initializer.name: rec.cpu()}, n=len(idx), path=args.output
+    )
+    print(f"wrote {args.output}", file=sys.stdout)
+    return 0

@@ -1,0 +1,10 @@
+"""Training loops: the Trainer, its callbacks and history, and checkpoints."""
+
+from __future__ import annotations
+
+from pcgraph.train.callbacks import Callback, PrintCallback
+from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from pcgraph.train.history import History
+from pcgraph.train.trainer import Trainer
+
+__all__ = ["Callback", "History", "PrintCallback", "Trainer", "load_checkpoint", "save_checkpoint"]

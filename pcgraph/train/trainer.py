@@ -1,0 +1,254 @@
+"""A generic trainer: epochs of PC weight updates, evaluation, callbacks, history, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from pcgraph.data import ImageDataset, shuffled_batches, stream_aligned_batches
+from pcgraph.engine import PCLearner
+from pcgraph.errors import ClampError, SpecError
+from pcgraph.init import AverageInit
+from pcgraph.schema.io import spec_to_yaml
+from pcgraph.train.callbacks import Callback
+from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from pcgraph.train.history import History
+
+__all__ = ["Trainer"]
+
+Task = Literal["auto", "classification", "generation"]
+
+
+class Trainer:
+    """Train a :class:`PCLearner` on an image dataset, evaluating after every epoch.
+
+    Args:
+        learner: the network with its initializer and optimizers.
+        train, test: datasets (``test`` may be None: no evaluation).
+        task: ``classification`` (inputs → labels; test accuracy from a forward sweep or
+            inference), ``generation`` (only the image is observed; test reconstruction MSE), or
+            ``auto`` (classification when the graph has input nodes).
+        batch_size, epochs: the loop.
+        stream_aligned: stream-aligned batches (n/C per class); default: on for average/hybrid.
+        eval_T: inference steps for evaluation where a forward sweep is impossible (default T).
+        seed: fixes the batch order of every epoch (epoch k uses seed·1000 + k).
+        callbacks: hooks, see :class:`Callback`.
+        progress: show a progress bar.
+        checkpoint: path written (atomically) after every epoch; ``resume`` reloads it.
+    """
+
+    def __init__(
+        self,
+        learner: PCLearner,
+        train: ImageDataset,
+        test: ImageDataset | None = None,
+        *,
+        task: Task = "auto",
+        batch_size: int = 64,
+        epochs: int = 1,
+        stream_aligned: bool | None = None,
+        eval_T: int | None = None,
+        seed: int = 0,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.learner, self.net = learner, learner.net
+        self.train_set, self.test_set = train, test
+        spec = self.net.spec
+        if task == "auto":
+            task = "classification" if spec.names_with_role("input") else "generation"
+        self.task = task
+        self.inputs = spec.names_with_role("input")
+        self.outputs = spec.names_with_role("output")
+        if task == "classification" and (not self.inputs or not self.outputs):
+            raise SpecError(
+                f"classification needs input and output nodes; graph {spec.name!r} "
+                f"has inputs {self.inputs} and outputs {self.outputs}"
+            )
+        if task == "generation" and not self.outputs:
+            raise SpecError(
+                f"generation needs output (observed) nodes; graph {spec.name!r} has none"
+            )
+        self._check_shapes(train)
+        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
+        self.stream_aligned = (
+            isinstance(learner.initializer, AverageInit)
+            if stream_aligned is None
+            else stream_aligned
+        )
+        self.eval_T = eval_T
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.history = History()
+        self.epoch = 0
+        self.stop = False
+
+    # --- data ------------------------------------------------------------------------------
+    def _check_shapes(self, data: ImageDataset) -> None:
+        numel = math.prod(data.images.shape[1:])
+        nodes = self.inputs if self.task == "classification" else self.outputs
+        total = sum(self.net.node(n).size for n in nodes)
+        if total != numel:
+            shapes = {n: list(self.net.node(n).shape) for n in nodes}
+            raise ClampError(
+                f"the data's images have {numel} values but the graph's "
+                f"{'input' if self.task == 'classification' else 'observed'} "
+                f"node(s) {shapes} hold {total}; use a topology made for this data"
+            )
+        if self.task == "classification":
+            size = self.net.node(self.outputs[0]).size
+            if size != data.num_classes:
+                raise ClampError(
+                    f"output node {self.outputs[0]!r} has {size} values but the "
+                    f"data has {data.num_classes} classes"
+                )
+
+    def _split(self, images: torch.Tensor, nodes: list[str]) -> dict[str, torch.Tensor]:
+        flat = images.reshape(images.shape[0], -1)
+        out, start = {}, 0
+        for name in nodes:
+            node = self.net.node(name)
+            out[name] = flat[:, start : start + node.size].reshape(images.shape[0], *node.shape)
+            start += node.size
+        return out
+
+    def batch_data(self, data: ImageDataset, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The clamped tensors of one batch, on the network's device."""
+        images = data.images[idx].to(self.net.device, self.net.dtype)
+        if self.task == "generation":
+            return self._split(images, self.outputs)
+        batch = self._split(images, self.inputs)
+        batch[self.outputs[0]] = torch.nn.functional.one_hot(data.labels[idx], data.num_classes).to(
+            self.net.device, self.net.dtype
+        )
+        return batch
+
+    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` (deterministic in seed and epoch)."""
+        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        if self.stream_aligned:
+            return stream_aligned_batches(
+                self.train_set.labels,
+                self.batch_size,
+                generator=gen,
+                num_classes=self.train_set.num_classes,
+            )
+        return shuffled_batches(len(self.train_set), self.batch_size, generator=gen, drop_last=True)
+
+    # --- loop ------------------------------------------------------------------------------
+    def fit(self, epochs: int | None = None) -> History:
+        """Train until ``epochs`` (default: the constructor's) epochs are done; returns history."""
+        target = self.epochs if epochs is None else epochs
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        total = sum(len(self.epoch_batches(e)) for e in range(self.epoch, target))
+        bar = tqdm(total=total, desc="training", disable=not self.progress, leave=False)
+        try:
+            while self.epoch < target and not self.stop:
+                self._run_epoch(bar)
+        finally:
+            bar.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _run_epoch(self, bar: Any) -> None:
+        epoch = self.epoch
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        energies = []
+        for idx in self.epoch_batches(epoch):
+            metrics = self.learner.train_step(self.batch_data(self.train_set, idx))
+            energies.append(metrics.energy_after)
+            for cb in self.callbacks:
+                cb.on_batch_end(self, self.learner.steps, metrics)
+            bar.update(1)
+        logs: dict[str, Any] = {"epoch": epoch + 1}
+        if energies:
+            logs["energy"] = float(torch.stack(energies).mean()) / self.batch_size
+        logs["smm_total"] = self.learner.smm_total
+        if self.test_set is not None:
+            logs.update(self.evaluate())
+        self.history.append(**logs)
+        self.epoch += 1
+        bar.set_postfix({k: round(v, 4) for k, v in logs.items() if isinstance(v, float)})
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+        if self.checkpoint is not None:
+            self.save(self.checkpoint)
+
+    def evaluate(
+        self, data: ImageDataset | None = None, *, T: int | None = None
+    ) -> dict[str, float]:
+        """Test accuracy (classification) or reconstruction MSE (generation) on ``data``."""
+        data = data or self.test_set
+        if data is None:
+            raise ClampError("no test data to evaluate on; pass test= to the Trainer")
+        T = T if T is not None else (self.eval_T or self.learner.T)
+        n = len(data) - len(data) % self.batch_size or len(data)
+        correct, sq, count = 0, 0.0, 0
+        with torch.no_grad():
+            for start in range(0, n, self.batch_size):
+                idx = torch.arange(start, min(start + self.batch_size, n))
+                batch = self.batch_data(data, idx)
+                if self.task == "classification":
+                    inputs = {k: v for k, v in batch.items() if k in self.inputs}
+                    out = self.learner.predict(inputs, T=T)[self.outputs[0]]
+                    correct += int((out.argmax(-1).cpu() == data.labels[idx]).sum())
+                    count += len(idx)
+                else:
+                    recon = self.learner.reconstruct(batch, T=T)
+                    for name, value in recon.items():
+                        sq += float(((value - batch[name]) ** 2).sum())
+                        count += value.numel()
+        if self.task == "classification":
+            return {"test_accuracy": correct / max(count, 1)}
+        return {"test_mse": sq / max(count, 1)}
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: parameters, optimizer, initializer, counters."""
+        gen = self.learner.generator
+        return {
+            "spec_yaml": spec_to_yaml(self.net.spec),
+            "model": self.net.state_dict(),
+            "optimizer": self.learner.optimizer.state_dict(),
+            "initializer": {
+                "name": self.learner.initializer.name,
+                "state": self.learner.initializer.state_dict(),
+            },
+            "learner": {
+                "smm_total": self.learner.smm_total,
+                "steps": self.learner.steps,
+                "T": self.learner.T,
+            },
+            "generator": gen.get_state() if gen is not None else None,
+            "history": self.history.to_dict(),
+            "epoch": self.epoch,
+            "task": self.task,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint atomically."""
+        return save_checkpoint(path, self.state_dict())
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Restore from a checkpoint written for the same graph (else CheckpointError)."""
+        data = load_checkpoint(path, spec=self.net.spec)
+        self.net.load_state_dict(data["model"])
+        self.learner.optimizer.load_state_dict(data["optimizer"])
+        self.learner.initializer.load_state_dict(data["initializer"]["state"])
+        self.learner.smm_total = int(data["learner"]["smm_total"])
+        self.learner.steps = int(data["learner"]["steps"])
+        if data.get("generator") is not None and self.learner.generator is not None:
+            self.learner.generator.set_state(data["generator"])
+        self.history = History(data["history"])
+        self.epoch = int(data["epoch"])
