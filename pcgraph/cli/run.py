@@ -8,12 +8,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import yaml
 
 from pcgraph.errors import PCGraphError, SpecError
+
+if TYPE_CHECKING:
+    from pcgraph.train.trainer import Task
 
 __all__ = ["add_parsers"]
 
@@ -226,7 +229,7 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
         learner,
         test,
         test,
-        task=str(data["task"]),
+        task=cast("Task", data["task"]),
         batch_size=int(opts["batch_size"]),
         progress=False,
     )
