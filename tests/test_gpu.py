@@ -78,3 +78,20 @@ def test_cuda_sparse_backend_runs() -> None:
     for _ in range(20):
         after = float(learner.train_step(data).energy_after)
     assert after < before
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_cuda_graph_replay_equals_eager(optimizer: str) -> None:
+    results = {}
+    for graphed in (False, True):
+        net = pc.compile("topologies/mlp5_fashion.yaml", seed=0, device="cuda",
+                         dtype=torch.float64)
+        learner = pc.PCLearner(net, init="forward", T=6, lr_neurons=0.05, cuda_graph=graphed,
+                               neuron_optimizer=optimizer,  # type: ignore[arg-type]
+                               optimizer=torch.optim.SGD(net.parameters(), lr=1e-3))
+        data = {k: v.to("cuda") for k, v in _data(net, learner.clamp, 64).items()}
+        energies = [float(learner.train_step(data).energy_after) for _ in range(4)]
+        results[graphed] = (energies, [p.detach().cpu() for p in net.parameters()])
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-9)
+    for a, b in zip(results[False][1], results[True][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

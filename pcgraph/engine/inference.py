@@ -60,24 +60,39 @@ class _NeuronStep:
             raise InitError(f"the neuron learning rate γ must be > 0, got {lr}")
         self.kind, self.lr, self.momentum, self.betas, self.eps = kind, lr, momentum, betas, eps
         self.t = 0
+        self.m: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
         if kind != "sgd":
             self.m = torch.zeros_like(x)
         if kind == "adam":
             self.v = torch.zeros_like(x)
 
+    def reset(self) -> None:
+        """Start a new minibatch (zero the optimizer state, in place)."""
+        self.t = 0
+        if self.m is not None:
+            self.m.zero_()
+        if self.v is not None:
+            self.v.zero_()
+
     def __call__(self, x: torch.Tensor, grad: torch.Tensor) -> None:
         if self.kind == "sgd":
             x.add_(grad, alpha=-self.lr)
-        elif self.kind == "momentum":
-            self.m.mul_(self.momentum).add_(grad)
-            x.add_(self.m, alpha=-self.lr)
-        else:
-            self.t += 1
-            b1, b2 = self.betas
-            self.m.lerp_(grad, 1 - b1)
-            self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            denom = (self.v / (1 - b2**self.t)).sqrt_().add_(self.eps)
-            x.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
+            return
+        m = self.m
+        assert m is not None
+        if self.kind == "momentum":
+            m.mul_(self.momentum).add_(grad)
+            x.add_(m, alpha=-self.lr)
+            return
+        v = self.v
+        assert v is not None
+        self.t += 1
+        b1, b2 = self.betas
+        m.lerp_(grad, 1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)
+        x.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))
 
 
 def _autograd_state_grad(
@@ -87,6 +102,89 @@ def _autograd_state_grad(
         x_ = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net.energy(x_), x_)
     torch.mul(g, prog.free_mask, out=buf.grad)
+
+
+def _run(
+    net: PCNetwork,
+    prog: InferenceProgram,
+    states: torch.Tensor,
+    T: int,
+    step: _NeuronStep,
+    record: torch.Tensor | None,
+    grad_mode: GradMode,
+) -> tuple[_Buffers, torch.Tensor, torch.Tensor]:
+    """The inference loop: returns the buffers, E at t=0 and the per-node energies at t=T."""
+    with torch.no_grad():
+        step.reset()
+        buf = prog.prepare(states)
+        energy_before = None
+        for t in range(T):
+            sent = prog.errors(states, buf)
+            if record is not None:
+                prog.node_energies(buf, out=record[t])
+                if t == 0:
+                    energy_before = record[0].sum()
+            elif t == 0:
+                energy_before = prog.node_energies(buf).sum()
+            if grad_mode == "local":
+                prog.state_grad(states, buf, sent)
+            else:
+                _autograd_state_grad(net, prog, states, buf)
+            step(states, buf.grad)
+        prog.errors(states, buf)  # errors at x(T): what learning uses
+        final = prog.node_energies(buf)
+        if record is not None:
+            record[T] = final
+        if energy_before is None:
+            energy_before = final.sum()
+    return buf, energy_before, final
+
+
+@dataclass
+class _Graph:
+    key: tuple[object, ...]
+    graph: torch.cuda.CUDAGraph
+    outputs: tuple[_Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _graphed(
+    net: PCNetwork,
+    prog: InferenceProgram,
+    states: torch.Tensor,
+    T: int,
+    optimizer: str,
+    lr: float,
+    trace: bool,
+    grad_mode: GradMode,
+) -> tuple[_Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Capture the loop once per (buffer, T, options) in a CUDA graph, then replay it."""
+    if states.device.type != "cuda":
+        raise InitError("cuda_graph=True needs the network and states on a CUDA device")
+    if grad_mode != "local":
+        raise InitError("cuda_graph=True supports grad_mode='local' only")
+    key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
+    cached: _Graph | None = getattr(prog, "_cuda_graph", None)
+    if cached is None or cached.key != key:
+        saved = states.clone()
+        step = _NeuronStep(optimizer, lr, states)
+        n = len(net.nodes)
+        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace \
+            else None
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (lazy init, allocator)
+            for _ in range(2):
+                states.copy_(saved)
+                _run(net, prog, states, T, step, record, grad_mode)
+        torch.cuda.current_stream().wait_stream(side)
+        states.copy_(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = (*_run(net, prog, states, T, step, record, grad_mode), record)
+        cached = _Graph(key, graph, outputs)
+        prog._cuda_graph = cached  # type: ignore[attr-defined]
+    cached.graph.replay()
+    return cached.outputs
 
 
 def solve_inference(
@@ -100,6 +198,7 @@ def solve_inference(
     trace: bool = False,
     grad_mode: GradMode = "local",
     check_finite: bool = True,
+    cuda_graph: bool = False,
 ) -> InferenceResult:
     """Run T inference steps on ``states`` in place.
 
@@ -115,6 +214,10 @@ def solve_inference(
         grad_mode: ``local`` (closed-form messages; autograd per edge only for ops without them)
             or ``autograd`` (the gradient of the whole energy; the reference).
         check_finite: raise :class:`EnergyError` if the final energy is not finite.
+        cuda_graph: on CUDA, capture the whole loop (T steps, trace included) in a CUDA graph
+            on first use and replay it afterwards, so that small batches are not dominated by
+            kernel launches. The graph is reused while ``states`` (the same buffer), T and the
+            options stay the same; parameters may change in place between calls.
 
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
@@ -127,30 +230,16 @@ def solve_inference(
             f"got shape {list(states.shape)}"
         )
     prog = program_for(net, net.resolve_clamp(clamp))
-    step = _NeuronStep(optimizer, lr, states)
     n = len(net.nodes)
-    record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace else None
-    with torch.no_grad():
-        buf = prog.prepare(states)
-        energy_before = None
-        for t in range(T):
-            sent = prog.errors(states, buf)
-            if record is not None:
-                prog.node_energies(buf, out=record[t])
-            if t == 0:
-                energy_before = prog.node_energies(buf).sum()
-            if grad_mode == "local":
-                prog.state_grad(states, buf, sent)
-            else:
-                _autograd_state_grad(net, prog, states, buf)
-            step(states, buf.grad)
-        prog.errors(states, buf)  # errors at x(T): what learning uses
-        final = prog.node_energies(buf)
-        if record is not None:
-            record[T] = final
-        energy_after = final.sum()
-        if energy_before is None:
-            energy_before = energy_after
+    if cuda_graph:
+        buf, energy_before, final, record = _graphed(net, prog, states, T, optimizer, lr, trace,
+                                                     grad_mode)
+    else:
+        step = _NeuronStep(optimizer, lr, states)
+        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace \
+            else None
+        buf, energy_before, final = _run(net, prog, states, T, step, record, grad_mode)
+    energy_after = final.sum()
     if check_finite and not bool(torch.isfinite(energy_after)):
         bad = [net.nodes[i].name for i in range(n) if not torch.isfinite(final[i])]
         raise EnergyError(

@@ -85,6 +85,8 @@ class PCLearner:
         clamp: the training clamp set (task name or node names).
         grad_mode: ``local`` or ``autograd`` gradients.
         generator: randomness of stochastic initializers.
+        cuda_graph: on CUDA, replay the inference loop from a captured CUDA graph (see
+            :func:`solve_inference`); ignored on the CPU.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class PCLearner:
         grad_mode: GradMode = "local",
         generator: torch.Generator | None = None,
         init_options: Mapping[str, Any] | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
@@ -110,6 +113,7 @@ class PCLearner:
         self.generator = generator
         self.smm_total = 0
         self.steps = 0
+        self.cuda_graph = cuda_graph and net.device.type == "cuda"
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
         self._states: dict[int, torch.Tensor] = {}
 
@@ -181,6 +185,7 @@ class PCLearner:
             lr=self.lr_neurons,
             trace=trace,
             grad_mode=self.grad_mode,
+            cuda_graph=self.cuda_graph,
         )
 
     def train_step(
