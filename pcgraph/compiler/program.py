@@ -29,7 +29,8 @@ class _Buffers:
     grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
     const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
     sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
-    ce_energy: dict[int, torch.Tensor] = field(default_factory=dict)
+    sent_free: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j), free senders
+    ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
 
 
 class InferenceProgram:
@@ -78,6 +79,50 @@ class InferenceProgram:
             if e.index < len(kernels) and any(True for _ in kernels[e.index].parameters())
         ]
         self._buffers: dict[int, _Buffers] = {}
+        self._views_key: tuple[object, ...] | None = None
+        self._gauss_nodes: list[int] = []
+        self._per_node_energy = False
+        if len(net.kernels) == len(net.edges):
+            self._build_plans()
+
+    def _build_plans(self) -> None:
+        """Static per-step plans: plain lists of (index, bound methods) the hot loop walks."""
+        net, nodes = self.net, self.net.nodes
+        k = [self._kernel(e) for e in range(len(net.edges))]
+        self._sent_plan = [
+            (j, None if nodes[j].activation.is_identity else nodes[j].activation.fn)
+            for j in self.sent_free
+        ]
+        self._err_plan = [
+            (
+                i,
+                [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]],
+                nodes[i].energy == "cross_entropy",
+            )
+            for i in self.predicted
+        ]
+        self._grad_plan = [
+            (
+                j,
+                bool(nodes[j].parents) and j not in self.free_ce,
+                [(k[e].vjp, net.edges[e].target) for e in nodes[j].children],
+                None if nodes[j].activation.is_identity else nodes[j].activation.vjp,
+            )
+            for j in self.free_nodes
+        ]
+        self._hold_plan = [
+            (i, [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]])
+            for i in sorted(self.free_ce)
+        ]
+        self._sent_fn = dict(self._sent_plan)
+        self._gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
+        self._per_node_energy = len(self._gauss_nodes) <= 16
+        self._gauss_index = torch.tensor(self._gauss_nodes, dtype=torch.long, device=net.device)
+        self._gauss_half_w = torch.tensor(
+            [0.5 * nodes[i].precision for i in self._gauss_nodes],
+            device=net.device,
+            dtype=net.dtype,
+        )
 
     def _kernel(self, e: int) -> EdgeKernel:
         kernel = self.net.kernels[e]
@@ -108,9 +153,17 @@ class InferenceProgram:
     # --- the step ------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor) -> _Buffers:
         """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ."""
+        # no zeroing: grad's clamped columns and eps's root columns are never written, and
+        # every other column is overwritten each step
         buf = self.buffers(x.shape[0])
-        buf.grad.zero_()
-        buf.eps.zero_()
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), id(buf))
+        if key != self._views_key:  # views of the (reused) buffers, built once per buffer
+            n = range(len(self.net.nodes))
+            self._xv = [self._view(x, i) for i in n]
+            self._ev = [self._view(buf.eps, i) for i in n]
+            self._dv = [self._view(buf.delta, i) for i in n]
+            self._gv = [self._view(buf.grad, i) for i in n]
+            self._views_key = key
         kernels, edges = self.net.kernels, self.net.edges
         with torch.no_grad():
             buf.sent = {j: self._sent(x, j) for j in self.sent_clamped}
@@ -125,74 +178,92 @@ class InferenceProgram:
 
     @torch.no_grad()
     def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
-        """Compute ε and δ for the current states; returns σ(x_j) of the free senders."""
-        kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
-        sent = {j: self._sent(x, j) for j in self.sent_free}
-        for i in self.predicted:
-            mu = buf.const[i]
-            for e in self.var_parents[i]:
-                out = kernels[e](sent[edges[e].source])
-                mu = out if mu is None else mu + out
+        """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
+
+        ``x`` must be the buffer passed to :meth:`prepare` (its views are cached there).
+        """
+        xv, ev = self._xv, self._ev
+        sent = buf.sent_free
+        for j, fn in self._sent_plan:
+            sent[j] = xv[j] if fn is None else fn(xv[j])
+        const = buf.const
+        for i, var in self._hold_plan:  # free CE nodes first: x_i ← softmax(μ_i)
+            mu = const[i]
+            for fwd, src in var:
+                out = fwd(sent[src])
+                mu = out if mu is None else mu + out  # outputs may be views: no in-place
             assert mu is not None
-            node = nodes[i]
-            if node.energy == "cross_entropy":
-                self._cross_entropy(x, buf, i, mu)
+            xv[i].copy_(torch.softmax(mu, dim=-1))
+            fn = self._sent_fn.get(i)
+            if fn is not None:
+                sent[i] = fn(xv[i])
+        for i, var, is_ce in self._err_plan:
+            mu = const[i]
+            for fwd, src in var:
+                out = fwd(sent[src])
+                mu = out if mu is None else mu + out  # outputs may be views: no in-place
+            assert mu is not None
+            if is_ce:
+                self._cross_entropy(buf, i, mu)
             else:
-                torch.sub(self._view(x, i), mu, out=self._view(buf.eps, i))
+                torch.sub(xv[i], mu, out=ev[i])
         if not self.unit_precision:
             torch.mul(buf.eps, self.precision, out=buf.delta)
-        for i in self.ce_nodes:  # δ of a CE node is not w ε; it was stored in eps by _cross_entropy
-            buf.delta[:, nodes[i].cols] = buf.eps[:, nodes[i].cols] * nodes[i].precision
         return sent
 
-    def _cross_entropy(self, x: torch.Tensor, buf: _Buffers, i: int, mu: torch.Tensor) -> None:
-        node = self.net.nodes[i]
-        xi = self._view(x, i)
-        logp = torch.log_softmax(mu, dim=-1)
-        if i in self.free_ce:
-            xi.copy_(logp.exp())
+    def _cross_entropy(self, buf: _Buffers, i: int, mu: torch.Tensor) -> None:
+        xi = self._xv[i]
+        p = torch.softmax(mu, dim=-1)
         # "ε" of a CE node: x − softmax(μ) Σx, so that δ = w ε as for gaussian nodes
-        torch.sub(xi, logp.exp() * xi.sum(-1, keepdim=True), out=self._view(buf.eps, i))
-        buf.ce_energy[i] = -node.precision * (xi * logp).sum()
+        torch.sub(xi, p.mul_(xi.sum(-1, keepdim=True)), out=self._ev[i])
+        buf.ce_mu[i] = mu
 
     @torch.no_grad()
     def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
-        """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources)."""
-        _kernels, edges, nodes = self.net.kernels, self.net.edges, self.net.nodes
-        for j in self.free_nodes:
-            node = nodes[j]
-            own = None
-            if node.parents:
-                # a free CE node is held at softmax(μ) by errors(), not moved by gradient steps
-                own = None if j in self.free_ce else self._view(buf.delta, j)
+        """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
+
+        A free cross-entropy node has no own term: errors() holds it at softmax(μ).
+        """
+        xv, dv, gv = self._xv, self._dv, self._gv
+        for j, has_own, children, act_vjp in self._grad_plan:
             msg = None
-            for e in node.children:
-                m = self._kernel(e).vjp(sent[j], self._view(buf.delta, edges[e].target))
-                msg = m if msg is None else msg + m
-            out = self._view(buf.grad, j)
+            for vjp, tgt in children:
+                m = vjp(sent[j], dv[tgt])
+                msg = m if msg is None else msg + m  # m may be a view of δ: no in-place
+            out = gv[j]
             if msg is None:
-                if own is not None:
-                    out.copy_(own)
+                if has_own:
+                    out.copy_(dv[j])
                 continue
-            if not node.activation.is_identity:
-                msg = node.activation.vjp(msg, self._view(x, j))
-            if own is None:
-                torch.neg(msg, out=out)
+            if act_vjp is not None:
+                msg = act_vjp(msg, xv[j])
+            if has_own:
+                torch.sub(dv[j], msg, out=out)
             else:
-                torch.sub(own, msg, out=out)
+                torch.neg(msg, out=out)
 
     @torch.no_grad()
     def node_energies(self, buf: _Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
         """Per-node energies [N] from the current errors (gaussian: ½ w Σ ε²)."""
         n = len(self.net.nodes)
-        col_sq = (buf.eps * buf.eps).sum(0)
-        if not self.unit_precision:
-            col_sq = col_sq * self.precision
-        energies = torch.zeros(n, device=col_sq.device, dtype=col_sq.dtype).index_add_(
-            0, self.col_node, col_sq, alpha=0.5
-        )
-        for i in self.ce_nodes:
-            energies[i] = buf.ce_energy[i]
+        gauss = self._gauss_nodes
+        if not gauss:
+            energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
+        elif self._per_node_energy:  # few nodes: one norm per node, skipping clamped columns
+            norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
+            energies = torch.zeros(n, device=norms.device, dtype=norms.dtype).index_copy_(
+                0, self._gauss_index, norms.square_().mul_(self._gauss_half_w)
+            )
+        else:  # many nodes (or no per-node views): column sums, then a segment sum per node
+            col_sq = (buf.eps * buf.eps).sum(0)
+            if not self.unit_precision:
+                col_sq = col_sq * self.precision
+            energies = torch.zeros(n, device=col_sq.device, dtype=col_sq.dtype).index_add_(
+                0, self.col_node, col_sq, alpha=0.5
+            )
+        for i in self.ce_nodes:  # −w Σ x log softmax(μ), from the μ errors() kept
+            logp = torch.log_softmax(buf.ce_mu[i], dim=-1)
+            energies[i] = -self.net.nodes[i].precision * (self._xv[i] * logp).sum()
         if out is not None:
             out.copy_(energies)
             return out
@@ -201,7 +272,7 @@ class InferenceProgram:
     def param_grads(self, x: torch.Tensor, buf: _Buffers) -> None:
         """Accumulate ∂E/∂θ into ``.grad`` of every parameter, at the current errors."""
         edges = self.net.edges
-        sent = {j: self._sent(x, j) for j in self.sent_free} | buf.sent
+        sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
         with torch.no_grad():
             for e in self.learnable_edges:
                 kernel = self._kernel(e)

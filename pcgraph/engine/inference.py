@@ -168,8 +168,7 @@ def _graphed(
         saved = states.clone()
         step = _NeuronStep(optimizer, lr, states)
         n = len(net.nodes)
-        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace \
-            else None
+        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace else None
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up outside the graph (lazy init, allocator)
@@ -232,12 +231,12 @@ def solve_inference(
     prog = program_for(net, net.resolve_clamp(clamp))
     n = len(net.nodes)
     if cuda_graph:
-        buf, energy_before, final, record = _graphed(net, prog, states, T, optimizer, lr, trace,
-                                                     grad_mode)
+        buf, energy_before, final, record = _graphed(
+            net, prog, states, T, optimizer, lr, trace, grad_mode
+        )
     else:
         step = _NeuronStep(optimizer, lr, states)
-        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace \
-            else None
+        record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace else None
         buf, energy_before, final = _run(net, prog, states, T, step, record, grad_mode)
     energy_after = final.sum()
     if check_finite and not bool(torch.isfinite(energy_after)):

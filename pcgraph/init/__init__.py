@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from pcgraph.analysis import check_forward_init
 from pcgraph.errors import InitError
 from pcgraph.init.average import AverageInit, HybridInit
 from pcgraph.init.base import InitContext, Initializer, forward_order
@@ -50,7 +49,7 @@ class AutoInit(Initializer):
 
     def choose(self, ctx: InitContext) -> Initializer:
         """The initializer used under ``ctx.clamp``."""
-        return self.forward if check_forward_init(ctx.net.graph, ctx.clamp)[0] else self.memory
+        return self.forward if ctx.forward_check[0] else self.memory
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         self.choose(ctx).init(x, ctx)

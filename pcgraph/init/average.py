@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from pcgraph.analysis import check_forward_init, init_smm
+from pcgraph.analysis import init_smm
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer, forward_order
 from pcgraph.init.simple import ForwardInit
@@ -69,7 +69,7 @@ class AverageInit(Initializer):
         return self.num_classes
 
     def _fallback(self, x: torch.Tensor, ctx: InitContext) -> None:
-        if check_forward_init(ctx.net.graph, ctx.clamp)[0]:
+        if ctx.forward_check[0]:
             ForwardInit().init(x, ctx)
             self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
         else:

@@ -40,6 +40,11 @@ class InitContext:
         return [n.index for n in self.net.nodes if n.name not in self.clamp]
 
     @cached_property
+    def forward_check(self) -> tuple[bool, str]:
+        """Proposition 3.2 under this clamp set: (possible, reason), computed once."""
+        return check_forward_init(self.net.graph, self.clamp)
+
+    @cached_property
     def free_cols(self) -> torch.Tensor:
         """Boolean mask [D] of the free columns of the flat state."""
         mask = torch.zeros(self.net.state_size, dtype=torch.bool, device=self.net.device)
@@ -84,7 +89,7 @@ class Initializer:
 
     def require_forward(self, ctx: InitContext) -> None:
         """Raise :class:`InitError` with Prop. 3.2's reason when forward init is impossible."""
-        ok, reason = check_forward_init(ctx.net.graph, ctx.clamp)
+        ok, reason = ctx.forward_check
         if not ok:
             raise InitError(f"initialization {self.name!r} cannot be used here: {reason}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pcgraph.analysis import check_forward_init, init_smm
+from pcgraph.analysis import init_smm
 from pcgraph.init.base import InitContext, Initializer, forward_order
 
 __all__ = ["ForwardInit", "NullInit", "RandomInit", "ZeroInit"]
@@ -102,7 +102,7 @@ class NullInit(Initializer):
             x[:, cols] = self.last[:, cols]
             self._cost = 0
             return
-        if check_forward_init(ctx.net.graph, ctx.clamp)[0]:
+        if ctx.forward_check[0]:
             ForwardInit().init(x, ctx)
             self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
         else:
