@@ -19,6 +19,13 @@ settings.register_profile("pcgraph", deadline=None, database=None)
 settings.load_profile("pcgraph")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    """Tests use small tensors: one torch thread avoids thread-pool contention on the shared
+    2-core CI machine (tiny ops otherwise slow down 20-100x when another process is busy)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     """Same seed before every test, so any randomness in a test is reproducible."""

@@ -40,8 +40,14 @@ def test_cuda_training_matches_cpu(topology: str, init: str, clamp: str) -> None
     params = {}
     for device in ("cpu", "cuda"):
         net = pc.compile(f"topologies/{topology}.yaml", seed=0, device=device, dtype=torch.float64)
-        learner = pc.PCLearner(net, init=init, T=4, lr_neurons=0.05, clamp=clamp,
-                               optimizer=torch.optim.SGD(net.parameters(), lr=1e-3))
+        learner = pc.PCLearner(
+            net,
+            init=init,
+            T=4,
+            lr_neurons=0.05,
+            clamp=clamp,
+            optimizer=torch.optim.SGD(net.parameters(), lr=1e-3),
+        )
         data = {k: v.to(device) for k, v in _data(net, learner.clamp, 32).items()}
         for _ in range(3):
             learner.train_step(data)
@@ -51,8 +57,9 @@ def test_cuda_training_matches_cpu(topology: str, init: str, clamp: str) -> None
 
 
 def test_cuda_local_gradients_equal_autograd() -> None:
-    net = pc.compile("topologies/fully_connected_groups.yaml", seed=0, device="cuda",
-                     dtype=torch.float64)
+    net = pc.compile(
+        "topologies/fully_connected_groups.yaml", seed=0, device="cuda", dtype=torch.float64
+    )
     clamp = net.resolve_clamp("train")
     x = torch.randn(8, net.state_size, device="cuda", dtype=torch.float64)
     prog = program_for(net, clamp)
@@ -64,13 +71,21 @@ def test_cuda_local_gradients_equal_autograd() -> None:
 
 
 def test_cuda_sparse_backend_runs() -> None:
-    nodes = [{"name": f"n{i}", "shape": 1, "activation": "tanh",
-              "role": "input" if i < 10 else "latent"} for i in range(200)]
+    nodes = [
+        {"name": f"n{i}", "shape": 1, "activation": "tanh", "role": "input" if i < 10 else "latent"}
+        for i in range(200)
+    ]
     g = torch.Generator().manual_seed(0)
-    pairs = {(int(a), int(b)) for a, b in torch.randint(0, 200, (2, 800), generator=g).t()
-             if a != b}
-    spec = pc.GraphSpec.from_dict({"name": "sparse", "nodes": nodes, "edges": [
-        {"source": f"n{a}", "target": f"n{b}"} for a, b in sorted(pairs)]})
+    pairs = {
+        (int(a), int(b)) for a, b in torch.randint(0, 200, (2, 800), generator=g).t() if a != b
+    }
+    spec = pc.GraphSpec.from_dict(
+        {
+            "name": "sparse",
+            "nodes": nodes,
+            "edges": [{"source": f"n{a}", "target": f"n{b}"} for a, b in sorted(pairs)],
+        }
+    )
     net = pc.compile(spec, seed=0, device="cuda")
     learner = pc.PCLearner(net, init="zero", T=8, clamp="predict", lr_neurons=0.05)
     data = {f"n{i}": torch.rand(16, 1, device="cuda") for i in range(10)}
@@ -84,11 +99,16 @@ def test_cuda_sparse_backend_runs() -> None:
 def test_cuda_graph_replay_equals_eager(optimizer: str) -> None:
     results = {}
     for graphed in (False, True):
-        net = pc.compile("topologies/mlp5_fashion.yaml", seed=0, device="cuda",
-                         dtype=torch.float64)
-        learner = pc.PCLearner(net, init="forward", T=6, lr_neurons=0.05, cuda_graph=graphed,
-                               neuron_optimizer=optimizer,  # type: ignore[arg-type]
-                               optimizer=torch.optim.SGD(net.parameters(), lr=1e-3))
+        net = pc.compile("topologies/mlp5_fashion.yaml", seed=0, device="cuda", dtype=torch.float64)
+        learner = pc.PCLearner(
+            net,
+            init="forward",
+            T=6,
+            lr_neurons=0.05,
+            cuda_graph=graphed,
+            neuron_optimizer=optimizer,  # type: ignore[arg-type]
+            optimizer=torch.optim.SGD(net.parameters(), lr=1e-3),
+        )
         data = {k: v.to("cuda") for k, v in _data(net, learner.clamp, 64).items()}
         energies = [float(learner.train_step(data).energy_after) for _ in range(4)]
         results[graphed] = (energies, [p.detach().cpu() for p in net.parameters()])

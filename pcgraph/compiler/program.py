@@ -112,7 +112,7 @@ class InferenceProgram:
         ]
         self._hold_plan = [
             (i, [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]])
-            for i in sorted(self.free_ce)
+            for i in self._hold_order()
         ]
         self._sent_fn = dict(self._sent_plan)
         self._gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
@@ -123,6 +123,16 @@ class InferenceProgram:
             device=net.device,
             dtype=net.dtype,
         )
+
+    def _hold_order(self) -> list[int]:
+        """Free CE nodes in dependency order (a CE node feeding another is held first)."""
+        import networkx as nx
+
+        names = {self.net.nodes[i].name: i for i in self.free_ce}
+        sub = self.net.graph.subgraph(names)
+        if not nx.is_directed_acyclic_graph(sub):
+            return sorted(self.free_ce)
+        return [names[n] for n in nx.lexicographical_topological_sort(sub, key=names.__getitem__)]
 
     def _kernel(self, e: int) -> EdgeKernel:
         kernel = self.net.kernels[e]

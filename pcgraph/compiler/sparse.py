@@ -171,7 +171,9 @@ class SparsePCNetwork(PCNetwork):
     def forward_sweep(self, x: torch.Tensor, order: Iterable[int]) -> None:
         """Forward init level by level: one sparse product per group of independent nodes."""
         pending = list(order)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support.*")
+            w = self.matrix().to_sparse_csr()  # the same product as the inference program
             while pending:
                 group: list[int] = []
                 in_group: set[int] = set()
@@ -180,7 +182,7 @@ class SparsePCNetwork(PCNetwork):
                         break
                     group.append(i)
                     in_group.add(i)
-                mu = self.predictions_all(x)
+                mu = torch.sparse.mm(w, self.sent_all(x).t()).t() + self.bias
                 for i in group:
                     x[:, self.nodes[i].cols] = mu[:, self.nodes[i].cols]
                 pending = pending[len(group) :]

@@ -1,0 +1,173 @@
+"""The documentation cannot drift from the code.
+
+- The generated pages (docs/yaml-reference.md, docs/gallery.md) must equal a fresh run of
+  scripts/gen_docs.py. When this fails: run ``python scripts/gen_docs.py`` and commit the result.
+- Every ``$ pcgraph check ...`` transcript written by hand in the docs must be what the analysis
+  prints today.
+- The nav of mkdocs.yml and the docs folder agree, and every figure a page shows is one that
+  scripts/make_figures.py writes.
+
+None of this needs mkdocs. The Python examples of the pages are executed by a slow test.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import re
+import shlex
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+import pcgraph as pc
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+TOPOLOGIES = REPO / "topologies"
+HAND_WRITTEN = ("index.md", "getting-started.md", "concepts.md", "initializations.md",
+                "energy-flow.md")  # fmt: skip
+RUNNABLE = ("index.md", "getting-started.md", "energy-flow.md")
+
+
+def _load_gen_docs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "scripts" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gen_docs() -> ModuleType:
+    return _load_gen_docs()
+
+
+@pytest.mark.parametrize("page", ["yaml-reference.md", "gallery.md"])
+def test_generated_page_is_fresh(gen_docs: ModuleType, page: str) -> None:
+    path = DOCS / page
+    fresh = gen_docs.GENERATED[page]()
+    assert path.is_file(), f"docs/{page} is missing: run `python scripts/gen_docs.py`"
+    committed = path.read_text(encoding="utf-8")
+    if committed != fresh:
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    committed.splitlines(keepends=True),
+                    fresh.splitlines(keepends=True),
+                    f"docs/{page} (committed)",
+                    f"docs/{page} (fresh)",
+                )
+            )[:60]
+        )
+        pytest.fail(
+            f"docs/{page} is stale: run `python scripts/gen_docs.py` and commit it.\n{diff}"
+        )
+
+
+def test_check_mode_reports_stale_pages(gen_docs: ModuleType, tmp_path: Path) -> None:
+    for name, render in gen_docs.GENERATED.items():
+        (tmp_path / name).write_text(render(), encoding="utf-8")
+    assert gen_docs.stale_pages(tmp_path) == []
+    page = tmp_path / "gallery.md"
+    page.write_text(page.read_text(encoding="utf-8") + "edited by hand\n", encoding="utf-8")
+    (tmp_path / "yaml-reference.md").unlink()
+    assert sorted(gen_docs.stale_pages(tmp_path)) == ["gallery.md", "yaml-reference.md"]
+
+
+def test_reference_lists_every_registered_name() -> None:
+    """The generated reference names every op, activation and initializer (with its aliases)."""
+    from pcgraph.activations import ACTIVATIONS
+    from pcgraph.ops import OPS
+
+    text = (DOCS / "yaml-reference.md").read_text(encoding="utf-8")
+    for registry in (OPS, ACTIVATIONS, pc.INITIALIZERS):
+        for name in registry.names():
+            assert f"| `{name}` |" in text, f"{registry.kind} {name!r} missing from the reference"
+    for field in (*pc.NodeSpec.model_fields, *pc.EdgeSpec.model_fields):
+        assert f"| `{field}` |" in text
+
+
+def _check_transcripts(text: str) -> list[tuple[list[str], str]]:
+    """(argv after `pcgraph check`, printed text) of every ```text block starting with one."""
+    found = []
+    for block in re.findall(r"^```text\n(.*?)^```", text, re.S | re.M):
+        first, _, rest = block.partition("\n")
+        if first.startswith("$ pcgraph check "):
+            found.append((shlex.split(first)[3:], rest.rstrip("\n")))
+    return found
+
+
+@pytest.mark.parametrize("page", HAND_WRITTEN)
+def test_check_transcripts_match_the_analysis(page: str) -> None:
+    for argv, printed in _check_transcripts((DOCS / page).read_text(encoding="utf-8")):
+        file, clamp, T = argv[0], "train", 8
+        opts = argv[1:]
+        assert len(opts) % 2 == 0 and set(opts[::2]) <= {"--clamp", "--T"}, argv
+        for flag, value in zip(opts[::2], opts[1::2], strict=True):
+            if flag == "--clamp":
+                clamp = value
+            else:
+                T = int(value)
+        spec = pc.GraphSpec.from_yaml(REPO / file)
+        expected = pc.analyze(spec, clamp, T=T).summary()
+        assert printed == expected, f"docs/{page}: `pcgraph check {' '.join(argv)}` is out of date"
+
+
+def test_index_copies_the_readme_quick_start() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1]
+    block = re.search(r"^```bash\n.*?^```", section, re.S | re.M)
+    assert block is not None, "README.md has no ```bash block under '## Quick start'"
+    assert block.group(0) in (DOCS / "index.md").read_text(encoding="utf-8"), (
+        "docs/index.md must show README.md's quick-start commands verbatim"
+    )
+
+
+def test_nav_matches_the_docs_folder() -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    nav = [next(iter(entry.values())) for entry in config["nav"]]
+    pages = {p.name for p in DOCS.glob("*.md")}
+    assert set(nav) <= pages, f"nav pages missing from docs/: {sorted(set(nav) - pages)}"
+    assert pages <= set(nav), f"docs/ pages missing from the nav: {sorted(pages - set(nav))}"
+    assert set(HAND_WRITTEN) <= set(nav)
+
+
+def test_figures_are_ones_make_figures_writes(gen_docs: ModuleType) -> None:
+    """A page may only show figures/<topology>.png (and _generate.png for the generative ones)
+    or figures/energy_flow_<topology>.{png,gif} for a topology make_figures.py runs."""
+    stems = {p.stem for p in TOPOLOGIES.glob("*.yaml")}
+    script = (REPO / "scripts" / "make_figures.py").read_text(encoding="utf-8")
+    generative = set(gen_docs.generative_topologies())
+    for page in DOCS.glob("*.md"):
+        for figure in re.findall(r"\]\(figures/([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            stem, ext = os.path.splitext(figure)
+            flow = re.fullmatch(r"energy_flow_(\w+)", stem)
+            if flow:
+                assert ext in (".png", ".gif") and flow.group(1) in stems, (page.name, figure)
+                assert f'"{flow.group(1)}"' in script, f"make_figures.py draws no {figure}"
+            elif stem.endswith("_generate"):
+                assert ext == ".png" and stem.removesuffix("_generate") in generative, figure
+            else:
+                assert ext == ".png" and stem in stems, f"{page.name}: unknown figure {figure}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", RUNNABLE)
+def test_python_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block of the page runs, in order, in one namespace, from a folder that
+    looks like the repository root (files the examples write land in tmp_path)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    (tmp_path / "topologies").symlink_to(TOPOLOGIES, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert blocks
+    namespace: dict[str, object] = {"__name__": f"docs_{page}"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/{page} block {i + 1}", "exec"), namespace)

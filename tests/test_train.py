@@ -1,0 +1,239 @@
+"""Trainer, history, checkpoints (atomic, safe, exact resume) and the train/evaluate/reconstruct/
+draw commands, end to end on the embedded data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import pcgraph as pc
+from pcgraph.cli import main
+from pcgraph.data import embedded_dataset
+from pcgraph.errors import CheckpointError
+from pcgraph.train import Callback, History, Trainer, load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPO = ROOT / "topologies"
+
+
+@pytest.fixture(scope="module")
+def small_data() -> tuple[pc.data.ImageDataset, pc.data.ImageDataset]:  # type: ignore[name-defined]
+    gen = torch.Generator().manual_seed(0)
+    return (
+        embedded_dataset("train").subset(400, generator=gen),
+        embedded_dataset("test").subset(100, generator=gen),
+    )
+
+
+def make_trainer(
+    topology: str,
+    init: str,
+    data: tuple,
+    tmp: Path | None = None,  # type: ignore[type-arg]
+    epochs: int = 2,
+) -> Trainer:
+    net = pc.compile(TOPO / f"{topology}.yaml", seed=0)
+    clamp = "train" if net.spec.names_with_role("input") else "generate"
+    learner = pc.PCLearner(
+        net,
+        init=init,
+        T=3,
+        lr_neurons=0.05,
+        clamp=clamp,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
+        generator=torch.Generator().manual_seed(3),
+    )
+    return Trainer(
+        learner,
+        data[0],
+        data[1],
+        batch_size=50,
+        epochs=epochs,
+        progress=False,
+        checkpoint=None if tmp is None else tmp / "ckpt.pt",
+    )
+
+
+@pytest.mark.parametrize(
+    ("topology", "init"),
+    [
+        ("mlp5_fashion", "hybrid"),
+        ("mlp5_fashion", "random"),
+        ("decoder4_fashion", "memory"),
+        ("decoder4_fashion", "null"),
+    ],
+)
+def test_resume_from_checkpoint_equals_uninterrupted_run(
+    tmp_path: Path,
+    small_data: tuple,
+    topology: str,
+    init: str,  # type: ignore[type-arg]
+) -> None:
+    full = make_trainer(topology, init, small_data, epochs=2)
+    full.fit()
+    first = make_trainer(topology, init, small_data, tmp_path, epochs=1)
+    first.fit()
+    resumed = make_trainer(topology, init, small_data, epochs=2)
+    resumed.load(tmp_path / "ckpt.pt")
+    assert resumed.epoch == 1
+    resumed.fit()
+    for a, b in zip(full.net.parameters(), resumed.net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert full.history.to_dict() == resumed.history.to_dict()
+
+
+def test_history_has_one_row_per_epoch_and_metrics_by_task(small_data: tuple) -> None:  # type: ignore[type-arg]
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:  # type: ignore[type-arg]
+            seen.append(epoch)
+
+    t = make_trainer("mlp5_fashion", "forward", small_data, epochs=2)
+    t.callbacks.append(Record())
+    h = t.fit()
+    assert seen == [0, 1] and h["epoch"] == [1, 2]
+    assert all(0.0 <= a <= 1.0 for a in h["test_accuracy"])
+    # SMMs: 8 updates per epoch, each 2T + 4 (forward on mlp5 under train)
+    assert h["smm_total"] == [8 * (2 * 3 + 4), 16 * (2 * 3 + 4)]
+    g = make_trainer("decoder4_fashion", "zero", small_data, epochs=1).fit()
+    assert "test_mse" in g and g["test_mse"][0] > 0
+
+
+def test_history_round_trip(tmp_path: Path) -> None:
+    h = History()
+    h.append(epoch=1, energy=2.0)
+    h.append(epoch=2, test_accuracy=0.5)
+    assert h["energy"] == [2.0, None] and h["test_accuracy"] == [None, 0.5]
+    h.save(tmp_path / "h.json")
+    assert History.load(tmp_path / "h.json").to_dict() == h.to_dict()
+
+
+def test_checkpoint_of_another_graph_is_refused(tmp_path: Path, small_data: tuple) -> None:  # type: ignore[type-arg]
+    t = make_trainer("mlp5_fashion", "forward", small_data, tmp_path, epochs=1)
+    t.fit()
+    other = pc.compile(TOPO / "skip_mlp.yaml")
+    with pytest.raises(CheckpointError, match="differs"):
+        load_checkpoint(tmp_path / "ckpt.pt", spec=other.spec)
+
+
+def test_corrupt_or_missing_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_write_is_atomic(
+    tmp_path: Path,
+    small_data: tuple,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = make_trainer("mlp5_fashion", "forward", small_data, tmp_path, epochs=1)
+    t.fit()
+    before = (tmp_path / "ckpt.pt").read_bytes()
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        t.save(tmp_path / "ckpt.pt")
+    assert (tmp_path / "ckpt.pt").read_bytes() == before  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temp file left
+
+
+def test_cli_train_evaluate_reconstruct_draw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 1\nT: 2\nbatch-size: 50\n")
+    rc = main(
+        [
+            "train",
+            str(TOPO / "mlp5_fashion.yaml"),
+            "--embedded",
+            "--config",
+            str(config),
+            "--train-size",
+            "300",
+            "--test-size",
+            "100",
+            "--init",
+            "hybrid",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["epoch"] == [1, 2]  # the CLI's --epochs overrides the config's 1
+    for name in ("checkpoint.pt", "history.png", "graph.png"):
+        assert (out / name).stat().st_size > 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--test-size", "100"]) == 0
+    acc = json.loads(capsys.readouterr().out)["test_accuracy"]
+    assert acc == pytest.approx(history["test_accuracy"][-1])  # same model, same test set
+
+    gen = tmp_path / "gen"
+    assert (
+        main(
+            [
+                "train",
+                str(TOPO / "decoder4_fashion.yaml"),
+                "--embedded",
+                "--epochs",
+                "1",
+                "--train-size",
+                "200",
+                "--test-size",
+                "50",
+                "--T",
+                "2",
+                "--batch-size",
+                "50",
+                "--out",
+                str(gen),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    png = tmp_path / "rec.png"
+    assert main(["reconstruct", str(gen / "checkpoint.pt"), "-o", str(png), "-n", "4"]) == 0
+    assert png.stat().st_size > 0
+    drawing = tmp_path / "loop.png"
+    assert main(["draw", str(TOPO / "loop.yaml"), "-o", str(drawing)]) == 0
+    assert drawing.stat().st_size > 0
+
+
+def test_cli_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(
+        [
+            "train",
+            str(TOPO / "decoder4_fashion.yaml"),
+            "--init",
+            "forward",
+            "--embedded",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "root z is not clamped" in err and "Traceback" not in err
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("epochz: 3\n")
+    rc = main(["train", str(TOPO / "mlp5_fashion.yaml"), "--config", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown option 'epochz'" in err
+    rc = main(["evaluate", str(tmp_path / "nope.pt")])
+    assert rc == 2 and "no such checkpoint" in capsys.readouterr().err
