@@ -133,7 +133,7 @@ def _datasets(
     return train, test
 
 
-def _build(spec: Any, opts: dict[str, Any]) -> Any:
+def _build(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
     import pcgraph as pc
     from pcgraph.init import make_initializer
 
@@ -150,6 +150,7 @@ def _build(spec: Any, opts: dict[str, Any]) -> Any:
         ),
         clamp="train" if spec.names_with_role("input") else "generate",
         generator=torch.Generator(device=opts["device"]).manual_seed(opts["seed"]),
+        dist=dist,
     )
     return learner
 
@@ -157,6 +158,7 @@ def _build(spec: Any, opts: dict[str, Any]) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     """Execute ``pcgraph train``."""
     from pcgraph.analysis import check_init, resolve_clamp
+    from pcgraph.distributed import init_from_env
     from pcgraph.schema import GraphSpec, atomic_write_text
     from pcgraph.train import PrintCallback, Trainer
     from pcgraph.viz import draw_graph, plot_history
@@ -175,7 +177,10 @@ def run_train(args: argparse.Namespace) -> int:
         test_size=opts["test_size"],
         seed=opts["seed"],
     )
-    learner = _build(spec, opts)
+    dist = init_from_env(device=opts["device"])  # under torchrun: one rank of a data-parallel job
+    if dist is not None:
+        opts["device"] = str(dist.device)
+    learner = _build(spec, opts, dist)
     trainer = Trainer(
         learner,
         train,
@@ -190,11 +195,15 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if args.resume:
         trainer.load(out / "checkpoint.pt")
-    print(
-        f"training {spec.name} ({trainer.task}) with init {opts['init']}, T={opts['T']}, "
-        f"on {len(train)} images from {train.source}"
-    )
+    if trainer.is_main:
+        ranks = f" on {dist.world_size} ranks" if dist is not None else ""
+        print(
+            f"training {spec.name} ({trainer.task}) with init {opts['init']}, T={opts['T']}, "
+            f"on {len(train)} images from {train.source}{ranks}"
+        )
     history = trainer.fit()
+    if not trainer.is_main:
+        return 0  # rank 0 writes the files
     out.mkdir(parents=True, exist_ok=True)
     history.save(out / "history.json")
     atomic_write_text(out / "options.json", json.dumps(opts, indent=2, default=str))

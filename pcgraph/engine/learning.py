@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.distributed import DistContext
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
@@ -27,12 +28,15 @@ def update_params(
     optimizer: torch.optim.Optimizer,
     *,
     grad_mode: GradMode = "local",
+    dist: DistContext | None = None,
 ) -> None:
     """One optimizer step on the parameters at the final states of ``result``.
 
     Args:
         grad_mode: ``local`` (closed forms per edge, reusing the errors inference left in its
             buffers) or ``autograd`` (backward through the total energy).
+        dist: in a data-parallel job, the gradients are summed over ranks before the step
+            (the energy is a sum over samples: this is the global batch's gradient).
     """
     optimizer.zero_grad(set_to_none=True)
     if grad_mode == "local":
@@ -40,6 +44,8 @@ def update_params(
     else:
         with torch.enable_grad():
             net.energy(result.states.detach()).backward()
+    if dist is not None:
+        dist.all_reduce_many_(p.grad for p in net.parameters() if p.grad is not None)
     optimizer.step()
 
 
@@ -87,6 +93,8 @@ class PCLearner:
         generator: randomness of stochastic initializers.
         cuda_graph: on CUDA, replay the inference loop from a captured CUDA graph (see
             :func:`solve_inference`); ignored on the CPU.
+        dist: the data-parallel job (:func:`pcgraph.distributed.init_from_env`); each rank
+            passes its shard of every batch, and gradients and learned init state are reduced.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class PCLearner:
         generator: torch.Generator | None = None,
         init_options: Mapping[str, Any] | None = None,
         cuda_graph: bool = False,
+        dist: DistContext | None = None,
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
@@ -114,6 +123,7 @@ class PCLearner:
         self.smm_total = 0
         self.steps = 0
         self.cuda_graph = cuda_graph and net.device.type == "cuda"
+        self.dist = dist
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
         self._states: dict[int, torch.Tensor] = {}
 
@@ -124,7 +134,9 @@ class PCLearner:
         key = (clamp, train)
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = InitContext(self.net, clamp, train=train, generator=self.generator)
+            ctx = InitContext(
+                self.net, clamp, train=train, generator=self.generator, dist=self.dist
+            )
             self._contexts[key] = ctx
         ctx.labels = labels
         return ctx
@@ -203,7 +215,7 @@ class PCLearner:
             trace: also return the per-node energy trace [T+1, N].
         """
         result = self.infer(data, train=True, labels=labels, trace=trace)
-        update_params(self.net, result, self.optimizer, grad_mode=self.grad_mode)
+        update_params(self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist)
         ctx = self.context(self.clamp, train=True, labels=labels)
         self.initializer.observe(result.states, ctx)
         smm = 2 * self.T + self.initializer.smm(ctx)

@@ -121,6 +121,10 @@ class AverageInit(Initializer):
             self.seen = torch.zeros(c, dtype=torch.bool, device=x_final.device)
         sums = torch.zeros_like(self.means).index_add_(0, labels, x_final.detach())
         counts = torch.bincount(labels, minlength=c)
+        if ctx.dist is not None:  # class means over the global batch
+            counts = counts.to(sums.dtype)
+            ctx.dist.all_reduce_many_([sums, counts])
+            counts = counts.round().long()
         present = counts > 0
         self.means[present] = sums[present] / counts[present, None].to(sums.dtype)
         self.seen |= present

@@ -10,6 +10,7 @@ import torch
 
 from pcgraph.analysis import check_forward_init, forward_levels, init_smm
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.distributed import DistContext
 from pcgraph.errors import InitError
 
 __all__ = ["InitContext", "Initializer", "forward_order"]
@@ -25,6 +26,8 @@ class InitContext:
         labels: class labels [B] (int64) when known (training with labels), else None.
         train: True during training (initializers may use labels), False when evaluating.
         generator: explicit randomness for stochastic initializers.
+        dist: the data-parallel job this rank belongs to (None: a single process); states
+            learned from minibatches (class means, memories) are reduced over it.
     """
 
     net: PCNetwork
@@ -32,6 +35,7 @@ class InitContext:
     labels: torch.Tensor | None = None
     train: bool = True
     generator: torch.Generator | None = None
+    dist: DistContext | None = None
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @cached_property

@@ -185,24 +185,30 @@ class MemoryInit(Initializer):
         just_fitted = False
         for name, mem in mems.items():
             if name not in self.fitted:
-                mem.fit_values(o, x_final[:, ctx.net.node(name).cols])
+                states = x_final[:, ctx.net.node(name).cols]
+                if ctx.dist is not None:  # fit on the global batch: the same V on every rank
+                    mem.fit_values(ctx.dist.all_gather_cat(o), ctx.dist.all_gather_cat(states))
+                else:
+                    mem.fit_values(o, states)
                 self.fitted.add(name)
                 just_fitted = True
         if just_fitted:
             return  # the fit is exact on this batch: a gradient step would only add noise
         assert self.optimizer is not None
+        batch = o.shape[0] * (ctx.dist.world_size if ctx.dist is not None else 1)
         with torch.enable_grad():
             for _ in range(self.steps):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = (
-                    sum(
-                        ((mem(o) - x_final[:, ctx.net.node(n).cols].detach()) ** 2).sum()
-                        for n, mem in mems.items()
-                    )
-                    / o.shape[0]
+                loss = sum(
+                    ((mem(o) - x_final[:, ctx.net.node(n).cols].detach()) ** 2).sum()
+                    for n, mem in mems.items()
                 )
                 assert isinstance(loss, torch.Tensor)
-                loss.backward()
+                (loss / batch).backward()
+                if ctx.dist is not None:  # L_mem of the global batch, the same on every rank
+                    ctx.dist.all_reduce_many_(
+                        p.grad for p in self.memories.parameters() if p.grad is not None
+                    )
                 self.optimizer.step()
 
     def smm(self, ctx: InitContext) -> int:

@@ -34,6 +34,8 @@ class PrintCallback(Callback):
     """Print one line per epoch."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        if not trainer.is_main:
+            return
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()
         )

@@ -40,7 +40,11 @@ class Trainer:
         seed: fixes the batch order of every epoch (epoch k uses seed·1000 + k).
         callbacks: hooks, see :class:`Callback`.
         progress: show a progress bar.
-        checkpoint: path written (atomically) after every epoch; ``resume`` reloads it.
+        checkpoint: path written (atomically) after every epoch; ``load`` restores it.
+
+    In a data-parallel job (``learner.dist`` set, e.g. under torchrun) every rank walks the same
+    global batches and trains on its contiguous shard of each; metrics are reduced over ranks,
+    and only rank 0 shows progress and writes checkpoints.
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class Trainer:
         self.history = History()
         self.epoch = 0
         self.stop = False
+        self.dist = learner.dist
+        self.is_main = self.dist is None or self.dist.is_main
 
     # --- data ------------------------------------------------------------------------------
     def _check_shapes(self, data: ImageDataset) -> None:
@@ -150,7 +156,9 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_start(self)
         total = sum(len(self.epoch_batches(e)) for e in range(self.epoch, target))
-        bar = tqdm(total=total, desc="training", disable=not self.progress, leave=False)
+        bar = tqdm(
+            total=total, desc="training", disable=not (self.progress and self.is_main), leave=False
+        )
         try:
             while self.epoch < target and not self.stop:
                 self._run_epoch(bar)
@@ -166,14 +174,18 @@ class Trainer:
             cb.on_epoch_start(self, epoch)
         energies = []
         for idx in self.epoch_batches(epoch):
-            metrics = self.learner.train_step(self.batch_data(self.train_set, idx))
+            local = idx if self.dist is None else self.dist.shard(idx)
+            metrics = self.learner.train_step(self.batch_data(self.train_set, local))
             energies.append(metrics.energy_after)
             for cb in self.callbacks:
                 cb.on_batch_end(self, self.learner.steps, metrics)
             bar.update(1)
         logs: dict[str, Any] = {"epoch": epoch + 1}
         if energies:
-            logs["energy"] = float(torch.stack(energies).mean()) / self.batch_size
+            total_energy = torch.stack(energies).sum()
+            if self.dist is not None:
+                self.dist.all_reduce_(total_energy)
+            logs["energy"] = float(total_energy) / (len(energies) * self.batch_size)
         logs["smm_total"] = self.learner.smm_total
         if self.test_set is not None:
             logs.update(self.evaluate())
@@ -183,7 +195,10 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, logs)
         if self.checkpoint is not None:
-            self.save(self.checkpoint)
+            if self.is_main:
+                self.save(self.checkpoint)
+            if self.dist is not None:
+                self.dist.barrier()
 
     def evaluate(
         self, data: ImageDataset | None = None, *, T: int | None = None
@@ -198,6 +213,10 @@ class Trainer:
         with torch.no_grad():
             for start in range(0, n, self.batch_size):
                 idx = torch.arange(start, min(start + self.batch_size, n))
+                if self.dist is not None:
+                    if len(idx) % self.dist.world_size:
+                        continue  # a last partial batch that cannot be split: skipped by all
+                    idx = self.dist.shard(idx)
                 batch = self.batch_data(data, idx)
                 if self.task == "classification":
                     inputs = {k: v for k, v in batch.items() if k in self.inputs}
@@ -209,6 +228,12 @@ class Trainer:
                     for name, value in recon.items():
                         sq += float(((value - batch[name]) ** 2).sum())
                         count += value.numel()
+        if self.dist is not None:
+            totals = torch.tensor(
+                [float(correct), sq, float(count)], dtype=torch.float64, device=self.dist.device
+            )
+            self.dist.all_reduce_(totals)
+            correct, sq, count = int(totals[0]), float(totals[1]), int(totals[2])
         if self.task == "classification":
             return {"test_accuracy": correct / max(count, 1)}
         return {"test_mse": sq / max(count, 1)}

@@ -1,0 +1,7 @@
+"""``python -m pcgraph …`` (and ``torchrun … -m pcgraph train …``): the command line."""
+
+import sys
+
+from pcgraph.cli import main
+
+sys.exit(main())
