@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcgraph.data._atomic import atomic_writer
+from pcgraph.atomic import atomic_writer
 from pcgraph.data.errors import DataError
 
 __all__ = ["read_idx", "write_idx"]

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pcgraph.data._atomic import atomic_writer
+from pcgraph.atomic import atomic_writer
 from pcgraph.data.errors import DataError
 
 __all__ = [

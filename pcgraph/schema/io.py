@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import yaml
 
+from pcgraph.atomic import atomic_write_text
 from pcgraph.errors import SpecError
 from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
 
@@ -20,20 +20,6 @@ __all__ = [
     "spec_to_networkx",
     "spec_to_yaml",
 ]
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: never half-written."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _looks_like_path(value: Any) -> bool:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,8 @@ __all__ = [
     "to_numpy",
 ]
 
+from pcgraph.atomic import atomic_path
+
 PathLike = str | os.PathLike[str]
 # A log colour scale once the largest energy exceeds the smallest positive one by this factor.
 LOG_RANGE = 100.0
@@ -34,33 +34,6 @@ LOG_RANGE = 100.0
 def new_figure(width: float, height: float) -> Figure:
     """A Figure that pyplot never sees: nothing to close, nothing shown, safe headless."""
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def _file_mode() -> int:
-    """The mode a normally created file gets (0o666 minus the umask); mkstemp gives 0o600."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextmanager
-def atomic_path(dest: PathLike) -> Iterator[Path]:
-    """A temp path next to ``dest`` (same suffix, so writers infer the format from it).
-
-    On success the temp file replaces ``dest`` (``os.replace``); on failure it is removed, so
-    ``dest`` is never half-written. The folder is created if missing.
-    """
-    target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_figure(fig: Figure, path: PathLike, *, dpi: int = 150) -> Path:
