@@ -115,3 +115,23 @@ def test_cuda_graph_replay_equals_eager(optimizer: str) -> None:
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-9)
     for a, b in zip(results[False][1], results[True][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_cuda_compiled_steps_equal_eager() -> None:
+    results = {}
+    for compiled in (False, True):
+        net = pc.compile("topologies/mlp5_fashion.yaml", seed=0, device="cuda", dtype=torch.float64)
+        learner = pc.PCLearner(
+            net,
+            init="forward",
+            T=4,
+            lr_neurons=0.05,
+            compile_step=compiled,
+            optimizer=torch.optim.SGD(net.parameters(), lr=1e-3),
+        )
+        data = {k: v.to("cuda") for k, v in _data(net, learner.clamp, 64).items()}
+        for _ in range(3):
+            learner.train_step(data)
+        results[compiled] = [p.detach().cpu() for p in net.parameters()]
+    for a, b in zip(results[False], results[True], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

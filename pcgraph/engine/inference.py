@@ -6,7 +6,7 @@ for T steps. Plain SGD is the reference; momentum and Adam are options.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,12 +112,15 @@ def _run(
     step: _NeuronStep,
     record: torch.Tensor | None,
     grad_mode: GradMode,
+    compiled: bool = False,
 ) -> tuple[_Buffers, torch.Tensor, torch.Tensor]:
     """The inference loop: returns the buffers, E at t=0 and the per-node energies at t=T."""
     with torch.no_grad():
         step.reset()
         buf = prog.prepare(states)
         energy_before = None
+        if compiled:
+            return _run_compiled(prog, states, T, step, record, buf)
         for t in range(T):
             sent = prog.errors(states, buf)
             if record is not None:
@@ -138,6 +141,68 @@ def _run(
         if energy_before is None:
             energy_before = final.sum()
     return buf, energy_before, final
+
+
+def _run_compiled(
+    prog: InferenceProgram,
+    states: torch.Tensor,
+    T: int,
+    step: _NeuronStep,
+    record: torch.Tensor | None,
+    buf: _Buffers,
+) -> tuple[_Buffers, torch.Tensor, torch.Tensor]:
+    """The loop with each step (errors, gradient, update) compiled by ``torch.compile``."""
+    energy_before = None
+    for t in range(T):
+        energies = _compiled_step(prog, states, buf, step, record is not None or t == 0)()
+        if record is not None:
+            record[t] = energies
+        if t == 0:
+            energy_before = energies.sum()
+    prog.errors(states, buf)
+    final = prog.node_energies(buf)
+    if record is not None:
+        record[T] = final
+    return buf, final.sum() if energy_before is None else energy_before, final
+
+
+def _compiled_step(
+    prog: InferenceProgram,
+    states: torch.Tensor,
+    buf: _Buffers,
+    step: _NeuronStep,
+    with_energy: bool,
+) -> Callable[[], torch.Tensor]:
+    """One inference step as a ``torch.compile``d function, cached per buffers and options."""
+    key = (states.data_ptr(), tuple(states.shape), id(buf), id(step), with_energy)
+    cache: dict[tuple[object, ...], Callable[[], torch.Tensor]] = prog.__dict__.setdefault(
+        "_compiled_steps", {}
+    )
+    fn = cache.get(key)
+    if fn is None:
+
+        def body() -> torch.Tensor:
+            sent = prog.errors(states, buf)
+            energies = prog.node_energies(buf) if with_energy else states.new_zeros(())
+            prog.state_grad(states, buf, sent)
+            step(states, buf.grad)
+            return energies
+
+        fn = torch.compile(body, dynamic=False)
+        cache[key] = fn
+    return fn
+
+
+def _neuron_step_for(
+    prog: InferenceProgram, kind: str, lr: float, states: torch.Tensor
+) -> _NeuronStep:
+    """A neuron optimizer reused across minibatches (reset each time), so that compiled steps
+    that refer to it stay valid."""
+    key = (kind, lr, states.data_ptr(), tuple(states.shape))
+    steps: dict[tuple[object, ...], _NeuronStep] = prog.__dict__.setdefault("_steps", {})
+    if key not in steps:
+        steps[key] = _NeuronStep(kind, lr, states)
+    return steps[key]
 
 
 @dataclass
@@ -198,6 +263,7 @@ def solve_inference(
     grad_mode: GradMode = "local",
     check_finite: bool = True,
     cuda_graph: bool = False,
+    compile_step: bool = False,
 ) -> InferenceResult:
     """Run T inference steps on ``states`` in place.
 
@@ -217,6 +283,10 @@ def solve_inference(
             on first use and replay it afterwards, so that small batches are not dominated by
             kernel launches. The graph is reused while ``states`` (the same buffer), T and the
             options stay the same; parameters may change in place between calls.
+        compile_step: run each step (errors, gradient, update) as a ``torch.compile``d function
+            (sgd/momentum neurons). Opt-in: compiling takes seconds to tens of seconds, and on
+            the CPU it was measured slower than eager (docs/performance.md); it is meant for
+            accelerators where fusing the element-wise work pays.
 
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
@@ -235,9 +305,20 @@ def solve_inference(
             net, prog, states, T, optimizer, lr, trace, grad_mode
         )
     else:
-        step = _NeuronStep(optimizer, lr, states)
+        if compile_step and (optimizer == "adam" or grad_mode != "local"):
+            raise InitError(
+                "compile_step=True supports the sgd and momentum neuron optimizers "
+                "with grad_mode='local'"
+            )
+        step = (
+            _neuron_step_for(prog, optimizer, lr, states)
+            if compile_step
+            else _NeuronStep(optimizer, lr, states)
+        )
         record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace else None
-        buf, energy_before, final = _run(net, prog, states, T, step, record, grad_mode)
+        buf, energy_before, final = _run(
+            net, prog, states, T, step, record, grad_mode, compile_step
+        )
     energy_after = final.sum()
     if check_finite and not bool(torch.isfinite(energy_after)):
         bad = [net.nodes[i].name for i in range(n) if not torch.isfinite(final[i])]

@@ -93,6 +93,8 @@ class PCLearner:
         generator: randomness of stochastic initializers.
         cuda_graph: on CUDA, replay the inference loop from a captured CUDA graph (see
             :func:`solve_inference`); ignored on the CPU.
+        compile_step: run each inference step through ``torch.compile`` (see
+            :func:`solve_inference`).
         dist: the data-parallel job (:func:`pcgraph.distributed.init_from_env`); each rank
             passes its shard of every batch, and gradients and learned init state are reduced.
     """
@@ -111,6 +113,7 @@ class PCLearner:
         generator: torch.Generator | None = None,
         init_options: Mapping[str, Any] | None = None,
         cuda_graph: bool = False,
+        compile_step: bool = False,
         dist: DistContext | None = None,
     ) -> None:
         self.net = net
@@ -124,6 +127,7 @@ class PCLearner:
         self.steps = 0
         self.cuda_graph = cuda_graph and net.device.type == "cuda"
         self.dist = dist
+        self.compile_step = compile_step
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
         self._states: dict[int, torch.Tensor] = {}
 
@@ -198,6 +202,7 @@ class PCLearner:
             trace=trace,
             grad_mode=self.grad_mode,
             cuda_graph=self.cuda_graph,
+            compile_step=self.compile_step,
         )
 
     def train_step(
