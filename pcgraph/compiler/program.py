@@ -18,8 +18,13 @@ import torch
 
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.ops import EdgeKernel
+from pcgraph.ops.linear import LinearKernel
 
-__all__ = ["InferenceProgram", "program_for"]
+__all__ = ["STACK_MIN", "InferenceProgram", "program_for"]
+
+# Linear edges of one signature are stacked into one batched matmul when there are at least this
+# many: below it, separate matmuls cost the same and avoid the gather/scatter copies.
+STACK_MIN = 4
 
 
 @dataclass
@@ -31,6 +36,26 @@ class _Buffers:
     sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
     sent_free: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j), free senders
     ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
+    stacked_mu: torch.Tensor | None = None  # [B, D] predictions of stacked edges
+    stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
+
+
+@dataclass
+class _EdgeStack:
+    """Linear edges of one signature (in, out, bias) with free sources, run as one bmm.
+
+    μ-contributions are scattered into a [B, D] buffer with one ``index_add_`` (targets' columns),
+    messages likewise (sources' columns), so a group costs O(1) kernels instead of O(edges).
+    """
+
+    edges: list[int]
+    kernels: list[LinearKernel]
+    sources: list[int]
+    targets: list[int]
+    src_cols: torch.Tensor  # [G·in] flat-state columns of the sources, in group order
+    tgt_cols: torch.Tensor  # [G·out]
+    weight: torch.Tensor | None = None  # [G, out, in], restacked once per batch
+    bias: torch.Tensor | None = None  # [G, 1, out]
 
 
 class InferenceProgram:
@@ -82,6 +107,7 @@ class InferenceProgram:
         self._views_key: tuple[object, ...] | None = None
         self._gauss_nodes: list[int] = []
         self._per_node_energy = False
+        self._stacks: list[_EdgeStack] = []
         if len(net.kernels) == len(net.edges):
             self._build_plans()
 
@@ -89,6 +115,10 @@ class InferenceProgram:
         """Static per-step plans: plain lists of (index, bound methods) the hot loop walks."""
         net, nodes = self.net, self.net.nodes
         k = [self._kernel(e) for e in range(len(net.edges))]
+        self._stacks = self._build_stacks(k)
+        stacked = {e for st in self._stacks for e in st.edges}
+        self._stacked_in = {net.edges[e].target for e in stacked}
+        self._stacked_out = {net.edges[e].source for e in stacked}
         self._sent_plan = [
             (j, None if nodes[j].activation.is_identity else nodes[j].activation.fn)
             for j in self.sent_free
@@ -96,8 +126,13 @@ class InferenceProgram:
         self._err_plan = [
             (
                 i,
-                [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]],
+                [
+                    (k[e].forward, net.edges[e].source)
+                    for e in self.var_parents[i]
+                    if e not in stacked
+                ],
                 nodes[i].energy == "cross_entropy",
+                i in self._stacked_in,
             )
             for i in self.predicted
         ]
@@ -105,8 +140,9 @@ class InferenceProgram:
             (
                 j,
                 bool(nodes[j].parents) and j not in self.free_ce,
-                [(k[e].vjp, net.edges[e].target) for e in nodes[j].children],
+                [(k[e].vjp, net.edges[e].target) for e in nodes[j].children if e not in stacked],
                 None if nodes[j].activation.is_identity else nodes[j].activation.vjp,
+                j in self._stacked_out,
             )
             for j in self.free_nodes
         ]
@@ -123,6 +159,71 @@ class InferenceProgram:
             device=net.device,
             dtype=net.dtype,
         )
+
+    def _build_stacks(self, k: list[EdgeKernel]) -> list[_EdgeStack]:
+        net = self.net
+        groups: dict[tuple[int, int, bool], list[int]] = {}
+        for i in self.predicted:
+            for e in self.var_parents[i]:
+                kern = k[e]
+                if (
+                    isinstance(kern, LinearKernel)
+                    and len(kern.in_shape) == 1
+                    and len(kern.out_shape) == 1
+                ):
+                    key = (kern.in_shape[0], kern.out_shape[0], kern.bias is not None)
+                    groups.setdefault(key, []).append(e)
+        stacks = []
+        for members in groups.values():
+            if len(members) < STACK_MIN:
+                continue
+            kernels = [kern for kern in (k[e] for e in members) if isinstance(kern, LinearKernel)]
+            src = [net.edges[e].source for e in members]
+            tgt = [net.edges[e].target for e in members]
+
+            def cols(nodes: list[int]) -> torch.Tensor:
+                return torch.cat(
+                    [
+                        torch.arange(net.nodes[n].offset, net.nodes[n].offset + net.nodes[n].size)
+                        for n in nodes
+                    ]
+                ).to(net.device)
+
+            stacks.append(
+                _EdgeStack(
+                    members,
+                    kernels,
+                    src,
+                    tgt,
+                    cols(src),
+                    cols(tgt),
+                )
+            )
+        return stacks
+
+    def _stacked_forward(self, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+        mu = buf.stacked_mu
+        assert mu is not None
+        mu.zero_()
+        b = mu.shape[0]
+        for st in self._stacks:
+            s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]
+            assert st.weight is not None
+            out = torch.bmm(s_in, st.weight.transpose(1, 2))
+            if st.bias is not None:
+                out += st.bias
+            mu.index_add_(1, st.tgt_cols, out.transpose(0, 1).reshape(b, -1))
+
+    def _stacked_messages(self, buf: _Buffers) -> None:
+        msg = buf.stacked_msg
+        assert msg is not None
+        msg.zero_()
+        b = msg.shape[0]
+        for st in self._stacks:
+            d = torch.stack([self._dv[n] for n in st.targets])  # [G, B, out]
+            assert st.weight is not None
+            m = torch.bmm(d, st.weight)  # [G, B, in]
+            msg.index_add_(1, st.src_cols, m.transpose(0, 1).reshape(b, -1))
 
     def _hold_order(self) -> list[int]:
         """Free CE nodes in dependency order (a CE node feeding another is held first)."""
@@ -175,6 +276,20 @@ class InferenceProgram:
             self._gv = [self._view(buf.grad, i) for i in n]
             self._views_key = key
         kernels, edges = self.net.kernels, self.net.edges
+        if self._stacks:
+            if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
+                buf.stacked_mu = torch.zeros_like(x)
+                buf.stacked_msg = torch.zeros_like(x)
+            self._smu = [self._view(buf.stacked_mu, i) for i in range(len(self.net.nodes))]
+            self._smsg = [
+                self._view(buf.stacked_msg, i)  # type: ignore[arg-type]
+                for i in range(len(self.net.nodes))
+            ]
+            with torch.no_grad():  # the weights change between batches, not during inference
+                for st in self._stacks:
+                    st.weight = torch.stack([kern.weight for kern in st.kernels])
+                    biases = [kern.bias for kern in st.kernels if kern.bias is not None]
+                    st.bias = torch.stack(biases)[:, None, :] if biases else None
         with torch.no_grad():
             buf.sent = {j: self._sent(x, j) for j in self.sent_clamped}
             buf.const = {}
@@ -207,11 +322,15 @@ class InferenceProgram:
             fn = self._sent_fn.get(i)
             if fn is not None:
                 sent[i] = fn(xv[i])
-        for i, var, is_ce in self._err_plan:
+        if self._stacks:
+            self._stacked_forward(buf, sent)
+        for i, var, is_ce, stacked_in in self._err_plan:
             mu = const[i]
             for fwd, src in var:
                 out = fwd(sent[src])
                 mu = out if mu is None else mu + out  # outputs may be views: no in-place
+            if stacked_in:
+                mu = self._smu[i] if mu is None else mu + self._smu[i]
             assert mu is not None
             if is_ce:
                 self._cross_entropy(buf, i, mu)
@@ -235,11 +354,15 @@ class InferenceProgram:
         A free cross-entropy node has no own term: errors() holds it at softmax(μ).
         """
         xv, dv, gv = self._xv, self._dv, self._gv
-        for j, has_own, children, act_vjp in self._grad_plan:
+        if self._stacks:
+            self._stacked_messages(buf)
+        for j, has_own, children, act_vjp, stacked_out in self._grad_plan:
             msg = None
             for vjp, tgt in children:
                 m = vjp(sent[j], dv[tgt])
                 msg = m if msg is None else msg + m  # m may be a view of δ: no in-place
+            if stacked_out:
+                msg = self._smsg[j] if msg is None else msg + self._smsg[j]
             out = gv[j]
             if msg is None:
                 if has_own:
@@ -283,8 +406,20 @@ class InferenceProgram:
         """Accumulate ∂E/∂θ into ``.grad`` of every parameter, at the current errors."""
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
+        stacked = {e for st in self._stacks for e in st.edges}
         with torch.no_grad():
+            for st in self._stacks:  # ∂E/∂W = −δᵀ σ(x) for the whole group in one bmm
+                s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]
+                d = torch.stack([self._view(buf.delta, n) for n in st.targets])  # [G, B, out]
+                gw = -torch.bmm(d.transpose(1, 2), s_in)
+                gb = -d.sum(1) if st.bias is not None else None
+                for idx, lin in enumerate(st.kernels):
+                    stacked_grads = [gw[idx]] if gb is None else [gw[idx], gb[idx]]
+                    for p, grad in zip(lin.parameters(), stacked_grads, strict=True):
+                        p.grad = grad if p.grad is None else p.grad.add_(grad)
             for e in self.learnable_edges:
+                if e in stacked:
+                    continue
                 kernel = self._kernel(e)
                 grads = kernel.param_grads(
                     sent[edges[e].source], self._view(buf.delta, edges[e].target)
