@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = run_one(args, init, T_train, train, test, bar)
                 runs[(init, T_train)] = run
                 curves[f"{init} (T_train={T_train})"] = {
+                    "epoch": list(range(1, len(run["curve"]) + 1)),
                     "test_mse": run["curve"],
                     "energy": run["energy"],
                 }

@@ -248,7 +248,9 @@ class InferenceProgram:
             eps = self.net.new_states(batch_size)
             delta = eps if self.unit_precision else self.net.new_states(batch_size)
             buf = _Buffers(eps=eps, delta=delta, grad=self.net.new_states(batch_size))
-            self._buffers = {batch_size: buf}  # keep one size: the common case, bounded memory
+            if len(self._buffers) >= 4:  # a few sizes (train, eval, a last partial batch)
+                self._buffers.pop(next(iter(self._buffers)))
+            self._buffers[batch_size] = buf
         return buf
 
     def _view(self, t: torch.Tensor, i: int) -> torch.Tensor:

@@ -228,8 +228,9 @@ def _graphed(
     if grad_mode != "local":
         raise InitError("cuda_graph=True supports grad_mode='local' only")
     key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
-    cached: _Graph | None = getattr(prog, "_cuda_graph", None)
-    if cached is None or cached.key != key:
+    graphs: dict[tuple[object, ...], _Graph] = prog.__dict__.setdefault("_cuda_graphs", {})
+    cached = graphs.get(key)
+    if cached is None:
         saved = states.clone()
         step = _NeuronStep(optimizer, lr, states)
         n = len(net.nodes)
@@ -246,7 +247,9 @@ def _graphed(
         with torch.cuda.graph(graph):
             outputs = (*_run(net, prog, states, T, step, record, grad_mode), record)
         cached = _Graph(key, graph, outputs)
-        prog._cuda_graph = cached  # type: ignore[attr-defined]
+        if len(graphs) >= 4:  # a few shapes (training, evaluation, a last partial batch)
+            graphs.pop(next(iter(graphs)))
+        graphs[key] = cached
     cached.graph.replay()
     return cached.outputs
 

@@ -171,7 +171,9 @@ class PCLearner:
         x = self._states.get(b)
         if x is None:
             x = self.net.new_states(b)
-            self._states = {b: x}
+            if len(self._states) >= 4:  # a few sizes (train, eval, a last partial batch)
+                self._states.pop(next(iter(self._states)))
+            self._states[b] = x
         self.net.write(x, data)
         return x
 

@@ -208,15 +208,15 @@ class Trainer:
         if data is None:
             raise ClampError("no test data to evaluate on; pass test= to the Trainer")
         T = T if T is not None else (self.eval_T or self.learner.T)
-        n = len(data) - len(data) % self.batch_size or len(data)
+        n = len(data)
         correct, sq, count = 0, 0.0, 0
         with torch.no_grad():
             for start in range(0, n, self.batch_size):
                 idx = torch.arange(start, min(start + self.batch_size, n))
-                if self.dist is not None:
-                    if len(idx) % self.dist.world_size:
-                        continue  # a last partial batch that cannot be split: skipped by all
-                    idx = self.dist.shard(idx)
+                if self.dist is not None:  # every sample once, split as evenly as possible
+                    idx = idx.tensor_split(self.dist.world_size)[self.dist.rank]
+                    if not len(idx):
+                        continue
                 batch = self.batch_data(data, idx)
                 if self.task == "classification":
                     inputs = {k: v for k, v in batch.items() if k in self.inputs}

@@ -1,0 +1,246 @@
+"""Classification on a cyclic PC graph, where forward initialization is impossible.
+
+topologies/fully_connected_groups.yaml: the image feeds four groups of 64 tanh neurons that are
+wired to each other in both directions, and every group predicts the 10-class label
+(cross-entropy energy). The graph is full of cycles, so no forward sweep exists (Proposition 3.2)
+— neither to initialize training nor to evaluate. The script trains it with memory (Hopfield)
+initialization against the uninformed zero and random initializations.
+
+Evaluation is inference, not a forward pass: the image is clamped, the free nodes start from the
+learner's initializer (memory retrieval, zeros or noise), inference runs T_eval steps with the
+label node free (a free cross-entropy node is held at softmax(μ), see pcgraph.compiler.energy),
+and the class is the argmax of the label node (``learner.predict`` → ``query``). The script
+records per epoch the test accuracy and the training energy per sample before inference (at the
+initialization) and after it. Under --out it writes:
+
+  results.json          {"runs": [...], "summary": [...], "config", "data_source", ...}
+  cyclic_curves.png     test accuracy and energy per epoch, one line per (init, T)
+  graph.png             the topology with its node roles
+
+Examples:
+  python examples/cyclic_graph.py                       # embedded subset, a few minutes
+  python examples/cyclic_graph.py --quick               # < 1 minute smoke run
+  python examples/cyclic_graph.py --full --train-size 10000 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+import pcgraph as pc
+from pcgraph.schema import atomic_write_text
+
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "fully_connected_groups.yaml"
+INITS = ("memory", "zero", "random")
+
+
+def _sibling(name: str) -> ModuleType:
+    """Import examples/<name>.py (shared helpers) without installing the examples folder."""
+    key = f"pcgraph_examples_{name}"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parent / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+cls = _sibling("classification")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="< 1-minute smoke run (CI runs this)")
+    p.add_argument("--full", action="store_true", help="the whole dataset (see pcgraph.data)")
+    p.add_argument("--out", default="runs/cyclic_graph", help="output directory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--inits", default=",".join(INITS), help="comma-separated initializations")
+    p.add_argument("--T", default=None, help="comma-separated inference steps in training")
+    p.add_argument("--T-eval", type=int, default=None, help="inference steps to evaluate (T)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds")
+    p.add_argument("--train-size", type=int, default=None, help="training images used")
+    p.add_argument("--test-size", type=int, default=None, help="test images used")
+    p.add_argument("--batch-size", type=int, default=300)
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the weights")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--lr-neurons", type=float, default=0.05, help="γ, SGD rate of the neurons")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else 8
+    if args.T is None:
+        args.T = "4" if args.quick else "2,8"
+    args = cls.finish_args(p, args, quick={"train_size": 1500})
+    args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
+    unknown = [i for i in args.inits if i not in INITS]
+    if unknown:
+        p.error(f"unknown init(s) {unknown}; valid: {', '.join(INITS)}")
+    args.stream_aligned = "none"
+    args.K = 0
+    return args
+
+
+def evaluator(T_eval: int | None) -> Any:
+    """Test accuracy by inference (T_eval steps; None: the training T) with the label free."""
+
+    def accuracy(
+        learner: pc.PCLearner, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+    ) -> float:
+        inp, out = cls.io_names(learner.net)
+        correct = 0
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                pred = learner.predict({inp: images[start : start + batch_size]}, T=T_eval)[out]
+                correct += int((pred.argmax(-1) == labels[start : start + batch_size]).sum())
+        return correct / len(images)
+
+    return accuracy
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for init, T in dict.fromkeys((r["method"], r["T"]) for r in runs):
+        group = [r for r in runs if r["method"] == init and r["T"] == T]
+        best = cls._mean_std([max(r["test_accuracy"]) for r in group])
+        final = cls._mean_std([r["test_accuracy"][-1] for r in group])
+        e0 = cls._mean_std([r["energy_before"][-1] for r in group])
+        e1 = cls._mean_std([r["energy_after"][-1] for r in group])
+        rows.append(
+            {
+                "init": init,
+                "T": T,
+                "T_eval": group[0]["T_eval"],
+                "seeds": len(group),
+                "best_accuracy_mean": best[0],
+                "best_accuracy_std": best[1],
+                "final_accuracy_mean": final[0],
+                "final_accuracy_std": final[1],
+                "final_energy_before_mean": e0[0],
+                "final_energy_after_mean": e1[0],
+                "smm_per_update": group[0]["smm_per_update"],
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{'init':>8} {'T':>3} {'T_eval':>6} {'final acc':>15} {'best acc':>15} "
+        f"{'E(init)':>9} {'E(T)':>9} {'SMM/upd':>7}"
+    )
+    for r in rows:
+        print(
+            f"{r['init']:>8} {r['T']:>3} {r['T_eval']:>6} "
+            f"{r['final_accuracy_mean']:.4f}±{r['final_accuracy_std']:.4f} "
+            f"{r['best_accuracy_mean']:.4f}±{r['best_accuracy_std']:.4f} "
+            f"{r['final_energy_before_mean']:9.4f} {r['final_energy_after_mean']:9.4f} "
+            f"{r['smm_per_update']:>7}"
+        )
+
+
+def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from pcgraph.viz import draw_graph, save_figure
+
+    fig = Figure(figsize=(11.0, 3.3), layout="constrained")
+    axes = fig.subplots(1, 3)
+    styles = dict(zip(args.T, ["-", "--", ":", "-."] * 4, strict=False))
+    keys = (
+        ("test_accuracy", "test accuracy (inference, label free)"),
+        ("energy_before", "energy / sample at initialization"),
+        ("energy_after", "energy / sample after T steps"),
+    )
+    for ax, (key, title) in zip(axes, keys, strict=True):
+        for i, init in enumerate(args.inits):
+            for T in args.T:
+                group = [r for r in runs if r["method"] == init and r["T"] == T]
+                arr = np.array([r[key] for r in group], dtype=float)
+                x = np.arange(1, arr.shape[1] + 1)
+                mean, std = arr.mean(0), arr.std(0)
+                ax.plot(x, mean, styles[T], color=f"C{i}", marker=".", ms=4, label=f"{init} T={T}")
+                ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.15)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if key != "test_accuracy":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    save_figure(fig, out / "cyclic_curves.png", dpi=90)
+    graph = draw_graph(pc.GraphSpec.from_yaml(TOPOLOGY))
+    save_figure(graph, out / "graph.png", dpi=70)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, test = cls.load_data(args)
+    print(f"data: {len(train)} train / {len(test)} test images from {train.source}")
+    analysis = pc.analyze(pc.GraphSpec.from_yaml(TOPOLOGY), "train", T=min(args.T), init="memory")
+    print(analysis.summary())
+    started = time.perf_counter()
+    steps = len(args.inits) * len(args.T) * len(args.seeds) * args.epochs
+    steps *= len(train) // args.batch_size
+    runs = []
+    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
+        for seed in args.seeds:
+            for init in args.inits:
+                for T in args.T:
+                    T_eval = args.T_eval if args.T_eval is not None else T
+                    run = cls.run_pc(
+                        args,
+                        init,
+                        T,
+                        seed,
+                        train,
+                        test,
+                        bar,
+                        topology=TOPOLOGY,
+                        eval_fn=evaluator(T_eval),
+                    )
+                    run["T_eval"] = T_eval
+                    runs.append(run)
+    rows = summarize(runs)
+    print_table(rows)
+    payload = {
+        "runs": runs,
+        "summary": rows,
+        "forward_init_possible": analysis.forward_init_possible,
+        "reason": analysis.reason,
+        "n_train": len(train),
+        "n_test": len(test),
+        "data_source": train.source,
+        "wall_seconds": time.perf_counter() - started,
+        "config": {k: v for k, v in vars(args).items()},
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    save_figures(runs, args, out)
+    print(f"results and figures written to {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

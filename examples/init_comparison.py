@@ -1,0 +1,193 @@
+"""The paper's Fig. 2: test accuracy of the 5-layer MLP on FashionMNIST against the number of
+inference steps T, for every neuron initialization — random, zero, null, forward, average and
+hybrid(K=2).
+
+Same setting as examples/classification.py (batch 300, γ = 0.05, AdamW lr 5e-4 / wd 1e-4;
+stream-aligned batches for average/hybrid), and the same evaluation: a forward pass after every
+epoch. The paper's reading of Fig. 2: forward is the best of the classical initializations at
+small T, null beats random and zero, and all of them meet only at large T. Under --out it writes:
+
+  results.json           {"runs": [...], "summary": [{"init", "T", "best_accuracy_mean", ...}], ...}
+  accuracy_vs_T.png      best and final test accuracy against T, one line per init (mean ± std)
+
+Examples:
+  python examples/init_comparison.py                    # embedded subset, a few minutes
+  python examples/init_comparison.py --quick            # < 1 minute smoke run
+  python examples/init_comparison.py --full --train-size 10000 --T 1,2,4,8,16 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from pcgraph.schema import atomic_write_text
+
+
+def _sibling(name: str) -> ModuleType:
+    """Import examples/<name>.py (shared helpers) without installing the examples folder."""
+    key = f"pcgraph_examples_{name}"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parent / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+cls = _sibling("classification")
+INITS = ("random", "zero", "null", "forward", "average", "hybrid")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="< 1-minute smoke run (CI runs this)")
+    p.add_argument("--full", action="store_true", help="the whole dataset (see pcgraph.data)")
+    p.add_argument("--out", default="runs/init_comparison", help="output directory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--inits", default=",".join(INITS), help="comma-separated initializations")
+    p.add_argument("--T", default=None, help="comma-separated inference steps per update")
+    p.add_argument("--K", type=int, default=2, help="forward depth of the hybrid init")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds")
+    p.add_argument("--train-size", type=int, default=None, help="training images used")
+    p.add_argument("--test-size", type=int, default=None, help="test images used")
+    p.add_argument("--batch-size", type=int, default=300)
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the weights")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--lr-neurons", type=float, default=0.05, help="γ, SGD rate of the neurons")
+    p.add_argument(
+        "--stream-aligned",
+        choices=("auto", "all", "none"),
+        default="auto",
+        help="stream-aligned batches: auto = only for average/hybrid",
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 8
+    if args.T is None:
+        args.T = "1,4" if args.quick else "1,2,4,8"
+    args = cls.finish_args(p, args, quick={"train_size": 1500})
+    args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
+    unknown = [i for i in args.inits if i not in INITS]
+    if unknown:
+        p.error(f"unknown init(s) {unknown}; valid: {', '.join(INITS)}")
+    return args
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for init, T in dict.fromkeys((r["method"], r["T"]) for r in runs):
+        group = [r for r in runs if r["method"] == init and r["T"] == T]
+        best = cls._mean_std([max(r["test_accuracy"]) for r in group])
+        final = cls._mean_std([r["test_accuracy"][-1] for r in group])
+        rows.append(
+            {
+                "init": init,
+                "T": T,
+                "seeds": len(group),
+                "best_accuracy_mean": best[0],
+                "best_accuracy_std": best[1],
+                "final_accuracy_mean": final[0],
+                "final_accuracy_std": final[1],
+                "smm_per_update": group[0]["smm_per_update"],
+                "smm_total": group[0]["smm_total"][-1],
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print("\nbest test accuracy (mean ± std over seeds; rows: init, columns: T)")
+    print(f"{'init':>8} " + " ".join(f"{f'T={t}':>15}" for t in args.T))
+    for init in args.inits:
+        cells = {r["T"]: r for r in rows if r["init"] == init}
+        print(
+            f"{init:>8} "
+            + " ".join(
+                f"{cells[t]['best_accuracy_mean']:.4f}±{cells[t]['best_accuracy_std']:.4f}"
+                for t in args.T
+            )
+        )
+
+
+def save_figure(rows: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from pcgraph.viz import save_figure as save
+
+    fig = Figure(figsize=(8.4, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, title in zip(
+        axes, ("best", "final"), ("best test accuracy", "final test accuracy"), strict=True
+    ):
+        for i, init in enumerate(args.inits):
+            cells = sorted((r for r in rows if r["init"] == init), key=lambda r: r["T"])
+            Ts = [r["T"] for r in cells]
+            mean = [r[f"{key}_accuracy_mean"] for r in cells]
+            std = [r[f"{key}_accuracy_std"] for r in cells]
+            ax.errorbar(Ts, mean, yerr=std, color=f"C{i}", marker="o", ms=4, capsize=3, label=init)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(args.T, [str(t) for t in args.T])
+        ax.set_xlabel("inference steps T")
+        ax.set_title(f"{title} after {args.epochs} epochs", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    axes[0].legend(fontsize=8)
+    save(fig, out / "accuracy_vs_T.png", dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, test = cls.load_data(args)
+    print(f"data: {len(train)} train / {len(test)} test images from {train.source}")
+    started = time.perf_counter()
+    steps = len(args.inits) * len(args.T) * len(args.seeds) * args.epochs
+    steps *= len(train) // args.batch_size
+    runs = []
+    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
+        for seed in args.seeds:
+            for init in args.inits:
+                for T in args.T:
+                    runs.append(cls.run_pc(args, init, T, seed, train, test, bar))
+    rows = summarize(runs)
+    print_table(rows, args)
+    payload = {
+        "runs": runs,
+        "summary": rows,
+        "n_train": len(train),
+        "n_test": len(test),
+        "data_source": train.source,
+        "wall_seconds": time.perf_counter() - started,
+        "config": {k: v for k, v in vars(args).items()},
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    save_figure(rows, args, out)
+    print(f"results and figures written to {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The example scripts run end to end (--quick) and write the results they document.
+
+Each script is imported from examples/ by path and its ``main([...])`` run in-process on the
+embedded FashionMNIST subset. SMM expectations are hand-computed for mlp5 (x → h1 … h4 → y) with
+x and y clamped in training: a full forward sweep fills h1..h4 (4 sequential matmuls), hybrid(K=2)
+fills h1, h2 (2), average / null / zero / random cost nothing — except on the first batch, where
+average, hybrid and null have nothing stored yet and fall back to a forward sweep (4). Backprop on
+the L = 5-layer chain costs 2L − 1 = 9 per update.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+import pcgraph as pc
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+FORWARD_SWEEP = 4  # h1..h4 of mlp5
+HYBRID_K2 = 2  # h1, h2
+BP_MLP5 = 9  # 2L − 1, L = 5
+MEMORY_RETRIEVAL = 3  # o·Q, then ·Kᵀ, then ·V
+
+
+def load_example(name: str) -> ModuleType:
+    key = f"pcgraph_examples_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_quick(name: str, out: Path, *extra: str) -> dict[str, Any]:
+    module = load_example(name)
+    assert module.main(["--quick", "--out", str(out), "--no-progress", *extra]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def expected_smm(init: str, T: int, step: int) -> int:
+    """SMMs of update ``step`` (0-based) of PC on mlp5 with init ``init``."""
+    if init == "forward":
+        return 2 * T + FORWARD_SWEEP
+    if init in ("average", "hybrid", "null") and step == 0:
+        return 2 * T + FORWARD_SWEEP
+    if init == "hybrid":
+        return 2 * T + HYBRID_K2
+    return 2 * T  # average, null after the first batch; zero, random
+
+
+def check_accuracy_run(run: dict[str, Any], epochs: int) -> None:
+    acc = run["test_accuracy"]
+    assert len(acc) == epochs == len(run["smm_total"]) == len(run["train_seconds"])
+    assert all(0.0 <= a <= 1.0 for a in acc)
+    assert all(math.isfinite(s) and s >= 0 for s in run["train_seconds"])
+    assert run["smm_total"] == sorted(run["smm_total"])  # cumulative
+    assert run["updates"] > 0
+
+
+def test_bp_model_matches_pc_forward_pass() -> None:
+    cls = load_example("classification")
+    net = pc.compile(cls.TOPOLOGY, seed=3)
+    model = cls.bp_model(net)
+    learner = pc.PCLearner(net, init="forward", T=1)
+    x = torch.rand(7, 784)
+    logits = learner.predict({"x": x})["y"]
+    torch.testing.assert_close(model(x), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_classification_quick(tmp_path: Path) -> None:
+    data = run_quick("classification", tmp_path)
+    epochs = data["config"]["epochs"]
+    for key in ("runs", "summary", "target", "bp_smm_per_update", "n_train", "n_test", "config"):
+        assert key in data
+    assert data["bp_smm_per_update"] == BP_MLP5
+    assert {r["method"] for r in data["runs"]} == {"bp", "forward", "average", "hybrid"}
+    for run in data["runs"]:
+        check_accuracy_run(run, epochs)
+        for key in ("target_reached", "smm_to_target", "seconds_to_target", "smm_per_update"):
+            assert key in run
+        if run["method"] == "bp":
+            assert run["smm_per_update"] == BP_MLP5
+            assert run["smm_total"][-1] == BP_MLP5 * run["updates"]
+            continue
+        T, init, n = run["T"], run["method"], run["updates"]
+        assert run["smm_per_step"] == [expected_smm(init, T, s) for s in range(3)]
+        assert run["smm_per_update"] == expected_smm(init, T, 1)
+        assert run["smm_total"][-1] == sum(expected_smm(init, T, s) for s in range(n))
+        assert run["stream_aligned"] == (init in ("average", "hybrid"))
+        assert all(math.isfinite(e) and e >= 0 for e in run["energy_after"])
+    for row in data["summary"]:
+        assert 0.0 <= row["final_accuracy_mean"] <= row["best_accuracy_mean"] <= 1.0
+    assert (tmp_path / "accuracy_curves.png").stat().st_size > 0
+    assert (tmp_path / "accuracy_vs_smm.png").stat().st_size > 0
+
+
+def test_first_reaching() -> None:
+    cls = load_example("classification")
+    record = {"test_accuracy": [0.5, 0.81, 0.9], "smm_total": [10, 20, 30]}
+    record["train_seconds"] = [1.0, 2.0, 3.0]
+    hit = cls.first_reaching(record, 0.8)
+    assert hit["smm_to_target"] == 20 and hit["epochs_to_target"] == 2
+    assert hit["seconds_to_target"] == 2.0
+    assert cls.first_reaching(record, 0.95)["target_reached"] is False
+
+
+def test_init_comparison_quick(tmp_path: Path) -> None:
+    data = run_quick("init_comparison", tmp_path)
+    cfg = data["config"]
+    inits, Ts = cfg["inits"], cfg["T"]
+    assert set(inits) == {"random", "zero", "null", "forward", "average", "hybrid"}
+    assert {(r["init"], r["T"]) for r in data["summary"]} == {(i, t) for i in inits for t in Ts}
+    for row in data["summary"]:
+        assert 0.0 <= row["best_accuracy_mean"] <= 1.0
+        assert row["best_accuracy_std"] >= 0.0
+        assert row["smm_per_update"] == expected_smm(row["init"], row["T"], 1)
+    for run in data["runs"]:
+        check_accuracy_run(run, cfg["epochs"])
+        n = run["updates"]
+        want = sum(expected_smm(run["method"], run["T"], s) for s in range(n))
+        assert run["smm_total"][-1] == want
+    assert (tmp_path / "accuracy_vs_T.png").stat().st_size > 0
+
+
+def test_cyclic_graph_quick(tmp_path: Path) -> None:
+    data = run_quick("cyclic_graph", tmp_path)
+    assert data["forward_init_possible"] is False
+    cfg = data["config"]
+    assert {r["init"] for r in data["summary"]} == {"memory", "zero", "random"}
+    for run in data["runs"]:
+        check_accuracy_run(run, cfg["epochs"])
+        assert len(run["energy_before"]) == len(run["energy_after"]) == cfg["epochs"]
+        assert all(math.isfinite(e) and e >= 0 for e in run["energy_before"] + run["energy_after"])
+        T = run["T"]
+        # memory: one retrieval softmax(β (o Q + b) Kᵀ) V for g1..g4 = 3 sequential matmuls
+        # (o·Q, ·Kᵀ, ·V); y is clamped in training, so no forward sweep follows. zero/random: 0.
+        init_cost = MEMORY_RETRIEVAL if run["method"] == "memory" else 0
+        assert run["smm_per_update"] == 2 * T + init_cost
+        assert run["smm_total"][-1] == run["updates"] * (2 * T + init_cost)
+    assert (tmp_path / "cyclic_curves.png").stat().st_size > 0
+
+
+def test_decoder_generation_quick(tmp_path: Path) -> None:
+    data = run_quick("decoder_generation", tmp_path)
+    assert data["results"]
+    inits = set(data["config"]["inits"])
+    for row in data["results"]:
+        for key in ("init", "T_train", "T_eval", "test_mse"):
+            assert key in row
+        assert row["init"] in inits
+        assert math.isfinite(row["test_mse"]) and 0.0 <= row["test_mse"] <= 1.0
+    assert {r["init"] for r in data["results"]} == inits
