@@ -51,34 +51,43 @@ TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion
 PC_METHODS = ("forward", "average", "hybrid", "null", "zero", "random")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="< 1-minute smoke run (CI runs this)")
-    p.add_argument(
+def add_common_args(parser: argparse.ArgumentParser, *, out: str) -> None:
+    """The options the classification-style examples share (data, budget, optimizers)."""
+    parser.add_argument("--quick", action="store_true", help="< 1-minute smoke run (CI runs this)")
+    parser.add_argument(
         "--full",
         action="store_true",
         help="the whole dataset (needs the real files; see pcgraph.data); "
         "--train-size/--test-size then take subsets of it",
     )
-    p.add_argument("--out", default="runs/classification", help="output directory")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", default=out, help="output directory")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--T", default=None, help="comma-separated inference steps per update")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds")
+    parser.add_argument("--train-size", type=int, default=None, help="training images used")
+    parser.add_argument("--test-size", type=int, default=None, help="test images used")
+    parser.add_argument("--batch-size", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the weights")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    parser.add_argument("--lr-neurons", type=float, default=0.05, help="γ, SGD rate of the neurons")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_args(p, out="runs/classification")
     p.add_argument(
         "--methods",
         default="bp,forward,average,hybrid",
         help=f"comma-separated: bp and/or PC initializations ({', '.join(PC_METHODS)})",
     )
-    p.add_argument("--T", default=None, help="comma-separated inference steps per update")
     p.add_argument("--K", type=int, default=2, help="forward depth of the hybrid init")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seeds", default=None, help="comma-separated seeds")
-    p.add_argument("--train-size", type=int, default=None, help="training images used")
-    p.add_argument("--test-size", type=int, default=None, help="test images used")
-    p.add_argument("--batch-size", type=int, default=300)
-    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the weights")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    p.add_argument("--lr-neurons", type=float, default=0.05, help="γ, SGD rate of the neurons")
     p.add_argument("--target", type=float, default=0.80, help="test accuracy to reach")
     p.add_argument(
         "--stream-aligned",
@@ -86,8 +95,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="stream-aligned batches: auto = only for average/hybrid (pcgraph's Trainer default)",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
     return finish_args(p, args, quick={"T": "2", "epochs": 2, "train_size": 1500})
 

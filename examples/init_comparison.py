@@ -19,12 +19,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -32,21 +30,10 @@ from tqdm import tqdm
 
 from pcgraph.schema import atomic_write_text
 
+# the shared helpers live in classification.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import classification as cls
 
-def _sibling(name: str) -> ModuleType:
-    """Import examples/<name>.py (shared helpers) without installing the examples folder."""
-    key = f"pcgraph_examples_{name}"
-    if key not in sys.modules:
-        path = Path(__file__).resolve().parent / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-cls = _sibling("classification")
 INITS = ("random", "zero", "null", "forward", "average", "hybrid")
 
 
@@ -54,29 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--quick", action="store_true", help="< 1-minute smoke run (CI runs this)")
-    p.add_argument("--full", action="store_true", help="the whole dataset (see pcgraph.data)")
-    p.add_argument("--out", default="runs/init_comparison", help="output directory")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    cls.add_common_args(p, out="runs/init_comparison")
     p.add_argument("--inits", default=",".join(INITS), help="comma-separated initializations")
-    p.add_argument("--T", default=None, help="comma-separated inference steps per update")
     p.add_argument("--K", type=int, default=2, help="forward depth of the hybrid init")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seeds", default=None, help="comma-separated seeds")
-    p.add_argument("--train-size", type=int, default=None, help="training images used")
-    p.add_argument("--test-size", type=int, default=None, help="test images used")
-    p.add_argument("--batch-size", type=int, default=300)
-    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the weights")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    p.add_argument("--lr-neurons", type=float, default=0.05, help="γ, SGD rate of the neurons")
     p.add_argument(
         "--stream-aligned",
         choices=("auto", "all", "none"),
         default="auto",
         help="stream-aligned batches: auto = only for average/hybrid",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 8
