@@ -271,9 +271,20 @@ def init_smm(
     """Sequential matmuls an initialization spends before inference starts.
 
     forward: the deepest level of its sweep; hybrid(K): min(K, that); memory: one retrieval
-    plus the forward sweep below the targets; others (zero, random, null, average): 0.
+    plus the forward sweep below the targets; others (zero, random, null, average): 0;
+    ``auto``: forward where Proposition 3.2 allows it, memory otherwise.
+
+    Raises:
+        InitError: an unknown initialization name (listing the valid ones).
     """
+    from pcgraph.registry import normalize_name
+
     clamped = set(clamp)
+    init = normalize_name(init)
+    if init not in INIT_RULES:
+        raise InitError(f"unknown initialization {init!r}; valid choices: {', '.join(INIT_RULES)}")
+    if init == "auto":
+        init = "forward" if check_forward_init(graph, clamped)[0] else "memory"
     if init in ("forward", "hybrid"):
         ok, reason = check_forward_init(graph, clamped)
         if not ok:

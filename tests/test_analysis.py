@@ -475,3 +475,15 @@ def test_information_depths_are_undirected_distances(
     g, clamp = case
     assert information_depths(g, clamp) == bfs_undirected(g, clamp)
     assert set(unreached_nodes(g, clamp)) == set(g.nodes) - set(bfs_undirected(g, clamp))
+
+
+def test_smm_init_names_are_normalised_and_unknown_ones_refused() -> None:
+    from pcgraph.analysis import init_smm
+    from pcgraph.errors import InitError
+
+    chain = nx.DiGraph([("x", "a"), ("a", "b"), ("b", "y")])
+    # forward on x→a→b→y with {x, y} clamped sweeps a (level 1) and b (level 2): 2 SMMs
+    assert init_smm(chain, {"x", "y"}, "Forward") == 2
+    assert init_smm(chain, {"x", "y"}, "auto") == 2
+    with pytest.raises(InitError, match="unknown initialization 'forwrd'"):
+        init_smm(chain, {"x", "y"}, "forwrd")
