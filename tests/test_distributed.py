@@ -69,6 +69,9 @@ def worker(rank: int, port: int, topology: str, init: str, out: str, fail: bool)
                 },
                 out,
             )
+        # both ranks get here before tearing down: gloo can abort a process whose peer
+        # disconnects while it still uses the connection
+        tdist.barrier()
     finally:
         tdist.destroy_process_group()
 

@@ -202,14 +202,19 @@ def run_train(args: argparse.Namespace) -> int:
             f"on {len(train)} images from {train.source}{ranks}"
         )
     history = trainer.fit()
-    if not trainer.is_main:
-        return 0  # rank 0 writes the files
+    if dist is not None:  # every rank finishes training before any tears down the group
+        dist.barrier()
+        if not dist.is_main:
+            torch.distributed.destroy_process_group()
+            return 0  # rank 0 writes the files
     out.mkdir(parents=True, exist_ok=True)
     history.save(out / "history.json")
     atomic_write_text(out / "options.json", json.dumps(opts, indent=2, default=str))
     plot_history(history.to_dict(), path=out / "history.png")
     draw_graph(spec, clamp=sorted(clamp), path=out / "graph.png")
     print(f"wrote {out}/history.json, checkpoint.pt, history.png, graph.png")
+    if dist is not None:
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -222,7 +222,7 @@ class SparseProgram(InferenceProgram):
         # energies by column sums: the sparse network has no per-node views
         self._gauss_nodes = list(range(len(net.nodes)))
 
-    def prepare(self, x: torch.Tensor) -> _Buffers:
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = True) -> _Buffers:
         buf = self.buffers(x.shape[0])
         buf.grad.zero_()
         buf.eps.zero_()

@@ -113,11 +113,12 @@ def _run(
     record: torch.Tensor | None,
     grad_mode: GradMode,
     compiled: bool = False,
+    reuse_consts: bool = True,
 ) -> tuple[_Buffers, torch.Tensor, torch.Tensor]:
     """The inference loop: returns the buffers, E at t=0 and the per-node energies at t=T."""
     with torch.no_grad():
         step.reset()
-        buf = prog.prepare(states)
+        buf = prog.prepare(states, reuse_consts=reuse_consts)
         energy_before = None
         if compiled:
             return _run_compiled(prog, states, T, step, record, buf)
@@ -240,12 +241,15 @@ def _graphed(
         with torch.cuda.stream(side):  # warm-up outside the graph (lazy init, allocator)
             for _ in range(2):
                 states.copy_(saved)
-                _run(net, prog, states, T, step, record, grad_mode)
+                _run(net, prog, states, T, step, record, grad_mode, reuse_consts=False)
         torch.cuda.current_stream().wait_stream(side)
         states.copy_(saved)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            outputs = (*_run(net, prog, states, T, step, record, grad_mode), record)
+            outputs = (
+                *_run(net, prog, states, T, step, record, grad_mode, reuse_consts=False),
+                record,
+            )
         cached = _Graph(key, graph, outputs)
         if len(graphs) >= 4:  # a few shapes (training, evaluation, a last partial batch)
             graphs.pop(next(iter(graphs)))
