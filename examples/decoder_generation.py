@@ -234,14 +234,18 @@ def save_figures(
 ) -> None:
     from pcgraph.viz import plot_energy_flow, plot_history, plot_reconstructions
 
-    T_train, T_eval = min(args.T_train), min(args.T_eval)
+    # every (init, T_train) at the smallest T_eval: the regime the paper's claim is about
+    T_eval = min(args.T_eval)
     batch = test[: args.batch_size]
     recons = {}
     for init in args.inits:
-        learner = runs[(init, T_train)]["learner"]
-        recons[f"{init}"] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
+        for T_train in args.T_train:
+            learner = runs[(init, T_train)]["learner"]
+            label = f"{init}\nT_train={T_train}\nT_eval={T_eval}"
+            recons[label] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
     plot_reconstructions(batch.cpu(), recons, n=8, path=out / "reconstructions.png")
     plot_history(curves, path=out / "learning_curves.png")
+    T_train = max(args.T_train)
     for init in ("memory", "zero"):
         if (init, T_train) in runs:
             learner = runs[(init, T_train)]["learner"]
