@@ -645,3 +645,27 @@ def test_program_is_cached_per_clamp_set() -> None:
     a = program_for(net, frozenset({"x", "y"}))
     assert program_for(net, frozenset({"y", "x"})) is a
     assert program_for(net, frozenset({"x"})) is not a
+
+
+def test_inference_sees_weights_changed_after_a_forward_sweep_without_version_bump() -> None:
+    # a fused optimizer (or .data writes) changes weights without bumping their version: a plain
+    # solve_inference must not reuse the fixed predictions of the earlier sweep
+    from pcgraph.compiler.program import program_for as _program_for
+
+    net = compile(TOPOLOGIES / "mlp5_fashion.yaml", seed=0, dtype=torch.float64)
+    clamp = net.resolve_clamp("train")
+    x = net.new_states(3)
+    net.write(
+        x,
+        {
+            "x": torch.rand(3, 784, dtype=torch.float64),
+            "y": torch.eye(10, dtype=torch.float64)[[1, 2, 3]],
+        },
+    )
+    prog = _program_for(net, clamp)
+    prog.forward_sweep(x, [net.node_index[n] for n in ("h1", "h2", "h3", "h4")])
+    with torch.no_grad():
+        net.kernels[0].weight.data.add_(0.5)  # W₁ changes; its version does not
+    expected = float(net.energy(x.clone()))
+    result = solve_inference(net, x, clamp, 0)
+    assert float(result.energy_after) == pytest.approx(expected, rel=1e-12)

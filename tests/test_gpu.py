@@ -135,3 +135,23 @@ def test_cuda_compiled_steps_equal_eager() -> None:
         results[compiled] = [p.detach().cpu() for p in net.parameters()]
     for a, b in zip(results[False], results[True], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_cuda_graph_metrics_are_not_overwritten_by_later_replays() -> None:
+    net = pc.compile("topologies/mlp5_fashion.yaml", seed=0, device="cuda", dtype=torch.float64)
+    learner = pc.PCLearner(
+        net,
+        init="forward",
+        T=4,
+        lr_neurons=0.05,
+        cuda_graph=True,
+        optimizer=torch.optim.SGD(net.parameters(), lr=1e-2),
+    )
+    data = {k: v.to("cuda") for k, v in _data(net, learner.clamp, 32).items()}
+    kept = []
+    for _ in range(4):
+        m = learner.train_step(data)
+        kept.append((m, float(m.energy_before), m.node_energies.clone()))
+    for m, before, nodes in kept:  # what a callback stored still says what it said then
+        assert float(m.energy_before) == before
+        torch.testing.assert_close(m.node_energies, nodes)

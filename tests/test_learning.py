@@ -84,17 +84,22 @@ def test_train_step_smm_memory_decoder4_and_loop() -> None:
     dec = compile(TOPOLOGIES / "decoder4_fashion.yaml", seed=0)
     opts = {"patterns": 8, "heads": 1, "embed_dim": 8}
     learner = PCLearner(dec, init="memory", T=5, clamp="generate", init_options=opts)
+    # the first batch has no fitted memory yet: z starts at 0, only the sweep (3) is spent
+    m = learner.train_step({"image": torch.rand(4, 784)})
+    assert m.smm == 2 * 5 + 3
     m = learner.train_step({"image": torch.rand(4, 784)})
     assert m.smm == 2 * 5 + 3 + 3
     assert learner.initializer.smm(learner.context(learner.clamp, train=True)) == 6
     # auto picks memory there too
     auto = PCLearner(dec, init="auto", T=5, clamp="generate", init_options=opts)
+    auto.train_step({"image": torch.rand(4, 784)})
     assert auto.train_step({"image": torch.rand(4, 784)}).smm == 16
     # loop, train clamp: a, b, c retrieved (3); y is clamped, nothing below them to sweep
     loop = compile(TOPOLOGIES / "loop.yaml", seed=0)
     learner = PCLearner(loop, init="memory", T=4, init_options=opts)
-    m = learner.train_step({"x": torch.randn(4, 32), "y": torch.randn(4, 10)})
-    assert m.smm == 2 * 4 + 3
+    data = {"x": torch.randn(4, 32), "y": torch.randn(4, 10)}
+    assert learner.train_step(data).smm == 2 * 4  # nothing fitted yet: a, b, c start at 0
+    assert learner.train_step(data).smm == 2 * 4 + 3
 
 
 def test_train_step_reports_energies_and_trace() -> None:

@@ -88,3 +88,30 @@ def test_unknown_backend_is_refused() -> None:
 def test_auto_keeps_dense_for_layered_networks() -> None:
     net = pc.compile("topologies/mlp5_fashion.yaml")
     assert not isinstance(net, SparsePCNetwork)
+
+
+def test_sparse_autograd_and_local_gradients_agree_with_unbiased_edges() -> None:
+    # neurons fed only by bias-free edges have no bias: both gradient paths must leave it at 0
+    nodes = [
+        {"name": f"n{i}", "shape": 1, "activation": "tanh", "role": "input" if i < 2 else "latent"}
+        for i in range(8)
+    ]
+    edges = [
+        {"source": f"n{a}", "target": f"n{b}", "bias": (a + b) % 2 == 0}
+        for a, b in [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (6, 7), (2, 5)]
+    ]
+    spec = pc.GraphSpec.from_dict({"name": "s", "nodes": nodes, "edges": edges})
+    net = pc.compile(spec, seed=0, backend="sparse", dtype=torch.float64)
+    x = torch.randn(4, net.state_size, dtype=torch.float64)
+    prog = program_for(net, net.resolve_clamp("predict"))
+    buf = prog.prepare(x)
+    prog.errors(x, buf)
+    net.zero_grad()
+    prog.param_grads(x, buf)
+    local = [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]
+    net.zero_grad()
+    net.energy(x).backward()
+    for a, b in zip(local, (p.grad for p in net.parameters()), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    unbiased = net.bias_mask == 0
+    assert bool(unbiased.any()) and float(net.bias.grad[unbiased].abs().max()) == 0.0  # type: ignore[index]

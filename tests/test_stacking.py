@@ -15,8 +15,9 @@ def group_graph(bias: bool, activation: str, ce: bool) -> pc.GraphSpec:
     groups = [f"g{i}" for i in range(5)]
     nodes = [{"name": "x", "shape": 7, "role": "input"}]
     nodes += [{"name": g, "shape": 6, "activation": activation} for g in groups]
-    nodes += [{"name": "y", "shape": 4, "role": "output",
-               "energy": "cross_entropy" if ce else "gaussian"}]
+    nodes += [
+        {"name": "y", "shape": 4, "role": "output", "energy": "cross_entropy" if ce else "gaussian"}
+    ]
     edges = [{"source": "x", "target": g, "bias": bias} for g in groups]
     edges += [{"source": a, "target": b, "bias": bias} for a in groups for b in groups if a != b]
     edges += [{"source": g, "target": "y", "bias": bias} for g in groups]
@@ -36,8 +37,9 @@ def states(net: pc.PCNetwork, batch: int = 5) -> torch.Tensor:
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 @pytest.mark.parametrize("ce", [False, True])
 def test_stacked_gradients_equal_autograd(bias: bool, activation: str, ce: bool) -> None:
-    net = pc.compile(group_graph(bias, activation, ce), seed=0, dtype=torch.float64,
-                     backend="dense")
+    net = pc.compile(
+        group_graph(bias, activation, ce), seed=0, dtype=torch.float64, backend="dense"
+    )
     clamp = net.resolve_clamp("train")
     prog = program_for(net, clamp)
     assert len(prog._stacks) == 2  # g→y (6→4) and g→g (6→6); x→g has a clamped source
@@ -61,14 +63,21 @@ def test_stacked_training_equals_edge_by_edge(monkeypatch: pytest.MonkeyPatch) -
     def train(stack_min: int) -> tuple[list[float], list[torch.Tensor]]:
         monkeypatch.setattr(program_module, "STACK_MIN", stack_min)
         net = pc.compile(group_graph(True, "tanh", False), seed=0, dtype=torch.float64)
-        learner = pc.PCLearner(net, init="memory", T=5, lr_neurons=0.1,
-                               init_options={"patterns": 16, "embed_dim": 8, "heads": 2},
-                               optimizer=torch.optim.SGD(net.parameters(), lr=1e-2))
+        learner = pc.PCLearner(
+            net,
+            init="memory",
+            T=5,
+            lr_neurons=0.1,
+            init_options={"patterns": 16, "embed_dim": 8, "heads": 2},
+            optimizer=torch.optim.SGD(net.parameters(), lr=1e-2),
+        )
         stacks = len(program_for(net, learner.clamp)._stacks)
         assert (stacks > 0) == (stack_min < 100)
         g = torch.Generator().manual_seed(1)
-        data = {"x": torch.randn(8, 7, generator=g, dtype=torch.float64),
-                "y": torch.randn(8, 4, generator=g, dtype=torch.float64)}
+        data = {
+            "x": torch.randn(8, 7, generator=g, dtype=torch.float64),
+            "y": torch.randn(8, 4, generator=g, dtype=torch.float64),
+        }
         energies = [float(learner.train_step(data).energy_after) for _ in range(4)]
         return energies, [p.detach().clone() for p in net.parameters()]
 

@@ -289,12 +289,13 @@ class InferenceProgram:
             xv[i].copy_(mu)
         self._const_token = self._token(x, buf)
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = True) -> _Buffers:
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
         """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ.
 
         Args:
             reuse_consts: keep the fixed parts computed by :meth:`forward_sweep` when neither x
-                nor the weights changed since (off while a CUDA graph is captured).
+                nor the weights changed since (the caller vouches for the weights: fused
+                optimizers change them without bumping ``_version``; off in CUDA-graph capture).
         """
         # no zeroing: grad's clamped columns and eps's root columns are never written, and
         # every other column is overwritten each step

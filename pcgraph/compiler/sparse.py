@@ -151,7 +151,7 @@ class SparsePCNetwork(PCNetwork):
     def predictions_all(self, x: torch.Tensor) -> torch.Tensor:
         """μ for every column, [B, D] (meaningless for columns of nodes without parents)."""
         s = self.sent_all(x)
-        return torch.sparse.mm(self.matrix(), s.t()).t() + self.bias
+        return torch.sparse.mm(self.matrix(), s.t()).t() + self.bias * self.bias_mask
 
     # --- reference math, overriding the per-edge forms -------------------------------------
     def prediction(self, x: torch.Tensor, i: int) -> torch.Tensor:
@@ -182,7 +182,7 @@ class SparsePCNetwork(PCNetwork):
                         break
                     group.append(i)
                     in_group.add(i)
-                mu = torch.sparse.mm(w, self.sent_all(x).t()).t() + self.bias
+                mu = torch.sparse.mm(w, self.sent_all(x).t()).t() + self.bias * self.bias_mask
                 for i in group:
                     x[:, self.nodes[i].cols] = mu[:, self.nodes[i].cols]
                 pending = pending[len(group) :]
@@ -222,7 +222,7 @@ class SparseProgram(InferenceProgram):
         # energies by column sums: the sparse network has no per-node views
         self._gauss_nodes = list(range(len(net.nodes)))
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = True) -> _Buffers:
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
         buf = self.buffers(x.shape[0])
         buf.grad.zero_()
         buf.eps.zero_()
@@ -237,7 +237,8 @@ class SparseProgram(InferenceProgram):
     def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
         s = self.net.sent_all(x)
         mu = torch.sparse.mm(self._w, s.t()).t()
-        torch.sub(x, mu.add_(self.net.bias), out=buf.eps)
+        # targets without a biased in-edge have no bias: the mask keeps autograd's view equal
+        torch.sub(x, mu.add_(self.net.bias * self.net.bias_mask), out=buf.eps)
         buf.eps.mul_(self.predicted_mask)
         if not self.unit_precision:
             torch.mul(buf.eps, self.precision, out=buf.delta)

@@ -113,7 +113,7 @@ def _run(
     record: torch.Tensor | None,
     grad_mode: GradMode,
     compiled: bool = False,
-    reuse_consts: bool = True,
+    reuse_consts: bool = False,
 ) -> tuple[_Buffers, torch.Tensor, torch.Tensor]:
     """The inference loop: returns the buffers, E at t=0 and the per-node energies at t=T."""
     with torch.no_grad():
@@ -255,7 +255,9 @@ def _graphed(
             graphs.pop(next(iter(graphs)))
         graphs[key] = cached
     cached.graph.replay()
-    return cached.outputs
+    # the captured tensors are overwritten by the next replay: hand out copies of the metrics
+    buf, energy_before, final, record = cached.outputs
+    return buf, energy_before.clone(), final.clone(), None if record is None else record.clone()
 
 
 def solve_inference(
@@ -271,6 +273,7 @@ def solve_inference(
     check_finite: bool = True,
     cuda_graph: bool = False,
     compile_step: bool = False,
+    reuse_consts: bool = False,
 ) -> InferenceResult:
     """Run T inference steps on ``states`` in place.
 
@@ -294,6 +297,10 @@ def solve_inference(
             (sgd/momentum neurons). Opt-in: compiling takes seconds to tens of seconds, and on
             the CPU it was measured slower than eager (docs/performance.md); it is meant for
             accelerators where fusing the element-wise work pays.
+        reuse_consts: reuse the fixed predictions a forward sweep of the program just computed
+            on this buffer. Only for callers that know nothing changed the weights in between
+            (``PCLearner.infer`` does: init, then inference); a token check on the buffer and
+            parameter versions guards it as well.
 
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
@@ -324,7 +331,7 @@ def solve_inference(
         )
         record = torch.empty(T + 1, n, device=states.device, dtype=states.dtype) if trace else None
         buf, energy_before, final = _run(
-            net, prog, states, T, step, record, grad_mode, compile_step
+            net, prog, states, T, step, record, grad_mode, compile_step, reuse_consts
         )
     energy_after = final.sum()
     if check_finite and not bool(torch.isfinite(energy_after)):

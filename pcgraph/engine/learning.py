@@ -205,6 +205,7 @@ class PCLearner:
             grad_mode=self.grad_mode,
             cuda_graph=self.cuda_graph,
             compile_step=self.compile_step,
+            reuse_consts=True,  # the init just above changed nothing but the free states
         )
 
     def train_step(

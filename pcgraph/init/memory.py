@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from pcgraph.analysis import init_smm, memory_targets
+from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm, memory_targets
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer, forward_order
 
@@ -112,6 +112,7 @@ class MemoryInit(Initializer):
         self.fitted: set[str] = set()
         self.obs_nodes: list[str] | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._cost: int | None = None
 
     # --- observations and targets ---------------------------------------------------------
     def observations(self, x: torch.Tensor, ctx: InitContext) -> torch.Tensor:
@@ -161,6 +162,9 @@ class MemoryInit(Initializer):
         targets = self._targets(ctx)
         o = self.observations(x, ctx)
         x[:, ctx.free_cols] = 0.0
+        full = init_smm(ctx.net.graph, ctx.clamp, "memory")
+        retrieved = any(t in self.fitted for t in targets)
+        self._cost = full if retrieved or not targets else full - MEMORY_RETRIEVAL_SMM
         with torch.no_grad():
             for name in targets:
                 if name in self.fitted:
@@ -212,6 +216,10 @@ class MemoryInit(Initializer):
                 self.optimizer.step()
 
     def smm(self, ctx: InitContext) -> int:
+        """The last :meth:`init`'s cost: one retrieval (3 SMMs) once a memory is fitted, plus
+        the forward sweep below the targets (before the first fit the targets start at 0)."""
+        if self._cost is not None:
+            return self._cost
         return init_smm(ctx.net.graph, ctx.clamp, "memory")
 
     def extra_parameters(self) -> int:

@@ -207,7 +207,7 @@ class Trainer:
         data = data or self.test_set
         if data is None:
             raise ClampError("no test data to evaluate on; pass test= to the Trainer")
-        T = T if T is not None else (self.eval_T or self.learner.T)
+        T = T if T is not None else (self.eval_T if self.eval_T is not None else self.learner.T)
         n = len(data)
         correct, sq, count = 0, 0.0, 0
         with torch.no_grad():
