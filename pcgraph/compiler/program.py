@@ -244,14 +244,14 @@ class InferenceProgram:
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> _Buffers:
         """The reusable [B, D] buffers for this batch size."""
-        buf = self._buffers.get(batch_size)
+        buf = self._buffers.pop(batch_size, None)  # re-inserted last: evict least recently used
         if buf is None:
             eps = self.net.new_states(batch_size)
             delta = eps if self.unit_precision else self.net.new_states(batch_size)
             buf = _Buffers(eps=eps, delta=delta, grad=self.net.new_states(batch_size))
             if len(self._buffers) >= 4:  # a few sizes (train, eval, a last partial batch)
                 self._buffers.pop(next(iter(self._buffers)))
-            self._buffers[batch_size] = buf
+        self._buffers[batch_size] = buf
         return buf
 
     def _view(self, t: torch.Tensor, i: int) -> torch.Tensor:

@@ -230,7 +230,7 @@ def _graphed(
         raise InitError("cuda_graph=True supports grad_mode='local' only")
     key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
     graphs: dict[tuple[object, ...], _Graph] = prog.__dict__.setdefault("_cuda_graphs", {})
-    cached = graphs.get(key)
+    cached = graphs.pop(key, None)  # re-inserted last: evict least recently used
     if cached is None:
         saved = states.clone()
         step = _NeuronStep(optimizer, lr, states)
@@ -253,7 +253,7 @@ def _graphed(
         cached = _Graph(key, graph, outputs)
         if len(graphs) >= 4:  # a few shapes (training, evaluation, a last partial batch)
             graphs.pop(next(iter(graphs)))
-        graphs[key] = cached
+    graphs[key] = cached
     cached.graph.replay()
     # the captured tensors are overwritten by the next replay: hand out copies of the metrics
     buf, energy_before, final, record = cached.outputs

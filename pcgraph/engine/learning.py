@@ -168,12 +168,12 @@ class PCLearner:
                 f"{ {n: int(v.shape[0]) for n, v in data.items()} }"
             )
         (b,) = batch
-        x = self._states.get(b)
+        x = self._states.pop(b, None)  # re-inserted last: evict least recently used
         if x is None:
             x = self.net.new_states(b)
             if len(self._states) >= 4:  # a few sizes (train, eval, a last partial batch)
                 self._states.pop(next(iter(self._states)))
-            self._states[b] = x
+        self._states[b] = x
         self.net.write(x, data)
         return x
 
