@@ -12,6 +12,7 @@ inference and are computed once per batch; messages are sent only to free source
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -97,6 +98,14 @@ class InferenceProgram:
             if is_free[n.index]:
                 mask[n.cols] = 1.0
         self.precision, self.col_node, self.free_mask = precision, col_node, mask
+        # the free columns as one range when they are contiguous (the usual layout): the state
+        # update then touches only them, not the clamped data's columns
+        free_cols = [c for n in nodes if is_free[n.index] for c in (n.offset, n.offset + n.size)]
+        spans = sorted((nodes[i].offset, nodes[i].offset + nodes[i].size) for i in self.free_nodes)
+        contiguous = all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+        self.free_range: tuple[int, int] | None = (
+            (min(free_cols), max(free_cols)) if free_cols and contiguous else None
+        )
         kernels = net.kernels
         self.learnable_edges = [
             e.index

@@ -79,6 +79,9 @@ class _NeuronStep:
         if self.kind == "sgd":
             x.add_(grad, alpha=-self.lr)
             return
+        if self.m is not None and self.m.shape != x.shape:  # stepping a column range of x
+            self.m = torch.zeros_like(x)
+            self.v = torch.zeros_like(x) if self.v is not None else None
         m = self.m
         assert m is not None
         if self.kind == "momentum":
@@ -122,6 +125,12 @@ def _run(
         energy_before = None
         if compiled:
             return _run_compiled(prog, states, T, step, record, buf)
+        span = prog.free_range  # update only the free columns when they are one range
+        x_free, g_free = (
+            (states, buf.grad)
+            if span is None
+            else (states[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])
+        )
         for t in range(T):
             sent = prog.errors(states, buf)
             if record is not None:
@@ -134,7 +143,7 @@ def _run(
                 prog.state_grad(states, buf, sent)
             else:
                 _autograd_state_grad(net, prog, states, buf)
-            step(states, buf.grad)
+            step(x_free, g_free)
         prog.errors(states, buf)  # errors at x(T): what learning uses
         final = prog.node_energies(buf)
         if record is not None:
