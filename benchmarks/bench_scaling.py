@@ -71,14 +71,17 @@ def chain_spec(depth: int) -> tuple[pc.GraphSpec, list[str]]:
     return spec, [names[0], names[-1]]
 
 
-def random_graph_dict(n: int, kind: str, seed: int, parents: int = 3) -> dict[str, Any]:
-    """A random sparse graph of ``n`` groups of ``GROUP`` neurons, ≈ ``parents`` in-edges each."""
+def random_graph_dict(
+    n: int, kind: str, seed: int, parents: int = 3, group: int | None = None
+) -> dict[str, Any]:
+    """A random sparse graph of ``n`` groups of ``group`` (default ``GROUP``) neurons, ≈
+    ``parents`` in-edges each; the first tenth are inputs."""
     rng = random.Random(seed)
     n_in = max(1, n // 10)
     nodes = [
         {
             "name": f"g{i}",
-            "shape": GROUP,
+            "shape": GROUP if group is None else group,
             "role": "input" if i < n_in else "latent",
             "activation": ACT,
         }
@@ -86,8 +89,14 @@ def random_graph_dict(n: int, kind: str, seed: int, parents: int = 3) -> dict[st
     ]
     edges = []
     for j in range(1, n):
-        pool = range(j) if kind == "dag" else [i for i in range(n) if i != j]
-        for i in rng.sample(list(pool), min(parents, len(pool))):
+        limit = j if kind == "dag" else n
+        k = min(parents, limit - (0 if kind == "dag" else 1))
+        chosen: set[int] = set()
+        while len(chosen) < k:  # sampling without building an O(n) pool per node
+            i = rng.randrange(limit)
+            if i != j:
+                chosen.add(i)
+        for i in sorted(chosen):
             edges.append({"source": f"g{i}", "target": f"g{j}", "op": "linear"})
     return {"name": f"{kind}{n}", "nodes": nodes, "edges": edges}
 
@@ -244,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats (< 60 s)")
+    ap.add_argument(
+        "--large",
+        action="store_true",
+        help="also 10,000 groups and a neuron-level graph of 100,000 edges (sparse backend)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
         "--threads",
@@ -313,6 +327,25 @@ def main(argv: list[str] | None = None) -> int:
                     file=out,
                     flush=True,
                 )
+    if args.large:  # the sparse backend only: per-edge kernels at this size take minutes
+        large: list[tuple[str, int, Callable[[], tuple[pc.GraphSpec, list[str]]]]] = [
+            (kind, 10_000, make_random(10_000, kind)) for kind in kinds
+        ]
+
+        def make_neurons() -> tuple[pc.GraphSpec, list[str]]:
+            spec = pc.GraphSpec.from_dict(random_graph_dict(10_000, "cyclic", 7, 10, group=1))
+            return spec, [nd.name for nd in spec.nodes if nd.role == "input"]
+
+        large.append(("neurons", 10_000, make_neurons))
+        for fam, n, make in large:
+            row = measure(fam, n, make, device, 3, T1, T2, False, "sparse")
+            rows.append(row)
+            print(
+                f"[bench_scaling] {fam} n={n} edges={row['edges']} (sparse): "
+                f"{row['step_s'] * 1e3:.3f} ms/step, compile {row['compile_s']:.2f} s",
+                file=out,
+                flush=True,
+            )
     fits: dict[str, dict[str, float | None]] = {}
     for fam in ["chain", *kinds]:
         for bk in ["dense", "sparse"]:
@@ -326,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                 "compile_vs_edges": slope(edges, [r["compile_s"] for r in rs]),
             }
             if fam != "chain":
-                fits[key]["stacked_vs_edges"] = slope(edges, [r["stacked_s"] for r in rs])
+                with_ref = [r for r in rs if r.get("stacked_s") is not None]
+                fits[key]["stacked_vs_edges"] = slope(
+                    [r["edges"] for r in with_ref], [r["stacked_s"] for r in with_ref]
+                )
     result = {
         "benchmark": "bench_scaling",
         "env": C.environment(device),
