@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     y = nn.functional.one_hot(labels, 10).float()
     with torch.no_grad():  # the copy is the same network: same logits from a forward pass
         learner0 = pc.PCLearner(net, init="forward", T=args.T)
-        logits = learner0.predict({"image": x})["label"]
-        gap = float((bp(x) - logits).abs().max())
+        probs = learner0.predict({"image": x})["label"]  # softmax of the output's logits
+        gap = float((torch.softmax(bp(x), -1) - probs).abs().max())
     learner = pc.PCLearner(
         net,
         init="forward",
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"bench_conv — {TOPOLOGY.name}, {device}, batch {args.batch}, T={args.T}, "
-            f"torch {torch.__version__}; BP copy vs pcgraph forward logits: max |Δ| = {gap:.1e}"
+            f"torch {torch.__version__}; BP copy vs pcgraph forward probabilities: max |Δ| = {gap:.1e}"
         )
         print(
             f"pcgraph {med['pcgraph']:.2f} ms   bp {med['bp']:.2f} ms   "

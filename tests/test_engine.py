@@ -342,7 +342,7 @@ def test_forward_init_energy_is_feedforward_loss_skip_dag() -> None:
 def test_forward_init_is_a_fixed_point_when_output_free(energy: str) -> None:
     """Predict clamp after forward init: all hidden errors are zero, so inference does not
     move the hidden nodes. A gaussian output sits at μ_y with zero error; a cross-entropy
-    output is held at softmax(μ_y) (δ_y = 0), leaving E = Σ_batch H(softmax(μ_y))."""
+    output starts and stays at softmax(μ_y) (δ_y = 0), leaving E = Σ_batch H(softmax(μ_y))."""
     d = GraphSpec.from_yaml(TOPOLOGIES / "skip_mlp.yaml").model_dump()
     d["nodes"][-1]["energy"] = energy
     net = compile(GraphSpec.from_dict(d), dtype=F64, seed=0)
@@ -359,8 +359,9 @@ def test_forward_init_is_a_fixed_point_when_output_free(energy: str) -> None:
         assert float(result.energy_after) < 1e-20
         torch.testing.assert_close(x[:, y], before[:, y], rtol=0, atol=1e-14)
     else:
-        # forward init wrote the logits μ_y into y; inference holds y at their softmax
-        p = torch.softmax(before[:, y], -1)
+        # forward init writes softmax(μ_y) into a free CE node: where inference holds it
+        p = torch.softmax(net.prediction(before, net.node_index["y"]).detach(), -1)
+        torch.testing.assert_close(before[:, y], p, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(x[:, y], p, rtol=1e-12, atol=1e-14)
         entropy = -(p * p.log()).sum()
         torch.testing.assert_close(result.energy_after, entropy, rtol=1e-10, atol=1e-14)

@@ -192,7 +192,8 @@ def test_forward_init_skip_dag_multi_parent() -> None:
     h1 = lin(net, "x", "h1", data)
     h2 = lin(net, "x", "h2", data) + lin(net, "h1", "h2", gelu(h1))
     h3 = gelu(h1) + lin(net, "h2", "h3", gelu(h2))
-    y = lin(net, "h2", "y", gelu(h2)) + lin(net, "h3", "y", gelu(h3))
+    # y has cross-entropy energy: a free CE node starts at softmax(μ_y), where inference holds it
+    y = torch.softmax(lin(net, "h2", "y", gelu(h2)) + lin(net, "h3", "y", gelu(h3)), -1)
     for name, ref in [("h1", h1), ("h2", h2), ("h3", h3), ("y", y)]:
         torch.testing.assert_close(net.view(x, name), ref.detach())
 

@@ -228,11 +228,15 @@ class PCNetwork(nn.Module):
         order: Iterable[int],
     ) -> None:
         """Set x_i = μ_i in place for the nodes in ``order`` (a topological order of free nodes
-        whose parents are known): the forward initialization."""
+        whose parents are known): the forward initialization. A cross-entropy node gets
+        softmax(μ_i), the state inference holds it at (its logits are μ_i)."""
         with torch.no_grad():
             for i in order:
                 node = self.nodes[i]
-                x[:, node.cols] = self.prediction(x, i).reshape(x.shape[0], node.size)
+                mu = self.prediction(x, i)
+                if node.energy == "cross_entropy":  # free here: held at softmax(μ) by inference
+                    mu = torch.softmax(mu, dim=-1)
+                x[:, node.cols] = mu.reshape(x.shape[0], node.size)
 
     def parameter_count(self) -> int:
         """Number of learnable scalars."""

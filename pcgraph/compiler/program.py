@@ -295,7 +295,8 @@ class InferenceProgram:
                 out = self._kernel(e).forward(sent[src])
                 mu = out if mu is None else mu + out
             assert mu is not None, f"forward sweep reached {self.net.nodes[i].name!r} too early"
-            xv[i].copy_(mu)
+            # a cross-entropy node swept here is free: it starts where inference holds it
+            xv[i].copy_(torch.softmax(mu, dim=-1) if i in self.ce_nodes else mu)
         self._const_token = self._token(x, buf)
 
     def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
