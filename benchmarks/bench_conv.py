@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"bench_conv — {TOPOLOGY.name}, {device}, batch {args.batch}, T={args.T}, "
-            f"torch {torch.__version__}; BP copy vs pcgraph forward probabilities: max |Δ| = {gap:.1e}"
+            f"torch {torch.__version__}; BP copy vs pcgraph outputs: max |Δ| = {gap:.1e}"
         )
         print(
             f"pcgraph {med['pcgraph']:.2f} ms   bp {med['bp']:.2f} ms   "
