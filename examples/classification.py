@@ -485,17 +485,48 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
     save_figure(fig, out / "accuracy_vs_smm.png", dpi=90)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def start_run(args: argparse.Namespace) -> tuple[Path, ImageDataset, ImageDataset] | None:
+    """The shared prologue of the examples: device check, threads, output folder, data.
+
+    Returns None (after printing why) when --device cuda is asked for without CUDA."""
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
-        return 2
+        return None
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, test = load_data(args)
     print(f"data: {len(train)} train / {len(test)} test images from {train.source}")
+    return out, train, test
+
+
+def write_results(
+    out: Path,
+    args: argparse.Namespace,
+    train: ImageDataset,
+    test: ImageDataset,
+    started: float,
+    **fields: Any,
+) -> None:
+    """results.json (atomically): the example's own fields plus data, wall time and config."""
+    payload = {
+        **fields,
+        "n_train": len(train),
+        "n_test": len(test),
+        "data_source": train.source,
+        "wall_seconds": time.perf_counter() - started,
+        "config": dict(vars(args)),
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_run = start_run(args)
+    if started_run is None:
+        return 2
+    out, train, test = started_run
     spec = pc.GraphSpec.from_yaml(TOPOLOGY)
     per_epoch = len(train) // args.batch_size
     n_runs = sum(1 if m == "bp" else len(args.T) for m in args.methods) * len(args.seeds)
@@ -518,18 +549,17 @@ def main(argv: list[str] | None = None) -> int:
         r |= first_reaching(r, args.target)
     summary = summarize(runs, args.target)
     print_summary(summary, args.target)
-    payload = {
-        "runs": runs,
-        "summary": summary,
-        "target": args.target,
-        "bp_smm_per_update": 2 * len(spec.edges) - 1,
-        "n_train": len(train),
-        "n_test": len(test),
-        "data_source": train.source,
-        "wall_seconds": time.perf_counter() - started,
-        "config": {k: v for k, v in vars(args).items()},
-    }
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    write_results(
+        out,
+        args,
+        train,
+        test,
+        started,
+        runs=runs,
+        summary=summary,
+        target=args.target,
+        bp_smm_per_update=2 * len(spec.edges) - 1,
+    )
     save_figures(runs, args, out)
     print(f"results and figures written to {out}/")
     return 0

@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,6 @@ import torch
 from tqdm import tqdm
 
 import pcgraph as pc
-from pcgraph.schema import atomic_write_text
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "fully_connected_groups.yaml"
 INITS = ("memory", "zero", "random")
@@ -163,15 +161,10 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+    started_run = cls.start_run(args)
+    if started_run is None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train, test = cls.load_data(args)
-    print(f"data: {len(train)} train / {len(test)} test images from {train.source}")
+    out, train, test = started_run
     analysis = pc.analyze(pc.GraphSpec.from_yaml(TOPOLOGY), "train", T=min(args.T), init="memory")
     print(analysis.summary())
     started = time.perf_counter()
@@ -198,18 +191,17 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
     rows = summarize(runs)
     print_table(rows)
-    payload = {
-        "runs": runs,
-        "summary": rows,
-        "forward_init_possible": analysis.forward_init_possible,
-        "reason": analysis.reason,
-        "n_train": len(train),
-        "n_test": len(test),
-        "data_source": train.source,
-        "wall_seconds": time.perf_counter() - started,
-        "config": {k: v for k, v in vars(args).items()},
-    }
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    cls.write_results(
+        out,
+        args,
+        train,
+        test,
+        started,
+        runs=runs,
+        summary=rows,
+        forward_init_possible=analysis.forward_init_possible,
+        reason=analysis.reason,
+    )
     save_figures(runs, args, out)
     print(f"results and figures written to {out}/")
     return 0

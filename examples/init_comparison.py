@@ -19,16 +19,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
-
-from pcgraph.schema import atomic_write_text
 
 # the shared helpers live in classification.py beside this file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -127,15 +123,10 @@ def save_figure(rows: list[dict[str, Any]], args: argparse.Namespace, out: Path)
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+    started_run = cls.start_run(args)
+    if started_run is None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train, test = cls.load_data(args)
-    print(f"data: {len(train)} train / {len(test)} test images from {train.source}")
+    out, train, test = started_run
     started = time.perf_counter()
     steps = len(args.inits) * len(args.T) * len(args.seeds) * args.epochs
     steps *= len(train) // args.batch_size
@@ -147,16 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(cls.run_pc(args, init, T, seed, train, test, bar))
     rows = summarize(runs)
     print_table(rows, args)
-    payload = {
-        "runs": runs,
-        "summary": rows,
-        "n_train": len(train),
-        "n_test": len(test),
-        "data_source": train.source,
-        "wall_seconds": time.perf_counter() - started,
-        "config": {k: v for k, v in vars(args).items()},
-    }
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
+    cls.write_results(out, args, train, test, started, runs=runs, summary=rows)
     save_figure(rows, args, out)
     print(f"results and figures written to {out}/")
     return 0

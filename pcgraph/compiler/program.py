@@ -100,11 +100,10 @@ class InferenceProgram:
         self.precision, self.col_node, self.free_mask = precision, col_node, mask
         # the free columns as one range when they are contiguous (the usual layout): the state
         # update then touches only them, not the clamped data's columns
-        free_cols = [c for n in nodes if is_free[n.index] for c in (n.offset, n.offset + n.size)]
         spans = sorted((nodes[i].offset, nodes[i].offset + nodes[i].size) for i in self.free_nodes)
         contiguous = all(a[1] == b[0] for a, b in itertools.pairwise(spans))
         self.free_range: tuple[int, int] | None = (
-            (min(free_cols), max(free_cols)) if free_cols and contiguous else None
+            (spans[0][0], spans[-1][1]) if spans and contiguous else None
         )
         kernels = net.kernels
         self.learnable_edges = [
@@ -117,6 +116,7 @@ class InferenceProgram:
         self._gauss_nodes: list[int] = []
         self._per_node_energy = False
         self._stacks: list[_EdgeStack] = []
+        self._stacked_edges: set[int] = set()
         self._const_token: tuple[object, ...] | None = None
         if len(net.kernels) == len(net.edges):
             self._build_plans()
@@ -126,7 +126,7 @@ class InferenceProgram:
         net, nodes = self.net, self.net.nodes
         k = [self._kernel(e) for e in range(len(net.edges))]
         self._stacks = self._build_stacks(k)
-        stacked = {e for st in self._stacks for e in st.edges}
+        self._stacked_edges = stacked = {e for st in self._stacks for e in st.edges}
         self._stacked_in = {net.edges[e].target for e in stacked}
         self._stacked_out = {net.edges[e].source for e in stacked}
         self._sent_plan = [
@@ -452,7 +452,7 @@ class InferenceProgram:
         """Accumulate ∂E/∂θ into ``.grad`` of every parameter, at the current errors."""
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
-        stacked = {e for st in self._stacks for e in st.edges}
+        stacked = self._stacked_edges
         with torch.no_grad():
             for st in self._stacks:  # ∂E/∂W = −δᵀ σ(x) for the whole group in one bmm
                 s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]

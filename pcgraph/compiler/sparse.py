@@ -13,6 +13,7 @@ initialization with the target's total fan-in: U(−1/√fan_in, 1/√fan_in).
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterable
@@ -71,7 +72,7 @@ class SparsePCNetwork(PCNetwork):
 
     def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
         sizes = [n.size for n in spec.nodes]
-        offsets = [0, *itertools_accumulate(sizes)]
+        offsets = [0, *itertools.accumulate(sizes)]
         index = {n.name: i for i, n in enumerate(spec.nodes)}
         rows, cols, block_of = [], [], []
         fan_in = [0] * len(sizes)
@@ -199,15 +200,6 @@ class SparsePCNetwork(PCNetwork):
         for n in self.nodes:
             w[n.cols] = n.precision
         return w
-
-
-def itertools_accumulate(sizes: list[int]) -> list[int]:
-    """Running sums of ``sizes``."""
-    out, total = [], 0
-    for s in sizes:
-        total += s
-        out.append(total)
-    return out
 
 
 class SparseProgram(InferenceProgram):
