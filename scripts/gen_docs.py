@@ -269,6 +269,8 @@ def _torch_function(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "__name__", "")
     if name and getattr(F, name, None) is not None:
         return f"`torch.nn.functional.{name}`"
+    if name.startswith("_") and fn.__doc__:  # pcgraph's own form: its summary line
+        return fn.__doc__.strip().splitlines()[0]
     return "—"
 
 

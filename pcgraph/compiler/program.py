@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pcgraph.activations import Activation
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.steps import Step, error_step, message_step
 from pcgraph.ops import EdgeKernel
+from pcgraph.ops.base import store_grad
 from pcgraph.ops.linear import LinearKernel
 
 __all__ = ["STACK_MIN", "InferenceProgram", "program_for"]
@@ -30,10 +33,21 @@ STACK_MIN = 4
 
 @dataclass
 class _Buffers:
-    eps: torch.Tensor  # [B, D] prediction errors ε (0 for nodes without parents)
-    delta: torch.Tensor  # [B, D] error signals δ = w ε (the same tensor when all w = 1)
+    """The reused tensors of one batch size.
+
+    ε, δ and σ(x) are *node-blocked*: one storage of B·D numbers in which node i owns the
+    contiguous block [B, size_i] at B·offset_i, so that each node's operand of a matrix product
+    is contiguous (oneDNN copies strided operands first; see :mod:`pcgraph.ops.matmul`). ∂E/∂x
+    has the state's own [B, D] layout, so that one kernel updates every free node.
+    """
+
+    eps: torch.Tensor  # [B·D] prediction errors ε, node-blocked (0 for nodes without parents)
+    delta: torch.Tensor  # [B·D] error signals δ = w ε (the same tensor when all w = 1)
     grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
     const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
+    sent_buf: torch.Tensor | None = None  # [B·D] σ(x_j) of the free senders, node-blocked
+    precision: torch.Tensor | None = None  # [B·D] w_i per entry (non-unit precisions only)
+    node_of: torch.Tensor | None = None  # [B·D] node index per entry (energies of many nodes)
     sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
     sent_free: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j), free senders
     ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
@@ -118,6 +132,12 @@ class InferenceProgram:
         self._stacks: list[_EdgeStack] = []
         self._stacked_edges: set[int] = set()
         self._const_token: tuple[object, ...] | None = None
+        self._swept: frozenset[int] = frozenset()
+        self._sweepable: set[int] = set()
+        self._steps_key: tuple[int, ...] | None = None
+        self._bound_params: list[torch.Tensor] = []
+        self._err_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
+        self._grad_steps: list[tuple[Step | None, tuple[object, ...]]] = []
         if len(net.kernels) == len(net.edges):
             self._build_plans()
 
@@ -130,17 +150,13 @@ class InferenceProgram:
         self._stacked_in = {net.edges[e].target for e in stacked}
         self._stacked_out = {net.edges[e].source for e in stacked}
         self._sent_plan = [
-            (j, None if nodes[j].activation.is_identity else nodes[j].activation.fn)
+            (j, None if nodes[j].activation.is_identity else nodes[j].activation)
             for j in self.sent_free
         ]
         self._err_plan = [
             (
                 i,
-                [
-                    (k[e].forward, net.edges[e].source)
-                    for e in self.var_parents[i]
-                    if e not in stacked
-                ],
+                [(k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked],
                 nodes[i].energy == "cross_entropy",
                 i in self._stacked_in,
             )
@@ -150,9 +166,10 @@ class InferenceProgram:
             (
                 j,
                 bool(nodes[j].parents) and j not in self.free_ce,
-                [(k[e].vjp, net.edges[e].target) for e in nodes[j].children if e not in stacked],
-                None if nodes[j].activation.is_identity else nodes[j].activation.vjp,
+                [(k[e], net.edges[e].target) for e in nodes[j].children if e not in stacked],
+                None if nodes[j].activation.is_identity else nodes[j].activation,
                 j in self._stacked_out,
+                self._fresh_message(j, k),
             )
             for j in self.free_nodes
         ]
@@ -161,6 +178,22 @@ class InferenceProgram:
             for i in self._hold_order()
         ]
         self._sent_fn = dict(self._sent_plan)
+        # nodes whose prediction / message is one plain linear edge: specialised closures
+        self._single_parent = {
+            i: var[0][0]
+            for i, var, is_ce, stacked_in in self._err_plan
+            if not is_ce
+            and not stacked_in
+            and not self.const_parents[i]
+            and len(var) == 1
+            and isinstance(var[0][0], LinearKernel)
+            and var[0][0].plain
+        }
+        fresh = [entry[2][0][0] for entry in self._grad_plan if entry[-1]]
+        bound = {id(k): k for k in (*self._single_parent.values(), *fresh)}
+        self._bound_params = [p for kern in bound.values() for p in kern.parameters()]
+        # gaussian nodes a forward sweep may leave at ε = 0 (it sets x_i = μ_i exactly)
+        self._sweepable = {i for i in self.free_nodes if nodes[i].parents} - self.free_ce
         self._gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
         self._per_node_energy = len(self._gauss_nodes) <= 16
         self._gauss_index = torch.tensor(self._gauss_nodes, dtype=torch.long, device=net.device)
@@ -169,6 +202,38 @@ class InferenceProgram:
             device=net.device,
             dtype=net.dtype,
         )
+
+    def _bind_steps(self, buf: _Buffers) -> None:
+        """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
+        parameters; every other node keeps the general path (None)."""
+        xv, ev, dv, gv, sent = self._xv, self._ev, self._dv, self._gv, self._sent_views
+        self._err_steps = []
+        for entry in self._err_plan:
+            i = entry[0]
+            kern = self._single_parent.get(i)
+            src = entry[1][0][1] if kern is not None else -1
+            fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
+            self._err_steps.append((i, fn, entry))
+        self._grad_steps = []
+        for grad_entry in self._grad_plan:
+            j, has_own, children, act, _, fresh = grad_entry
+            fn = None
+            if fresh:
+                child, tgt = children[0]
+                assert isinstance(child, LinearKernel)
+                own = dv[j] if has_own else None
+                fn = message_step(child, dv[tgt], act, xv[j], sent[j], own, gv[j])
+            self._grad_steps.append((fn, grad_entry))
+
+    def _fresh_message(self, j: int, k: list[EdgeKernel]) -> bool:
+        """Whether node j's whole message is one linear edge's δ W, a new tensor that σ' and
+        the subtraction can work on in place (no copy into the gradient's strided view)."""
+        net, stacked = self.net, self._stacked_edges
+        children = [e for e in net.nodes[j].children if e not in stacked]
+        if len(children) != 1 or j in self._stacked_out:
+            return False
+        kern = k[children[0]]
+        return isinstance(kern, LinearKernel) and kern.plain
 
     def _build_stacks(self, k: list[EdgeKernel]) -> list[_EdgeStack]:
         net = self.net
@@ -255,13 +320,40 @@ class InferenceProgram:
         """The reusable [B, D] buffers for this batch size."""
         buf = self._buffers.pop(batch_size, None)  # re-inserted last: evict least recently used
         if buf is None:
-            eps = self.net.new_states(batch_size)
-            delta = eps if self.unit_precision else self.net.new_states(batch_size)
-            buf = _Buffers(eps=eps, delta=delta, grad=self.net.new_states(batch_size))
+            buf = self._new_buffers(batch_size)
             if len(self._buffers) >= 4:  # a few sizes (train, eval, a last partial batch)
                 self._buffers.pop(next(iter(self._buffers)))
         self._buffers[batch_size] = buf
         return buf
+
+    def _new_buffers(self, batch_size: int) -> _Buffers:
+        net = self.net
+
+        def blocked() -> torch.Tensor:
+            return torch.zeros(batch_size * net.state_size, device=net.device, dtype=net.dtype)
+
+        eps = blocked()
+        buf = _Buffers(
+            eps=eps,
+            delta=eps if self.unit_precision else blocked(),
+            grad=net.new_states(batch_size),
+            sent_buf=blocked(),
+        )
+        counts = torch.tensor([n.size * batch_size for n in net.nodes], device=net.device)
+        if not self.unit_precision:
+            w = torch.tensor([n.precision for n in net.nodes], device=net.device, dtype=net.dtype)
+            buf.precision = torch.repeat_interleave(w, counts)
+        if not self._per_node_energy:
+            buf.node_of = torch.repeat_interleave(
+                torch.arange(len(net.nodes), device=net.device), counts
+            )
+        return buf
+
+    def node_block(self, t: torch.Tensor, i: int) -> torch.Tensor:
+        """Node i's contiguous [B, *shape] block of a node-blocked buffer (ε, δ, σ)."""
+        node = self.net.nodes[i]
+        b = t.numel() // self.net.state_size
+        return t[b * node.offset : b * (node.offset + node.size)].view(b, *node.shape)
 
     def _view(self, t: torch.Tensor, i: int) -> torch.Tensor:
         node = self.net.nodes[i]
@@ -281,23 +373,48 @@ class InferenceProgram:
     @torch.no_grad()
     def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
         """Forward initialization x_i = μ_i for ``order`` (free nodes whose parents are clamped
-        or earlier in the order), reusing the fixed parts of μ that :meth:`prepare` computes —
-        the inference that follows on the same, unmodified buffer does not recompute them."""
+        or earlier in the order), written straight into x's views.
+
+        It reuses the fixed parts of μ that :meth:`prepare` computes, and it leaves σ(x_i) of
+        the swept senders in the σ buffer and remembers that their errors are exactly 0: the
+        inference that follows on the same, unmodified buffer recomputes neither.
+        """
         buf = self.prepare(x, reuse_consts=False)
-        xv, edges = self._xv, self.net.edges
-        sent: dict[int, torch.Tensor] = {}
+        xv, sent, edges = self._xv, self._sent_views, self.net.edges
+        acts = self._sent_fn
+        fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer
         for i in order:
-            mu = buf.const[i]
+            out, acc = xv[i], False
+            c = buf.const[i]
+            if c is not None:
+                out.copy_(c)
+                acc = True
             for e in self.var_parents[i]:
                 src = edges[e].source
-                if src not in sent:
-                    sent[src] = self._sent(x, src)
-                out = self._kernel(e).forward(sent[src])
-                mu = out if mu is None else mu + out
-            assert mu is not None, f"forward sweep reached {self.net.nodes[i].name!r} too early"
-            # a cross-entropy node swept here is free: it starts where inference holds it
-            xv[i].copy_(torch.softmax(mu, dim=-1) if i in self.ce_nodes else mu)
+                if src not in fresh:
+                    act = acts.get(src)
+                    if act is not None:
+                        act.apply_into(xv[src], sent[src])
+                    fresh.add(src)
+                self._kernel(e).forward_into(sent[src], out, accumulate=acc)
+                acc = True
+            assert acc, f"forward sweep reached {self.net.nodes[i].name!r} too early"
+            if i in self.ce_nodes:  # a cross-entropy node swept here is free: it starts where
+                out.copy_(torch.softmax(out, dim=-1))  # inference holds it
+        swept = self._sweepable.intersection(order)
+        for i in swept:  # σ(x_i) of the swept senders, for the first errors() call
+            act = acts.get(i)
+            if act is not None and i not in fresh:
+                act.apply_into(xv[i], sent[i])
         self._const_token = self._token(x, buf)
+        self._swept = frozenset(swept)
+
+    def swept_since_prepare(self, x: torch.Tensor, buf: _Buffers) -> frozenset[int]:
+        """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
+        the weights are unchanged since (empty otherwise)."""
+        if self._const_token is not None and self._const_token == self._token(x, buf):
+            return self._swept
+        return frozenset()
 
     def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
         """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ.
@@ -314,10 +431,20 @@ class InferenceProgram:
         if key != self._views_key:  # views of the (reused) buffers, built once per buffer
             n = range(len(self.net.nodes))
             self._xv = [self._view(x, i) for i in n]
-            self._ev = [self._view(buf.eps, i) for i in n]
-            self._dv = [self._view(buf.delta, i) for i in n]
+            self._ev = [self.node_block(buf.eps, i) for i in n]
+            self._dv = [self.node_block(buf.delta, i) for i in n]
             self._gv = [self._view(buf.grad, i) for i in n]
+            assert buf.sent_buf is not None
+            sv = [self.node_block(buf.sent_buf, i) for i in n]
+            identity = [self.net.nodes[i].activation.is_identity for i in n]
+            self._sent_views = {j: self._xv[j] if identity[j] else sv[j] for j in n}
+            buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
             self._views_key = key
+            self._steps_key = None
+        weights_key = tuple(id(p) for p in self._bound_params)
+        if weights_key != self._steps_key:
+            self._bind_steps(buf)
+            self._steps_key = weights_key
         kernels, edges = self.net.kernels, self.net.edges
         if self._stacks:
             if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
@@ -336,6 +463,7 @@ class InferenceProgram:
         if reuse_consts and self._const_token == self._token(x, buf):
             return buf
         self._const_token = None
+        self._swept = frozenset()
         with torch.no_grad():
             buf.sent = {j: self._sent(x, j) for j in self.sent_clamped}
             buf.const = {}
@@ -348,15 +476,21 @@ class InferenceProgram:
         return buf
 
     @torch.no_grad()
-    def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
+    def errors(
+        self, x: torch.Tensor, buf: _Buffers, *, skip: frozenset[int] = frozenset()
+    ) -> dict[int, torch.Tensor]:
         """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
 
-        ``x`` must be the buffer passed to :meth:`prepare` (its views are cached there).
+        ``x`` must be the buffer passed to :meth:`prepare` (its views are cached there). Every
+        result is written into the preallocated buffers (σ, ε): the loop allocates nothing for
+        ops with in-place forms (linear). ``skip``: gaussian nodes known to be at ε = 0 with
+        σ(x) current (:meth:`swept_since_prepare`).
         """
         xv, ev = self._xv, self._ev
         sent = buf.sent_free
-        for j, fn in self._sent_plan:
-            sent[j] = xv[j] if fn is None else fn(xv[j])
+        for j, act in self._sent_plan:
+            if act is not None and j not in skip:
+                act.apply_into(xv[j], sent[j])
         const = buf.const
         for i, var in self._hold_plan:  # free CE nodes first: x_i ← softmax(μ_i)
             mu = const[i]
@@ -365,26 +499,65 @@ class InferenceProgram:
                 mu = out if mu is None else mu + out  # outputs may be views: no in-place
             assert mu is not None
             xv[i].copy_(torch.softmax(mu, dim=-1))
-            fn = self._sent_fn.get(i)
-            if fn is not None:
-                sent[i] = fn(xv[i])
+            act = self._sent_fn.get(i)
+            if act is not None:
+                act.apply_into(xv[i], sent[i])
         if self._stacks:
             self._stacked_forward(buf, sent)
-        for i, var, is_ce, stacked_in in self._err_plan:
+        for i, fn, entry in self._err_steps:
+            if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
+                ev[i].zero_()
+            elif fn is not None:
+                fn()
+            else:
+                self._error(buf, sent, *entry)  # type: ignore[arg-type]
+        if buf.precision is not None:
+            torch.mul(buf.eps, buf.precision, out=buf.delta)
+        return sent
+
+    def _error(
+        self,
+        buf: _Buffers,
+        sent: dict[int, torch.Tensor],
+        i: int,
+        var: list[tuple[EdgeKernel, int]],
+        is_ce: bool,
+        stacked_in: bool,
+    ) -> None:
+        """ε_i = x_i − μ_i, the general path: μ accumulated edge by edge in ε_i's block."""
+        xv, ev, const = self._xv, self._ev, buf.const
+        if is_ce:
             mu = const[i]
-            for fwd, src in var:
-                out = fwd(sent[src])
+            for kern, src in var:
+                out = kern(sent[src])
                 mu = out if mu is None else mu + out  # outputs may be views: no in-place
             if stacked_in:
                 mu = self._smu[i] if mu is None else mu + self._smu[i]
             assert mu is not None
-            if is_ce:
-                self._cross_entropy(buf, i, mu)
+            self._cross_entropy(buf, i, mu)
+            return
+        out = ev[i]
+        c = const[i]
+        if c is None and len(var) == 1 and not stacked_in:  # one parent (chains)
+            kern, src = var[0]
+            kern.error_into(sent[src], xv[i], out)
+            return
+        acc = False
+        if c is not None:
+            if not var and not stacked_in:  # a fixed prediction: ε = x − μ, one kernel
+                torch.sub(xv[i], c, out=out)
+                return
+            out.copy_(c)
+            acc = True
+        for kern, src in var:  # μ_i accumulated in ε_i's block, then ε = x − μ
+            kern.forward_into(sent[src], out, accumulate=acc)
+            acc = True
+        if stacked_in:
+            if acc:
+                out.add_(self._smu[i])
             else:
-                torch.sub(xv[i], mu, out=ev[i])
-        if not self.unit_precision:
-            torch.mul(buf.eps, self.precision, out=buf.delta)
-        return sent
+                out.copy_(self._smu[i])
+        torch.sub(xv[i], out, out=out)
 
     def _cross_entropy(self, buf: _Buffers, i: int, mu: torch.Tensor) -> None:
         xi = self._xv[i]
@@ -399,27 +572,46 @@ class InferenceProgram:
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ).
         """
-        xv, dv, gv = self._xv, self._dv, self._gv
         if self._stacks:
             self._stacked_messages(buf)
-        for j, has_own, children, act_vjp, stacked_out in self._grad_plan:
-            msg = None
-            for vjp, tgt in children:
-                m = vjp(sent[j], dv[tgt])
-                msg = m if msg is None else msg + m  # m may be a view of δ: no in-place
-            if stacked_out:
-                msg = self._smsg[j] if msg is None else msg + self._smsg[j]
-            out = gv[j]
-            if msg is None:
-                if has_own:
-                    out.copy_(dv[j])
-                continue
-            if act_vjp is not None:
-                msg = act_vjp(msg, xv[j])
-            if has_own:
-                torch.sub(dv[j], msg, out=out)
+        for fn, entry in self._grad_steps:
+            if fn is not None:
+                fn()
             else:
-                torch.neg(msg, out=out)
+                self._gradient(sent, *entry)  # type: ignore[arg-type]
+
+    def _gradient(
+        self,
+        sent: dict[int, torch.Tensor],
+        j: int,
+        has_own: bool,
+        children: list[tuple[EdgeKernel, int]],
+        act: Activation | None,
+        stacked_out: bool,
+        fresh: bool,
+    ) -> None:
+        """∂E/∂x_j, the general path: messages accumulated in its block of ∂E/∂x."""
+        xv, dv, gv = self._xv, self._dv, self._gv
+        out, acc = gv[j], False
+        for kern, tgt in children:  # Σ_c J_fᵀ δ_c accumulated in ∂E/∂x_j's columns
+            kern.vjp_into(sent[j], dv[tgt], out, accumulate=acc)
+            acc = True
+        if stacked_out:
+            if acc:
+                out.add_(self._smsg[j])
+            else:
+                out.copy_(self._smsg[j])
+            acc = True
+        if not acc:
+            if has_own:
+                out.copy_(dv[j])
+            return
+        if act is not None:  # ⊙ σ'(x_j), from σ(x_j) where σ' is a function of σ
+            act.vjp_(out, xv[j], sent[j])
+        if has_own:
+            torch.sub(dv[j], out, out=out)
+        else:
+            out.neg_()
 
     @torch.no_grad()
     def node_energies(self, buf: _Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -433,12 +625,13 @@ class InferenceProgram:
             energies = torch.zeros(n, device=norms.device, dtype=norms.dtype).index_copy_(
                 0, self._gauss_index, norms.square_().mul_(self._gauss_half_w)
             )
-        else:  # many nodes (or no per-node views): column sums, then a segment sum per node
-            col_sq = (buf.eps * buf.eps).sum(0)
-            if not self.unit_precision:
-                col_sq = col_sq * self.precision
-            energies = torch.zeros(n, device=col_sq.device, dtype=col_sq.dtype).index_add_(
-                0, self.col_node, col_sq, alpha=0.5
+        else:  # many nodes: squares, then a segment sum per node
+            sq = buf.eps * buf.eps
+            if buf.precision is not None:
+                sq.mul_(buf.precision)
+            assert buf.node_of is not None
+            energies = torch.zeros(n, device=sq.device, dtype=sq.dtype).index_add_(
+                0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5
             )
         for i in self.ce_nodes:  # −w Σ x log softmax(μ), from the μ errors() kept
             logp = torch.log_softmax(buf.ce_mu[i], dim=-1)
@@ -448,30 +641,30 @@ class InferenceProgram:
             return out
         return energies
 
-    def param_grads(self, x: torch.Tensor, buf: _Buffers) -> None:
-        """Accumulate ∂E/∂θ into ``.grad`` of every parameter, at the current errors."""
+    def param_grads(self, x: torch.Tensor, buf: _Buffers, *, accumulate: bool = True) -> None:
+        """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
+        ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
+        learning allocates nothing per update)."""
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
         stacked = self._stacked_edges
         with torch.no_grad():
             for st in self._stacks:  # ∂E/∂W = −δᵀ σ(x) for the whole group in one bmm
                 s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]
-                d = torch.stack([self._view(buf.delta, n) for n in st.targets])  # [G, B, out]
+                d = torch.stack([self._dv[n] for n in st.targets])  # [G, B, out]
                 gw = -torch.bmm(d.transpose(1, 2), s_in)
                 gb = -d.sum(1) if st.bias is not None else None
                 for idx, lin in enumerate(st.kernels):
                     stacked_grads = [gw[idx]] if gb is None else [gw[idx], gb[idx]]
                     for p, grad in zip(lin.parameters(), stacked_grads, strict=True):
-                        p.grad = grad if p.grad is None else p.grad.add_(grad)
+                        store_grad(p, grad, accumulate=accumulate)
+            dv = self._dv
             for e in self.learnable_edges:
                 if e in stacked:
                     continue
-                kernel = self._kernel(e)
-                grads = kernel.param_grads(
-                    sent[edges[e].source], self._view(buf.delta, edges[e].target)
+                self._kernel(e).set_param_grads(
+                    sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
                 )
-                for p, g in zip(kernel.parameters(), grads, strict=True):
-                    p.grad = g if p.grad is None else p.grad.add_(g)
 
 
 def program_for(net: PCNetwork, clamp: frozenset[str]) -> InferenceProgram:

@@ -26,6 +26,7 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram, _Buffers
 from pcgraph.errors import SpecError
 from pcgraph.ops import EdgeKernel
+from pcgraph.ops.base import store_grad
 from pcgraph.schema import GraphSpec
 
 __all__ = ["SparsePCNetwork", "SparseProgram", "sparse_unsupported_reason"]
@@ -214,6 +215,20 @@ class SparseProgram(InferenceProgram):
         # energies by column sums: the sparse network has no per-node views
         self._gauss_nodes = list(range(len(net.nodes)))
 
+    def _new_buffers(self, batch_size: int) -> _Buffers:
+        """Flat [B, D] buffers: the sparse products work on the whole state at once."""
+        net = self.net
+        eps = net.new_states(batch_size)
+        buf = _Buffers(
+            eps=eps,
+            delta=eps if self.unit_precision else net.new_states(batch_size),
+            grad=net.new_states(batch_size),
+        )
+        buf.node_of = self.col_node.expand(batch_size, -1)
+        if not self.unit_precision:
+            buf.precision = self.precision
+        return buf
+
     def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
         buf = self.buffers(x.shape[0])
         buf.grad.zero_()
@@ -226,7 +241,9 @@ class SparseProgram(InferenceProgram):
         return buf
 
     @torch.no_grad()
-    def errors(self, x: torch.Tensor, buf: _Buffers) -> dict[int, torch.Tensor]:
+    def errors(
+        self, x: torch.Tensor, buf: _Buffers, *, skip: frozenset[int] = frozenset()
+    ) -> dict[int, torch.Tensor]:
         s = self.net.sent_all(x)
         mu = torch.sparse.mm(self._w, s.t()).t()
         # targets without a biased in-edge have no bias: the mask keeps autograd's view equal
@@ -242,11 +259,11 @@ class SparseProgram(InferenceProgram):
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)
 
-    def param_grads(self, x: torch.Tensor, buf: _Buffers) -> None:
+    def param_grads(self, x: torch.Tensor, buf: _Buffers, *, accumulate: bool = True) -> None:
         with torch.no_grad():
             s = self.net.sent_all(x)
             rows, cols = self.net.edge_index
             gw = -(buf.delta[:, rows] * s[:, cols]).sum(0)
             gb = -buf.delta.sum(0) * self.net.bias_mask
         for p, g in ((self.net.weight, gw), (self.net.bias, gb)):
-            p.grad = g if p.grad is None else p.grad.add_(g)
+            store_grad(p, g, accumulate=accumulate)

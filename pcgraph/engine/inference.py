@@ -131,8 +131,10 @@ def _run(
             if span is None
             else (states[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])
         )
+        # after a forward sweep on this buffer, its nodes start at ε = 0 with σ(x) known
+        skip = prog.swept_since_prepare(states, buf)
         for t in range(T):
-            sent = prog.errors(states, buf)
+            sent = prog.errors(states, buf, skip=skip if t == 0 else frozenset())
             if record is not None:
                 prog.node_energies(buf, out=record[t])
                 if t == 0:
@@ -144,7 +146,7 @@ def _run(
             else:
                 _autograd_state_grad(net, prog, states, buf)
             step(x_free, g_free)
-        prog.errors(states, buf)  # errors at x(T): what learning uses
+        prog.errors(states, buf, skip=skip if T == 0 else frozenset())  # at x(T): for learning
         final = prog.node_energies(buf)
         if record is not None:
             record[T] = final

@@ -38,10 +38,12 @@ def update_params(
         dist: in a data-parallel job, the gradients are summed over ranks before the step
             (the energy is a sum over samples: this is the global batch's gradient).
     """
-    optimizer.zero_grad(set_to_none=True)
     if grad_mode == "local":
-        result.program.param_grads(result.states, result.buffers)
+        # overwrites .grad of every parameter of the network in place (no zeroing, no new
+        # gradient tensors per update)
+        result.program.param_grads(result.states, result.buffers, accumulate=False)
     else:
+        optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
             net.energy(result.states.detach()).backward()
     if dist is not None:

@@ -14,7 +14,15 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-__all__ = ["EdgeKernel", "EdgeOp", "NoParams", "OpParams", "Shape", "ShapeMismatch"]
+__all__ = [
+    "EdgeKernel",
+    "EdgeOp",
+    "NoParams",
+    "OpParams",
+    "Shape",
+    "ShapeMismatch",
+    "store_grad",
+]
 
 Shape = tuple[int, ...]
 
@@ -67,6 +75,45 @@ class EdgeKernel(nn.Module):
             out = self.forward(s.detach())
             grads = torch.autograd.grad(out, params, -delta)
         return list(grads)
+
+    # --- allocation-free forms used by the inference loop; ops override them where they can
+    # write straight into the preallocated state buffers (``out`` may be a strided view)
+    def forward_into(self, s: torch.Tensor, out: torch.Tensor, *, accumulate: bool) -> None:
+        """out ← f(s), or out ← out + f(s) when ``accumulate``."""
+        if accumulate:
+            out.add_(self.forward(s))
+        else:
+            out.copy_(self.forward(s))
+
+    def error_into(self, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
+        """out ← x − f(s): the prediction error of a target whose only parent is this edge."""
+        self.forward_into(s, out, accumulate=False)
+        torch.sub(x, out, out=out)
+
+    def vjp_into(
+        self, s: torch.Tensor, delta: torch.Tensor, out: torch.Tensor, *, accumulate: bool
+    ) -> None:
+        """out ← J_f(s)ᵀ δ, or out ← out + J_f(s)ᵀ δ when ``accumulate``."""
+        if accumulate:
+            out.add_(self.vjp(s, delta))
+        else:
+            out.copy_(self.vjp(s, delta))
+
+    def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
+        """p.grad ← ∂E/∂θ (or += when ``accumulate``) for every parameter, reusing the
+        existing ``.grad`` tensors where there are some."""
+        for p, g in zip(self.parameters(), self.param_grads(s, delta), strict=True):
+            store_grad(p, g, accumulate=accumulate)
+
+
+def store_grad(p: torch.Tensor, g: torch.Tensor, *, accumulate: bool) -> None:
+    """p.grad ← g (or += g), in place when p already has a gradient of the same layout."""
+    if p.grad is None or p.grad.shape != g.shape:
+        p.grad = g
+    elif accumulate:
+        p.grad.add_(g)
+    else:
+        p.grad.copy_(g)
 
 
 class EdgeOp:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pcgraph.ops import matmul
 from pcgraph.ops.base import EdgeKernel, EdgeOp, Shape, ShapeMismatch
 
 __all__ = ["DenseOp", "LinearKernel", "LinearOp"]
@@ -40,18 +41,93 @@ class LinearKernel(EdgeKernel):
         self.bias = ref.bias
         self._flat_in = len(in_shape) != 1
         self._flat_out = len(out_shape) != 1
+        self.plain = not (self._flat_in or self._flat_out)  # vector → vector: no reshapes
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         if self._flat_in:
             s = s.reshape(s.shape[0], -1)
-        out = nn.functional.linear(s, self.weight, self.bias)
+        out = matmul.linear(s, self.weight, self.bias)  # oneDNN where faster (no autograd)
+        if out is None:
+            out = nn.functional.linear(s, self.weight, self.bias)
         return out.view(out.shape[0], *self.out_shape) if self._flat_out else out
 
     def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         if self._flat_out:
             delta = delta.reshape(delta.shape[0], -1)
-        msg = delta @ self.weight
+        msg = matmul.linear_vjp(delta, self.weight)
+        if msg is None:
+            msg = delta @ self.weight
         return msg.view(msg.shape[0], *self.in_shape) if self._flat_in else msg
+
+    # --- allocation-free forms of the inference loop (see EdgeKernel); products of a size
+    # oneDNN runs faster go there (pcgraph.ops.matmul), the rest write straight into ``out``
+    def forward_into(self, s: torch.Tensor, out: torch.Tensor, *, accumulate: bool) -> None:
+        if self._flat_in or self._flat_out:
+            super().forward_into(s, out, accumulate=accumulate)
+            return
+        fast = matmul.linear(s, self.weight, self.bias)
+        if fast is not None:
+            if accumulate:
+                out.add_(fast)
+            else:
+                out.copy_(fast)
+        elif accumulate:
+            torch.addmm(out, s, self.weight.t(), out=out)
+            if self.bias is not None:
+                out.add_(self.bias)
+        elif self.bias is not None:
+            torch.addmm(self.bias, s, self.weight.t(), out=out)
+        else:
+            torch.mm(s, self.weight.t(), out=out)
+
+    def error_into(self, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
+        if self._flat_in or self._flat_out:
+            super().error_into(s, x, out)
+            return
+        fast = matmul.linear(s, self.weight, self.bias)
+        if fast is None:
+            self.forward_into(s, out, accumulate=False)
+            fast = out
+        torch.sub(x, fast, out=out)
+
+    def vjp_into(
+        self, s: torch.Tensor, delta: torch.Tensor, out: torch.Tensor, *, accumulate: bool
+    ) -> None:
+        if self._flat_in or self._flat_out:
+            super().vjp_into(s, delta, out, accumulate=accumulate)
+            return
+        fast = matmul.linear_vjp(delta, self.weight)
+        if fast is not None:
+            if accumulate:
+                out.add_(fast)
+            else:
+                out.copy_(fast)
+        elif accumulate:
+            torch.addmm(out, delta, self.weight, out=out)
+        else:
+            torch.mm(delta, self.weight, out=out)
+
+    def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
+        gw = self.weight.grad
+        if self._flat_in or self._flat_out or gw is None or not gw.is_contiguous():
+            super().set_param_grads(s, delta, accumulate=accumulate)
+            return
+        fast = matmul.linear_grad(delta, s)
+        if fast is not None:  # ∂E/∂W = −δᵀ s
+            if accumulate:
+                gw.sub_(fast)
+            else:
+                torch.neg(fast, out=gw)
+        else:  # straight into .grad (beta = 0 ignores its old contents, NaNs included)
+            torch.addmm(gw, delta.t(), s, beta=1 if accumulate else 0, alpha=-1, out=gw)
+        if self.bias is not None:
+            gb = self.bias.grad
+            if gb is None:
+                self.bias.grad = -delta.sum(0)
+            elif accumulate:
+                gb.sub_(delta.sum(0))
+            else:
+                torch.sum(delta, 0, out=gb).neg_()
 
     def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
         s2 = s.reshape(s.shape[0], -1)

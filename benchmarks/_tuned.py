@@ -1,0 +1,211 @@
+"""The strongest plain-torch floor for one PC weight update of an MLP: a tuned hand-written loop.
+
+Not part of the package; shared by ``bench_peers.py`` and ``bench_step.py``. The loop is written
+the way a careful engineer would write one network by hand, so that a comparison with it exposes
+any waste in pcgraph's general graph machinery:
+
+- every buffer (states, σ(x), errors, messages, weight gradients) is allocated once per batch
+  size and written in place (``out=`` and ``*_`` ops);
+- σ(x_l) is computed once per node and step, and σ'(x_l) comes from it where σ' is a function of
+  σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``;
+- the forward sweep leaves every hidden error at exactly 0 and σ(x) known, so the first step
+  computes only the output's error;
+- the first layer's prediction W_1 x + b_1 (clamped input) is computed once per batch;
+- no energies, norms or traces are computed (nobody asked for them).
+
+The rule (paper Eqs. 1, 3, 4), for x_0 → x_1 → … → x_L with x_0 (input) and x_L (target)
+clamped and μ_l = W_l σ(x_{l−1}) + b_l (σ = identity on the input):
+
+- forward init x_l = μ_l, l = 1 … L−1;
+- T steps of x_l ← x_l − γ (ε_l − σ'(x_l) ⊙ (δ_{l+1} W_{l+1})), synchronous, where ε_l = x_l − μ_l
+  and δ = ε (gaussian) or δ_L = x_L − softmax(μ_L) Σ x_L (cross-entropy output);
+- ∂E/∂W_l = −δ_lᵀ σ(x_{l−1}), ∂E/∂b_l = −Σ_batch δ_l at x(T); one optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+Vjp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+def _tanh_(x: torch.Tensor, out: torch.Tensor) -> None:
+    # 2σ(2x) − 1: torch's CPU tanh is ~10× slower than its sigmoid (see pcgraph.activations)
+    if x.device.type == "cpu":
+        torch.mul(x, 2.0, out=out)
+        torch.sigmoid(out, out=out).mul_(2.0).sub_(1.0)
+    else:
+        torch.tanh(x, out=out)
+
+
+def _relu_(x: torch.Tensor, out: torch.Tensor) -> None:
+    torch.clamp(x, min=0.0, out=out)
+
+
+def _gelu_(x: torch.Tensor, out: torch.Tensor) -> None:
+    _aten.gelu.out(x, out=out)  # exact (erf) GELU
+
+
+def _sigmoid_(x: torch.Tensor, out: torch.Tensor) -> None:
+    torch.sigmoid(x, out=out)
+
+
+_aten = torch.ops.aten
+# σ(x) into ``out``
+_FN: dict[str, Callable[[torch.Tensor, torch.Tensor], None]] = {
+    "tanh": _tanh_,
+    "relu": _relu_,
+    "gelu": _gelu_,
+    "sigmoid": _sigmoid_,
+}
+
+
+# m ← m ⊙ σ'(x), from s = σ(x) or from x
+def _vjp_tanh(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
+    _aten.tanh_backward.grad_input(m, s, grad_input=m)
+
+
+def _vjp_relu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
+    _aten.threshold_backward.grad_input(m, s, 0, grad_input=m)
+
+
+def _vjp_gelu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
+    _aten.gelu_backward.grad_input(m, x, grad_input=m)
+
+
+def _vjp_sigmoid(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
+    _aten.sigmoid_backward.grad_input(m, s, grad_input=m)
+
+
+_VJP: dict[str, Vjp] = {
+    "tanh": _vjp_tanh,
+    "relu": _vjp_relu,
+    "gelu": _vjp_gelu,
+    "sigmoid": _vjp_sigmoid,
+}
+
+
+_ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+_ONEDNN_MIN_MACS = 1 << 21  # below it MKL's smaller fixed cost wins (see pcgraph.ops.matmul)
+
+
+def _mm_t(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """out ← a wᵀ (+ bias): oneDNN for large float32 CPU products (1.5–2.5× MKL on AMD), else
+    MKL. ``a`` contiguous; ``w`` row- or column-major."""
+    if (
+        _ONEDNN is not None
+        and a.device.type == "cpu"
+        and a.dtype == torch.float32
+        and a.shape[0] * w.shape[0] * w.shape[1] >= _ONEDNN_MIN_MACS
+    ):
+        out.copy_(_ONEDNN(a, w, bias, "none", [], ""))
+    elif bias is not None:
+        torch.addmm(bias, a, w.t(), out=out)
+    else:
+        torch.mm(a, w.t(), out=out)
+
+
+class TunedMLP:
+    """One PC weight update of an MLP, by hand (see the module docstring).
+
+    Args:
+        weights, biases: W_l [n_l, n_{l−1}] and b_l [n_l], l = 1 … L (leaf tensors; their
+            ``.grad`` is written in place each update).
+        activation: σ of the hidden nodes (tanh, relu, gelu, sigmoid).
+        T: inference steps per update; lr_neurons: γ.
+        optimizer: over ``weights`` and ``biases``.
+        output_energy: ``gaussian`` or ``cross_entropy``.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[torch.Tensor],
+        biases: Sequence[torch.Tensor],
+        *,
+        activation: str,
+        T: int,
+        lr_neurons: float,
+        optimizer: torch.optim.Optimizer,
+        output_energy: str = "gaussian",
+    ) -> None:
+        if activation not in _FN:
+            raise ValueError(f"tuned loop: activation {activation!r}; valid: {sorted(_FN)}")
+        self.W, self.b = list(weights), list(biases)
+        self.L = len(self.W)
+        self.fn, self.vjp = _FN[activation], _VJP[activation]
+        self.T, self.lr, self.optimizer = T, lr_neurons, optimizer
+        self.ce = output_energy == "cross_entropy"
+        self._bufs: dict[int, dict[str, list[torch.Tensor]]] = {}
+        for p in [*self.W, *self.b]:
+            p.grad = torch.zeros_like(p)
+
+    def _buffers(self, batch: int) -> dict[str, list[torch.Tensor]]:
+        buf = self._bufs.get(batch)
+        if buf is None:
+            W = self.W
+
+            def new(n: int) -> torch.Tensor:
+                return W[0].new_empty(batch, n)
+
+            sizes = [W[0].shape[1], *[w.shape[0] for w in W]]  # n_0 … n_L
+            hidden = range(1, self.L)
+            buf = {
+                "x": [new(sizes[l]) for l in hidden],  # x_1 … x_{L−1}
+                "s": [new(sizes[l]) for l in hidden],  # σ(x_l)
+                "e": [new(sizes[l]) for l in range(1, self.L + 1)],  # ε_1 … ε_L
+                "m": [new(sizes[l]) for l in hidden],  # messages to x_l
+                "mu1": [new(sizes[1])],  # W_1 x_0 + b_1, fixed per batch
+            }
+            self._bufs[batch] = buf
+        return buf
+
+    @torch.no_grad()
+    def update(self, x0: torch.Tensor, y: torch.Tensor) -> None:
+        """One weight update on the batch (x0 [B, n_0], y [B, n_L])."""
+        W, b, L, fn, vjp, lr = self.W, self.b, self.L, self.fn, self.vjp, self.lr
+        buf = self._buffers(x0.shape[0])
+        xs, ss, es, ms, mu1 = buf["x"], buf["s"], buf["e"], buf["m"], buf["mu1"][0]
+        # forward init: x_l = μ_l, σ(x_l) once; hidden errors are exactly 0
+        _mm_t(x0, W[0], b[0], mu1)
+        xs[0].copy_(mu1)
+        fn(xs[0], ss[0])
+        for l in range(1, L - 1):
+            _mm_t(ss[l - 1], W[l], b[l], xs[l])
+            fn(xs[l], ss[l])
+        for l in range(L - 1):
+            es[l].zero_()
+        self._output_error(ss[L - 2], y, es[L - 1])
+        for _ in range(self.T):
+            # ∂E/∂x_l = ε_l − σ'(x_l) ⊙ (δ_{l+1} W_{l+1}); x_l ← x_l − γ ∂E/∂x_l (synchronous:
+            # all messages from the same errors, then every state moves)
+            for l in range(L - 1):
+                _mm_t(es[l + 1], W[l + 1].t(), None, ms[l])
+                vjp(ms[l], ss[l], xs[l])
+                ms[l].sub_(es[l])
+                xs[l].add_(ms[l], alpha=lr)
+            # errors at the new states, σ(x_l) once per node
+            for l in range(L - 1):
+                fn(xs[l], ss[l])
+            torch.sub(xs[0], mu1, out=es[0])
+            for l in range(1, L - 1):
+                _mm_t(ss[l - 1], W[l], b[l], es[l])
+                torch.sub(xs[l], es[l], out=es[l])
+            self._output_error(ss[L - 2], y, es[L - 1])
+        # ∂E/∂θ at x(T)
+        _mm_t(es[0].t().contiguous(), x0.t(), None, W[0].grad)  # type: ignore[arg-type]
+        W[0].grad.neg_()  # type: ignore[union-attr]
+        for l in range(1, L):
+            _mm_t(es[l].t().contiguous(), ss[l - 1].t(), None, W[l].grad)  # type: ignore[arg-type]
+            W[l].grad.neg_()  # type: ignore[union-attr]
+        for l in range(L):
+            torch.sum(es[l], 0, out=b[l].grad).neg_()  # type: ignore[call-overload]
+        self.optimizer.step()
+
+    def _output_error(self, s_prev: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
+        _mm_t(s_prev, self.W[-1], self.b[-1], out)
+        if self.ce:  # δ_L = y − softmax(μ_L) Σ y
+            torch.softmax(out, -1, out=out)
+            out.mul_(y.sum(-1, keepdim=True))
+        torch.sub(y, out, out=out)

@@ -1,0 +1,107 @@
+"""Specialised closures for the common edges of the inference loop, bound once per buffer.
+
+The general step (:class:`pcgraph.compiler.program.InferenceProgram`) walks plans of edges and
+asks each kernel for its contribution, which costs a few Python calls and checks per edge and
+step. For the edge that dominates real networks, a plain linear edge that is a node's only
+parent (prediction) or only child (message), these closures do the same arithmetic with every
+choice made in advance: the tensors (views of the reused buffers, the weight and its transposed
+view) are captured, and the matrix library (oneDNN or MKL, :mod:`pcgraph.ops.matmul`) is chosen
+for the batch size at bind time. They are rebuilt whenever the buffers or the parameter objects
+change, so they never hold stale tensors.
+
+Both compute exactly what the general path computes (the same kernels in the same order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from pcgraph.activations import Activation
+from pcgraph.ops import matmul
+from pcgraph.ops.linear import LinearKernel
+
+__all__ = ["Step", "error_step", "message_step"]
+
+Step = Callable[[], None]
+
+
+def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:
+    with torch.no_grad():
+        return kern.weight.detach(), None if kern.bias is None else kern.bias.detach()
+
+
+def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Step:
+    """ε = x − (W s + b) into ``out`` for a node whose only parent is this edge.
+
+    Shapes: s [B, in] (σ of the source), x and out [B, out].
+    """
+    w, b = _weights(kern)
+    onednn = matmul.onednn_linear_op()
+    if onednn is not None and matmul.use_onednn(s, s.shape[0] * w.numel()) and matmul.dense(w):
+
+        def fast() -> None:
+            torch.sub(x, onednn(s, w, b, "none", [], ""), out=out)
+
+        return fast
+    wt = w.t()
+    if b is not None:
+
+        def mkl_bias() -> None:
+            torch.addmm(b, s, wt, out=out)
+            torch.sub(x, out, out=out)
+
+        return mkl_bias
+
+    def mkl() -> None:
+        torch.mm(s, wt, out=out)
+        torch.sub(x, out, out=out)
+
+    return mkl
+
+
+def message_step(
+    kern: LinearKernel,
+    delta: torch.Tensor,
+    act: Activation | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    own: torch.Tensor | None,
+    out: torch.Tensor,
+) -> Step:
+    """∂E/∂x = own − σ'(x) ⊙ (δ W) into ``out`` for a node whose only child is this edge.
+
+    Args:
+        delta: the child's δ [B, out]; x, y: the node's state and σ(x) [B, in];
+        own: the node's own δ (None for a root: then ∂E/∂x = −σ'(x) ⊙ δ W); out: [B, in] view.
+    """
+    w, _ = _weights(kern)
+    vjp = None if act is None else act.vjp_
+    onednn = matmul.onednn_linear_op()
+    if (
+        onednn is not None
+        and matmul.use_onednn(delta, delta.shape[0] * w.numel())
+        and matmul.dense(w)
+    ):
+        wt = w.t()
+
+        def message() -> torch.Tensor:
+            return onednn(delta, wt, None, "none", [], "")
+
+    else:
+        scratch = torch.empty(delta.shape[0], w.shape[1], device=w.device, dtype=w.dtype)
+
+        def message() -> torch.Tensor:
+            return torch.mm(delta, w, out=scratch)
+
+    def step() -> None:
+        m = message()
+        if vjp is not None:
+            vjp(m, x, y)
+        if own is not None:
+            torch.sub(own, m, out=out)
+        else:
+            torch.neg(m, out=out)
+
+    return step
