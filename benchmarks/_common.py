@@ -77,7 +77,38 @@ def iqr(xs: list[float]) -> tuple[float, float]:
 
 
 # --- counting matmuls and FLOPs -------------------------------------------------------------
-_MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mv", "addmv", "dot"}
+_MATMUL_OPS = {
+    "mm",
+    "addmm",
+    "bmm",
+    "baddbmm",
+    "matmul",
+    "linear",
+    "mv",
+    "addmv",
+    "dot",
+    "_linear_pointwise",  # oneDNN's linear product (pcgraph.ops.matmul)
+}
+
+
+def _register_onednn_flops() -> None:
+    """FLOPs of oneDNN's linear product (s [M, K] · W [N, K]ᵀ: 2MNK), which torch's counter
+    does not know; without it the products pcgraph sends to oneDNN would count as free."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if op is None:
+        return
+
+    @register_flop_formula(op)  # type: ignore[misc]
+    def _flops(x_shape, w_shape, *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        m = 1
+        for d in x_shape[:-1]:
+            m *= d
+        return 2 * m * w_shape[0] * w_shape[1]
+
+
+_register_onednn_flops()
 
 
 class _MatmulCounter(TorchDispatchMode):

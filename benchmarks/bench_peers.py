@@ -5,12 +5,16 @@ All four run the same network, rule, initial weights and batch order (the issue'
 hidden states (γ = ``--lr-neurons``), then one AdamW step (lr 1e-3, weight decay 1e-4) on
 ∂E/∂θ at x(T). The four contenders:
 
-- ``pcgraph``: ``PCLearner(net, init="forward", …).train_step`` — the public API as a user calls it;
+- ``pcgraph``: ``PCLearner(net, init="forward", …).train_step`` — the public API as a user calls it,
+  with a default-built ``AdamW`` (which ``PCLearner`` runs fused, see ``fuse_optimizer``);
 - ``tuned``: :class:`_tuned.TunedMLP`, the strongest plain-torch floor (preallocated, in place,
   σ computed once per node and step, no energies);
 - ``pcx``: PCX 0.6.3 (JAX/XLA, jit-compiled) run by ``peers/pcx_mlp.py`` in its own venv
   (``bash benchmarks/peers/setup_pcx.sh`` creates it); skipped with a message when absent;
 - ``bp``: a backprop step of the same MLP (``nn.Sequential``, summed squared error, AdamW).
+
+The tuned loop and BP use ``AdamW(fused=True)``: the strongest floor, and the same optimizer
+kernel pcgraph ends up with.
 
 Timing: one *pass* = the same S minibatches in order. pcgraph, tuned and BP are timed in one
 process, interleaved round-robin (one pass of each per round, the order rotating), so that they
@@ -135,7 +139,9 @@ class Contenders:
             activation=activation,
             T=T,
             lr_neurons=lr_neurons,
-            optimizer=torch.optim.AdamW([*self.tw, *self.tb], lr=LR, weight_decay=WEIGHT_DECAY),
+            optimizer=torch.optim.AdamW(
+                [*self.tw, *self.tb], lr=LR, weight_decay=WEIGHT_DECAY, fused=True
+            ),
         )
         act = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}[activation]
         layers: list[nn.Module] = []
@@ -148,7 +154,9 @@ class Contenders:
             if i < len(self.init_w) - 1:
                 layers.append(act())
         self.bp = nn.Sequential(*layers)
-        self.bp_opt = torch.optim.AdamW(self.bp.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        self.bp_opt = torch.optim.AdamW(
+            self.bp.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=True
+        )
 
     def pcgraph_pass(self, xs: torch.Tensor, ys: torch.Tensor) -> None:
         for x, y in zip(xs, ys, strict=True):

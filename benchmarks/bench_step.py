@@ -19,21 +19,21 @@ float32 too); otherwise the comparison would be meaningless.
 Matmul counting (the ``ideal`` ratio). For an MLP with L linear edges x → h_1 → … → h_{L−1} → y,
 the training clamp set {x, y} and forward init, pcgraph computes per update:
 
-- forward init: μ of h_1 … h_{L−1}                                         L − 1
-- ``prepare``: the constant prediction W_1 x of h_1 (recomputed once per batch)  1
-- each of the T steps: the predictions of h_2 … h_{L−1}, y (the first layer's is constant,
-  cached) plus the messages δ_{l+1} W_{l+1} to h_1 … h_{L−1} (none to the clamped input)
-                                                                            2 (L − 1) per step
+- forward init: μ of h_1 … h_{L−1} (W_1 x once per batch: it stays fixed)  L − 1
+- step 1: the output's prediction only (the sweep left every hidden ε at 0) plus the messages
+  δ_{l+1} W_{l+1} to h_1 … h_{L−1}                                          1 + (L − 1)
+- each of the other T − 1 steps: the predictions of h_2 … h_{L−1}, y plus the messages
+                                                                            2 (L − 1)
 - the final error pass at x(T) (what learning uses)                        L − 1
 - the weight gradients                                                      L
 
-so PC(T) = 2 (L − 1) T + 3 L − 1 matmuls (the hand-written floor reuses W_1 x from the sweep:
-one fewer). Backprop: L forward, L weight-gradient and L − 1 input-gradient matmuls (no gradient
-for the data) = 3 L − 1. For mlp5_fashion (L = 5), T = 8: PC = 78, BP = 14, ideal ratio
-78 / 14 ≈ 5.57. The script also counts the matmul kernels that actually run (a dispatch mode) and
-the FLOPs (``torch.utils.flop_counter``) of each update and prints them next to the formula; the
-FLOP ratio is smaller than the count ratio because the recurring matmuls skip the big 784 × 256
-first layer.
+so PC(T) = 2 (L − 1) T + 2 L matmuls; the hand-written floor computes the same. Backprop: L
+forward, L weight-gradient and L − 1 input-gradient matmuls (no gradient for the data) = 3 L − 1.
+For mlp5_fashion (L = 5), T = 8: PC = 74, BP = 14, ideal ratio 74 / 14 ≈ 5.29. The script also
+counts the matmul kernels that actually run (a dispatch mode; oneDNN's products included) and the
+FLOPs (``torch.utils.flop_counter``, with a formula for oneDNN's product) of each update and prints
+them next to the formula; the FLOP ratio is smaller than the count ratio because the recurring
+matmuls skip the big 784 × 256 first layer.
 
 Also measured: inference alone (``solve_inference`` from the same forward-initialized states)
 with the per-step energy trace on vs off (``trace_overhead``, target ≤ 1.2).
@@ -66,6 +66,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
+from _tuned import TunedMLP
 
 import pcgraph as pc
 
@@ -145,16 +146,26 @@ def gelu_vjp(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class HandPC:
-    """The plain-torch PC update of the same MLP: the floor pcgraph is compared with."""
+    """The floor pcgraph is compared with: the tuned hand-written loop of ``_tuned.py``
+    (preallocated, in place, σ once per node and step, oneDNN for large CPU products, fused
+    AdamW) on the same MLP. ``_errors`` is the plain form, kept for ``--breakdown``."""
 
     def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], T: int) -> None:
         self.W = [nn.Parameter(w.detach().clone()) for w in weights]
         self.b = [nn.Parameter(b.detach().clone()) for b in biases]
         self.T = T
+        params = [p for pair in zip(self.W, self.b, strict=True) for p in pair]
         self.opt = torch.optim.AdamW(
-            [p for pair in zip(self.W, self.b, strict=True) for p in pair],
-            lr=LR_WEIGHTS,
-            weight_decay=WEIGHT_DECAY,
+            params, lr=LR_WEIGHTS, weight_decay=WEIGHT_DECAY, fused=_fusable(params)
+        )
+        self.tuned = TunedMLP(
+            self.W,
+            self.b,
+            activation="gelu",
+            T=T,
+            lr_neurons=LR_NEURONS,
+            optimizer=self.opt,
+            output_energy="cross_entropy",
         )
 
     def _errors(
@@ -170,28 +181,13 @@ class HandPC:
         eps.append(y - torch.softmax(mu_y, dim=-1))
         return eps, s
 
-    @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, _labels: torch.Tensor | None = None) -> None:
-        W, b = self.W, self.b
-        L = len(W)
-        # forward init: h_l = μ_l; W_1 x + b_1 is constant during inference
-        mu1 = torch.addmm(b[0], x, W[0].t())
-        h = [mu1.clone()]
-        for l in range(1, L - 1):
-            h.append(torch.addmm(b[l], F.gelu(h[-1]), W[l].t()))
-        # T synchronous SGD steps on the hidden states
-        for _ in range(self.T):
-            eps, _s = self._errors(h, mu1, y)
-            for l in range(L - 1):
-                msg = eps[l + 1] @ W[l + 1]
-                h[l].add_(eps[l] - gelu_vjp(msg, h[l]), alpha=-LR_NEURONS)
-        # learning at x(T): ∂E/∂W_l = −δ_lᵀ σ(x_{l−1}), ∂E/∂b_l = −Σ δ_l
-        eps, s = self._errors(h, mu1, y)
-        inputs = [x, *s]
-        for l in range(L):
-            W[l].grad = -(eps[l].t() @ inputs[l])
-            b[l].grad = -eps[l].sum(0)
-        self.opt.step()
+        self.tuned.update(x, y)
+
+
+def _fusable(params: list[torch.Tensor]) -> bool:
+    """Whether torch has a fused AdamW kernel for these parameters (CPU/CUDA floats)."""
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
 
 class BackpropStep:
@@ -208,8 +204,9 @@ class BackpropStep:
             if k < len(weights) - 1:
                 layers.append(nn.GELU())
         self.model = nn.Sequential(*layers)
+        params = list(self.model.parameters())
         self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=LR_WEIGHTS, weight_decay=WEIGHT_DECAY
+            params, lr=LR_WEIGHTS, weight_decay=WEIGHT_DECAY, fused=_fusable(params)
         )
 
     def step(self, x: torch.Tensor, _y: torch.Tensor, labels: torch.Tensor) -> None:
@@ -281,7 +278,7 @@ def check_equivalence(
 # --- counting ----------------------------------------------------------------------------------
 def ideal_counts(L: int, T: int) -> dict[str, int]:
     """Matmuls per update from the docstring's formulas."""
-    return {"pc": 2 * (L - 1) * T + 3 * L - 1, "hand": 2 * (L - 1) * T + 3 * L - 2, "bp": 3 * L - 1}
+    return {"pc": 2 * (L - 1) * T + 2 * L, "hand": 2 * (L - 1) * T + 2 * L, "bp": 3 * L - 1}
 
 
 def measured_counts(fns: dict[str, Callable[[], Any]]) -> dict[str, dict[str, int]]:
@@ -575,7 +572,7 @@ def print_table(result: dict[str, Any]) -> None:
         )
     print(
         "ideal = matmul-count ratio PC/BP from the docstring's formula "
-        "(2(L−1)T + 3L − 1) / (3L − 1); flop = measured FLOP ratio pcgraph/bp; "
+        "(2(L−1)T + 2L) / (3L − 1); flop = measured FLOP ratio pcgraph/bp; "
         "mm = matmul kernels counted while running one update; trace = inference with the "
         "per-step energy trace on / off"
     )

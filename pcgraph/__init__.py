@@ -15,7 +15,14 @@ from pcgraph.analysis import (
     smm_per_update,
 )
 from pcgraph.compiler import PCNetwork, compile
-from pcgraph.engine import InferenceResult, PCLearner, StepMetrics, solve_inference, update_params
+from pcgraph.engine import (
+    InferenceResult,
+    PCLearner,
+    StepMetrics,
+    fuse_optimizer,
+    solve_inference,
+    update_params,
+)
 from pcgraph.errors import (
     CheckpointError,
     ClampError,
@@ -52,6 +59,7 @@ __all__ = [
     "check_forward_init",
     "compile",
     "decoder",
+    "fuse_optimizer",
     "make_initializer",
     "mlp",
     "resolve_clamp",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,3 +34,76 @@ def test_bench_init_quick_json() -> None:
     for record in data["records"]:
         assert all(0.0 <= a <= 1.0 for a in record["test_accuracy"])
         assert record["smm_total"] == sorted(record["smm_total"])
+
+
+def test_bench_peers_smoke_json(tmp_path: Path) -> None:
+    # the harness runs end to end and reports the promised keys; PCX is skipped (its venv is
+    # not part of the test environment), the correctness check still runs in float64
+    out = tmp_path / "peers.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_peers.py"), "--no-pcx"]
+    cmd += ["--activations", "tanh", "--batch", "8", "--T", "2", "--threads", "1"]
+    cmd += ["--steps", "2", "--repeats", "1", "--json", str(out)]
+    subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert {"pcgraph_vs_pcx", "pcgraph_vs_tuned", "pcgraph_vs_bp"} <= set(row)
+    assert row["pcgraph_vs_pcx"] is None  # skipped, not invented
+    # the tuned floor runs the same rule as pcgraph (itself tested against autograd)
+    assert row["check"]["pcgraph_vs_tuned_max_weight_diff_f64"] < 1e-10
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "relu"])
+def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
+    # the floor against an independent autograd reference of one update (float64, plain SGD
+    # weights so that a wrong gradient cannot hide behind Adam's normalisation)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _tuned import TunedMLP
+
+    g = torch.Generator().manual_seed(0)
+    sizes = [12, 9, 7, 4]
+    W = [
+        torch.randn(o, i, generator=g, dtype=torch.float64) / i**0.5
+        for i, o in itertools.pairwise(sizes)
+    ]
+    b = [torch.randn(o, generator=g, dtype=torch.float64) * 0.1 for o in sizes[1:]]
+    x0 = torch.randn(5, sizes[0], generator=g, dtype=torch.float64)
+    y = torch.randn(5, sizes[-1], generator=g, dtype=torch.float64)
+    T, gamma, lr = 3, 0.1, 0.5
+    act = {"tanh": torch.tanh, "gelu": torch.nn.functional.gelu, "relu": torch.relu}[activation]
+
+    def energy(
+        hidden: list[torch.Tensor], Ws: list[torch.Tensor], bs: list[torch.Tensor]
+    ) -> torch.Tensor:
+        xs = [x0, *hidden, y]
+        e = x0.new_zeros(())
+        for l in range(1, len(xs)):
+            s = xs[l - 1] if l == 1 else act(xs[l - 1])
+            e = e + 0.5 * ((xs[l] - (s @ Ws[l - 1].T + bs[l - 1])) ** 2).sum()
+        return e
+
+    # reference: forward init, T synchronous gradient steps by autograd, one SGD weight step
+    hidden, s = [], x0
+    for l in range(len(W) - 1):
+        hidden.append(s @ W[l].T + b[l])
+        s = act(hidden[-1])
+    for _ in range(T):
+        h = [v.clone().requires_grad_(True) for v in hidden]
+        grads = torch.autograd.grad(energy(h, W, b), h)
+        hidden = [v - gamma * gv for v, gv in zip(hidden, grads, strict=True)]
+    Wp = [w.clone().requires_grad_(True) for w in W]
+    bp = [v.clone().requires_grad_(True) for v in b]
+    gW = torch.autograd.grad(energy(hidden, Wp, bp), [*Wp, *bp])
+    expected = [p - lr * gp for p, gp in zip([*W, *b], gW, strict=True)]
+
+    params = [torch.nn.Parameter(p.clone()) for p in [*W, *b]]
+    tuned = TunedMLP(
+        params[: len(W)],
+        params[len(W) :],
+        activation=activation,
+        T=T,
+        lr_neurons=gamma,
+        optimizer=torch.optim.SGD(params, lr=lr),
+    )
+    tuned.update(x0, y)
+    for got, want in zip(params, expected, strict=True):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+import pcgraph as pc
 from pcgraph.compiler import PCNetwork, compile
 from pcgraph.data import embedded_dataset, stream_aligned_batches
 from pcgraph.engine import PCLearner, solve_inference
@@ -287,3 +288,36 @@ def test_init_comparison_small_T_two_epochs_all_inits() -> None:
             assert acc[name, seed] < 0.25, acc
     mean = {name: sum(acc[name, s] for s in seeds) / len(seeds) for name, _ in inits}
     assert mean["hybrid"] > mean["average"] + 0.02, mean
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_optimizer_gives_the_default_update(dtype: torch.dtype) -> None:
+    # the reference is torch's own default (single-tensor) AdamW on the same gradients
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 20, generator=g, dtype=dtype)
+    y = torch.nn.functional.one_hot(torch.randint(0, 5, (16,), generator=g), 5).to(dtype)
+    weights = []
+    for fuse in (False, True):
+        net = pc.compile(pc.mlp([20, 12, 5], activation="tanh"), seed=0, dtype=dtype)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+        learner = pc.PCLearner(net, init="forward", T=3, optimizer=opt, fuse_optimizer=fuse)
+        assert learner.optimizer_fused is fuse
+        assert all(group["fused"] is (True if fuse else None) for group in opt.param_groups)
+        for _ in range(4):
+            learner.train_step({"x": x, "y": y})
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=tol)
+
+
+def test_fuse_optimizer_leaves_explicit_choices_alone() -> None:
+    net = pc.compile(pc.mlp([4, 3, 2]), seed=0)
+    explicit = torch.optim.AdamW(net.parameters(), foreach=False)
+    assert not pc.fuse_optimizer(explicit) and explicit.param_groups[0]["foreach"] is False
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert not pc.fuse_optimizer(sgd) and sgd.param_groups[0]["fused"] is None
+    started = torch.optim.Adam(net.parameters())
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    started.step()  # state exists: created by the unfused path
+    assert not pc.fuse_optimizer(started)

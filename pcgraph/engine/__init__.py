@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from pcgraph.engine.inference import InferenceResult, solve_inference
-from pcgraph.engine.learning import PCLearner, StepMetrics, update_params
+from pcgraph.engine.learning import PCLearner, StepMetrics, fuse_optimizer, update_params
 
-__all__ = ["InferenceResult", "PCLearner", "StepMetrics", "solve_inference", "update_params"]
+__all__ = [
+    "InferenceResult",
+    "PCLearner",
+    "StepMetrics",
+    "fuse_optimizer",
+    "solve_inference",
+    "update_params",
+]

@@ -19,7 +19,46 @@ from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer,
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
 
-__all__ = ["PCLearner", "StepMetrics", "update_params"]
+__all__ = ["PCLearner", "StepMetrics", "fuse_optimizer", "update_params"]
+
+_FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def fuse_optimizer(optimizer: torch.optim.Optimizer) -> bool:
+    """Switch a torch ``Adam``/``AdamW`` built with the defaults to its fused implementation.
+
+    The fused kernel computes the same update as torch's default single-tensor loop (to
+    rounding) in one pass per parameter: measured 110 µs instead of 398 µs per step for the
+    10 tensors of a [784, 128, 128, 128, 128, 10] MLP on one CPU thread, a tenth of a PC
+    update at B = 64. It is changed only where nothing was chosen: exactly ``Adam`` or
+    ``AdamW`` (not subclasses), ``foreach`` and ``fused`` left at None, no optimizer state yet,
+    float parameters on one CPU or CUDA device, and a float learning rate.
+
+    Returns:
+        True when the optimizer now runs fused.
+    """
+    if type(optimizer) not in _FUSABLE or optimizer.state:
+        return False
+    groups = optimizer.param_groups
+    for g in groups:
+        if g.get("fused") is not None or g.get("foreach") is not None:
+            return False
+        if g.get("differentiable") or isinstance(g.get("lr"), torch.Tensor):
+            return False
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device for p in params}
+    if (
+        not params
+        or len(devices) != 1
+        or next(iter(devices)).type not in ("cpu", "cuda")
+        or any(p.dtype not in _FUSED_DTYPES for p in params)
+    ):
+        return False
+    for g in groups:
+        g["fused"] = True
+    optimizer._step_supports_amp_scaling = True  # type: ignore[attr-defined]  # as fused=True
+    return True
 
 
 def update_params(
@@ -49,6 +88,9 @@ def update_params(
     if dist is not None:
         dist.all_reduce_many_(p.grad for p in net.parameters() if p.grad is not None)
     optimizer.step()
+
+
+_fuse = fuse_optimizer  # PCLearner's keyword of the same name shadows it there
 
 
 @dataclass
@@ -99,6 +141,9 @@ class PCLearner:
             :func:`solve_inference`).
         dist: the data-parallel job (:func:`pcgraph.distributed.init_from_env`); each rank
             passes its shard of every batch, and gradients and learned init state are reduced.
+        fuse_optimizer: run a default-built torch ``Adam``/``AdamW`` with its fused kernel
+            (the same update to rounding, ~3.6× faster on the CPU; see
+            :func:`fuse_optimizer`); False leaves the optimizer exactly as given.
     """
 
     def __init__(
@@ -117,11 +162,13 @@ class PCLearner:
         cuda_graph: bool = False,
         compile_step: bool = False,
         dist: DistContext | None = None,
+        fuse_optimizer: bool = True,
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
         self.T, self.lr_neurons, self.neuron_optimizer = T, lr_neurons, neuron_optimizer
         self.optimizer = optimizer or torch.optim.AdamW(net.parameters(), lr=1e-3)
+        self.optimizer_fused = fuse_optimizer and _fuse(self.optimizer)
         self.clamp = net.resolve_clamp(clamp)
         self.grad_mode: GradMode = grad_mode
         self.generator = generator
