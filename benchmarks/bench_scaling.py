@@ -170,7 +170,7 @@ def _state_bytes(net: pc.PCNetwork, states: torch.Tensor, clamp: list[str]) -> i
     """Bytes of the state buffer plus the inference plan's [B, D] buffers (distinct storages)."""
     seen: dict[int, int] = {states.untyped_storage().data_ptr(): states.nbytes}
     try:
-        from pcgraph.compiler.program import program_for
+        from pcgraph.compiler import program_for
 
         buf = program_for(net, net.resolve_clamp(clamp)).buffers(states.shape[0])
         for t in (buf.eps, buf.delta, buf.grad):

@@ -373,7 +373,7 @@ def breakdown(
     pcgraph's memory layout (states, errors and gradients as column views of [B, D] buffers and
     one update of the whole buffer), to separate the cost of the layout from the rest.
     """
-    from pcgraph.compiler.program import program_for
+    from pcgraph.compiler import program_for
     from pcgraph.engine.learning import update_params
 
     dtype = torch.float32

@@ -651,7 +651,7 @@ def test_program_is_cached_per_clamp_set() -> None:
 def test_inference_sees_weights_changed_after_a_forward_sweep_without_version_bump() -> None:
     # a fused optimizer (or .data writes) changes weights without bumping their version: a plain
     # solve_inference must not reuse the fixed predictions of the earlier sweep
-    from pcgraph.compiler.program import program_for as _program_for
+    from pcgraph.compiler import program_for as _program_for
 
     net = compile(TOPOLOGIES / "mlp5_fashion.yaml", seed=0, dtype=torch.float64)
     clamp = net.resolve_clamp("train")

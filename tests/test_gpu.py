@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pcgraph as pc
-from pcgraph.compiler.program import program_for
+from pcgraph.compiler import program_for
 
 pytestmark = [
     pytest.mark.gpu,

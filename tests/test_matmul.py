@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pcgraph as pc
-from pcgraph.compiler.program import program_for
+from pcgraph.compiler import program_for
 from pcgraph.ops import matmul
 
 needs_onednn = pytest.mark.skipif(

@@ -7,7 +7,7 @@ import torch
 
 import pcgraph as pc
 from pcgraph.compiler import program as program_module
-from pcgraph.compiler.program import program_for
+from pcgraph.compiler import program_for
 
 
 def group_graph(bias: bool, activation: str, ce: bool) -> pc.GraphSpec:

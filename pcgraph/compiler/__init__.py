@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from pcgraph.compiler.network import EdgeInfo, NodeInfo, PCNetwork, compile
-from pcgraph.compiler.program import InferenceProgram, program_for
+from pcgraph.compiler.backends import BACKENDS, compile, program_for
+from pcgraph.compiler.network import EdgeInfo, NodeInfo, PCNetwork
+from pcgraph.compiler.program import Buffers, InferenceProgram, Program
 
-__all__ = ["EdgeInfo", "InferenceProgram", "NodeInfo", "PCNetwork", "compile", "program_for"]
+__all__ = [
+    "BACKENDS",
+    "Buffers",
+    "EdgeInfo",
+    "InferenceProgram",
+    "NodeInfo",
+    "PCNetwork",
+    "Program",
+    "compile",
+    "program_for",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import networkx as nx
 import torch
@@ -23,7 +24,7 @@ from pcgraph.errors import ClampError, SpecError
 from pcgraph.ops import EdgeKernel, get_op
 from pcgraph.schema import GraphSpec
 
-__all__ = ["EdgeInfo", "NodeInfo", "PCNetwork", "compile"]
+__all__ = ["EdgeInfo", "NodeInfo", "PCNetwork"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class PCNetwork(nn.Module):
     """
 
     kernels: nn.ModuleList
+    backend: ClassVar[str] = "dense"  # its row of pcgraph.compiler.backends.BACKENDS
 
     def __init__(
         self,
@@ -119,7 +121,7 @@ class PCNetwork(nn.Module):
         self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
         self.state_size = offset
         self._graph = spec.to_networkx()
-        self._programs: dict[tuple[frozenset[str], str], object] = {}
+        self._programs: dict[frozenset[str], Any] = {}  # clamp set → its program
         self.to(self.device)
 
     def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
@@ -247,38 +249,3 @@ class PCNetwork(nn.Module):
             f"spec={self.spec.name!r}, nodes={len(self.nodes)}, edges={len(self.edges)}, "
             f"state_size={self.state_size}, params={self.parameter_count()}"
         )
-
-
-def compile(
-    spec: GraphSpec | str,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    seed: int | None = None,
-    backend: str = "auto",
-) -> PCNetwork:
-    """Compile a spec (or a YAML path) into a :class:`PCNetwork`.
-
-    Args:
-        spec: a :class:`GraphSpec` or a path to a topology YAML file.
-        device, dtype: where the parameters and states live.
-        seed: seeds the parameter initialization (torch's defaults: Kaiming-uniform) so that the
-            same seed gives the same network.
-        backend: ``dense`` (one kernel per edge), ``sparse`` (neuron-level message passing over
-            an edge_index, see :mod:`pcgraph.compiler.sparse`), or ``auto``: sparse for graphs of
-            many tiny groups (≥ 128 nodes of ≤ 16 neurons, linear edges), dense otherwise.
-    """
-    from pcgraph.compiler.sparse import SparsePCNetwork, sparse_unsupported_reason
-
-    if not isinstance(spec, GraphSpec):
-        spec = GraphSpec.from_yaml(spec)
-    if backend not in ("auto", "dense", "sparse"):
-        raise SpecError(f"unknown backend {backend!r}; valid: auto, dense, sparse")
-    if backend == "auto":
-        tiny = len(spec.nodes) >= 128 and max(n.size for n in spec.nodes) <= 16
-        backend = "sparse" if tiny and sparse_unsupported_reason(spec) is None else "dense"
-    cls = SparsePCNetwork if backend == "sparse" else PCNetwork
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(spec, device=device, dtype=dtype)

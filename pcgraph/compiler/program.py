@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from pcgraph.activations import Activation
+from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.steps import Step, error_step, message_step
 from pcgraph.ops import EdgeKernel
 from pcgraph.ops.base import store_grad
 from pcgraph.ops.linear import LinearKernel
 
-__all__ = ["STACK_MIN", "InferenceProgram", "program_for"]
+__all__ = ["STACK_MIN", "Buffers", "InferenceProgram", "Program"]
 
 # Linear edges of one signature are stacked into one batched matmul when there are at least this
 # many: below it, separate matmuls cost the same and avoid the gather/scatter copies.
@@ -32,7 +34,7 @@ STACK_MIN = 4
 
 
 @dataclass
-class _Buffers:
+class Buffers:
     """The reused tensors of one batch size.
 
     ε, δ and σ(x) are *node-blocked*: one storage of B·D numbers in which node i owns the
@@ -53,6 +55,45 @@ class _Buffers:
     ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
     stacked_mu: torch.Tensor | None = None  # [B, D] predictions of stacked edges
     stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
+
+
+class Program(Protocol):
+    """What the engine and the initializers use of a backend's inference program (one per
+    network and clamp set; :func:`pcgraph.compiler.program_for` builds and caches it)."""
+
+    clamp: frozenset[str]
+    free_mask: torch.Tensor  # [D], 1 on the free columns
+    free_range: tuple[int, int] | None  # the free columns when they form one range
+
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
+        """Start of a batch on the state buffer x: the reused buffers, fixed predictions."""
+        ...
+
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
+        """Forward initialization x_i = μ_i of the nodes in ``order``."""
+        ...
+
+    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
+        """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
+        ...
+
+    def errors(
+        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
+    ) -> dict[int, torch.Tensor]:
+        """ε and δ at the current states; returns σ(x) of the free senders."""
+        ...
+
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
+        """∂E/∂x of the free nodes into ``buf.grad``."""
+        ...
+
+    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-node energies [N] at the last errors."""
+        ...
+
+    def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
+        """∂E/∂θ into every parameter's ``.grad``."""
+        ...
 
 
 @dataclass
@@ -125,7 +166,7 @@ class InferenceProgram:
             for e in net.edges
             if e.index < len(kernels) and any(True for _ in kernels[e.index].parameters())
         ]
-        self._buffers: dict[int, _Buffers] = {}
+        self._buffers: BoundedCache[int, Buffers] = BoundedCache(4)  # per batch size
         self._views_key: tuple[object, ...] | None = None
         self._gauss_nodes: list[int] = []
         self._per_node_energy = False
@@ -203,7 +244,7 @@ class InferenceProgram:
             dtype=net.dtype,
         )
 
-    def _bind_steps(self, buf: _Buffers) -> None:
+    def _bind_steps(self, buf: Buffers) -> None:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
         parameters; every other node keeps the general path (None)."""
         xv, ev, dv, gv, sent = self._xv, self._ev, self._dv, self._gv, self._sent_views
@@ -276,7 +317,7 @@ class InferenceProgram:
             )
         return stacks
 
-    def _stacked_forward(self, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def _stacked_forward(self, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
         mu = buf.stacked_mu
         assert mu is not None
         mu.zero_()
@@ -289,7 +330,7 @@ class InferenceProgram:
                 out += st.bias
             mu.index_add_(1, st.tgt_cols, out.transpose(0, 1).reshape(b, -1))
 
-    def _stacked_messages(self, buf: _Buffers) -> None:
+    def _stacked_messages(self, buf: Buffers) -> None:
         msg = buf.stacked_msg
         assert msg is not None
         msg.zero_()
@@ -316,24 +357,18 @@ class InferenceProgram:
         return kernel
 
     # --- buffers ---------------------------------------------------------------------------
-    def buffers(self, batch_size: int) -> _Buffers:
+    def buffers(self, batch_size: int) -> Buffers:
         """The reusable [B, D] buffers for this batch size."""
-        buf = self._buffers.pop(batch_size, None)  # re-inserted last: evict least recently used
-        if buf is None:
-            buf = self._new_buffers(batch_size)
-            if len(self._buffers) >= 4:  # a few sizes (train, eval, a last partial batch)
-                self._buffers.pop(next(iter(self._buffers)))
-        self._buffers[batch_size] = buf
-        return buf
+        return self._buffers.get_or_create(batch_size, lambda: self._new_buffers(batch_size))
 
-    def _new_buffers(self, batch_size: int) -> _Buffers:
+    def _new_buffers(self, batch_size: int) -> Buffers:
         net = self.net
 
         def blocked() -> torch.Tensor:
             return torch.zeros(batch_size * net.state_size, device=net.device, dtype=net.dtype)
 
         eps = blocked()
-        buf = _Buffers(
+        buf = Buffers(
             eps=eps,
             delta=eps if self.unit_precision else blocked(),
             grad=net.new_states(batch_size),
@@ -366,7 +401,7 @@ class InferenceProgram:
         return v if node.activation.is_identity else node.activation.fn(v)
 
     # --- the step ------------------------------------------------------------------------
-    def _token(self, x: torch.Tensor, buf: _Buffers) -> tuple[object, ...]:
+    def _token(self, x: torch.Tensor, buf: Buffers) -> tuple[object, ...]:
         """Identifies x's contents and the weights: in-place writes bump ``_version``."""
         return (x.data_ptr(), x._version, id(buf), tuple(p._version for p in self.net.parameters()))
 
@@ -409,14 +444,14 @@ class InferenceProgram:
         self._const_token = self._token(x, buf)
         self._swept = frozenset(swept)
 
-    def swept_since_prepare(self, x: torch.Tensor, buf: _Buffers) -> frozenset[int]:
+    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
         """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
         the weights are unchanged since (empty otherwise)."""
         if self._const_token is not None and self._const_token == self._token(x, buf):
             return self._swept
         return frozenset()
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
         """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ.
 
         Args:
@@ -477,7 +512,7 @@ class InferenceProgram:
 
     @torch.no_grad()
     def errors(
-        self, x: torch.Tensor, buf: _Buffers, *, skip: frozenset[int] = frozenset()
+        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
     ) -> dict[int, torch.Tensor]:
         """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
 
@@ -517,7 +552,7 @@ class InferenceProgram:
 
     def _error(
         self,
-        buf: _Buffers,
+        buf: Buffers,
         sent: dict[int, torch.Tensor],
         i: int,
         var: list[tuple[EdgeKernel, int]],
@@ -559,7 +594,7 @@ class InferenceProgram:
                 out.copy_(self._smu[i])
         torch.sub(xv[i], out, out=out)
 
-    def _cross_entropy(self, buf: _Buffers, i: int, mu: torch.Tensor) -> None:
+    def _cross_entropy(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
         xi = self._xv[i]
         p = torch.softmax(mu, dim=-1)
         # "ε" of a CE node: x − softmax(μ) Σx, so that δ = w ε as for gaussian nodes
@@ -567,7 +602,7 @@ class InferenceProgram:
         buf.ce_mu[i] = mu
 
     @torch.no_grad()
-    def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ).
@@ -614,7 +649,7 @@ class InferenceProgram:
             out.neg_()
 
     @torch.no_grad()
-    def node_energies(self, buf: _Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
+    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
         """Per-node energies [N] from the current errors (gaussian: ½ w Σ ε²)."""
         n = len(self.net.nodes)
         gauss = self._gauss_nodes
@@ -641,7 +676,7 @@ class InferenceProgram:
             return out
         return energies
 
-    def param_grads(self, x: torch.Tensor, buf: _Buffers, *, accumulate: bool = True) -> None:
+    def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
         ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
         learning allocates nothing per update)."""
@@ -665,20 +700,3 @@ class InferenceProgram:
                 self._kernel(e).set_param_grads(
                     sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
                 )
-
-
-def program_for(net: PCNetwork, clamp: frozenset[str]) -> InferenceProgram:
-    """The cached program of ``net`` for ``clamp`` (built on first use)."""
-    from pcgraph.compiler.sparse import SparsePCNetwork, SparseProgram
-
-    key = (clamp, "local")
-    prog = net._programs.get(key)
-    if prog is None:
-        prog = (
-            SparseProgram(net, clamp)
-            if isinstance(net, SparsePCNetwork)
-            else InferenceProgram(net, clamp)
-        )
-        net._programs[key] = prog
-    assert isinstance(prog, InferenceProgram)
-    return prog

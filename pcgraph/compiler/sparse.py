@@ -23,7 +23,7 @@ from torch import nn
 from torch_geometric.utils import coalesce
 
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import InferenceProgram, _Buffers
+from pcgraph.compiler.program import Buffers, InferenceProgram
 from pcgraph.errors import SpecError
 from pcgraph.ops import EdgeKernel
 from pcgraph.ops.base import store_grad
@@ -50,6 +50,8 @@ class SparsePCNetwork(PCNetwork):
         edge_index: [2, nnz] (target neuron, source neuron) column indices of the flat state.
         weight: [nnz] learnable values; ``bias``: [D] (zero and unused for nodes without parents).
     """
+
+    backend = "sparse"
 
     edge_index: torch.Tensor
     edge_block: torch.Tensor
@@ -215,11 +217,11 @@ class SparseProgram(InferenceProgram):
         # energies by column sums: the sparse network has no per-node views
         self._gauss_nodes = list(range(len(net.nodes)))
 
-    def _new_buffers(self, batch_size: int) -> _Buffers:
+    def _new_buffers(self, batch_size: int) -> Buffers:
         """Flat [B, D] buffers: the sparse products work on the whole state at once."""
         net = self.net
         eps = net.new_states(batch_size)
-        buf = _Buffers(
+        buf = Buffers(
             eps=eps,
             delta=eps if self.unit_precision else net.new_states(batch_size),
             grad=net.new_states(batch_size),
@@ -229,7 +231,10 @@ class SparseProgram(InferenceProgram):
             buf.precision = self.precision
         return buf
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> _Buffers:
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
+        self.net.forward_sweep(x, order)  # level by level, one sparse product per level
+
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
         buf = self.buffers(x.shape[0])
         buf.grad.zero_()
         buf.eps.zero_()
@@ -242,7 +247,7 @@ class SparseProgram(InferenceProgram):
 
     @torch.no_grad()
     def errors(
-        self, x: torch.Tensor, buf: _Buffers, *, skip: frozenset[int] = frozenset()
+        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
     ) -> dict[int, torch.Tensor]:
         s = self.net.sent_all(x)
         mu = torch.sparse.mm(self._w, s.t()).t()
@@ -254,12 +259,12 @@ class SparseProgram(InferenceProgram):
         return {-1: s}
 
     @torch.no_grad()
-    def state_grad(self, x: torch.Tensor, buf: _Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
         msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)
 
-    def param_grads(self, x: torch.Tensor, buf: _Buffers, *, accumulate: bool = True) -> None:
+    def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         with torch.no_grad():
             s = self.net.sent_all(x)
             rows, cols = self.net.edge_index

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
@@ -178,7 +179,7 @@ class PCLearner:
         self.dist = dist
         self.compile_step = compile_step
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
-        self._states: dict[int, torch.Tensor] = {}
+        self._states: BoundedCache[int, torch.Tensor] = BoundedCache(4)  # per batch size
 
     def context(
         self, clamp: frozenset[str], *, train: bool, labels: torch.Tensor | None = None
@@ -217,12 +218,7 @@ class PCLearner:
                 f"{ {n: int(v.shape[0]) for n, v in data.items()} }"
             )
         (b,) = batch
-        x = self._states.pop(b, None)  # re-inserted last: evict least recently used
-        if x is None:
-            x = self.net.new_states(b)
-            if len(self._states) >= 4:  # a few sizes (train, eval, a last partial batch)
-                self._states.pop(next(iter(self._states)))
-        self._states[b] = x
+        x = self._states.get_or_create(b, lambda: self.net.new_states(b))
         self.net.write(x, data)
         return x
 

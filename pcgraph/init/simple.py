@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pcgraph.analysis import init_smm
-from pcgraph.compiler.program import InferenceProgram, program_for
+from pcgraph.compiler.backends import program_for
 from pcgraph.init.base import InitContext, Initializer, forward_order
 
 __all__ = ["ForwardInit", "NullInit", "RandomInit", "ZeroInit"]
@@ -69,11 +69,8 @@ class ForwardInit(Initializer):
             order = [i for i, _ in forward_order(ctx.net, ctx.clamp, max_level=self.depth)]
             ctx._cache[key] = order
         assert isinstance(order, list)
-        prog = program_for(ctx.net, ctx.clamp)
-        if type(prog) is InferenceProgram:  # shares the fixed predictions with inference
-            prog.forward_sweep(x, order)
-        else:
-            ctx.net.forward_sweep(x, order)
+        # through the program: the inference that follows reuses its fixed predictions
+        program_for(ctx.net, ctx.clamp).forward_sweep(x, order)
 
     def smm(self, ctx: InitContext) -> int:
         return init_smm(

@@ -1,0 +1,299 @@
+"""Runners: the ways one inference loop is executed, each owning its own caches.
+
+- :class:`EagerRunner` — the reference: the program's step in Python, T times;
+- :class:`CompiledRunner` — each step (errors, gradient, update) through ``torch.compile``;
+- :class:`CudaGraphRunner` — the whole loop captured once in a CUDA graph and replayed.
+
+All return the same thing — the buffers (errors at x(T), ready for learning), E at t = 0 and the
+per-node energies at t = T — and compute the same numbers (tested equal). A runner's caches
+(compiled steps, CUDA graphs, neuron optimizers) are :class:`pcgraph.cache.BoundedCache` s held
+per program in a weak mapping, so they go when the program goes and never grow without bound.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from pcgraph.cache import BoundedCache
+from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.program import Buffers, Program
+from pcgraph.engine.neurons import NeuronStep
+from pcgraph.errors import InitError
+
+__all__ = ["RUNNERS", "CompiledRunner", "CudaGraphRunner", "EagerRunner", "GradMode", "Runner"]
+
+GradMode = Literal["local", "autograd"]
+RunOutput = tuple[Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+class Runner:
+    """Runs T inference steps on ``states`` in place (see the module docstring)."""
+
+    name = "base"
+
+    def __init__(self, cache_size: int = 4) -> None:
+        self._caches: weakref.WeakKeyDictionary[Any, BoundedCache[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.cache_size = cache_size
+
+    def cache(self, prog: Program) -> BoundedCache[Any, Any]:
+        """This runner's cache for ``prog`` (a few shapes: training, evaluation, a last batch)."""
+        found = self._caches.get(prog)
+        if found is None:
+            found = BoundedCache(self.cache_size)
+            self._caches[prog] = found
+        return found
+
+    def run(
+        self,
+        net: PCNetwork,
+        prog: Program,
+        states: torch.Tensor,
+        T: int,
+        *,
+        optimizer: str,
+        lr: float,
+        trace: bool,
+        grad_mode: GradMode,
+        reuse_consts: bool,
+    ) -> RunOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _autograd_state_grad(net: PCNetwork, prog: Program, x: torch.Tensor, buf: Buffers) -> None:
+    with torch.enable_grad():
+        x_ = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(net.energy(x_), x_)
+    torch.mul(g, prog.free_mask, out=buf.grad)
+
+
+def _loop(
+    net: PCNetwork,
+    prog: Program,
+    states: torch.Tensor,
+    T: int,
+    step: NeuronStep,
+    record: torch.Tensor | None,
+    grad_mode: GradMode,
+    reuse_consts: bool,
+) -> tuple[Buffers, torch.Tensor, torch.Tensor]:
+    """The eager loop: returns the buffers, E at t = 0 and the per-node energies at t = T."""
+    with torch.no_grad():
+        step.reset()
+        buf = prog.prepare(states, reuse_consts=reuse_consts)
+        energy_before = None
+        span = prog.free_range  # update only the free columns when they are one range
+        x_free, g_free = (
+            (states, buf.grad)
+            if span is None
+            else (states[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])
+        )
+        # after a forward sweep on this buffer, its nodes start at ε = 0 with σ(x) known
+        skip = prog.swept_since_prepare(states, buf)
+        for t in range(T):
+            sent = prog.errors(states, buf, skip=skip if t == 0 else frozenset())
+            if record is not None:
+                prog.node_energies(buf, out=record[t])
+                if t == 0:
+                    energy_before = record[0].sum()
+            elif t == 0:
+                energy_before = prog.node_energies(buf).sum()
+            if grad_mode == "local":
+                prog.state_grad(states, buf, sent)
+            else:
+                _autograd_state_grad(net, prog, states, buf)
+            step(x_free, g_free)
+        prog.errors(states, buf, skip=skip if T == 0 else frozenset())  # at x(T): for learning
+        final = prog.node_energies(buf)
+        if record is not None:
+            record[T] = final
+        if energy_before is None:
+            energy_before = final.sum()
+    return buf, energy_before, final
+
+
+def _record(net: PCNetwork, states: torch.Tensor, T: int, trace: bool) -> torch.Tensor | None:
+    if not trace:
+        return None
+    return torch.empty(T + 1, len(net.nodes), device=states.device, dtype=states.dtype)
+
+
+class EagerRunner(Runner):
+    """The program's step in Python, T times (the reference; every option supported)."""
+
+    name = "eager"
+
+    def run(
+        self,
+        net: PCNetwork,
+        prog: Program,
+        states: torch.Tensor,
+        T: int,
+        *,
+        optimizer: str,
+        lr: float,
+        trace: bool,
+        grad_mode: GradMode,
+        reuse_consts: bool,
+    ) -> RunOutput:
+        record = _record(net, states, T, trace)
+        step = NeuronStep(optimizer, lr, states)
+        return (*_loop(net, prog, states, T, step, record, grad_mode, reuse_consts), record)
+
+
+class CompiledRunner(Runner):
+    """Each step (errors, gradient, update) as a ``torch.compile`` d function.
+
+    Compiled once per (buffer, options) and cached; sgd/momentum neurons, local gradients.
+    """
+
+    name = "compiled"
+
+    def run(
+        self,
+        net: PCNetwork,
+        prog: Program,
+        states: torch.Tensor,
+        T: int,
+        *,
+        optimizer: str,
+        lr: float,
+        trace: bool,
+        grad_mode: GradMode,
+        reuse_consts: bool,
+    ) -> RunOutput:
+        if optimizer == "adam" or grad_mode != "local":
+            raise InitError(
+                "compile_step=True supports the sgd and momentum neuron optimizers "
+                "with grad_mode='local'"
+            )
+        record = _record(net, states, T, trace)
+        cache = self.cache(prog)
+        # the neuron optimizer is reused across minibatches (reset each time), so that the
+        # compiled steps that refer to it stay valid
+        step = cache.get_or_create(
+            ("step", optimizer, lr, states.data_ptr(), tuple(states.shape)),
+            lambda: NeuronStep(optimizer, lr, states),
+        )
+        with torch.no_grad():
+            step.reset()
+            buf = prog.prepare(states, reuse_consts=reuse_consts)
+            energy_before = None
+            for t in range(T):
+                fn = self._compiled(prog, states, buf, step, record is not None or t == 0)
+                energies = fn()
+                if record is not None:
+                    record[t] = energies
+                if t == 0:
+                    energy_before = energies.sum()
+            prog.errors(states, buf)
+            final = prog.node_energies(buf)
+            if record is not None:
+                record[T] = final
+        before = final.sum() if energy_before is None else energy_before
+        return buf, before, final, record
+
+    def _compiled(
+        self,
+        prog: Program,
+        states: torch.Tensor,
+        buf: Buffers,
+        step: NeuronStep,
+        with_energy: bool,
+    ) -> Callable[[], torch.Tensor]:
+        key = ("fn", states.data_ptr(), tuple(states.shape), id(buf), id(step), with_energy)
+
+        def build() -> Callable[[], torch.Tensor]:
+            def body() -> torch.Tensor:
+                sent = prog.errors(states, buf)
+                energies = prog.node_energies(buf) if with_energy else states.new_zeros(())
+                prog.state_grad(states, buf, sent)
+                step(states, buf.grad)
+                return energies
+
+            return torch.compile(body, dynamic=False)
+
+        fn: Callable[[], torch.Tensor] = self.cache(prog).get_or_create(key, build)
+        return fn
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    outputs: RunOutput
+
+
+class CudaGraphRunner(Runner):
+    """The whole loop (T steps, trace included) captured once per (buffer, T, options) in a
+    CUDA graph, then replayed; parameters may change in place between calls."""
+
+    name = "cuda_graph"
+
+    def run(
+        self,
+        net: PCNetwork,
+        prog: Program,
+        states: torch.Tensor,
+        T: int,
+        *,
+        optimizer: str,
+        lr: float,
+        trace: bool,
+        grad_mode: GradMode,
+        reuse_consts: bool,
+    ) -> RunOutput:
+        if states.device.type != "cuda":
+            raise InitError("cuda_graph=True needs the network and states on a CUDA device")
+        if grad_mode != "local":
+            raise InitError("cuda_graph=True supports grad_mode='local' only")
+        key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
+        cached = self.cache(prog).get_or_create(
+            key, lambda: self._capture(net, prog, states, T, optimizer, lr, trace, grad_mode)
+        )
+        cached.graph.replay()
+        # the captured tensors are overwritten by the next replay: hand out copies of the metrics
+        buf, energy_before, final, record = cached.outputs
+        return (
+            buf,
+            energy_before.clone(),
+            final.clone(),
+            None if record is None else record.clone(),
+        )
+
+    @staticmethod
+    def _capture(
+        net: PCNetwork,
+        prog: Program,
+        states: torch.Tensor,
+        T: int,
+        optimizer: str,
+        lr: float,
+        trace: bool,
+        grad_mode: GradMode,
+    ) -> _Graph:
+        saved = states.clone()
+        step = NeuronStep(optimizer, lr, states)
+        record = _record(net, states, T, trace)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (lazy init, allocator)
+            for _ in range(2):
+                states.copy_(saved)
+                _loop(net, prog, states, T, step, record, grad_mode, False)
+        torch.cuda.current_stream().wait_stream(side)
+        states.copy_(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = (*_loop(net, prog, states, T, step, record, grad_mode, False), record)
+        return _Graph(graph, outputs)
+
+
+RUNNERS: dict[str, Runner] = {
+    runner.name: runner for runner in (EagerRunner(), CompiledRunner(), CudaGraphRunner())
+}
