@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import pcgraph as pc
-from pcgraph.compiler import program as program_module
 from pcgraph.compiler import program_for
+from pcgraph.compiler import stacking as stacking_module
 
 
 def group_graph(bias: bool, activation: str, ce: bool) -> pc.GraphSpec:
@@ -61,7 +61,7 @@ def test_stacked_gradients_equal_autograd(bias: bool, activation: str, ce: bool)
 
 def test_stacked_training_equals_edge_by_edge(monkeypatch: pytest.MonkeyPatch) -> None:
     def train(stack_min: int) -> tuple[list[float], list[torch.Tensor]]:
-        monkeypatch.setattr(program_module, "STACK_MIN", stack_min)
+        monkeypatch.setattr(stacking_module, "STACK_MIN", stack_min)
         net = pc.compile(group_graph(True, "tanh", False), seed=0, dtype=torch.float64)
         learner = pc.PCLearner(
             net,

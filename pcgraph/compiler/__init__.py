@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pcgraph.compiler.backends import BACKENDS, compile, program_for
 from pcgraph.compiler.network import EdgeInfo, NodeInfo, PCNetwork
-from pcgraph.compiler.program import Buffers, InferenceProgram, Program
+from pcgraph.compiler.program import InferenceProgram
+from pcgraph.compiler.protocol import Buffers, Program
 
 __all__ = [
     "BACKENDS",

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import InferenceProgram, Program
+from pcgraph.compiler.program import InferenceProgram
+from pcgraph.compiler.protocol import Program
 from pcgraph.compiler.sparse import SparsePCNetwork, SparseProgram, sparse_unsupported_reason
 from pcgraph.errors import SpecError
 from pcgraph.schema import GraphSpec

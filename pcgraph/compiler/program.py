@@ -13,105 +13,19 @@ inference and are computed once per batch; messages are sent only to free source
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
 from pcgraph.activations import Activation
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.protocol import Buffers
+from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
 from pcgraph.ops import EdgeKernel
-from pcgraph.ops.base import store_grad
 from pcgraph.ops.linear import LinearKernel
 
-__all__ = ["STACK_MIN", "Buffers", "InferenceProgram", "Program"]
-
-# Linear edges of one signature are stacked into one batched matmul when there are at least this
-# many: below it, separate matmuls cost the same and avoid the gather/scatter copies.
-STACK_MIN = 4
-
-
-@dataclass
-class Buffers:
-    """The reused tensors of one batch size.
-
-    ε, δ and σ(x) are *node-blocked*: one storage of B·D numbers in which node i owns the
-    contiguous block [B, size_i] at B·offset_i, so that each node's operand of a matrix product
-    is contiguous (oneDNN copies strided operands first; see :mod:`pcgraph.ops.matmul`). ∂E/∂x
-    has the state's own [B, D] layout, so that one kernel updates every free node.
-    """
-
-    eps: torch.Tensor  # [B·D] prediction errors ε, node-blocked (0 for nodes without parents)
-    delta: torch.Tensor  # [B·D] error signals δ = w ε (the same tensor when all w = 1)
-    grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
-    const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
-    sent_buf: torch.Tensor | None = None  # [B·D] σ(x_j) of the free senders, node-blocked
-    precision: torch.Tensor | None = None  # [B·D] w_i per entry (non-unit precisions only)
-    node_of: torch.Tensor | None = None  # [B·D] node index per entry (energies of many nodes)
-    sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
-    sent_free: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j), free senders
-    ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
-    stacked_mu: torch.Tensor | None = None  # [B, D] predictions of stacked edges
-    stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
-
-
-class Program(Protocol):
-    """What the engine and the initializers use of a backend's inference program (one per
-    network and clamp set; :func:`pcgraph.compiler.program_for` builds and caches it)."""
-
-    clamp: frozenset[str]
-    free_mask: torch.Tensor  # [D], 1 on the free columns
-    free_range: tuple[int, int] | None  # the free columns when they form one range
-
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
-        """Start of a batch on the state buffer x: the reused buffers, fixed predictions."""
-        ...
-
-    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
-        """Forward initialization x_i = μ_i of the nodes in ``order``."""
-        ...
-
-    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
-        """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
-        ...
-
-    def errors(
-        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
-    ) -> dict[int, torch.Tensor]:
-        """ε and δ at the current states; returns σ(x) of the free senders."""
-        ...
-
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
-        """∂E/∂x of the free nodes into ``buf.grad``."""
-        ...
-
-    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-node energies [N] at the last errors."""
-        ...
-
-    def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
-        """∂E/∂θ into every parameter's ``.grad``."""
-        ...
-
-
-@dataclass
-class _EdgeStack:
-    """Linear edges of one signature (in, out, bias) with free sources, run as one bmm.
-
-    μ-contributions are scattered into a [B, D] buffer with one ``index_add_`` (targets' columns),
-    messages likewise (sources' columns), so a group costs O(1) kernels instead of O(edges).
-    """
-
-    edges: list[int]
-    kernels: list[LinearKernel]
-    sources: list[int]
-    targets: list[int]
-    src_cols: torch.Tensor  # [G·in] flat-state columns of the sources, in group order
-    tgt_cols: torch.Tensor  # [G·out]
-    weight: torch.Tensor | None = None  # [G, out, in], restacked once per batch
-    bias: torch.Tensor | None = None  # [G, 1, out]
+__all__ = ["InferenceProgram"]
 
 
 class InferenceProgram:
@@ -170,7 +84,7 @@ class InferenceProgram:
         self._views_key: tuple[object, ...] | None = None
         self._gauss_nodes: list[int] = []
         self._per_node_energy = False
-        self._stacks: list[_EdgeStack] = []
+        self._stacks: list[EdgeStack] = []
         self._stacked_edges: set[int] = set()
         self._const_token: tuple[object, ...] | None = None
         self._swept: frozenset[int] = frozenset()
@@ -186,7 +100,7 @@ class InferenceProgram:
         """Static per-step plans: plain lists of (index, bound methods) the hot loop walks."""
         net, nodes = self.net, self.net.nodes
         k = [self._kernel(e) for e in range(len(net.edges))]
-        self._stacks = self._build_stacks(k)
+        self._stacks = build_stacks(net, self.var_parents, k)
         self._stacked_edges = stacked = {e for st in self._stacks for e in st.edges}
         self._stacked_in = {net.edges[e].target for e in stacked}
         self._stacked_out = {net.edges[e].source for e in stacked}
@@ -275,71 +189,6 @@ class InferenceProgram:
             return False
         kern = k[children[0]]
         return isinstance(kern, LinearKernel) and kern.plain
-
-    def _build_stacks(self, k: list[EdgeKernel]) -> list[_EdgeStack]:
-        net = self.net
-        groups: dict[tuple[int, int, bool], list[int]] = {}
-        for i in self.predicted:
-            for e in self.var_parents[i]:
-                kern = k[e]
-                if (
-                    isinstance(kern, LinearKernel)
-                    and len(kern.in_shape) == 1
-                    and len(kern.out_shape) == 1
-                ):
-                    key = (kern.in_shape[0], kern.out_shape[0], kern.bias is not None)
-                    groups.setdefault(key, []).append(e)
-        stacks = []
-        for members in groups.values():
-            if len(members) < STACK_MIN:
-                continue
-            kernels = [kern for kern in (k[e] for e in members) if isinstance(kern, LinearKernel)]
-            src = [net.edges[e].source for e in members]
-            tgt = [net.edges[e].target for e in members]
-
-            def cols(nodes: list[int]) -> torch.Tensor:
-                return torch.cat(
-                    [
-                        torch.arange(net.nodes[n].offset, net.nodes[n].offset + net.nodes[n].size)
-                        for n in nodes
-                    ]
-                ).to(net.device)
-
-            stacks.append(
-                _EdgeStack(
-                    members,
-                    kernels,
-                    src,
-                    tgt,
-                    cols(src),
-                    cols(tgt),
-                )
-            )
-        return stacks
-
-    def _stacked_forward(self, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
-        mu = buf.stacked_mu
-        assert mu is not None
-        mu.zero_()
-        b = mu.shape[0]
-        for st in self._stacks:
-            s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]
-            assert st.weight is not None
-            out = torch.bmm(s_in, st.weight.transpose(1, 2))
-            if st.bias is not None:
-                out += st.bias
-            mu.index_add_(1, st.tgt_cols, out.transpose(0, 1).reshape(b, -1))
-
-    def _stacked_messages(self, buf: Buffers) -> None:
-        msg = buf.stacked_msg
-        assert msg is not None
-        msg.zero_()
-        b = msg.shape[0]
-        for st in self._stacks:
-            d = torch.stack([self._dv[n] for n in st.targets])  # [G, B, out]
-            assert st.weight is not None
-            m = torch.bmm(d, st.weight)  # [G, B, in]
-            msg.index_add_(1, st.src_cols, m.transpose(0, 1).reshape(b, -1))
 
     def _hold_order(self) -> list[int]:
         """Free CE nodes in dependency order (a CE node feeding another is held first)."""
@@ -490,11 +339,8 @@ class InferenceProgram:
                 self._view(buf.stacked_msg, i)  # type: ignore[arg-type]
                 for i in range(len(self.net.nodes))
             ]
-            with torch.no_grad():  # the weights change between batches, not during inference
-                for st in self._stacks:
-                    st.weight = torch.stack([kern.weight for kern in st.kernels])
-                    biases = [kern.bias for kern in st.kernels if kern.bias is not None]
-                    st.bias = torch.stack(biases)[:, None, :] if biases else None
+            for st in self._stacks:
+                st.restack()
         if reuse_consts and self._const_token == self._token(x, buf):
             return buf
         self._const_token = None
@@ -538,7 +384,10 @@ class InferenceProgram:
             if act is not None:
                 act.apply_into(xv[i], sent[i])
         if self._stacks:
-            self._stacked_forward(buf, sent)
+            assert buf.stacked_mu is not None
+            buf.stacked_mu.zero_()
+            for st in self._stacks:
+                st.add_predictions(sent, buf.stacked_mu)
         for i, fn, entry in self._err_steps:
             if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
                 ev[i].zero_()
@@ -608,7 +457,10 @@ class InferenceProgram:
         A free cross-entropy node has no own term: errors() holds it at softmax(μ).
         """
         if self._stacks:
-            self._stacked_messages(buf)
+            assert buf.stacked_msg is not None
+            buf.stacked_msg.zero_()
+            for st in self._stacks:
+                st.add_messages(self._dv, buf.stacked_msg)
         for fn, entry in self._grad_steps:
             if fn is not None:
                 fn()
@@ -684,16 +536,9 @@ class InferenceProgram:
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
         stacked = self._stacked_edges
         with torch.no_grad():
-            for st in self._stacks:  # ∂E/∂W = −δᵀ σ(x) for the whole group in one bmm
-                s_in = torch.stack([sent[n] for n in st.sources])  # [G, B, in]
-                d = torch.stack([self._dv[n] for n in st.targets])  # [G, B, out]
-                gw = -torch.bmm(d.transpose(1, 2), s_in)
-                gb = -d.sum(1) if st.bias is not None else None
-                for idx, lin in enumerate(st.kernels):
-                    stacked_grads = [gw[idx]] if gb is None else [gw[idx], gb[idx]]
-                    for p, grad in zip(lin.parameters(), stacked_grads, strict=True):
-                        store_grad(p, grad, accumulate=accumulate)
             dv = self._dv
+            for st in self._stacks:
+                st.param_grads(sent, dv, accumulate=accumulate)
             for e in self.learnable_edges:
                 if e in stacked:
                     continue

@@ -23,7 +23,8 @@ from torch import nn
 from torch_geometric.utils import coalesce
 
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import Buffers, InferenceProgram
+from pcgraph.compiler.program import InferenceProgram
+from pcgraph.compiler.protocol import Buffers
 from pcgraph.errors import SpecError
 from pcgraph.ops import EdgeKernel
 from pcgraph.ops.base import store_grad

@@ -13,7 +13,7 @@ import torch
 
 from pcgraph.compiler.backends import program_for
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import Buffers, Program
+from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.neurons import NeuronOptimizer
 from pcgraph.engine.runners import RUNNERS, GradMode
 from pcgraph.errors import EnergyError, InitError

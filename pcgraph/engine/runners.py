@@ -21,7 +21,7 @@ import torch
 
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import Buffers, Program
+from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.neurons import NeuronStep
 from pcgraph.errors import InitError
 

@@ -1,0 +1,77 @@
+"""The seam between the compiler and the engine: a program's buffers and its protocol.
+
+Every backend's program (:mod:`pcgraph.compiler.backends`) implements :class:`Program` over
+:class:`Buffers`; the engine's runners and the initializers use nothing else of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+__all__ = ["Buffers", "Program"]
+
+
+@dataclass
+class Buffers:
+    """The reused tensors of one batch size.
+
+    ε, δ and σ(x) are *node-blocked*: one storage of B·D numbers in which node i owns the
+    contiguous block [B, size_i] at B·offset_i, so that each node's operand of a matrix product
+    is contiguous (oneDNN copies strided operands first; see :mod:`pcgraph.ops.matmul`). ∂E/∂x
+    has the state's own [B, D] layout, so that one kernel updates every free node.
+    """
+
+    eps: torch.Tensor  # [B·D] prediction errors ε, node-blocked (0 for nodes without parents)
+    delta: torch.Tensor  # [B·D] error signals δ = w ε (the same tensor when all w = 1)
+    grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
+    const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
+    sent_buf: torch.Tensor | None = None  # [B·D] σ(x_j) of the free senders, node-blocked
+    precision: torch.Tensor | None = None  # [B·D] w_i per entry (non-unit precisions only)
+    node_of: torch.Tensor | None = None  # [B·D] node index per entry (energies of many nodes)
+    sent: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j) of clamped sources
+    sent_free: dict[int, torch.Tensor] = field(default_factory=dict)  # σ(x_j), free senders
+    ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
+    stacked_mu: torch.Tensor | None = None  # [B, D] predictions of stacked edges
+    stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
+
+
+class Program(Protocol):
+    """What the engine and the initializers use of a backend's inference program (one per
+    network and clamp set; :func:`pcgraph.compiler.program_for` builds and caches it)."""
+
+    clamp: frozenset[str]
+    free_mask: torch.Tensor  # [D], 1 on the free columns
+    free_range: tuple[int, int] | None  # the free columns when they form one range
+
+    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
+        """Start of a batch on the state buffer x: the reused buffers, fixed predictions."""
+        ...
+
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
+        """Forward initialization x_i = μ_i of the nodes in ``order``."""
+        ...
+
+    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
+        """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
+        ...
+
+    def errors(
+        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
+    ) -> dict[int, torch.Tensor]:
+        """ε and δ at the current states; returns σ(x) of the free senders."""
+        ...
+
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
+        """∂E/∂x of the free nodes into ``buf.grad``."""
+        ...
+
+    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-node energies [N] at the last errors."""
+        ...
+
+    def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
+        """∂E/∂θ into every parameter's ``.grad``."""
+        ...
