@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pcgraph.compiler import PCNetwork, compile, program_for
-from pcgraph.engine import solve_inference, update_params
+from pcgraph.engine import PCLearner, solve_inference, update_params
 from pcgraph.errors import ClampError, EnergyError, InitError
 from pcgraph.init import ForwardInit, InitContext
 from pcgraph.schema import GraphSpec, mlp
@@ -670,3 +670,21 @@ def test_inference_sees_weights_changed_after_a_forward_sweep_without_version_bu
     expected = float(net.energy(x.clone()))
     result = solve_inference(net, x, clamp, 0)
     assert float(result.energy_after) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("init", ["forward", "zero"])
+def test_energy_before_equals_the_energy_of_the_initial_states(init: str) -> None:
+    # after a forward sweep the swept nodes' energies are taken as 0 without a norm: the total
+    # must still be the energy of x(0), computed independently by the reference definition
+    net = compile(mlp([12, 9, 7, 4], activation="tanh"), seed=0, dtype=torch.float64)
+    learner = PCLearner(net, init=init, T=3, lr_neurons=0.1)
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(6, 12, generator=g, dtype=torch.float64)}
+    data["y"] = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    x0 = learner.infer(data, T=0).states.clone()
+    expected = float(net.energy(x0).detach())
+    result = learner.infer(data, T=3)
+    assert float(result.energy_before) == pytest.approx(expected, rel=1e-12)
+    traced = learner.infer(data, T=3, trace=True)
+    assert traced.trace is not None
+    assert float(traced.trace[0].sum()) == pytest.approx(expected, rel=1e-12)

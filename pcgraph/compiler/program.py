@@ -83,6 +83,7 @@ class InferenceProgram:
         self._buffers: BoundedCache[int, Buffers] = BoundedCache(4)  # per batch size
         self._views_key: tuple[object, ...] | None = None
         self._gauss_nodes: list[int] = []
+        self._gauss_plans: dict[frozenset[int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
         self._per_node_energy = False
         self._stacks: list[EdgeStack] = []
         self._stacked_edges: set[int] = set()
@@ -151,12 +152,6 @@ class InferenceProgram:
         self._sweepable = {i for i in self.free_nodes if nodes[i].parents} - self.free_ce
         self._gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
         self._per_node_energy = len(self._gauss_nodes) <= 16
-        self._gauss_index = torch.tensor(self._gauss_nodes, dtype=torch.long, device=net.device)
-        self._gauss_half_w = torch.tensor(
-            [0.5 * nodes[i].precision for i in self._gauss_nodes],
-            device=net.device,
-            dtype=net.dtype,
-        )
 
     def _bind_steps(self, buf: Buffers) -> None:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
@@ -501,16 +496,24 @@ class InferenceProgram:
             out.neg_()
 
     @torch.no_grad()
-    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-node energies [N] from the current errors (gaussian: ½ w Σ ε²)."""
+    def node_energies(
+        self, buf: Buffers, out: torch.Tensor | None = None, *, zero: frozenset[int] = frozenset()
+    ) -> torch.Tensor:
+        """Per-node energies [N] from the current errors (gaussian: ½ w Σ ε²).
+
+        Args:
+            zero: nodes known to be at ε = 0 (swept by forward init): their energy is 0 and is
+                not recomputed, so the energy at t = 0 after a forward sweep costs one norm per
+                node that carries error (the clamped output), not one per node.
+        """
         n = len(self.net.nodes)
-        gauss = self._gauss_nodes
+        gauss, index, half_w = self._gauss_plan(zero)
         if not gauss:
             energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
         elif self._per_node_energy:  # few nodes: one norm per node, skipping clamped columns
             norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
             energies = torch.zeros(n, device=norms.device, dtype=norms.dtype).index_copy_(
-                0, self._gauss_index, norms.square_().mul_(self._gauss_half_w)
+                0, index, norms.square_().mul_(half_w)
             )
         else:  # many nodes: squares, then a segment sum per node
             sq = buf.eps * buf.eps
@@ -527,6 +530,23 @@ class InferenceProgram:
             out.copy_(energies)
             return out
         return energies
+
+    def _gauss_plan(self, zero: frozenset[int]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """The gaussian nodes whose energy is computed (all but ``zero``), their indices and
+        ½ w, cached per ``zero`` set (there are two: none, and a forward sweep's)."""
+        plan = self._gauss_plans.get(zero)
+        if plan is None:
+            nodes = [i for i in self._gauss_nodes if i not in zero]
+            dev, dt = self.net.device, self.net.dtype
+            plan = (
+                nodes,
+                torch.tensor(nodes, dtype=torch.long, device=dev),
+                torch.tensor(
+                    [0.5 * self.net.nodes[i].precision for i in nodes], device=dev, dtype=dt
+                ),
+            )
+            self._gauss_plans[zero] = plan
+        return plan
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with

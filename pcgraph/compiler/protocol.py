@@ -68,8 +68,10 @@ class Program(Protocol):
         """∂E/∂x of the free nodes into ``buf.grad``."""
         ...
 
-    def node_energies(self, buf: Buffers, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-node energies [N] at the last errors."""
+    def node_energies(
+        self, buf: Buffers, out: torch.Tensor | None = None, *, zero: frozenset[int] = frozenset()
+    ) -> torch.Tensor:
+        """Per-node energies [N] at the last errors (``zero``: nodes known at ε = 0)."""
         ...
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:

@@ -97,13 +97,14 @@ def _loop(
         # after a forward sweep on this buffer, its nodes start at ε = 0 with σ(x) known
         skip = prog.swept_since_prepare(states, buf)
         for t in range(T):
-            sent = prog.errors(states, buf, skip=skip if t == 0 else frozenset())
+            zero = skip if t == 0 else frozenset()
+            sent = prog.errors(states, buf, skip=zero)
             if record is not None:
-                prog.node_energies(buf, out=record[t])
+                prog.node_energies(buf, out=record[t], zero=zero)
                 if t == 0:
                     energy_before = record[0].sum()
-            elif t == 0:
-                energy_before = prog.node_energies(buf).sum()
+            elif t == 0:  # one norm per node that carries error: the swept ones are at 0
+                energy_before = prog.node_energies(buf, zero=zero).sum()
             if grad_mode == "local":
                 prog.state_grad(states, buf, sent)
             else:
