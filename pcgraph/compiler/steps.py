@@ -32,33 +32,38 @@ def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:
         return kern.weight.detach(), None if kern.bias is None else kern.bias.detach()
 
 
-def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Step:
+def error_step(
+    kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor
+) -> Step:
     """ε = x − (W s + b) into ``out`` for a node whose only parent is this edge.
 
     Shapes: s [B, in] (σ of the source), x and out [B, out].
     """
     w, b = _weights(kern)
-    onednn = matmul.onednn_linear_op()
-    if onednn is not None and matmul.use_onednn(s, s.shape[0] * w.numel()) and matmul.dense(w):
-
-        def fast() -> None:
-            torch.sub(x, onednn(s, w, b, "none", [], ""), out=out)
-
-        return fast
     wt = w.t()
     if b is not None:
 
-        def mkl_bias() -> None:
+        def mkl() -> None:
             torch.addmm(b, s, wt, out=out)
             torch.sub(x, out, out=out)
 
-        return mkl_bias
+    else:
 
-    def mkl() -> None:
-        torch.mm(s, wt, out=out)
-        torch.sub(x, out, out=out)
+        def mkl() -> None:
+            torch.mm(s, wt, out=out)
+            torch.sub(x, out, out=out)
 
-    return mkl
+    onednn = matmul.onednn_linear_op()
+    if onednn is None or not matmul.use_onednn(s, s.shape[0] * w.numel()) or not matmul.dense(w):
+        return mkl
+
+    def fast() -> None:
+        if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op here
+            mkl()
+        else:
+            torch.sub(x, onednn(s, w, b, "none", [], ""), out=out)
+
+    return fast
 
 
 def message_step(
@@ -78,22 +83,20 @@ def message_step(
     """
     w, _ = _weights(kern)
     vjp = None if act is None else act.vjp_
+    scratch = torch.empty(delta.shape[0], w.shape[1], device=w.device, dtype=w.dtype)
+    wt = w.t()
     onednn = matmul.onednn_linear_op()
-    if (
+    use_onednn = (
         onednn is not None
         and matmul.use_onednn(delta, delta.shape[0] * w.numel())
         and matmul.dense(w)
-    ):
-        wt = w.t()
+    )
 
-        def message() -> torch.Tensor:
+    def message() -> torch.Tensor:
+        if use_onednn and not torch.compiler.is_compiling():
+            assert onednn is not None
             return onednn(delta, wt, None, "none", [], "")
-
-    else:
-        scratch = torch.empty(delta.shape[0], w.shape[1], device=w.device, dtype=w.dtype)
-
-        def message() -> torch.Tensor:
-            return torch.mm(delta, w, out=scratch)
+        return torch.mm(delta, w, out=scratch)
 
     def step() -> None:
         m = message()

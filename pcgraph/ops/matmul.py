@@ -68,6 +68,7 @@ def use_onednn(a: torch.Tensor, macs: int) -> bool:
         and a.dtype == torch.float32
         and a.device.type == "cpu"
         and not torch.is_grad_enabled()  # the op has no autograd formula
+        and not torch.compiler.is_compiling()  # nor an inductor lowering for plain weights
         and (_MODE == "onednn" or macs >= ONEDNN_MIN_MACS)
     )
 
