@@ -32,9 +32,7 @@ def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:
         return kern.weight.detach(), None if kern.bias is None else kern.bias.detach()
 
 
-def error_step(
-    kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor
-) -> Step:
+def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Step:
     """ε = x − (W s + b) into ``out`` for a node whose only parent is this edge.
 
     Shapes: s [B, in] (σ of the source), x and out [B, out].
