@@ -237,3 +237,34 @@ def test_cli_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert rc == 2 and "unknown option 'epochz'" in err
     rc = main(["evaluate", str(tmp_path / "nope.pt")])
     assert rc == 2 and "no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("epochs: two\n", "option 'epochs' must be int, got 'two'"),
+        ("lr: fast\n", "option 'lr' must be int or float, got 'fast'"),
+        ("epochs: 2\nepochs: 3\n", "duplicate key 'epochs' (first on line 1, again on line 2)"),
+        ("epochs: [1,\n", "YAML syntax error"),
+        ("epochs: !!python/object/apply:os.system ['true']\n", "no !tags"),
+        ("- epochs\n", "expected a mapping of options"),
+        ("init: off\n", "option 'init' must be str, got False"),
+    ],
+)
+def test_bad_config_files_get_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, expected: str
+) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(content)
+    rc = main(["train", str(TOPO / "mlp5_fashion.yaml"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert rc == 2 and expected in err and "Traceback" not in err
+    assert str(cfg) in err  # the file is named
+
+
+def test_config_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_bytes(b"epochs: \xff\xfe\n")
+    rc = main(["train", str(TOPO / "mlp5_fashion.yaml"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not UTF-8" in err and str(cfg) in err

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
-import yaml
 
 from pcgraph.errors import PCGraphError, SpecError
+from pcgraph.yamlio import bool_hint, load_yaml
 
 if TYPE_CHECKING:
     from pcgraph.train.trainer import Task
@@ -99,21 +99,49 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         path = Path(args.config)
         if not path.is_file():
             raise SpecError(f"--config {path}: no such file")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SpecError(f"--config {path}: cannot be read ({exc.strerror})") from None
+        loaded = load_yaml(raw, f"--config {path}") or {}
         if not isinstance(loaded, dict):
-            raise SpecError(f"--config {path}: expected a mapping of options")
+            raise SpecError(f"--config {path}: expected a mapping of options, e.g. 'epochs: 2'")
         for key, value in loaded.items():
             norm = str(key).replace("-", "_")
             if norm not in TRAIN_DEFAULTS:
                 raise SpecError(
                     f"--config {path}: unknown option {key!r}; valid: {', '.join(TRAIN_DEFAULTS)}"
                 )
-            opts[norm] = value
+            opts[norm] = _config_value(path, norm, value)
     for key in TRAIN_DEFAULTS:
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
     return opts
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "train_size": (int,),
+    "test_size": (int,),
+}
+
+
+def _config_value(path: Path, key: str, value: Any) -> Any:
+    """A --config value of the option's type (ints for ints, numbers for floats, …)."""
+    default = TRAIN_DEFAULTS[key]
+    kinds = _OPTION_TYPES.get(key) or (
+        (int, float) if isinstance(default, float) else (type(default),)
+    )
+    ok = isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool))
+    if value is None and default is None:
+        ok = True
+    if not ok:
+        want = " or ".join(k.__name__ for k in kinds)
+        raise SpecError(
+            f"--config {path}: option {key!r} must be {want}, got {value!r}"
+            f"{bool_hint(value) if isinstance(default, str) else ''}; e.g. {key}: {default!r}"
+        )
+    return float(value) if isinstance(default, float) else value
 
 
 def _datasets(

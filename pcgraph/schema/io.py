@@ -12,6 +12,7 @@ import yaml
 from pcgraph.atomic import atomic_write_text
 from pcgraph.errors import SpecError
 from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
+from pcgraph.yamlio import MAX_BYTES, load_yaml
 
 __all__ = [
     "atomic_write_text",
@@ -23,20 +24,35 @@ __all__ = [
 
 
 def _looks_like_path(value: Any) -> bool:
+    """A path, not YAML text: a PathLike, or a one-line string naming a .yaml/.yml file or an
+    existing path (a one-line YAML mapping always has a ': ' or a '{')."""
     if isinstance(value, os.PathLike):
         return True
-    return isinstance(value, str) and "\n" not in value and value.endswith((".yaml", ".yml"))
+    if not isinstance(value, str) or "\n" in value:
+        return False
+    if value.endswith((".yaml", ".yml")):
+        return True
+    if len(value) > 4096 or ": " in value or value.lstrip().startswith(("{", "[", "-")):
+        return False
+    return True
 
 
 def spec_from_yaml(path_or_text: str | os.PathLike[str]) -> GraphSpec:
     """Parse and validate YAML given as a file path or as text; errors name the file and line."""
     if _looks_like_path(path_or_text):
         path = Path(path_or_text)
+        if path.is_dir():
+            raise SpecError(f"{path}: is a folder, not a topology file; name a .yaml file in it")
         if not path.is_file():
             raise SpecError(
                 f"{path}: no such file; check the path (topologies live in topologies/*.yaml)"
             )
         try:
+            if path.stat().st_size > MAX_BYTES:
+                raise SpecError(
+                    f"{path}: {path.stat().st_size:,} bytes, more than the {MAX_BYTES:,} a "
+                    "topology may have; is this the right file?"
+                )
             text, source = path.read_text(encoding="utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(
@@ -45,13 +61,7 @@ def spec_from_yaml(path_or_text: str | os.PathLike[str]) -> GraphSpec:
             ) from None
     else:
         text, source = str(path_or_text), "<yaml text>"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{source}:{where}: YAML syntax error: {problem}") from None
+    data = load_yaml(text, source)
     if data is None:
         raise SpecError(f"{source}: the file is empty; a graph needs 'nodes' (and 'edges')")
     return GraphSpec.from_dict(data, source=source)

@@ -20,6 +20,7 @@ from pydantic import (
 from pcgraph.activations import ACTIVATIONS
 from pcgraph.errors import SpecError
 from pcgraph.ops import OPS, ShapeMismatch
+from pcgraph.yamlio import bool_hint
 
 __all__ = ["EdgeSpec", "GraphSpec", "NodeSpec", "Role", "format_validation_error"]
 
@@ -350,5 +351,7 @@ def format_validation_error(exc: ValidationError, data: Any = None) -> str:
                 msg += f" (valid fields: {', '.join(model.model_fields)})"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "string_type":
+            msg += bool_hint(err.get("input"))
         messages.append(f"{where}: {msg}" if where else msg)
     return "; ".join(messages)

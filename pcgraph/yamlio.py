@@ -1,0 +1,150 @@
+"""Reading YAML safely: bounded in size, depth and alias expansion, strict about keys.
+
+Every YAML pcgraph reads (topologies, ``--config`` files) goes through :func:`load_yaml`, which
+turns each way YAML can go wrong into one :class:`~pcgraph.errors.SpecError` that names the
+source and the line:
+
+- the input is bounded: at most :data:`MAX_BYTES` bytes, nesting at most :data:`MAX_DEPTH`
+  levels, and at most :data:`MAX_NODES` values once aliases are expanded (a few hundred bytes of
+  nested ``&a [*b, *b, …]`` aliases — "billion laughs" — would otherwise expand to billions);
+- a key given twice in one mapping is an error naming both lines (YAML keeps the last one
+  silently, so a second ``edges:`` block would drop the first block's edges);
+- only the safe tags are constructed (no Python objects);
+- bare words that YAML 1.1 reads as booleans (``off``, ``no``, ``yes``, ``on``) are reported where
+  a string was expected, with the hint to quote them (:func:`bool_hint`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pcgraph.errors import SpecError
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "bool_hint", "load_yaml"]
+
+MAX_BYTES = 4 * 1024 * 1024  # far above any real topology (the largest shipped is ~3 KB)
+MAX_DEPTH = 64  # a topology nests 4 levels (graph → nodes → node → shape list)
+MAX_NODES = 1_000_000  # values after alias expansion
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and records nothing else."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: SafeLoader reports it below
+            continue
+        line = key_node.start_mark.line + 1
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {first}, again on line {line}); "
+                "YAML would keep only the last one — merge them into one",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_node_graph(root: yaml.Node, source: str) -> None:
+    """Bound the depth and the expanded size of the composed node graph before constructing
+    it. Aliases make the graph a DAG: sizes are counted once per node (memoized), so this is
+    linear in the text even when the expansion is exponential."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise SpecError(
+                f"{source}: line {line}: nested more than {MAX_DEPTH} levels deep; a topology "
+                "needs 4 (graph → nodes → node → shape)"
+            )
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            size[id(node)] = 1
+            continue
+        if done:
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > MAX_NODES:
+                raise SpecError(
+                    f"{source}: line {node.start_mark.line + 1}: expands to more than "
+                    f"{MAX_NODES:,} values (aliases *name repeat what &name marks); write the "
+                    "values out or use fewer aliases"
+                )
+            size[id(node)] = total
+            continue
+        if id(node) in size:
+            continue
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in size)
+
+
+def load_yaml(text: str | bytes, source: str) -> Any:
+    """Parse YAML ``text`` (from ``source``, named in errors) into plain Python values.
+
+    Raises:
+        SpecError: too large, too deep, too many values after aliases, a duplicate key, an
+            unsafe tag, or a syntax error — with the line where YAML reports one.
+    """
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    if size > MAX_BYTES:
+        raise SpecError(
+            f"{source}: {size:,} bytes, more than the {MAX_BYTES:,} a YAML input may have; is "
+            "this the right file? (topologies are a few KB)"
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML"
+            ) from None
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            _check_node_graph(root, source)
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "could not determine a constructor" in str(exc):
+            problem = f"{problem}; only plain YAML values are allowed (no !tags)"
+        syntax = isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
+        kind = "YAML syntax error" if syntax else "YAML error"
+        raise SpecError(f"{source}:{where} {kind}: {problem}") from None
+    except RecursionError:
+        raise SpecError(
+            f"{source}: nested too deeply to parse; a topology needs 4 levels"
+        ) from None
+
+
+def bool_hint(value: object) -> str:
+    """The hint for a boolean where a string was expected (YAML read a bare yes/no/on/off)."""
+    if isinstance(value, bool):
+        return (
+            f" (YAML read a bare word as the boolean {str(value).lower()}: "
+            "unquoted yes/no/on/off/y/n/true/false are booleans in YAML; quote it, "
+            "e.g. name: 'off')"
+        )
+    return ""
