@@ -32,9 +32,7 @@ def _looks_like_path(value: Any) -> bool:
         return False
     if value.endswith((".yaml", ".yml")):
         return True
-    if len(value) > 4096 or ": " in value or value.lstrip().startswith(("{", "[", "-")):
-        return False
-    return True
+    return not (len(value) > 4096 or ": " in value or value.lstrip().startswith(("{", "[", "-")))
 
 
 def spec_from_yaml(path_or_text: str | os.PathLike[str]) -> GraphSpec:
