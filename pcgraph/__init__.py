@@ -26,6 +26,7 @@ from pcgraph.engine import (
 from pcgraph.errors import (
     CheckpointError,
     ClampError,
+    ConfigError,
     EnergyError,
     InitError,
     PCGraphError,
@@ -40,6 +41,7 @@ __all__ = [
     "INITIALIZERS",
     "CheckpointError",
     "ClampError",
+    "ConfigError",
     "EdgeSpec",
     "EnergyError",
     "GraphAnalysis",

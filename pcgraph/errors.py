@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ClampError",
+    "ConfigError",
     "EnergyError",
     "InitError",
     "PCGraphError",
@@ -26,6 +27,11 @@ class ClampError(PCGraphError, ValueError):
 
 class InitError(PCGraphError, ValueError):
     """An initialization cannot be used on this graph, clamp set or batch."""
+
+
+class ConfigError(PCGraphError, ValueError):
+    """An option of inference, training or a command is invalid (a number out of range, an
+    unknown choice, a device this machine lacks, an output path that cannot be written)."""
 
 
 class EnergyError(PCGraphError, FloatingPointError):

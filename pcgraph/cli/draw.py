@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pcgraph.analysis import resolve_clamp
+from pcgraph.cli.validate import check_output_file
 from pcgraph.schema import GraphSpec
 
 __all__ = ["add_parser", "run_draw"]
@@ -32,6 +34,7 @@ def run_draw(args: argparse.Namespace) -> int:
     spec = GraphSpec.from_yaml(args.file)
     clamp = resolve_clamp(spec, args.clamp)
     out = args.output or str(args.file).rsplit(".", 1)[0] + ".png"
+    check_output_file(Path(out), "--output")
     draw_graph(spec, clamp=sorted(clamp), path=out)
     print(f"wrote {out}")
     return 0

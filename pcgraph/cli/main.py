@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from pcgraph.cli import check, draw, run
@@ -20,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pcgraph",
         description="Predictive coding networks on arbitrary graphs.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, print the full chain of causes"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check.add_parser(sub)
     draw.add_parser(sub)
@@ -30,15 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 invalid input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere, not only before the command
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         return int(args.handler(args))
     except PCGraphError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"pcgraph {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except BrokenPipeError:
+        # the reader went away (`pcgraph check --json | head -1`): not an error of ours; point
+        # stdout at /dev/null so that the interpreter's final flush does not complain either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of pcgraph, not bad input: say so in one line
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"pcgraph {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from pcgraph.errors import PCGraphError, SpecError
+from pcgraph.cli.validate import check_device, check_output_dir, check_output_file, check_train
+from pcgraph.errors import ConfigError, PCGraphError, SpecError
 from pcgraph.yamlio import bool_hint, load_yaml
 
 if TYPE_CHECKING:
@@ -192,12 +193,14 @@ def run_train(args: argparse.Namespace) -> int:
     from pcgraph.viz import draw_graph, plot_history
 
     opts = _options(args)
+    check_train(opts)  # numbers, choices, device: before any work
     spec = GraphSpec.from_yaml(args.file)
     clamp = resolve_clamp(spec, "train" if spec.names_with_role("input") else "generate")
     opts["init"] = check_init(spec, clamp, opts["init"])
-    if opts["device"].startswith("cuda") and not torch.cuda.is_available():
-        raise PCGraphError("--device cuda but CUDA is not available; use --device cpu")
     out = Path(opts["out"])
+    check_output_dir(out)  # a run must not fail at its end for want of a place to write
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise ConfigError(f"--resume: {out / 'checkpoint.pt'} does not exist; train without it")
     train, test = _datasets(
         opts["data"],
         embedded=opts["embedded"],
@@ -279,8 +282,17 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
     return trainer, test
 
 
+def _check_restore_args(args: argparse.Namespace) -> None:
+    check_device(args.device)
+    if args.T is not None and args.T < 0:
+        raise ConfigError(f"--T must be ≥ 0, got {args.T}")
+    if args.test_size is not None and args.test_size < 1:
+        raise ConfigError(f"--test-size must be ≥ 1, got {args.test_size}")
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Execute ``pcgraph evaluate``."""
+    _check_restore_args(args)
     trainer, _ = _restore(args.checkpoint, args.device, args.test_size)
     print(json.dumps(trainer.evaluate(T=args.T), indent=2))
     return 0
@@ -290,6 +302,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """Execute ``pcgraph reconstruct``."""
     from pcgraph.viz import plot_reconstructions
 
+    _check_restore_args(args)
+    if args.n < 1:
+        raise ConfigError(f"-n must be ≥ 1 (images shown), got {args.n}")
+    check_output_file(Path(args.output), "--output")
     trainer, test = _restore(args.checkpoint, args.device, args.test_size)
     if trainer.task != "generation":
         raise PCGraphError(

@@ -1,0 +1,141 @@
+"""Bad command-line input: one clear error (exit 2) that names the option and the fix, before
+any work starts; never a traceback. Each expectation is the option's documented range."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcgraph.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+MLP = str(ROOT / "topologies" / "mlp5_fashion.yaml")
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+TRAIN_CASES = [
+    (["--epochs", "-1"], "--epochs must be ≥ 1"),
+    (["--epochs", "0"], "--epochs must be ≥ 1"),
+    (["--T", "0"], "--T must be ≥ 1"),
+    (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+    (["--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--lr", "nan"], "--lr must be a finite number > 0"),
+    (["--lr", "inf"], "--lr must be a finite number > 0"),
+    (["--lr-neurons", "0"], "--lr-neurons must be a finite number > 0"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be a finite number ≥ 0"),
+    (["--train-size", "0"], "--train-size must be ≥ 1"),
+    (["--train-size", "-5"], "--train-size must be ≥ 1"),
+    (["--test-size", "0"], "--test-size must be ≥ 1"),
+    (["--K", "-1"], "--K must be ≥ 0"),
+    (["--seed", "-3"], "--seed must be ≥ 0"),
+    (["--neuron-optimizer", "rmsprop"], "--neuron-optimizer 'rmsprop' is not one of"),
+    (["--task", "regression"], "regression is not a task"),
+    (["--data", "cifar"], "--data 'cifar' is not one of"),
+    (["--device", "gpu"], "--device 'gpu'"),
+    (["--device", "mps"], "--device 'mps': pcgraph runs on cpu or cuda"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), TRAIN_CASES)
+def test_train_rejects_bad_numbers_and_choices_up_front(
+    extra: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    rc, err = run(["train", MLP, "--embedded", "--out", str(out), *extra], capsys)
+    assert rc == 2 and expected in err, err
+    assert not (out / "checkpoint.pt").exists()  # nothing ran
+
+
+def test_train_unwritable_out_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /sys refuses new folders even to root (CI runs as root, where chmod would not bite)
+    target = Path("/sys/pcgraph-test-out")
+    if not Path("/sys").is_dir():
+        target = tmp_path / "file-not-folder"
+        target.write_text("x")
+    rc, err = run(["train", MLP, "--embedded", "--out", str(target / "run")], capsys)
+    assert rc == 2 and "--out" in err and ("cannot write there" in err or "is a file" in err)
+
+
+def test_train_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, err = run(["train", MLP, "--embedded", "--out", str(f)], capsys)
+    assert rc == 2 and "is a file, not a folder" in err
+    rc, err = run(["train", MLP, "--embedded", "--out", str(f / "sub")], capsys)
+    assert rc == 2 and "--out" in err
+
+
+def test_resume_without_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(["train", MLP, "--embedded", "--out", str(tmp_path), "--resume"], capsys)
+    assert rc == 2 and "--resume" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [("graph.bmpx", "unknown file type '.bmpx'"), ("noext", "unknown file type '(none)'")],
+)
+def test_draw_checks_the_output_path(
+    output: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, err = run(["draw", MLP, "-o", str(tmp_path / output)], capsys)
+    assert rc == 2 and expected in err
+
+
+def test_draw_output_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "pics.png"
+    folder.mkdir()
+    rc, err = run(["draw", MLP, "-o", str(folder)], capsys)
+    assert rc == 2 and "is a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "ckpt.pt", "--device", "gpu"], "--device 'gpu'"),
+        (["evaluate", "ckpt.pt", "--T", "-2"], "--T must be ≥ 0"),
+        (["evaluate", "ckpt.pt", "--test-size", "0"], "--test-size must be ≥ 1"),
+        (["reconstruct", "ckpt.pt", "-n", "0"], "-n must be ≥ 1"),
+        (["reconstruct", "ckpt.pt", "-o", "r.txt"], "unknown file type '.txt'"),
+    ],
+)
+def test_evaluate_and_reconstruct_options(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, err = run(argv, capsys)
+    assert rc == 2 and expected in err
+
+
+def test_cuda_on_a_machine_without_it(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc, err = run(["evaluate", "ckpt.pt", "--device", "cuda"], capsys)
+    assert rc == 2 and "CUDA is not available" in err
+
+
+def test_broken_pipe_is_quiet() -> None:
+    # `pcgraph check --json | head -c 1`: the reader closes early; no traceback, exit 0
+    cmd = f"{sys.executable} -m pcgraph check {MLP} --json | head -c 1"
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert proc.stdout == "{"
+
+
+def test_debug_flag_prints_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["check", "nope.yaml", "--debug"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" in err and "no such file" in err
