@@ -139,3 +139,85 @@ def test_debug_flag_prints_the_chain(capsys: pytest.CaptureFixture[str]) -> None
     rc = main(["check", "nope.yaml", "--debug"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" in err and "no such file" in err
+
+
+# --- the Python API ------------------------------------------------------------------------
+def _mlp_learner(**kwargs: object) -> object:
+    import pcgraph as pc
+
+    net = pc.compile(pc.mlp([6, 5, 3], activation="tanh"), seed=0)
+    return net, pc.PCLearner(net, init="forward", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"T": 2.5}, "T (inference steps) must be a whole number"),
+        ({"T": -1}, "must be ≥ 0"),
+        ({"T": True}, "whole number"),
+        ({"lr_neurons": float("nan")}, "lr_neurons (γ) must be a finite number > 0"),
+        ({"lr_neurons": -0.1}, "finite number > 0"),
+        ({"neuron_optimizer": "rmsprop"}, "neuron_optimizer 'rmsprop' is not one of"),
+        ({"grad_mode": "finite_diff"}, "grad_mode 'finite_diff' is not one of: local, autograd"),
+    ],
+)
+def test_learner_options_are_checked(kwargs: dict[str, object], expected: str) -> None:
+    from pcgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _mlp_learner(**kwargs)
+    assert expected in str(info.value)
+
+
+def test_optimizer_over_another_network_is_refused() -> None:
+    import torch
+
+    import pcgraph as pc
+    from pcgraph.errors import ConfigError
+
+    other = pc.compile(pc.mlp([6, 5, 3]), seed=1)
+    net = pc.compile(pc.mlp([6, 5, 3]), seed=0)
+    with pytest.raises(ConfigError, match="not this network's"):
+        pc.PCLearner(net, optimizer=torch.optim.AdamW(other.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("x", "expected"),
+    [
+        ([[0.0] * 6], "is a list, not a tensor"),
+        ("zeros", "is a str, not a tensor"),
+        ("empty", "an empty batch"),
+        ("nan", "holds NaN or infinite values (first in sample 1)"),
+    ],
+)
+def test_bad_data_is_named_at_its_node(x: object, expected: str) -> None:
+    import torch
+
+    from pcgraph.errors import ClampError
+
+    _, learner = _mlp_learner(T=2)
+    if x == "empty":
+        x = torch.zeros(0, 6)
+    elif x == "nan":
+        x = torch.zeros(3, 6)
+        x[1, 4] = float("nan")
+    y = torch.zeros(3, 3)
+    for call in (
+        lambda: learner.train_step({"x": x, "y": y}),  # type: ignore[attr-defined]
+        lambda: learner.predict({"x": x}),  # type: ignore[attr-defined]
+    ):
+        with pytest.raises(ClampError) as info:
+            call()
+        assert "node 'x'" in str(info.value) and expected in str(info.value)
+
+
+def test_divergence_is_caught_before_the_energy_overflows() -> None:
+    import torch
+
+    from pcgraph.errors import EnergyError
+
+    _, learner = _mlp_learner(T=8, lr_neurons=50.0)
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(4, 6, generator=g), "y": torch.randn(4, 3, generator=g) * 5}
+    with pytest.raises(EnergyError, match=r"diverged: the energy (grew from|became non-finite)"):
+        learner.train_step(data)  # type: ignore[attr-defined]

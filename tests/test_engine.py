@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pcgraph.compiler import PCNetwork, compile, program_for
 from pcgraph.engine import PCLearner, solve_inference, update_params
-from pcgraph.errors import ClampError, EnergyError, InitError
+from pcgraph.errors import ClampError, ConfigError, EnergyError
 from pcgraph.init import ForwardInit, InitContext
 from pcgraph.schema import GraphSpec, mlp
 
@@ -511,15 +511,15 @@ def test_nan_data_names_the_node_it_reaches() -> None:
 
 def test_bad_states_shape_and_T() -> None:
     net = loop_net()
-    with pytest.raises(InitError, match=rf"\[B, {net.state_size}\]"):
+    with pytest.raises(ConfigError, match=rf"\[B, {net.state_size}\]"):
         solve_inference(net, torch.zeros(2, net.state_size + 1, dtype=F64), "train", 3)
-    with pytest.raises(InitError, match="flat buffer"):
+    with pytest.raises(ConfigError, match="flat buffer"):
         solve_inference(net, torch.zeros(net.state_size, dtype=F64), "train", 3)
-    with pytest.raises(InitError, match="T must be"):
+    with pytest.raises(ConfigError, match="T .* must be ≥ 0"):
         solve_inference(net, net.new_states(2), "train", -1)
-    with pytest.raises(InitError, match="sgd, momentum, adam"):
+    with pytest.raises(ConfigError, match="sgd, momentum, adam"):
         solve_inference(net, net.new_states(2), "train", 1, optimizer="rmsprop")  # type: ignore[arg-type]
-    with pytest.raises(InitError, match="learning rate"):
+    with pytest.raises(ConfigError, match="learning rate"):
         solve_inference(net, net.new_states(2), "train", 1, lr=0.0)
     with pytest.raises(ClampError, match="nope"):
         solve_inference(net, net.new_states(2), ("x", "nope"), 1)

@@ -14,9 +14,17 @@ import torch
 from pcgraph.compiler.backends import program_for
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Program
+from pcgraph.engine.checks import (
+    GRAD_MODES,
+    NEURON_OPTIMIZERS,
+    check_choice,
+    check_growth,
+    check_positive,
+    check_steps,
+)
 from pcgraph.engine.neurons import NeuronOptimizer
 from pcgraph.engine.runners import RUNNERS, GradMode
-from pcgraph.errors import EnergyError, InitError
+from pcgraph.errors import ConfigError
 
 __all__ = ["GradMode", "InferenceResult", "NeuronOptimizer", "solve_inference"]
 
@@ -52,6 +60,7 @@ def solve_inference(
     trace: bool = False,
     grad_mode: GradMode = "local",
     check_finite: bool = True,
+    divergence: float | None = 1e3,
     cuda_graph: bool = False,
     compile_step: bool = False,
     reuse_consts: bool = False,
@@ -69,7 +78,10 @@ def solve_inference(
         trace: also return the per-node energy at every step, [T+1, N].
         grad_mode: ``local`` (closed-form messages; autograd per edge only for ops without them)
             or ``autograd`` (the gradient of the whole energy; the reference).
-        check_finite: raise :class:`EnergyError` if the final energy is not finite.
+        check_finite: raise :class:`EnergyError` if the final energy is not finite or grew
+            more than ``divergence`` times over the T steps (the node that grew most is named).
+        divergence: the growth E(T) / E(0) taken as divergence (gradient descent with a stable
+            γ never increases the energy); None checks finiteness only.
         cuda_graph: on CUDA, capture the whole loop (T steps, trace included) in a CUDA graph
             on first use and replay it afterwards, so that small batches are not dominated by
             kernel launches. The graph is reused while ``states`` (the same buffer), T and the
@@ -86,12 +98,25 @@ def solve_inference(
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
     """
-    if T < 0:
-        raise InitError(f"T must be ≥ 0, got {T}")
-    if states.dim() != 2 or states.shape[1] != net.state_size:
-        raise InitError(
-            f"states must be a [B, {net.state_size}] flat buffer (net.new_states), "
+    check_steps(T)
+    check_choice(optimizer, "neuron optimizer", NEURON_OPTIMIZERS)
+    check_choice(grad_mode, "grad_mode", GRAD_MODES)
+    check_positive(lr, "the neuron learning rate γ (lr)")
+    if divergence is not None:
+        check_positive(divergence, "divergence")
+    if not isinstance(states, torch.Tensor):
+        raise ConfigError(
+            f"states must be a tensor (net.new_states(B)), got {type(states).__name__}"
+        )
+    if states.dim() != 2 or states.shape[1] != net.state_size or states.shape[0] == 0:
+        raise ConfigError(
+            f"states must be a [B, {net.state_size}] flat buffer (net.new_states) with B ≥ 1, "
             f"got shape {list(states.shape)}"
+        )
+    if states.dtype != net.dtype or states.device != net.device:
+        raise ConfigError(
+            f"states are {states.dtype} on {states.device} but the network is {net.dtype} on "
+            f"{net.device}; make them with net.new_states(B)"
         )
     prog = program_for(net, net.resolve_clamp(clamp))
     runner = RUNNERS["cuda_graph" if cuda_graph else "compiled" if compile_step else "eager"]
@@ -106,13 +131,8 @@ def solve_inference(
         grad_mode=grad_mode,
         reuse_consts=reuse_consts and not cuda_graph,
     )
-    n = len(net.nodes)
+    if check_finite:  # one comparison of two numbers already computed: free
+        initial = None if record is None else record[0]
+        check_growth(net, energy_before, final, initial, T=T, lr=lr, bound=divergence)
     energy_after = final.sum()
-    if check_finite and not bool(torch.isfinite(energy_after)):
-        bad = [net.nodes[i].name for i in range(n) if not torch.isfinite(final[i])]
-        raise EnergyError(
-            f"the energy became non-finite during inference at node(s) {', '.join(bad)}; lower "
-            f"the neuron learning rate (γ={lr}) or the weight learning rate, or check the data "
-            "for NaNs"
-        )
     return InferenceResult(states, energy_before, energy_after, final, record, prog, buf)

@@ -16,6 +16,15 @@ import torch
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
+from pcgraph.engine.checks import (
+    GRAD_MODES,
+    NEURON_OPTIMIZERS,
+    check_choice,
+    check_clamped_data,
+    check_optimizer_params,
+    check_positive,
+    check_steps,
+)
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
@@ -167,8 +176,13 @@ class PCLearner:
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
+        check_steps(T)
+        check_positive(lr_neurons, "lr_neurons (γ)")
+        check_choice(neuron_optimizer, "neuron_optimizer", NEURON_OPTIMIZERS)
+        check_choice(grad_mode, "grad_mode", GRAD_MODES)
         self.T, self.lr_neurons, self.neuron_optimizer = T, lr_neurons, neuron_optimizer
         self.optimizer = optimizer or torch.optim.AdamW(net.parameters(), lr=1e-3)
+        check_optimizer_params(net, self.optimizer)
         self.optimizer_fused = fuse_optimizer and _fuse(self.optimizer)
         self.clamp = net.resolve_clamp(clamp)
         self.grad_mode: GradMode = grad_mode
@@ -211,6 +225,7 @@ class PCLearner:
                     f"clamped (clamp set: {', '.join(sorted(clamp)) or 'empty'})"
                 )
             raise ClampError("; ".join(parts) + "; pass exactly one tensor per clamped node")
+        data = check_clamped_data(self.net, data)  # tensors, B ≥ 1, finite: named per node
         batch = {int(v.shape[0]) for v in data.values()}
         if len(batch) != 1:
             raise ClampError(

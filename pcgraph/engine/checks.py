@@ -1,0 +1,136 @@
+"""Argument checks of the engine's public entry points, done once per call, outside the loop.
+
+Each turns a value torch would choke on (or, worse, silently accept) into one error of the
+pcgraph family naming the argument and the fix: :class:`~pcgraph.errors.ConfigError` for
+options, :class:`~pcgraph.errors.ClampError` for the data of clamped nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from pcgraph.compiler.network import PCNetwork
+from pcgraph.errors import ClampError, ConfigError, EnergyError
+
+__all__ = [
+    "GRAD_MODES",
+    "NEURON_OPTIMIZERS",
+    "check_choice",
+    "check_clamped_data",
+    "check_growth",
+    "check_optimizer_params",
+    "check_positive",
+    "check_steps",
+]
+
+GRAD_MODES = ("local", "autograd")
+NEURON_OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+def check_steps(T: Any, name: str = "T") -> int:
+    """T is a whole number ≥ 0 (not a float, not a bool)."""
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise ConfigError(f"{name} (inference steps) must be a whole number ≥ 0, got {T!r}")
+    if T < 0:
+        raise ConfigError(f"{name} (inference steps) must be ≥ 0, got {T}")
+    return T
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def check_choice(value: Any, name: str, valid: Iterable[str]) -> str:
+    valid = tuple(valid)
+    if value not in valid:
+        raise ConfigError(f"{name} {value!r} is not one of: {', '.join(valid)}")
+    return str(value)
+
+
+def check_optimizer_params(net: PCNetwork, optimizer: torch.optim.Optimizer) -> None:
+    """The optimizer updates this network's parameters (and no others): one built over another
+    network would step weights that never get gradients and leave these unchanged."""
+    own = {id(p) for p in net.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    foreign = sum(1 for p in held if id(p) not in own)
+    if foreign or not held:
+        raise ConfigError(
+            f"the optimizer holds {foreign} of {len(held)} parameter tensors that are not this "
+            "network's; build it over net.parameters() of the network you train, e.g. "
+            "torch.optim.AdamW(net.parameters(), lr=1e-3)"
+        )
+
+
+def check_clamped_data(
+    net: PCNetwork, data: Mapping[str, Any], *, check_finite: bool = True
+) -> dict[str, torch.Tensor]:
+    """Tensors of one batch size ≥ 1 with finite values, one per clamped node."""
+    out: dict[str, torch.Tensor] = {}
+    for name, value in data.items():
+        if not isinstance(value, torch.Tensor):
+            raise ClampError(
+                f"data for node {name!r} is a {type(value).__name__}, not a tensor; pass "
+                f"torch.as_tensor(...) of shape [B, {', '.join(map(str, net.node(name).shape))}]"
+            )
+        if value.dim() == 0 or value.shape[0] == 0:
+            raise ClampError(
+                f"data for node {name!r} has shape {list(value.shape)}: an empty batch; pass "
+                "at least one sample (batch first)"
+            )
+        if value.is_complex():
+            raise ClampError(f"data for node {name!r} is complex; pass real values")
+        if check_finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).flatten(1).any(1).nonzero()[0])
+            raise ClampError(
+                f"data for node {name!r} holds NaN or infinite values (first in sample {bad}); "
+                "clean or normalise the data before training"
+            )
+        out[name] = value
+    return out
+
+
+def check_growth(
+    net: PCNetwork,
+    before: torch.Tensor,
+    final: torch.Tensor,
+    initial: torch.Tensor | None,
+    *,
+    T: int,
+    lr: float,
+    bound: float | None,
+) -> None:
+    """Raise EnergyError when inference diverged: the energy at T is non-finite or more than
+    ``bound`` times the energy at t = 0 (gradient descent with a stable γ never increases it).
+
+    Args:
+        before: E at t = 0 (0-d); final: per-node energies at t = T [N]; initial: per-node at
+            t = 0 when known (a trace), to name the node that grew most.
+    """
+    after = final.sum()
+    finite = bool(torch.isfinite(after))
+    # relative to E(0), with a floor of 1 so that rounding above an E(0) ≈ 0 is no "growth"
+    grew = bound is not None and finite and float(after) > bound * max(float(before), 1.0)
+    if finite and not grew:
+        return
+    names = [n.name for n in net.nodes]
+    if not finite:
+        bad = [names[i] for i in range(len(names)) if not torch.isfinite(final[i])]
+        where = f"at node(s) {', '.join(bad)}"
+        what = "became non-finite"
+    else:
+        growth = final if initial is None else final - initial
+        where = f"most at node {names[int(torch.argmax(growth))]!r}"
+        what = f"grew from {float(before):.4g} to {float(after):.4g} (> {bound:g}×)"
+    raise EnergyError(
+        f"inference diverged: the energy {what} within {T} steps, {where}; lower the neuron "
+        f"learning rate (γ={lr}) or the weight learning rate, or check the data"
+    )
