@@ -221,3 +221,32 @@ def test_divergence_is_caught_before_the_energy_overflows() -> None:
     data = {"x": torch.randn(4, 6, generator=g), "y": torch.randn(4, 3, generator=g) * 5}
     with pytest.raises(EnergyError, match=r"diverged: the energy (grew from|became non-finite)"):
         learner.train_step(data)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"dtype": "int64"}, "needs floating-point states"),
+        ({"device": "gpu"}, "device='gpu' is not a device"),
+        ({"device": "mps"}, "pcgraph runs on 'cpu' or 'cuda'"),
+    ],
+)
+def test_compile_checks_device_and_dtype(kwargs: dict[str, object], expected: str) -> None:
+    import torch
+
+    import pcgraph as pc
+    from pcgraph.errors import ConfigError
+
+    if kwargs.get("dtype") == "int64":
+        kwargs = {"dtype": torch.int64}
+    with pytest.raises(ConfigError, match=expected):
+        pc.compile(pc.mlp([4, 3, 2]), **kwargs)  # type: ignore[arg-type]
+
+
+def test_compile_refuses_an_edge_larger_than_memory() -> None:
+    import pcgraph as pc
+    from pcgraph.errors import ConfigError
+
+    # 200 000 × 200 000 float32 weights = 149 GiB: refused before anything is allocated
+    with pytest.raises(ConfigError, match=r"edge x → h1 \(40,000,000,000 weights\)"):
+        pc.compile(pc.mlp([200_000, 200_000, 2]))

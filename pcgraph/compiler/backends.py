@@ -21,7 +21,7 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram
 from pcgraph.compiler.protocol import Program
 from pcgraph.compiler.sparse import SparsePCNetwork, SparseProgram, sparse_unsupported_reason
-from pcgraph.errors import SpecError
+from pcgraph.errors import ConfigError, SpecError
 from pcgraph.schema import GraphSpec
 
 __all__ = ["BACKENDS", "Backend", "compile", "program_for"]
@@ -62,6 +62,8 @@ def compile(
     """
     if not isinstance(spec, GraphSpec):
         spec = GraphSpec.from_yaml(spec)
+    device, dtype = _check_target(device, dtype)
+    _check_memory(spec, dtype)
     if backend not in ("auto", *BACKENDS):
         raise SpecError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -72,6 +74,58 @@ def compile(
         if seed is not None:
             torch.manual_seed(seed)
         return cls(spec, device=device, dtype=dtype)
+
+
+def _check_target(
+    device: torch.device | str | None, dtype: torch.dtype | None
+) -> tuple[torch.device | None, torch.dtype | None]:
+    """A device this machine has and a floating dtype (ConfigError otherwise)."""
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ConfigError(
+            f"dtype={dtype!r}: predictive coding needs floating-point states and weights; use "
+            "torch.float32 (the default) or torch.float64"
+        )
+    if device is None:
+        return None, dtype
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: CUDA is not available here; use 'cpu'")
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise ConfigError(f"device={device!r}: pcgraph runs on 'cpu' or 'cuda'")
+    return dev, dtype
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _check_memory(spec: GraphSpec, dtype: torch.dtype | None) -> None:
+    """Refuse, before allocating, a network whose dense edges alone exceed the free memory."""
+    size = (dtype or torch.get_default_dtype()).itemsize
+    nodes = {n.name: n.size for n in spec.nodes}
+    dense = [
+        (nodes[e.source] * nodes[e.target], e) for e in spec.edges if e.op in ("linear", "dense")
+    ]
+    total = sum(n for n, _ in dense) * size
+    free = _available_bytes()
+    if free is None or total <= free:
+        return
+    largest, edge = max(dense, key=lambda item: item[0])
+    raise ConfigError(
+        f"the network's weights need {total / 2**30:.1f} GiB but {free / 2**30:.1f} GiB are free; "
+        f"the largest is edge {edge.source} → {edge.target} ({largest:,} weights); shrink the "
+        "nodes or use a sparse topology"
+    )
 
 
 def program_for(net: PCNetwork, clamp: frozenset[str]) -> Program:
