@@ -268,3 +268,70 @@ def test_config_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixt
     rc = main(["train", str(TOPO / "mlp5_fashion.yaml"), "--config", str(cfg)])
     err = capsys.readouterr().err
     assert rc == 2 and "not UTF-8" in err and str(cfg) in err
+
+
+def _tampered(tmp_path: Path, small_data: tuple, change: object) -> Path:  # type: ignore[type-arg]
+    t = make_trainer("mlp5_fashion", "forward", small_data, tmp_path, epochs=1)
+    t.fit()
+    data = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    change(data)  # type: ignore[operator]
+    out = tmp_path / "tampered.pt"
+    torch.save(data, out)
+    return out
+
+
+def _first_weight(data: dict) -> str:  # type: ignore[type-arg]
+    return next(k for k in data["model"] if k.endswith("weight"))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.pop("model"), "no 'model' entry"),
+        (lambda d: d.update(epoch="one"), "entry 'epoch' is a str"),
+        (lambda d: d["learner"].pop("steps"), "'learner' lacks steps"),
+        (lambda d: d.update(spec_yaml="nodes: [{name: a}]\n"), "stored graph spec is invalid"),
+        (
+            lambda d: d["model"][_first_weight(d)].fill_(float("nan")),
+            "holds NaN or infinite values",
+        ),
+    ],
+)
+def test_tampered_checkpoints_are_named(
+    tmp_path: Path,
+    small_data: tuple,  # type: ignore[type-arg]
+    change: object,
+    expected: str,
+) -> None:
+    path = _tampered(tmp_path, small_data, change)
+    with pytest.raises(CheckpointError) as info:
+        make_trainer("mlp5_fashion", "forward", small_data).load(path)
+    assert expected in str(info.value) and "tampered.pt" in str(info.value)
+
+
+def test_checkpoint_with_wrong_shapes_is_refused(
+    tmp_path: Path,
+    small_data: tuple,  # type: ignore[type-arg]
+) -> None:
+    def shrink(d: dict) -> None:  # type: ignore[type-arg]
+        key = _first_weight(d)
+        d["model"][key] = d["model"][key][:, :3].clone()
+
+    path = _tampered(tmp_path, small_data, shrink)
+    with pytest.raises(CheckpointError, match="parameters do not fit this network"):
+        make_trainer("mlp5_fashion", "forward", small_data).load(path)
+
+
+def test_corrupt_options_beside_a_checkpoint(
+    tmp_path: Path,
+    small_data: tuple,  # type: ignore[type-arg]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    t = make_trainer("mlp5_fashion", "forward", small_data, tmp_path, epochs=1)
+    t.fit()
+    (tmp_path / "checkpoint.pt").write_bytes((tmp_path / "ckpt.pt").read_bytes())
+    for content, expected in (("{not json", "cannot be read"), ('{"epochs": -3}', "--epochs")):
+        (tmp_path / "options.json").write_text(content)
+        rc = main(["evaluate", str(tmp_path / "checkpoint.pt"), "--test-size", "10"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "options.json" in err and expected in err and "Traceback" not in err

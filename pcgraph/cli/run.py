@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from pcgraph.cli.validate import check_device, check_output_dir, check_output_file, check_train
-from pcgraph.errors import ConfigError, PCGraphError, SpecError
+from pcgraph.errors import CheckpointError, ConfigError, PCGraphError, SpecError
 from pcgraph.yamlio import bool_hint, load_yaml
 
 if TYPE_CHECKING:
@@ -258,7 +258,23 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
     opts_path = Path(path).parent / "options.json"
     opts = dict(TRAIN_DEFAULTS)
     if opts_path.is_file():
-        opts.update(json.loads(opts_path.read_text(encoding="utf-8")))
+        try:
+            saved = json.loads(opts_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(
+                f"{opts_path}: the options saved beside the checkpoint cannot be read ({exc}); "
+                "delete it to use the defaults, or retrain"
+            ) from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{opts_path}: expected a JSON object of training options")
+        unknown = sorted(set(saved) - set(TRAIN_DEFAULTS))
+        if unknown:
+            raise CheckpointError(f"{opts_path}: unknown option(s) {', '.join(unknown)}")
+        opts.update(saved)
+        try:
+            check_train(opts)
+        except ConfigError as exc:
+            raise CheckpointError(f"{opts_path}: {exc}") from None
     opts["device"] = device
     opts["T"] = int(data["learner"]["T"])
     opts["init"] = str(data["initializer"]["name"])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pcgraph.atomic import atomic_path
-from pcgraph.errors import CheckpointError
+from pcgraph.errors import CheckpointError, PCGraphError
 from pcgraph.schema import GraphSpec
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -52,12 +52,52 @@ def load_checkpoint(
             f"{source}: not a pcgraph checkpoint (format "
             f"{data.get('format') if isinstance(data, dict) else '?'!r})"
         )
-    if spec is not None:
+    _check_layout(source, data)
+    try:
         stored = GraphSpec.from_yaml(str(data["spec_yaml"]))
-        if stored != spec:
-            raise CheckpointError(
-                f"{source}: written for graph {stored.name!r}, which differs from "
-                f"{spec.name!r} (nodes or edges changed); load it with its own spec "
-                "(checkpoint['spec_yaml']) or retrain"
-            )
+    except PCGraphError as exc:
+        raise CheckpointError(f"{source}: its stored graph spec is invalid ({exc})") from None
+    if spec is not None and stored != spec:
+        raise CheckpointError(
+            f"{source}: written for graph {stored.name!r}, which differs from "
+            f"{spec.name!r} (nodes or edges changed); load it with its own spec "
+            "(checkpoint['spec_yaml']) or retrain"
+        )
     return data
+
+
+# key → the type its value must have (the layout Trainer.state_dict writes)
+_LAYOUT: dict[str, type | tuple[type, ...]] = {
+    "spec_yaml": str,
+    "model": dict,
+    "optimizer": dict,
+    "initializer": dict,
+    "learner": dict,
+    "history": dict,
+    "epoch": int,
+    "task": str,
+}
+_NESTED = {"initializer": ("name", "state"), "learner": ("smm_total", "steps", "T")}
+
+
+def _check_layout(source: Path, data: dict[str, Any]) -> None:
+    """Every key a checkpoint needs, of its type, and finite weights (CheckpointError)."""
+    for key, kind in _LAYOUT.items():
+        if key not in data:
+            raise CheckpointError(f"{source}: no {key!r} entry; the file is incomplete — retrain")
+        if not isinstance(data[key], kind):
+            raise CheckpointError(
+                f"{source}: entry {key!r} is a {type(data[key]).__name__}; the file is corrupt"
+            )
+    for key, fields in _NESTED.items():
+        missing = [f for f in fields if f not in data[key]]
+        if missing:
+            raise CheckpointError(f"{source}: {key!r} lacks {', '.join(missing)}; retrain")
+    for name, value in data["model"].items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: parameter {name!r} is not a tensor; corrupt file")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{source}: parameter {name!r} holds NaN or infinite values (training diverged "
+                "before it was saved); retrain with a smaller learning rate"
+            )

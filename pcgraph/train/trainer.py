@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from pcgraph.data import ImageDataset, shuffled_batches, stream_aligned_batches
 from pcgraph.engine import PCLearner
-from pcgraph.errors import ClampError, SpecError
+from pcgraph.errors import CheckpointError, ClampError, SpecError
 from pcgraph.init import AverageInit
 from pcgraph.schema.io import spec_to_yaml
 from pcgraph.train.callbacks import Callback
@@ -268,9 +268,23 @@ class Trainer:
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore from a checkpoint written for the same graph (else CheckpointError)."""
         data = load_checkpoint(path, spec=self.net.spec)
-        self.net.load_state_dict(data["model"])
-        self.learner.optimizer.load_state_dict(data["optimizer"])
-        self.learner.initializer.load_state_dict(data["initializer"]["state"])
+        parts = (
+            ("parameters", lambda: self.net.load_state_dict(data["model"])),
+            ("optimizer state", lambda: self.learner.optimizer.load_state_dict(data["optimizer"])),
+            (
+                "initializer state",
+                lambda: self.learner.initializer.load_state_dict(data["initializer"]["state"]),
+            ),
+        )
+        for what, restore in parts:
+            try:
+                restore()
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CheckpointError(
+                    f"{path}: its {what} do not fit this network ({first}); it was written for "
+                    "other shapes or options — retrain or load it with its own spec"
+                ) from None
         self.learner.smm_total = int(data["learner"]["smm_total"])
         self.learner.steps = int(data["learner"]["steps"])
         if data.get("generator") is not None and self.learner.generator is not None:
