@@ -250,3 +250,28 @@ def test_compile_refuses_an_edge_larger_than_memory() -> None:
     # 200 000 × 200 000 float32 weights = 149 GiB: refused before anything is allocated
     with pytest.raises(ConfigError, match=r"edge x → h1 \(40,000,000,000 weights\)"):
         pc.compile(pc.mlp([200_000, 200_000, 2]))
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda pc: pc.NodeSpec(name="a", shape=-1), "NodeSpec('a'): shape: shape [-1]"),
+        (lambda pc: pc.NodeSpec(name="a", shape=2, colour="red"), "colour: unknown field"),
+        (lambda pc: pc.EdgeSpec(source="a"), "EdgeSpec('a'): target: required field is missing"),
+        (
+            lambda pc: pc.GraphSpec(
+                name="g",
+                nodes=[pc.NodeSpec(name="a", shape=2)],
+                edges=[{"source": "a", "target": "b"}],
+            ),
+            "target 'b' is not a node",
+        ),
+    ],
+)
+def test_direct_spec_construction_raises_spec_errors(build: object, expected: str) -> None:
+    import pcgraph as pc
+    from pcgraph.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        build(pc)  # type: ignore[operator]
+    assert expected in str(info.value)

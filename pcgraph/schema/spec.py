@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextvars import ContextVar
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -34,7 +35,29 @@ def _shape_list(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(n) for n in shape) + "]"
 
 
-class NodeSpec(BaseModel):
+_VALIDATING: ContextVar[bool] = ContextVar("pcgraph_spec_validating", default=False)
+
+
+class _Spec(BaseModel):
+    """Constructing a spec directly (``NodeSpec(name=..., shape=...)``) raises the same one-line
+    :class:`SpecError` as loading it from YAML, not pydantic's raw ValidationError."""
+
+    def __init__(self, **data: Any) -> None:
+        if _VALIDATING.get():  # inside another spec's validation: it reports with the location
+            super().__init__(**data)
+            return
+        token = _VALIDATING.set(True)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            where = data.get("name") or data.get("source") or ""
+            label = f"{type(self).__name__}({where!r})" if where else type(self).__name__
+            raise SpecError(f"{label}: {format_validation_error(exc, data)}") from None
+        finally:
+            _VALIDATING.reset(token)
+
+
+class NodeSpec(_Spec):
     """A neuron group: a state tensor x_i of shape [B, *shape].
 
     Attributes:
@@ -88,7 +111,7 @@ class NodeSpec(BaseModel):
         return math.prod(self.shape)
 
 
-class EdgeSpec(BaseModel):
+class EdgeSpec(_Spec):
     """A directed edge source→target carrying a transformation f (an op with parameters).
 
     Attributes:
@@ -149,7 +172,7 @@ class EdgeSpec(BaseModel):
         return op.describe(op.parse_params(self.params))
 
 
-class GraphSpec(BaseModel):
+class GraphSpec(_Spec):
     """A whole predictive coding network: nodes, edges, and free-form metadata.
 
     Validation checks names, references, self-loops, duplicate edges, and every edge's shape
