@@ -7,13 +7,31 @@ A modern Hopfield retrieval layer per target node i,
 queried with the observations o (the clamped values, concatenated and standardized per sample).
 Targets are the free nodes forward init cannot reach: unclamped roots and free nodes on cycles
 (:func:`pcgraph.analysis.memory_targets`); every other free node is then forward-initialized from
-them. V_i is fitted by pseudo-inverse on the first minibatch (V = A⁺ H); afterwards the memory is
-trained after each minibatch on L_mem = Σ_i ‖x_i(0) − x_i(T)‖² with its own optimizer.
+them, so the whole initial state is a function x(0) = S(m(o)) of the retrievals m.
+
+Training (``observe``, after each training minibatch's inference), with the weights held fixed:
+
+- the first minibatch fits V = A⁺ H by pseudo-inverse, H the targets' states x_i(T), but only
+  where they carry information (moved away from their initial value): when T is smaller than a
+  target's distance to the observations, x_i(T) = x_i(0) and the fit would store zeros;
+- afterwards ``steps`` Adam steps on a loss chosen by ``loss``:
+
+  - ``"energy"`` (default): L_mem = E(S(m(o))), the energy at initialization (amortised
+    inference); a signal even at T = 0, whatever γ and T. At T = 1 the ``"sweep"`` gradient is
+    exactly 2γ times this one (x(1) − x(0) = −γ ∇E(x(0))); for T > 1 they differ beyond first
+    order in γ;
+  - ``"sweep"``: L_mem = Σ_{i ∈ targets ∪ swept} ‖x_i(0) − x_i(T)‖², Eq. 9 summed over
+    every node the initializer sets, differentiated through the forward sweep S, x(T) held
+    fixed. Its signal exists at every T ≥ 1 on any graph: the first inference step moves the
+    parents of every node with a non-zero error, and each of them is in the sum;
+  - ``"target"``: Eq. 9 over the targets only (the paper's text). No signal while T is below
+    the targets' depth (docs/initializations.md, "Pitfall").
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -22,7 +40,10 @@ from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm, memory_targets
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer, forward_order
 
-__all__ = ["HopfieldMemory", "MemoryInit"]
+__all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryInit", "MemoryLoss"]
+
+MemoryLoss = Literal["sweep", "target", "energy"]
+MEMORY_LOSSES: tuple[str, ...] = ("sweep", "target", "energy")
 
 
 class HopfieldMemory(nn.Module):
@@ -88,6 +109,10 @@ class MemoryInit(Initializer):
         heads, embed_dim, beta: the retrieval's attention (β default 1/√head_dim).
         lr: learning rate of the memory's own Adam optimizer.
         steps: gradient steps on L_mem after each minibatch.
+        loss: ``energy`` (E at initialization, through the forward sweep), ``sweep`` (Eq. 9
+            over every initialized node, through the sweep) or ``target`` (Eq. 9 over the
+            targets only, the paper's text).
+        fit: fit V = A⁺ H on the first minibatch whose targets moved during inference.
         seed: seeds the memory's parameter initialization.
     """
 
@@ -102,17 +127,22 @@ class MemoryInit(Initializer):
         beta: float | None = None,
         lr: float = 1e-3,
         steps: int = 1,
+        loss: MemoryLoss = "energy",
+        fit: bool = True,
         seed: int = 0,
     ) -> None:
         if patterns <= 0 or heads <= 0 or embed_dim <= 0 or lr <= 0 or steps < 0:
             raise InitError("memory: patterns, heads, embed_dim and lr must be > 0, steps ≥ 0")
+        if loss not in MEMORY_LOSSES:
+            raise InitError(f"memory: unknown loss {loss!r}; valid choices: {MEMORY_LOSSES}")
         self.patterns, self.heads, self.embed_dim, self.beta = patterns, heads, embed_dim, beta
-        self.lr, self.steps, self.seed = lr, steps, seed
+        self.lr, self.steps, self.loss, self.fit, self.seed = lr, steps, loss, fit, seed
         self.memories = nn.ModuleDict()
-        self.fitted: set[str] = set()
+        self.fitted: set[str] = set()  # targets whose first minibatch has been handled
         self.obs_nodes: list[str] | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._cost: int | None = None
+        self.last_loss: float | None = None
 
     # --- observations and targets ---------------------------------------------------------
     def observations(self, x: torch.Tensor, ctx: InitContext) -> torch.Tensor:
@@ -138,6 +168,17 @@ class MemoryInit(Initializer):
         assert isinstance(targets, list)
         return targets
 
+    def _order(self, ctx: InitContext) -> list[int]:
+        """The forward sweep below the targets: node indices in topological order."""
+        key = "memory_forward_order"
+        order = ctx._cache.get(key)
+        if order is None:
+            known = ctx.clamp | frozenset(self._targets(ctx))
+            order = [i for i, _ in forward_order(ctx.net, known)]
+            ctx._cache[key] = order
+        assert isinstance(order, list)
+        return order
+
     def _memory(self, name: str, obs_dim: int, ctx: InitContext) -> HopfieldMemory:
         key = f"n{ctx.net.node_index[name]}"  # ModuleDict keys may not contain '.'
         if key not in self.memories:
@@ -157,6 +198,41 @@ class MemoryInit(Initializer):
         assert isinstance(found, HopfieldMemory)
         return found
 
+    def initial_states(self, x: torch.Tensor, o: torch.Tensor, ctx: InitContext) -> torch.Tensor:
+        """x(0) = S(m(o)) out of place, differentiable with respect to the memories (and the
+        weights): the clamped columns of ``x`` are kept, the targets retrieved, the nodes below
+        them predicted in topological order. Columns of other nodes keep ``x``'s values."""
+        net = ctx.net
+        x0 = x.detach()
+        for name in self._targets(ctx):
+            cols = net.node(name).cols
+            m = self._memory(name, o.shape[1], ctx)(o)
+            x0 = x0.slice_scatter(m, dim=1, start=cols.start, end=cols.stop)
+        for i in self._order(ctx):
+            node = net.nodes[i]
+            mu = net.prediction(x0, i)
+            if node.energy == "cross_entropy":  # as forward_sweep: held at softmax(μ)
+                mu = torch.softmax(mu, dim=-1)
+            mu = mu.reshape(x0.shape[0], node.size)
+            x0 = x0.slice_scatter(mu, dim=1, start=node.cols.start, end=node.cols.stop)
+        return x0
+
+    def memory_loss(self, x_final: torch.Tensor, o: torch.Tensor, ctx: InitContext) -> torch.Tensor:
+        """L_mem of this minibatch (summed over the batch), differentiable in the memories."""
+        net = ctx.net
+        x0 = self.initial_states(x_final, o, ctx)
+        if self.loss == "energy":
+            return net.energy(x0)
+        nodes = [net.node_index[t] for t in self._targets(ctx)]
+        if self.loss == "sweep":
+            nodes += self._order(ctx)
+        target = x_final.detach()
+        loss = x0.new_zeros(())
+        for i in nodes:
+            cols = net.nodes[i].cols
+            loss = loss + ((x0[:, cols] - target[:, cols]) ** 2).sum()
+        return loss
+
     # --- protocol --------------------------------------------------------------------------
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         targets = self._targets(ctx)
@@ -169,14 +245,7 @@ class MemoryInit(Initializer):
             for name in targets:
                 if name in self.fitted:
                     x[:, ctx.net.node(name).cols] = self._memory(name, o.shape[1], ctx)(o)
-            known = ctx.clamp | frozenset(targets)
-            key = "memory_forward_order"
-            order = ctx._cache.get(key)
-            if order is None:
-                order = [i for i, _ in forward_order(ctx.net, known)]
-                ctx._cache[key] = order
-            assert isinstance(order, list)
-            ctx.net.forward_sweep(x, order)
+            ctx.net.forward_sweep(x, self._order(ctx))
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if not ctx.train:
@@ -188,32 +257,35 @@ class MemoryInit(Initializer):
         mems = {t: self._memory(t, o.shape[1], ctx) for t in targets}
         just_fitted = False
         for name, mem in mems.items():
-            if name not in self.fitted:
-                states = x_final[:, ctx.net.node(name).cols]
-                if ctx.dist is not None:  # fit on the global batch: the same V on every rank
-                    mem.fit_values(ctx.dist.all_gather_cat(o), ctx.dist.all_gather_cat(states))
-                else:
-                    mem.fit_values(o, states)
-                self.fitted.add(name)
+            if name in self.fitted:
+                continue
+            self.fitted.add(name)
+            states = x_final[:, ctx.net.node(name).cols]
+            if ctx.dist is not None:  # fit on the global batch: the same V on every rank
+                o_all, states = ctx.dist.all_gather_cat(o), ctx.dist.all_gather_cat(states)
+            else:
+                o_all = o
+            # the unfitted memory started the target at 0: where it has not moved, H = 0 says
+            # nothing and V = A⁺ H would store zeros; leave V to the gradient steps instead
+            if self.fit and bool(states.abs().amax() > 0):
+                mem.fit_values(o_all, states)
                 just_fitted = True
         if just_fitted:
             return  # the fit is exact on this batch: a gradient step would only add noise
         assert self.optimizer is not None
         batch = o.shape[0] * (ctx.dist.world_size if ctx.dist is not None else 1)
+        params = [p for p in self.memories.parameters() if p.requires_grad]
         with torch.enable_grad():
             for _ in range(self.steps):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = sum(
-                    ((mem(o) - x_final[:, ctx.net.node(n).cols].detach()) ** 2).sum()
-                    for n, mem in mems.items()
-                )
-                assert isinstance(loss, torch.Tensor)
-                (loss / batch).backward()
+                loss = self.memory_loss(x_final, o, ctx) / batch
+                # the weights are held fixed: gradients for the memories only
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
                 if ctx.dist is not None:  # L_mem of the global batch, the same on every rank
-                    ctx.dist.all_reduce_many_(
-                        p.grad for p in self.memories.parameters() if p.grad is not None
-                    )
+                    ctx.dist.all_reduce_many_(p.grad for p in params if p.grad is not None)
                 self.optimizer.step()
+                self.last_loss = float(loss.detach())
 
     def smm(self, ctx: InitContext) -> int:
         """The last :meth:`init`'s cost: one retrieval (3 SMMs) once a memory is fitted, plus
@@ -271,5 +343,5 @@ class MemoryInit(Initializer):
     def __repr__(self) -> str:
         return (
             f"MemoryInit(patterns={self.patterns}, heads={self.heads}, "
-            f"embed_dim={self.embed_dim}, lr={self.lr})"
+            f"embed_dim={self.embed_dim}, lr={self.lr}, steps={self.steps}, loss={self.loss!r})"
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from contextvars import ContextVar
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import (
