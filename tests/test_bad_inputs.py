@@ -275,3 +275,23 @@ def test_direct_spec_construction_raises_spec_errors(build: object, expected: st
     with pytest.raises(SpecError) as info:
         build(pc)  # type: ignore[operator]
     assert expected in str(info.value)
+
+
+def test_initializer_and_trainer_options() -> None:
+    import pcgraph as pc
+    from pcgraph.data import embedded_dataset
+    from pcgraph.errors import ConfigError
+    from pcgraph.train import Trainer
+
+    for kwargs in ({"std": -1.0}, {"mean": float("nan")}):
+        with pytest.raises(ConfigError, match="random init"):
+            pc.make_initializer("random", **kwargs)
+    net = pc.compile(pc.mlp([784, 8, 10]), seed=0)
+    learner = pc.PCLearner(net, init="forward", T=2)
+    data = embedded_dataset("test").subset(20)
+    with pytest.raises(ConfigError, match="larger than the 20 training samples"):
+        Trainer(learner, data, data, batch_size=64, progress=False)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number ≥ 1"):
+        Trainer(learner, data, data, batch_size=0, progress=False)
+    with pytest.raises(ConfigError, match="task 'regression'"):
+        Trainer(learner, data, data, batch_size=4, task="regression", progress=False)  # type: ignore[arg-type]

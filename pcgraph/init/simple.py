@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pcgraph.analysis import init_smm
 from pcgraph.compiler.backends import program_for
+from pcgraph.errors import ConfigError
 from pcgraph.init.base import InitContext, Initializer, forward_order
 
 __all__ = ["ForwardInit", "NullInit", "RandomInit", "ZeroInit"]
@@ -30,8 +33,10 @@ class RandomInit(Initializer):
     name = "random"
 
     def __init__(self, *, mean: float = 0.0, std: float = 0.1) -> None:
-        if std < 0:
-            raise ValueError(f"random init: std must be ≥ 0, got {std}")
+        if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
+            raise ConfigError(
+                f"random init: needs a finite mean and a finite std ≥ 0, got mean={mean}, std={std}"
+            )
         self.mean, self.std = mean, std
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from pcgraph.data import ImageDataset, shuffled_batches, stream_aligned_batches
 from pcgraph.engine import PCLearner
-from pcgraph.errors import CheckpointError, ClampError, SpecError
+from pcgraph.errors import CheckpointError, ClampError, ConfigError, SpecError
 from pcgraph.init import AverageInit
 from pcgraph.schema.io import spec_to_yaml
 from pcgraph.train.callbacks import Callback
@@ -68,6 +68,8 @@ class Trainer:
         spec = self.net.spec
         if task == "auto":
             task = "classification" if spec.names_with_role("input") else "generation"
+        if task not in ("classification", "generation"):
+            raise ConfigError(f"task {task!r} is not one of: auto, classification, generation")
         self.task = task
         self.inputs = spec.names_with_role("input")
         self.outputs = spec.names_with_role("output")
@@ -81,6 +83,14 @@ class Trainer:
                 f"generation needs output (observed) nodes; graph {spec.name!r} has none"
             )
         self._check_shapes(train)
+        for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}")
+        if batch_size > len(train):
+            raise ConfigError(
+                f"batch_size {batch_size} is larger than the {len(train)} training samples: no "
+                "full batch would run; use a batch size ≤ the data (or more data)"
+            )
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.stream_aligned = (
             isinstance(learner.initializer, AverageInit)
