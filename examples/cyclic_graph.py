@@ -8,7 +8,7 @@ initialization against the uninformed zero and random initializations.
 
 Evaluation is inference, not a forward pass: the image is clamped, the free nodes start from the
 learner's initializer (memory retrieval, zeros or noise), inference runs T_eval steps with the
-label node free (a free cross-entropy node is held at softmax(μ), see pcgraph.compiler.energy),
+label node free (a free cross-entropy node is held at softmax(μ), see pcgraph.energies),
 and the class is the argmax of the label node (``learner.predict`` → ``query``). The script
 records per epoch the test accuracy and the training energy per sample before inference (at the
 initialization) and after it. Under --out it writes:

@@ -39,7 +39,7 @@ from pydantic.fields import FieldInfo  # noqa: E402
 
 from pcgraph.activations import ACTIVATIONS  # noqa: E402
 from pcgraph.analysis import CLAMP_TASKS, INIT_RULES, analyze, resolve_clamp  # noqa: E402
-from pcgraph.compiler.energy import ENERGIES  # noqa: E402
+from pcgraph.energies import ENERGIES  # noqa: E402
 from pcgraph.init import INITIALIZERS  # noqa: E402
 from pcgraph.ops import OPS  # noqa: E402
 from pcgraph.registry import Registry  # noqa: E402
@@ -294,8 +294,8 @@ def _activations_section() -> list[str]:
 
 
 def _energy_descriptions() -> dict[str, str]:
-    """The ``- name: formula`` bullets of :mod:`pcgraph.compiler.energy`'s docstring."""
-    import pcgraph.compiler.energy as energy
+    """The ``- name: formula`` bullets of :mod:`pcgraph.energies`'s docstring."""
+    import pcgraph.energies as energy
 
     doc = inspect.getdoc(energy) or ""
     found: dict[str, str] = {}
@@ -320,7 +320,7 @@ def _energies_section() -> list[str]:
         "",
         "A node's `energy`, its term E_i of the total energy E = Σ_i E_i (summed over the batch;",
         "only nodes with at least one in-edge have one). Registry:",
-        "`pcgraph.compiler.energy.ENERGIES`.",
+        "`pcgraph.energies.ENERGIES`.",
         "",
         "| energy | aliases | E_i and error signal δ_i = −∂E_i/∂μ_i |",
         "|---|---|---|",

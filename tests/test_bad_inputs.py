@@ -295,3 +295,28 @@ def test_initializer_and_trainer_options() -> None:
         Trainer(learner, data, data, batch_size=0, progress=False)
     with pytest.raises(ConfigError, match="task 'regression'"):
         Trainer(learner, data, data, batch_size=4, task="regression", progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("mse", "gaussian"),
+        ("squared_error", "gaussian"),
+        ("ce", "cross_entropy"),
+        ("xent", "cross_entropy"),
+    ],
+)
+def test_energy_aliases_the_docs_list_are_accepted(alias: str, canonical: str) -> None:
+    import pcgraph as pc
+
+    assert pc.NodeSpec(name="a", shape=3, energy=alias).energy == canonical
+
+
+def test_unknown_energy_lists_the_choices() -> None:
+    import pcgraph as pc
+    from pcgraph.errors import SpecError
+
+    with pytest.raises(
+        SpecError, match=r"unknown energy 'bce'.*Valid choices: cross_entropy, gaussian"
+    ):
+        pc.NodeSpec(name="a", shape=3, energy="bce")

@@ -19,7 +19,7 @@ from torch import nn
 
 from pcgraph.activations import Activation, get_activation
 from pcgraph.analysis import resolve_clamp
-from pcgraph.compiler.energy import node_energy
+from pcgraph.energies import node_energy
 from pcgraph.errors import ClampError, SpecError
 from pcgraph.ops import EdgeKernel, get_op
 from pcgraph.schema import GraphSpec

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from pcgraph.activations import ACTIVATIONS
+from pcgraph.energies import ENERGIES
 from pcgraph.errors import SpecError
 from pcgraph.ops import OPS, ShapeMismatch
 from pcgraph.yamlio import bool_hint
@@ -104,6 +105,12 @@ class NodeSpec(_Spec):
     @classmethod
     def _check_activation(cls, v: str) -> str:
         return ACTIVATIONS.canonical(v)
+
+    @field_validator("energy", mode="before")
+    @classmethod
+    def _check_energy(cls, v: Any) -> Any:
+        # the registry's names and aliases (mse, ce, xent, …) → the canonical name
+        return ENERGIES.canonical(v) if isinstance(v, str) else v
 
     @property
     def size(self) -> int:
