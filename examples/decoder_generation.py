@@ -12,6 +12,13 @@ reconstruction MSE per (init, T_train, T_eval) and saves, under --out:
   learning_curves.png   test MSE per epoch per initialization
   energy_flow_<init>.png per-node energy over inference steps (memory and zero init)
 
+The memory is trained on the energy at initialization through the forward sweep (loss=energy),
+which has a learning signal at every T, also below z's depth of 4 (docs/initializations.md).
+Evaluation uses the neuron step min(γ, 1/λ_max), λ_max the largest curvature of the energy at
+the initial state (--eval-step stable): with γ above 2/λ_max inference diverges at large T_eval.
+The defaults (γ = 0.02, AdamW 3e-3, memory Adam 1e-3) are the memory's best setting of the
+search in docs/results.md.
+
 Examples:
   python examples/decoder_generation.py            # defaults: embedded subset, a few minutes
   python examples/decoder_generation.py --quick    # ~1 minute smoke run
@@ -24,6 +31,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +69,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-size", type=int, default=None, help="training images used")
     p.add_argument("--test-size", type=int, default=None, help="test images used")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the weights")
-    p.add_argument("--lr-neurons", type=float, default=0.1, help="γ, SGD rate of the neurons")
+    # defaults: the best memory setting of the search in docs/results.md (§4)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate of the weights")
+    p.add_argument("--lr-neurons", type=float, default=0.02, help="γ, SGD rate of the neurons")
+    p.add_argument(
+        "--eval-step",
+        default="stable",
+        choices=["stable", "fixed"],
+        help="neuron step at evaluation: min(γ, 1/λ_max) of the energy's Hessian (stable "
+        "for any T_eval), or γ itself",
+    )
     p.add_argument("--seed", type=int, default=0)
+    m = p.add_argument_group("memory initialization (docs/initializations.md)")
+    m.add_argument(
+        "--mem-loss",
+        default="energy",
+        choices=["energy", "sweep", "target"],
+        help="the memory's loss: energy at init through the sweep, Eq. 9 through the sweep, "
+        "or Eq. 9 on z only (the paper's text; no signal when T_train < 4)",
+    )
+    m.add_argument("--mem-lr", type=float, default=1e-3, help="the memory's Adam learning rate")
+    m.add_argument("--mem-steps", type=int, default=1, help="memory steps per minibatch")
+    m.add_argument("--patterns", type=int, default=512, help="stored patterns M")
+    m.add_argument("--heads", type=int, default=4, help="attention heads")
+    m.add_argument("--embed-dim", type=int, default=128, help="query/key width")
+    m.add_argument("--beta", type=float, default=None, help="β (default 1/√head_dim)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
     if args.quick and args.full:
@@ -80,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.full
         else {
             "T_train": "2,8",
-            "T_eval": "2,8,32",
+            "T_eval": "2,8,32,64",
             "epochs": 4,
             "train_size": 5000,
             "test_size": 1000,
@@ -108,15 +139,96 @@ def load_data(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:
     return train, test
 
 
-def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: int) -> float:
-    """Mean squared error of reconstructions of ``images`` (inference T steps, then forward)."""
+def largest_curvature(
+    learner: pc.PCLearner, images: torch.Tensor, *, iters: int = 20, seed: int = 0
+) -> float:
+    """λ_max of the Hessian of E over the free states at the initializer's x(0) for ``images``,
+    by power iteration on Hessian-vector products (autograd through ``net.energy``).
+
+    Gradient descent on E with step γ is stable near x(0) only while γ λ_max < 2 (the update
+    x ← x − γ ∇E multiplies the top eigendirection by 1 − γ λ_max). Where E is not convex and
+    the dominant eigenvalue λ₋ is negative, the iteration is rerun on H − λ₋ I.
+    """
+    net, clamp = learner.net, learner.clamp
+    ctx = learner.context(clamp, train=False)
+    x = learner.prepare_states({"image": images}, clamp)
+    with torch.no_grad():
+        learner.initializer.init(x, ctx)
+    x = x.detach().clone()
+    mask = ctx.free_cols.to(x.dtype)
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    v0 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * mask
+    with torch.enable_grad():
+        xx = x.requires_grad_(True)
+        (grad,) = torch.autograd.grad(net.energy(xx), xx, create_graph=True)
+
+        def power(shift: float) -> float:
+            """The eigenvalue of largest |·| of H − shift·I, by power iteration."""
+            v, lam = v0 / v0.norm(), 0.0
+            for _ in range(iters):
+                (hv,) = torch.autograd.grad(grad, xx, grad_outputs=v, retain_graph=True)
+                hv = hv * mask - shift * v
+                lam = float((hv * v).sum())
+                v = hv / hv.norm().clamp_min(1e-30)
+            return lam
+
+        lam = power(0.0)
+        if lam < 0:  # E is not convex there: the dominant eigenvalue was the most negative one
+            lam = power(lam) + lam
+    return lam
+
+
+def stable_step_size(
+    learner: pc.PCLearner, images: torch.Tensor, *, gamma: float, margin: float = 1.0
+) -> float:
+    """min(γ, margin / λ_max): the neuron step used for evaluation, half the stability limit
+    2 / λ_max with the default margin (λ_max changes along the trajectory and across batches)."""
+    lam = largest_curvature(learner, images)
+    return gamma if lam <= 0 else min(gamma, margin / lam)
+
+
+@contextmanager
+def evaluation_step(
+    learner: pc.PCLearner, test: torch.Tensor, args: argparse.Namespace
+) -> Iterator[float]:
+    """Evaluate with the neuron step of ``--eval-step``: ``stable`` = min(γ, 1/λ_max) measured
+    on the first test batch (training keeps γ), ``fixed`` = γ."""
+    gamma = learner.lr_neurons
+    if args.eval_step == "stable":
+        learner.lr_neurons = stable_step_size(learner, test[: args.batch_size], gamma=gamma)
+    try:
+        yield learner.lr_neurons
+    finally:
+        learner.lr_neurons = gamma
+
+
+def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: int) -> float | None:
+    """Mean squared error of reconstructions of ``images`` (inference T steps, then forward);
+    None when inference diverged (the engine's EnergyError: the cell is reported, not fatal)."""
     total, count = 0.0, 0
     for start in range(0, len(images) - batch_size + 1, batch_size):
         batch = images[start : start + batch_size]
-        recon = learner.reconstruct({"image": batch}, T=T)["image"]
+        try:
+            recon = learner.reconstruct({"image": batch}, T=T)["image"]
+        except pc.EnergyError:
+            return None
         total += float(((recon - batch) ** 2).sum())
         count += batch.numel()
     return total / max(count, 1)
+
+
+def memory_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The memory initializer's options from the command line."""
+    return {
+        "loss": args.mem_loss,
+        "lr": args.mem_lr,
+        "steps": args.mem_steps,
+        "patterns": args.patterns,
+        "heads": args.heads,
+        "embed_dim": args.embed_dim,
+        "beta": args.beta,
+        "seed": args.seed,
+    }
 
 
 def run_one(
@@ -135,6 +247,7 @@ def run_one(
         lr_neurons=args.lr_neurons,
         clamp="generate",
         optimizer=torch.optim.AdamW(net.parameters(), lr=args.lr),
+        init_options=memory_options(args) if init == "memory" else None,
         generator=torch.Generator(device=args.device).manual_seed(args.seed),
     )
     curve, energy = [], []
@@ -145,16 +258,20 @@ def run_one(
             metrics = learner.train_step({"image": train[idx]})
             bar.update(1)
         energy.append(float(metrics.energy_after) / args.batch_size)
-        curve.append(test_mse(learner, test, T_train, args.batch_size))
-        bar.set_postfix(init=init, T=T_train, epoch=epoch + 1, mse=f"{curve[-1]:.4f}")
+        with evaluation_step(learner, test, args) as gamma_eval:
+            mse = test_mse(learner, test, T_train, args.batch_size)
+        curve.append(float("nan") if mse is None else mse)  # nan: diverged, drawn as a gap
+        bar.set_postfix(init=init, T=T_train, epoch=epoch + 1, mse=str(curve[-1])[:6])
     seconds = time.perf_counter() - start
-    evals = {T: test_mse(learner, test, T, args.batch_size) for T in args.T_eval}
+    with evaluation_step(learner, test, args) as gamma_eval:
+        evals = {T: test_mse(learner, test, T, args.batch_size) for T in args.T_eval}
     return {
         "learner": learner,
         "curve": curve,
         "energy": energy,
         "evals": evals,
         "seconds": seconds,
+        "gamma_eval": gamma_eval,
         "smm_total": learner.smm_total,
     }
 
@@ -222,7 +339,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
                 for r in results
                 if r["init"] == init and r["T_train"] == T_train
             }
-            print(f"{init:>8} {T_train:>7} " + " ".join(f"{row[t]:8.4f}" for t in args.T_eval))
+            cells = (f"{row[t]:8.4f}" if row[t] is not None else "diverged" for t in args.T_eval)
+            print(f"{init:>8} {T_train:>7} " + " ".join(cells))
 
 
 def save_figures(
@@ -242,16 +360,18 @@ def save_figures(
         for T_train in args.T_train:
             learner = runs[(init, T_train)]["learner"]
             label = f"{init}\nT_train={T_train}\nT_eval={T_eval}"
-            recons[label] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
+            with evaluation_step(learner, test, args):
+                recons[label] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
     plot_reconstructions(batch.cpu(), recons, n=8, path=out / "reconstructions.png")
     plot_history(curves, path=out / "learning_curves.png")
     T_train = max(args.T_train)
     for init in ("memory", "zero"):
         if (init, T_train) in runs:
             learner = runs[(init, T_train)]["learner"]
-            result = learner.infer(
-                {"image": batch}, clamp={"image"}, T=max(args.T_eval), trace=True
-            )
+            with evaluation_step(learner, test, args):
+                result = learner.infer(
+                    {"image": batch}, clamp={"image"}, T=max(args.T_eval), trace=True
+                )
             assert result.trace is not None
             plot_energy_flow(
                 result.trace.cpu(), learner.net.spec, path=out / f"energy_flow_{init}.png"

@@ -18,9 +18,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 import torch
 
 import pcgraph as pc
+from pcgraph.errors import EnergyError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -163,3 +165,36 @@ def test_decoder_generation_quick(tmp_path: Path) -> None:
         assert row["init"] in inits
         assert math.isfinite(row["test_mse"]) and 0.0 <= row["test_mse"] <= 1.0
     assert {r["init"] for r in data["results"]} == inits
+
+
+def test_decoder_stable_step_size_is_one_over_the_largest_curvature() -> None:
+    """Linear 2-node chain z → image with image clamped and z free: E = ½ Σ_b ‖img_b − W z_b − c‖²,
+    whose Hessian over z is WᵀW per sample, so λ_max = σ_max(W)². Gradient descent with
+    γ = 1/λ_max never raises E; with γ = 2.5/λ_max (past the limit 2/λ_max) it blows up."""
+    module = load_example("decoder_generation")
+    net = pc.compile(pc.schema.decoder([4, 6], activation="identity"), dtype=torch.float64, seed=0)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.mul_(3.0)  # λ_max well above 1, so the default γ = 0.1 matters
+    weight = next(p for p in net.parameters() if p.dim() == 2).detach()
+    lam_true = float(torch.linalg.matrix_norm(weight, ord=2) ** 2)
+    learner = pc.PCLearner(net, init="zero", clamp="generate", T=1)
+    images = torch.rand(8, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lam = module.largest_curvature(learner, images, iters=200)
+    assert abs(lam - lam_true) < 1e-6 * lam_true, (lam, lam_true)
+    gamma = module.stable_step_size(learner, images, gamma=10.0)
+    # 20 iterations (the default): the Rayleigh quotient approaches λ_max from below
+    assert 1 / lam_true - 1e-12 <= gamma <= 1.05 / lam_true, (gamma, 1 / lam_true)
+    assert module.stable_step_size(learner, images, gamma=1e-3) == 1e-3  # γ below: kept
+
+    def energies(step: float) -> torch.Tensor:
+        learner.lr_neurons = step
+        trace = learner.infer({"image": images}, clamp={"image"}, T=64, trace=True).trace
+        assert trace is not None
+        return trace.sum(1)
+
+    stable = energies(gamma)
+    assert torch.all(stable[1:] <= stable[:-1] + 1e-9)
+    with pytest.raises(EnergyError, match="diverged"):  # the engine's > 1000× growth check
+        energies(2.5 / lam_true)

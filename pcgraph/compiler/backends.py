@@ -13,6 +13,7 @@ each other's subclasses nor this table.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,7 @@ BACKENDS: dict[str, Backend] = {
 
 
 def compile(
-    spec: GraphSpec | str,
+    spec: GraphSpec | str | os.PathLike[str],
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
