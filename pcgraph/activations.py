@@ -82,15 +82,35 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
     """
     if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
         return torch.tanh(x)  # in-place steps below would break autograd's saved sigmoid
-    return torch.sigmoid(x.mul(2.0)).mul_(2.0).sub_(1.0)
+    out = torch.empty_like(x)
+    _tanh_into(x, out)
+    return out
+
+
+# below this many elements torch's own tanh is cheaper than the three kernels of 2σ(2x) − 1
+_TANH_SMALL = 2048
+_SCALARS: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _two_one(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-d tensors 2 and 1 (a Python float argument costs a tensor wrap on every call)."""
+    key = (like.dtype, like.device)
+    found = _SCALARS.get(key)
+    if found is None:
+        found = _SCALARS[key] = (
+            torch.tensor(2.0, dtype=like.dtype, device=like.device),
+            torch.tensor(1.0, dtype=like.dtype, device=like.device),
+        )
+    return found
 
 
 def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or x.numel() < _TANH_SMALL:
         torch.tanh(x, out=out)
         return
-    torch.mul(x, 2.0, out=out)
-    torch.sigmoid(out, out=out).mul_(2.0).sub_(1.0)
+    two, one = _two_one(x)
+    torch.sigmoid(torch.mul(x, two, out=out), out=out)
+    out.mul_(two).sub_(one)
 
 
 def _tanh_derivative(x: torch.Tensor) -> torch.Tensor:

@@ -268,7 +268,8 @@ def bp_smm(graph: GraphSpec | nx.DiGraph) -> int | None:
 def init_smm(
     graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str, *, depth: int | None = None
 ) -> int:
-    """Sequential matmuls an initialization spends before inference starts.
+    """Sequential matmuls an initialization spends before inference starts (memoized per
+    (graph, clamp set, init, depth): the training loop asks once per update).
 
     forward: the deepest level of its sweep; hybrid(K): min(K, that); memory: one retrieval
     plus the forward sweep below the targets; others (zero, random, null, average): 0;
@@ -277,6 +278,28 @@ def init_smm(
     Raises:
         InitError: an unknown initialization name (listing the valid ones).
     """
+    size = (
+        (len(graph.nodes), len(graph.edges))
+        if isinstance(graph, GraphSpec)
+        else (graph.number_of_nodes(), graph.number_of_edges())
+    )  # a DiGraph edited in between gets a new entry
+    key = (id(graph), size, frozenset(clamp), init, depth)
+    found = _INIT_SMM.get(key)
+    if found is not None and found[0] is graph:
+        return found[1]
+    cost = _init_smm(graph, frozenset(clamp), init, depth=depth)
+    if len(_INIT_SMM) > 256:
+        _INIT_SMM.clear()
+    _INIT_SMM[key] = (graph, cost)  # the graph is kept: its id cannot be reused meanwhile
+    return cost
+
+
+_INIT_SMM: dict[tuple[object, ...], tuple[object, int]] = {}
+
+
+def _init_smm(
+    graph: GraphSpec | nx.DiGraph, clamp: frozenset[str], init: str, *, depth: int | None
+) -> int:
     from pcgraph.registry import normalize_name
 
     clamped = set(clamp)

@@ -91,6 +91,7 @@ class InferenceProgram:
         self._swept: frozenset[int] = frozenset()
         self._sweepable: set[int] = set()
         self._steps_key: tuple[int, ...] | None = None
+        self._params = list(net.parameters())  # the same objects for the network's life
         self._bound_params: list[torch.Tensor] = []
         self._err_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
         self._grad_steps: list[tuple[Step | None, tuple[object, ...]]] = []
@@ -247,7 +248,7 @@ class InferenceProgram:
     # --- the step ------------------------------------------------------------------------
     def _token(self, x: torch.Tensor, buf: Buffers) -> tuple[object, ...]:
         """Identifies x's contents and the weights: in-place writes bump ``_version``."""
-        return (x.data_ptr(), x._version, id(buf), tuple(p._version for p in self.net.parameters()))
+        return (x.data_ptr(), x._version, id(buf), tuple(p._version for p in self._params))
 
     @torch.no_grad()
     def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:

@@ -88,7 +88,14 @@ def check_clamped_data(
             )
         if value.is_complex():
             raise ClampError(f"data for node {name!r} is complex; pass real values")
-        if check_finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        # one reduction per batch: a NaN or ±inf makes the sum non-finite (so may an overflow of
+        # huge values, hence the exact test before reporting)
+        if (
+            check_finite
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value.sum()))
+            and not bool(torch.isfinite(value).all())
+        ):
             bad = int((~torch.isfinite(value)).flatten(1).any(1).nonzero()[0])
             raise ClampError(
                 f"data for node {name!r} holds NaN or infinite values (first in sample {bad}); "
