@@ -75,9 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--eval-step",
         default="stable",
-        choices=["stable", "fixed"],
+        choices=["stable", "fixed", "backtrack"],
         help="neuron step at evaluation: min(γ, 1/λ_max) of the energy's Hessian (stable "
-        "for any T_eval), or γ itself",
+        "for any T_eval), γ itself, or γ with the engine's backtracking (a step that raises "
+        "the energy is undone and halved)",
     )
     p.add_argument("--seed", type=int, default=0)
     m = p.add_argument_group("memory initialization (docs/initializations.md)")
@@ -193,13 +194,15 @@ def evaluation_step(
 ) -> Iterator[float]:
     """Evaluate with the neuron step of ``--eval-step``: ``stable`` = min(γ, 1/λ_max) measured
     on the first test batch (training keeps γ), ``fixed`` = γ."""
-    gamma = learner.lr_neurons
+    gamma, rule = learner.lr_neurons, learner.step_rule
     if args.eval_step == "stable":
         learner.lr_neurons = stable_step_size(learner, test[: args.batch_size], gamma=gamma)
+    elif args.eval_step == "backtrack":
+        learner.step_rule = "backtrack"
     try:
         yield learner.lr_neurons
     finally:
-        learner.lr_neurons = gamma
+        learner.lr_neurons, learner.step_rule = gamma, rule
 
 
 def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: int) -> float | None:

@@ -688,3 +688,48 @@ def test_energy_before_equals_the_energy_of_the_initial_states(init: str) -> Non
     traced = learner.infer(data, T=3, trace=True)
     assert traced.trace is not None
     assert float(traced.trace[0].sum()) == pytest.approx(expected, rel=1e-12)
+
+
+def _stiff_chain() -> tuple[PCNetwork, torch.Tensor, float]:
+    """A linear chain x → h → y whose energy has curvature λ_max = 1 + ‖W₂‖² ≫ 2/γ."""
+    net = compile(mlp([3, 4, 3], activation="identity"), seed=0, dtype=F64)
+    with torch.no_grad():
+        net.kernels[1].weight.mul_(6.0)  # type: ignore[union-attr]
+    x = net.new_states(5)
+    g = torch.Generator().manual_seed(0)
+    net.write(x, {"x": torch.randn(5, 3, generator=g, dtype=F64)})
+    net.write(x, {"y": torch.randn(5, 3, generator=g, dtype=F64) * 3})
+    w2 = net.kernels[1].weight  # type: ignore[union-attr]
+    lam = 1.0 + float(torch.linalg.matrix_norm(w2.detach(), ord=2)) ** 2
+    return net, x, lam
+
+
+def test_backtracking_keeps_the_energy_from_rising_where_fixed_steps_diverge() -> None:
+    net, x, lam = _stiff_chain()
+    gamma = 3.0 / lam  # above the stability limit 2 / λ_max: fixed steps grow the energy
+    fixed = solve_inference(net, x.clone(), "train", 20, lr=gamma, trace=True, divergence=None)
+    assert fixed.trace is not None
+    assert float(fixed.trace[-1].sum()) > float(fixed.trace[0].sum())  # it diverges
+    back = solve_inference(net, x.clone(), "train", 20, lr=gamma, trace=True, step_rule="backtrack")
+    assert back.trace is not None
+    totals = back.trace.sum(1)
+    assert bool((totals[1:] <= totals[:-1] * (1 + 1e-6) + 1e-12).all())  # never rises
+    assert float(totals[-1]) < 0.5 * float(totals[0])  # and still descends
+    # the result is a state of lower energy by the reference definition too
+    assert float(net.energy(back.states).detach()) == pytest.approx(float(totals[-1]), rel=1e-9)
+
+
+def test_backtracking_equals_fixed_steps_when_no_step_raises_the_energy() -> None:
+    net, x, lam = _stiff_chain()
+    gamma = 0.5 / lam  # stable: every step descends, nothing is undone
+    a = solve_inference(net, x.clone(), "train", 10, lr=gamma)
+    b = solve_inference(net, x.clone(), "train", 10, lr=gamma, step_rule="backtrack")
+    torch.testing.assert_close(a.states, b.states, rtol=0, atol=0)
+
+
+def test_backtracking_needs_sgd_and_the_eager_runner() -> None:
+    net, x, _ = _stiff_chain()
+    with pytest.raises(ConfigError, match="sgd neuron optimizer"):
+        solve_inference(net, x, "train", 2, optimizer="momentum", step_rule="backtrack")
+    with pytest.raises(ConfigError, match="step_rule 'armijo' is not one of"):
+        solve_inference(net, x, "train", 2, step_rule="armijo")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,6 +62,7 @@ def solve_inference(
     grad_mode: GradMode = "local",
     check_finite: bool = True,
     divergence: float | None = 1e3,
+    step_rule: str = "fixed",
     cuda_graph: bool = False,
     compile_step: bool = False,
     reuse_consts: bool = False,
@@ -82,6 +84,10 @@ def solve_inference(
             more than ``divergence`` times over the T steps (the node that grew most is named).
         divergence: the growth E(T) / E(0) taken as divergence (gradient descent with a stable
             γ never increases the energy); None checks finiteness only.
+        step_rule: ``fixed`` (γ every step, the paper's) or ``backtrack``: a step that raised
+            the energy is undone and retried with half the step, up to 10 times, so that the
+            energy never increases whatever γ (SGD neurons, eager runner; costs one energy and a
+            device sync per step). Makes long inference (T ≫ the T it was tuned at) stable.
         cuda_graph: on CUDA, capture the whole loop (T steps, trace included) in a CUDA graph
             on first use and replay it afterwards, so that small batches are not dominated by
             kernel launches. The graph is reused while ``states`` (the same buffer), T and the
@@ -118,8 +124,16 @@ def solve_inference(
             f"states are {states.dtype} on {states.device} but the network is {net.dtype} on "
             f"{net.device}; make them with net.new_states(B)"
         )
+    check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
+    backtrack = step_rule == "backtrack"
+    if backtrack and (optimizer != "sgd" or cuda_graph or compile_step):
+        raise ConfigError(
+            "step_rule='backtrack' needs the sgd neuron optimizer and the eager runner "
+            "(not cuda_graph or compile_step)"
+        )
     prog = program_for(net, net.resolve_clamp(clamp))
     runner = RUNNERS["cuda_graph" if cuda_graph else "compiled" if compile_step else "eager"]
+    options: dict[str, Any] = {"backtrack": True} if backtrack else {}
     buf, energy_before, final, record = runner.run(
         net,
         prog,
@@ -130,6 +144,7 @@ def solve_inference(
         trace=trace,
         grad_mode=grad_mode,
         reuse_consts=reuse_consts and not cuda_graph,
+        **options,
     )
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]

@@ -151,6 +151,8 @@ class PCLearner:
             :func:`solve_inference`).
         dist: the data-parallel job (:func:`pcgraph.distributed.init_from_env`); each rank
             passes its shard of every batch, and gradients and learned init state are reduced.
+        step_rule: ``fixed`` or ``backtrack`` (the energy never rises; see
+            :func:`solve_inference`); may be changed between calls, e.g. for evaluation.
         fuse_optimizer: run a default-built torch ``Adam``/``AdamW`` with its fused kernel
             (the same update to rounding, ~3.6× faster on the CPU; see
             :func:`fuse_optimizer`); False leaves the optimizer exactly as given.
@@ -173,6 +175,7 @@ class PCLearner:
         compile_step: bool = False,
         dist: DistContext | None = None,
         fuse_optimizer: bool = True,
+        step_rule: str = "fixed",
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
@@ -180,6 +183,7 @@ class PCLearner:
         check_positive(lr_neurons, "lr_neurons (γ)")
         check_choice(neuron_optimizer, "neuron_optimizer", NEURON_OPTIMIZERS)
         check_choice(grad_mode, "grad_mode", GRAD_MODES)
+        self.step_rule = check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
         self.T, self.lr_neurons, self.neuron_optimizer = T, lr_neurons, neuron_optimizer
         self.optimizer = optimizer or torch.optim.AdamW(net.parameters(), lr=1e-3)
         check_optimizer_params(net, self.optimizer)
@@ -265,6 +269,7 @@ class PCLearner:
             grad_mode=self.grad_mode,
             cuda_graph=self.cuda_graph,
             compile_step=self.compile_step,
+            step_rule=self.step_rule,
             reuse_consts=True,  # the init just above changed nothing but the free states
         )
 

@@ -82,10 +82,17 @@ def _loop(
     record: torch.Tensor | None,
     grad_mode: GradMode,
     reuse_consts: bool,
+    backtrack: bool = False,
 ) -> tuple[Buffers, torch.Tensor, torch.Tensor]:
-    """The eager loop: returns the buffers, E at t = 0 and the per-node energies at t = T."""
+    """The eager loop: returns the buffers, E at t = 0 and the per-node energies at t = T.
+
+    With ``backtrack`` (SGD neurons), a step that raised the energy is undone and retried with
+    half the step size (see :func:`_accept`).
+    """
     with torch.no_grad():
         step.reset()
+        lr0 = step.lr
+        e_prev = 0.0
         buf = prog.prepare(states, reuse_consts=reuse_consts)
         energy_before = None
         span = prog.free_range  # update only the free columns when they are one range
@@ -99,24 +106,66 @@ def _loop(
         for t in range(T):
             zero = skip if t == 0 else frozenset()
             sent = prog.errors(states, buf, skip=zero)
+            if backtrack and t > 0:
+                sent, e_prev = _accept(prog, states, buf, step, x_free, g_free, e_prev)
             if record is not None:
                 prog.node_energies(buf, out=record[t], zero=zero)
                 if t == 0:
                     energy_before = record[0].sum()
             elif t == 0:  # one norm per node that carries error: the swept ones are at 0
                 energy_before = prog.node_energies(buf, zero=zero).sum()
+            if backtrack and t == 0:
+                assert energy_before is not None
+                e_prev = float(energy_before)
             if grad_mode == "local":
                 prog.state_grad(states, buf, sent)
             else:
                 _autograd_state_grad(net, prog, states, buf)
             step(x_free, g_free)
         prog.errors(states, buf, skip=skip if T == 0 else frozenset())  # at x(T): for learning
+        if backtrack and T > 0:
+            _accept(prog, states, buf, step, x_free, g_free, e_prev)
+        step.lr = lr0
         final = prog.node_energies(buf)
         if record is not None:
             record[T] = final
         if energy_before is None:
             energy_before = final.sum()
     return buf, energy_before, final
+
+
+MAX_HALVINGS = 10
+
+
+def _accept(
+    prog: Program,
+    states: torch.Tensor,
+    buf: Buffers,
+    step: NeuronStep,
+    x_free: torch.Tensor,
+    g_free: torch.Tensor,
+    e_prev: float,
+) -> tuple[dict[int, torch.Tensor], float]:
+    """Keep the step just taken if it did not raise the energy; else undo it (x ← x + γ g, the
+    gradient is still in its buffer), halve γ for the rest of this call and retry, at most
+    :data:`MAX_HALVINGS` times. The errors at the new states are needed by the next step
+    anyway; the check adds one energy per step and a sync.
+
+    Returns:
+        σ(x) of the senders at the accepted states and their energy.
+    """
+    sent = buf.sent_free
+    energy = float(prog.node_energies(buf).sum())
+    tolerance = 1e-6 * abs(e_prev) + 1e-12  # rounding, not a rise
+    for _ in range(MAX_HALVINGS):
+        if energy <= e_prev + tolerance:
+            break
+        x_free.add_(g_free, alpha=step.lr)
+        step.lr /= 2.0
+        x_free.add_(g_free, alpha=-step.lr)
+        sent = prog.errors(states, buf)
+        energy = float(prog.node_energies(buf).sum())
+    return sent, energy
 
 
 def _record(net: PCNetwork, states: torch.Tensor, T: int, trace: bool) -> torch.Tensor | None:
@@ -142,10 +191,12 @@ class EagerRunner(Runner):
         trace: bool,
         grad_mode: GradMode,
         reuse_consts: bool,
+        backtrack: bool = False,
     ) -> RunOutput:
         record = _record(net, states, T, trace)
         step = NeuronStep(optimizer, lr, states)
-        return (*_loop(net, prog, states, T, step, record, grad_mode, reuse_consts), record)
+        out = _loop(net, prog, states, T, step, record, grad_mode, reuse_consts, backtrack)
+        return (*out, record)
 
 
 class CompiledRunner(Runner):
