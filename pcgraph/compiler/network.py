@@ -122,6 +122,7 @@ class PCNetwork(nn.Module):
         self.state_size = offset
         self._graph = spec.to_networkx()
         self._programs: dict[frozenset[str], Any] = {}  # clamp set → its program
+        self._plans: dict[frozenset[str], Any] = {}  # clamp set → its ClampPlan
         self.to(self.device)
 
     def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
@@ -171,6 +172,8 @@ class PCNetwork(nn.Module):
 
     def resolve_clamp(self, clamp: str | Iterable[str] | None) -> frozenset[str]:
         """A task name (train/predict/generate) or node names → the clamp set."""
+        if isinstance(clamp, frozenset) and clamp in self._plans:
+            return clamp  # resolved before: the training loop passes it back every batch
         return resolve_clamp(self._graph, clamp)
 
     def write(self, x: torch.Tensor, values: Mapping[str, torch.Tensor]) -> None:

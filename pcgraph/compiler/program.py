@@ -19,6 +19,7 @@ import torch
 from pcgraph.activations import Activation
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
@@ -132,7 +133,7 @@ class InferenceProgram:
         ]
         self._hold_plan = [
             (i, [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]])
-            for i in self._hold_order()
+            for i in clamp_plan(self.net, self.clamp).hold_order
         ]
         self._sent_fn = dict(self._sent_plan)
         # nodes whose prediction / message is one plain linear edge: specialised closures
@@ -185,16 +186,6 @@ class InferenceProgram:
             return False
         kern = k[children[0]]
         return isinstance(kern, LinearKernel) and kern.plain
-
-    def _hold_order(self) -> list[int]:
-        """Free CE nodes in dependency order (a CE node feeding another is held first)."""
-        import networkx as nx
-
-        names = {self.net.nodes[i].name: i for i in self.free_ce}
-        sub = self.net.graph.subgraph(names)
-        if not nx.is_directed_acyclic_graph(sub):
-            return sorted(self.free_ce)
-        return [names[n] for n in nx.lexicographical_topological_sort(sub, key=names.__getitem__)]
 
     def _kernel(self, e: int) -> EdgeKernel:
         kernel = self.net.kernels[e]

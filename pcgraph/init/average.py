@@ -21,7 +21,7 @@ import torch
 
 from pcgraph.analysis import init_smm
 from pcgraph.errors import InitError
-from pcgraph.init.base import InitContext, Initializer, forward_order
+from pcgraph.init.base import InitContext, Initializer
 from pcgraph.init.simple import ForwardInit
 
 __all__ = ["AverageInit", "HybridInit", "labels_from_context"]
@@ -160,6 +160,7 @@ class HybridInit(AverageInit):
             raise InitError(f"hybrid: K must be ≥ 0, got {K}")
         super().__init__(num_classes=num_classes)
         self.K = K
+        self._cols: dict[frozenset[str], torch.Tensor] = {}  # class-mean columns per clamp set
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         self.require_forward(ctx)
@@ -170,14 +171,12 @@ class HybridInit(AverageInit):
         self._cost = init_smm(ctx.net.graph, ctx.clamp, "hybrid", depth=self.K)
 
     def _average_cols(self, ctx: InitContext) -> torch.Tensor:
-        key = f"hybrid_cols:{self.K}"
-        cols = ctx._cache.get(key)
-        if cols is None:
-            cols = ctx.free_cols.clone()
-            for i, _ in forward_order(ctx.net, ctx.clamp, max_level=self.K):
+        cols = self._cols.get(ctx.plan.clamp)
+        if cols is None or cols.device != ctx.plan.free_cols.device:
+            cols = ctx.plan.free_cols.clone()
+            for i in ctx.plan.forward_order(max_level=self.K):
                 cols[ctx.net.nodes[i].cols] = False
-            ctx._cache[key] = cols
-        assert isinstance(cols, torch.Tensor)
+            self._cols[ctx.plan.clamp] = cols
         return cols
 
     def __repr__(self) -> str:

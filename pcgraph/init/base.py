@@ -4,12 +4,12 @@ from the converged states x(T) after inference (``observe``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 
-from pcgraph.analysis import check_forward_init, forward_levels, init_smm
+from pcgraph.analysis import forward_levels, init_smm
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.plan import ClampPlan, clamp_plan
 from pcgraph.distributed import DistContext
 from pcgraph.errors import InitError
 
@@ -28,6 +28,8 @@ class InitContext:
         generator: explicit randomness for stochastic initializers.
         dist: the data-parallel job this rank belongs to (None: a single process); states
             learned from minibatches (class means, memories) are reduced over it.
+        plan: the network's :class:`~pcgraph.compiler.plan.ClampPlan` for ``clamp`` (free
+            nodes and columns, Prop. 3.2, memory targets, forward orders), built once.
     """
 
     net: PCNetwork
@@ -36,25 +38,25 @@ class InitContext:
     train: bool = True
     generator: torch.Generator | None = None
     dist: DistContext | None = None
-    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+    plan: ClampPlan = field(init=False, repr=False)
 
-    @cached_property
+    def __post_init__(self) -> None:
+        self.plan = clamp_plan(self.net, self.clamp)
+
+    @property
     def free(self) -> list[int]:
         """Indices of the free nodes."""
-        return [n.index for n in self.net.nodes if n.name not in self.clamp]
+        return list(self.plan.free)
 
-    @cached_property
+    @property
     def forward_check(self) -> tuple[bool, str]:
-        """Proposition 3.2 under this clamp set: (possible, reason), computed once."""
-        return check_forward_init(self.net.graph, self.clamp)
+        """Proposition 3.2 under this clamp set: (possible, reason)."""
+        return self.plan.forward_possible, self.plan.forward_reason
 
-    @cached_property
+    @property
     def free_cols(self) -> torch.Tensor:
         """Boolean mask [D] of the free columns of the flat state."""
-        mask = torch.zeros(self.net.state_size, dtype=torch.bool, device=self.net.device)
-        for i in self.free:
-            mask[self.net.nodes[i].cols] = True
-        return mask
+        return self.plan.free_cols
 
 
 def forward_order(

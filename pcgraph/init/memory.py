@@ -36,9 +36,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm, memory_targets
+from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm
 from pcgraph.errors import InitError
-from pcgraph.init.base import InitContext, Initializer, forward_order
+from pcgraph.init.base import InitContext, Initializer
 
 __all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryInit", "MemoryLoss"]
 
@@ -160,24 +160,11 @@ class MemoryInit(Initializer):
         return torch.cat(parts, dim=1)
 
     def _targets(self, ctx: InitContext) -> list[str]:
-        key = "memory_targets"
-        targets = ctx._cache.get(key)
-        if targets is None:
-            targets = memory_targets(ctx.net.graph, ctx.clamp)
-            ctx._cache[key] = targets
-        assert isinstance(targets, list)
-        return targets
+        return list(ctx.plan.memory_targets)
 
     def _order(self, ctx: InitContext) -> list[int]:
         """The forward sweep below the targets: node indices in topological order."""
-        key = "memory_forward_order"
-        order = ctx._cache.get(key)
-        if order is None:
-            known = ctx.clamp | frozenset(self._targets(ctx))
-            order = [i for i, _ in forward_order(ctx.net, known)]
-            ctx._cache[key] = order
-        assert isinstance(order, list)
-        return order
+        return ctx.plan.forward_order(ctx.clamp | frozenset(ctx.plan.memory_targets))
 
     def _memory(self, name: str, obs_dim: int, ctx: InitContext) -> HopfieldMemory:
         key = f"n{ctx.net.node_index[name]}"  # ModuleDict keys may not contain '.'

@@ -9,7 +9,7 @@ import torch
 from pcgraph.analysis import init_smm
 from pcgraph.compiler.backends import program_for
 from pcgraph.errors import ConfigError
-from pcgraph.init.base import InitContext, Initializer, forward_order
+from pcgraph.init.base import InitContext, Initializer
 
 __all__ = ["ForwardInit", "NullInit", "RandomInit", "ZeroInit"]
 
@@ -68,12 +68,7 @@ class ForwardInit(Initializer):
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         self.require_forward(ctx)
-        key = f"forward_order:{self.depth}"
-        order = ctx._cache.get(key)
-        if order is None:
-            order = [i for i, _ in forward_order(ctx.net, ctx.clamp, max_level=self.depth)]
-            ctx._cache[key] = order
-        assert isinstance(order, list)
+        order = ctx.plan.forward_order(max_level=self.depth)
         # through the program: the inference that follows reuses its fixed predictions
         program_for(ctx.net, ctx.clamp).forward_sweep(x, order)
 

@@ -1,0 +1,95 @@
+"""The clamp plan: everything derived from one (network, clamp set), computed once.
+
+Which nodes are free and their columns, Proposition 3.2's verdict and reason, the memory
+targets, the forward orders a sweep follows (from the clamp set, or from it plus the memory
+targets, up to a depth), and the order in which free cross-entropy nodes are held. The
+initializers and the inference program read it instead of re-deriving any of it per batch;
+:func:`clamp_plan` builds it on first use and caches it on the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import torch
+
+from pcgraph.analysis import check_forward_init, forward_levels, memory_targets
+from pcgraph.compiler.network import PCNetwork
+
+__all__ = ["ClampPlan", "clamp_plan"]
+
+
+@dataclass(frozen=True)
+class ClampPlan:
+    """What a clamp set means for one network (see the module docstring).
+
+    Attributes:
+        clamp: the clamp set (node names).
+        free: indices of the free nodes, in node order.
+        free_cols: bool [D], True on the free columns of the flat state.
+        forward_possible, forward_reason: Proposition 3.2 under this clamp set.
+        memory_targets: the free nodes a forward sweep cannot reach (unclamped roots, cycles).
+        hold_order: free cross-entropy nodes, a node feeding another first.
+    """
+
+    net: PCNetwork = field(repr=False, compare=False)
+    clamp: frozenset[str]
+    free: tuple[int, ...]
+    free_cols: torch.Tensor = field(repr=False, compare=False)
+    forward_possible: bool
+    forward_reason: str
+    memory_targets: tuple[str, ...]
+    hold_order: tuple[int, ...]
+    _orders: dict[tuple[frozenset[str], int | None], list[int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def forward_order(
+        self, known: frozenset[str] | None = None, *, max_level: int | None = None
+    ) -> list[int]:
+        """Indices of the nodes a forward sweep from ``known`` (default: the clamp set)
+        computes, by level then index; only levels ≤ ``max_level`` when given. Cached."""
+        known = self.clamp if known is None else known
+        key = (known, max_level)
+        order = self._orders.get(key)
+        if order is None:
+            levels = forward_levels(self.net.graph, known)
+            pairs = [(self.net.node_index[n], lv) for n, lv in levels.items() if n not in known]
+            if max_level is not None:
+                pairs = [(i, lv) for i, lv in pairs if lv <= max_level]
+            order = [i for i, _ in sorted(pairs, key=lambda item: (item[1], item[0]))]
+            self._orders[key] = order
+        return order
+
+
+def _hold_order(net: PCNetwork, free: set[int]) -> tuple[int, ...]:
+    free_ce = {i for i in free if net.nodes[i].energy == "cross_entropy" and net.nodes[i].parents}
+    names = {net.nodes[i].name: i for i in free_ce}
+    sub = net.graph.subgraph(names)
+    if not nx.is_directed_acyclic_graph(sub):
+        return tuple(sorted(free_ce))
+    return tuple(names[n] for n in nx.lexicographical_topological_sort(sub, key=names.__getitem__))
+
+
+def clamp_plan(net: PCNetwork, clamp: frozenset[str]) -> ClampPlan:
+    """The cached plan of ``net`` under ``clamp`` (a resolved clamp set)."""
+    plan = net._plans.get(clamp)
+    if plan is None:
+        free = [n.index for n in net.nodes if n.name not in clamp]
+        cols = torch.zeros(net.state_size, dtype=torch.bool, device=net.device)
+        for i in free:
+            cols[net.nodes[i].cols] = True
+        ok, reason = check_forward_init(net.graph, clamp)
+        plan = ClampPlan(
+            net=net,
+            clamp=clamp,
+            free=tuple(free),
+            free_cols=cols,
+            forward_possible=ok,
+            forward_reason=reason,
+            memory_targets=tuple(memory_targets(net.graph, clamp)),
+            hold_order=_hold_order(net, set(free)),
+        )
+        net._plans[clamp] = plan
+    return plan
