@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pcgraph.cli.main import main
 
@@ -320,3 +322,109 @@ def test_unknown_energy_lists_the_choices() -> None:
         SpecError, match=r"unknown energy 'bce'.*Valid choices: cross_entropy, gaussian"
     ):
         pc.NodeSpec(name="a", shape=3, energy="bce")
+
+
+# --- fuzzing: mutated topologies and argument lists never escape as tracebacks ---------------
+_TOPOLOGIES = sorted(p for p in (ROOT / "topologies").glob("*.yaml") if "alexnet" not in p.name)
+_VALUES = [None, -1, 0, 1.5, "x", [], {}, [1, -2], "gelu", True, 10**12, "nan", [0], {"a": 1}]
+
+
+def _mutate(data: dict, kind: int, pick: int, value: object) -> dict:  # type: ignore[type-arg]
+    nodes, edges = data.get("nodes") or [], data.get("edges") or []
+    if kind == 0 and nodes:
+        node = nodes[pick % len(nodes)]
+        keys = [*node, "extra"]
+        node[keys[pick % len(keys)]] = value
+    elif kind == 1 and edges:
+        edge = edges[pick % len(edges)]
+        keys = [*edge, "params"]
+        edge[keys[pick % len(keys)]] = value
+    elif kind == 2 and nodes:
+        nodes.pop(pick % len(nodes))
+    elif kind == 3 and edges:
+        edges.append(dict(edges[pick % len(edges)]))  # a duplicate edge
+    elif kind == 4:
+        keys = [*data, "junk"]
+        data[keys[pick % len(keys)]] = value
+    elif kind == 5 and edges:
+        edge = edges[pick % len(edges)]
+        edge["target"] = edge.get("source")  # a self-loop
+    return data
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    topology=st.sampled_from(_TOPOLOGIES),
+    kind=st.integers(0, 5),
+    pick=st.integers(0, 50),
+    value=st.sampled_from(_VALUES),
+    extra=st.sampled_from(
+        [[], ["--json"], ["--clamp", "predict"], ["--init", "forward"], ["--clamp", "nope"]]
+    ),
+)
+def test_fuzzed_topologies_get_a_clean_check(
+    topology: Path, kind: int, pick: int, value: object, extra: list[str]
+) -> None:
+    import contextlib
+    import io
+    import tempfile
+
+    import yaml
+
+    data = _mutate(yaml.safe_load(topology.read_text()), kind, pick, value)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzzed.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(["check", str(path), *extra])
+    assert rc in (0, 2), err.getvalue()
+    assert "Traceback" not in err.getvalue() and "internal error" not in err.getvalue()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    args=st.lists(
+        st.sampled_from(
+            [
+                "--epochs",
+                "--T",
+                "--lr",
+                "--batch-size",
+                "--device",
+                "--init",
+                "-1",
+                "0",
+                "nan",
+                "abc",
+                "2",
+                "cuda",
+                "hybrid",
+                "--embedded",
+                "--task",
+                "--K",
+            ]
+        ),
+        max_size=6,
+    )
+)
+def test_fuzzed_train_arguments_fail_cleanly_before_training(
+    args: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    argv = ["train", MLP, "--embedded", "--out", str(out), "--epochs", "0", *args]
+    argv += ["--train-size", "200", "--test-size", "50"]  # last wins: a run that starts is short
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own usage errors exit 2 with a usage line
+            rc = exc.code  # type: ignore[assignment]
+    # "--epochs 0" comes first, so only a later valid --epochs could start training; whatever
+    # the arguments, the outcome is a clean refusal or a finished run, never a traceback
+    assert rc in (0, 2), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    assert not list(out.parent.glob("**/*.tmp*"))  # no half-written files
