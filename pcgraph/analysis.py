@@ -47,8 +47,21 @@ MEMORY_RETRIEVAL_SMM = 3
 
 
 def as_digraph(graph: GraphSpec | nx.DiGraph) -> nx.DiGraph:
-    """The networkx view of a spec (or the graph itself)."""
-    return graph.to_networkx() if isinstance(graph, GraphSpec) else graph
+    """The networkx view of a spec (or the graph itself); a spec is converted once (specs are
+    immutable), not at every analysis call — ``analyze`` of a 10,000-node spec asks ~10 times."""
+    if not isinstance(graph, GraphSpec):
+        return graph
+    found = _DIGRAPHS.get(id(graph))
+    if found is not None and found[0] is graph:
+        return found[1]
+    g = graph.to_networkx()
+    if len(_DIGRAPHS) > 16:
+        _DIGRAPHS.clear()
+    _DIGRAPHS[id(graph)] = (graph, g)  # the spec is kept: its id cannot be reused meanwhile
+    return g
+
+
+_DIGRAPHS: dict[int, tuple[GraphSpec, nx.DiGraph]] = {}
 
 
 def resolve_clamp(
@@ -94,8 +107,22 @@ def find_cycles(
         nodes: restrict to the subgraph induced by these nodes (e.g. the free nodes).
     """
     g = as_digraph(graph)
-    if nodes is not None:
-        g = g.subgraph(nodes)
+    chosen = None if nodes is None else frozenset(nodes)
+    key = (id(g), g.number_of_nodes(), g.number_of_edges(), chosen)
+    found = _CYCLES.get(key)
+    if found is not None and found[0] is g:
+        return [list(c) for c in found[1]]
+    cycles = _find_cycles(g if chosen is None else g.subgraph(chosen))
+    if len(_CYCLES) > 64:
+        _CYCLES.clear()
+    _CYCLES[key] = (g, cycles)
+    return [list(c) for c in cycles]
+
+
+_CYCLES: dict[tuple[object, ...], tuple[nx.DiGraph, list[list[str]]]] = {}
+
+
+def _find_cycles(g: nx.DiGraph) -> list[list[str]]:
     order = {n: i for i, n in enumerate(g.nodes)}
     cycles = []
     for comp in nx.strongly_connected_components(g):

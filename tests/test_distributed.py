@@ -60,6 +60,8 @@ def worker(rank: int, port: int, topology: str, init: str, out: str, fail: bool)
         trainer = build(topology, init, DistContext(rank, WORLD, torch.device("cpu")))
         if fail and rank == 1:
             raise RuntimeError("rank 1 failed on purpose")
+        if fail:  # let rank 1's failure be the first one mp.spawn sees: rank 0's own error
+            time.sleep(2.0)  # ("connection closed by peer") follows it by milliseconds
         trainer.fit()
         if rank == 0:
             torch.save(
