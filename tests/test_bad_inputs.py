@@ -179,8 +179,10 @@ def test_optimizer_over_another_network_is_refused() -> None:
 
     other = pc.compile(pc.mlp([6, 5, 3]), seed=1)
     net = pc.compile(pc.mlp([6, 5, 3]), seed=0)
-    with pytest.raises(ConfigError, match="not this network's"):
+    with pytest.raises(ConfigError, match="holds none of this network's parameters"):
         pc.PCLearner(net, optimizer=torch.optim.AdamW(other.parameters()))
+    extra = torch.nn.Parameter(torch.zeros(3))  # the user's own tensor beside the network's
+    pc.PCLearner(net, optimizer=torch.optim.AdamW([*net.parameters(), extra]))
 
 
 @pytest.mark.parametrize(

@@ -57,15 +57,15 @@ def check_choice(value: Any, name: str, valid: Iterable[str]) -> str:
 
 
 def check_optimizer_params(net: PCNetwork, optimizer: torch.optim.Optimizer) -> None:
-    """The optimizer updates this network's parameters (and no others): one built over another
-    network would step weights that never get gradients and leave these unchanged."""
+    """The optimizer updates this network's parameters: one built over another network would
+    step weights that never get gradients and leave these unchanged. (Extra tensors of the
+    user's beside the network's are allowed.)"""
     own = {id(p) for p in net.parameters()}
     held = [p for group in optimizer.param_groups for p in group["params"]]
-    foreign = sum(1 for p in held if id(p) not in own)
-    if foreign or not held:
+    if own and not any(id(p) in own for p in held):
         raise ConfigError(
-            f"the optimizer holds {foreign} of {len(held)} parameter tensors that are not this "
-            "network's; build it over net.parameters() of the network you train, e.g. "
+            f"the optimizer holds none of this network's parameters ({len(held)} other "
+            "tensors); build it over net.parameters() of the network you train, e.g. "
             "torch.optim.AdamW(net.parameters(), lr=1e-3)"
         )
 
