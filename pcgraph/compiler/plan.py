@@ -17,7 +17,19 @@ import torch
 from pcgraph.analysis import check_forward_init, forward_levels, memory_targets
 from pcgraph.compiler.network import PCNetwork
 
-__all__ = ["ClampPlan", "clamp_plan"]
+__all__ = ["ClampPlan", "clamp_plan", "forward_order"]
+
+
+def forward_order(
+    net: PCNetwork, known: frozenset[str], *, max_level: int | None = None
+) -> list[tuple[int, int]]:
+    """(node index, level) of the nodes a forward sweep from ``known`` can compute, by level
+    then index; only levels ≤ ``max_level`` when given. Nodes it cannot reach are absent."""
+    levels = forward_levels(net.graph, known)
+    order = [(net.node_index[n], lv) for n, lv in levels.items() if n not in known]
+    if max_level is not None:
+        order = [(i, lv) for i, lv in order if lv <= max_level]
+    return sorted(order, key=lambda item: (item[1], item[0]))
 
 
 @dataclass(frozen=True)
@@ -54,11 +66,7 @@ class ClampPlan:
         key = (known, max_level)
         order = self._orders.get(key)
         if order is None:
-            levels = forward_levels(self.net.graph, known)
-            pairs = [(self.net.node_index[n], lv) for n, lv in levels.items() if n not in known]
-            if max_level is not None:
-                pairs = [(i, lv) for i, lv in pairs if lv <= max_level]
-            order = [i for i, _ in sorted(pairs, key=lambda item: (item[1], item[0]))]
+            order = [i for i, _ in forward_order(self.net, known, max_level=max_level)]
             self._orders[key] = order
         return order
 

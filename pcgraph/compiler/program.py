@@ -24,6 +24,7 @@ from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
 from pcgraph.ops import EdgeKernel
+from pcgraph.ops.base import write_into
 from pcgraph.ops.linear import LinearKernel
 
 __all__ = ["InferenceProgram"]
@@ -36,8 +37,11 @@ class InferenceProgram:
         self.net = net
         self.clamp = clamp
         nodes = net.nodes
-        is_free = [n.name not in clamp for n in nodes]
-        self.free_nodes = [n.index for n in nodes if is_free[n.index]]
+        plan = clamp_plan(net, clamp)  # free nodes and columns come from the clamp plan
+        self.free_nodes = list(plan.free)
+        is_free = [False] * len(nodes)
+        for i in self.free_nodes:
+            is_free[i] = True
         self.predicted = [n.index for n in nodes if n.parents]
         # edges split by whether their source changes during inference
         self.var_parents = {
@@ -61,13 +65,11 @@ class InferenceProgram:
         self.unit_precision = all(n.precision == 1.0 for n in nodes)
         precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
         col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
-        mask = torch.zeros(net.state_size, device=net.device, dtype=net.dtype)
         for n in nodes:
             precision[n.cols] = n.precision
             col_node[n.cols] = n.index
-            if is_free[n.index]:
-                mask[n.cols] = 1.0
-        self.precision, self.col_node, self.free_mask = precision, col_node, mask
+        self.precision, self.col_node = precision, col_node
+        self.free_mask = plan.free_cols.to(net.dtype)
         # the free columns as one range when they are contiguous (the usual layout): the state
         # update then touches only them, not the clamped data's columns
         spans = sorted((nodes[i].offset, nodes[i].offset + nodes[i].size) for i in self.free_nodes)
@@ -133,7 +135,7 @@ class InferenceProgram:
         ]
         self._hold_plan = [
             (i, [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]])
-            for i in clamp_plan(self.net, self.clamp).hold_order
+            for i in clamp_plan(net, self.clamp).hold_order
         ]
         self._sent_fn = dict(self._sent_plan)
         # nodes whose prediction / message is one plain linear edge: specialised closures
@@ -424,10 +426,7 @@ class InferenceProgram:
             kern.forward_into(sent[src], out, accumulate=acc)
             acc = True
         if stacked_in:
-            if acc:
-                out.add_(self._smu[i])
-            else:
-                out.copy_(self._smu[i])
+            write_into(out, self._smu[i], accumulate=acc)
         torch.sub(xv[i], out, out=out)
 
     def _cross_entropy(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
@@ -471,10 +470,7 @@ class InferenceProgram:
             kern.vjp_into(sent[j], dv[tgt], out, accumulate=acc)
             acc = True
         if stacked_out:
-            if acc:
-                out.add_(self._smsg[j])
-            else:
-                out.copy_(self._smsg[j])
+            write_into(out, self._smsg[j], accumulate=acc)
             acc = True
         if not acc:
             if has_own:

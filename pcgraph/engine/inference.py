@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -24,7 +23,7 @@ from pcgraph.engine.checks import (
     check_steps,
 )
 from pcgraph.engine.neurons import NeuronOptimizer
-from pcgraph.engine.runners import RUNNERS, GradMode
+from pcgraph.engine.runners import RUNNERS, GradMode, RunOptions
 from pcgraph.errors import ConfigError
 
 __all__ = ["GradMode", "InferenceResult", "NeuronOptimizer", "solve_inference"]
@@ -133,19 +132,15 @@ def solve_inference(
         )
     prog = program_for(net, net.resolve_clamp(clamp))
     runner = RUNNERS["cuda_graph" if cuda_graph else "compiled" if compile_step else "eager"]
-    options: dict[str, Any] = {"backtrack": True} if backtrack else {}
-    buf, energy_before, final, record = runner.run(
-        net,
-        prog,
-        states,
-        T,
+    opts = RunOptions(
         optimizer=optimizer,
         lr=lr,
         trace=trace,
         grad_mode=grad_mode,
         reuse_consts=reuse_consts and not cuda_graph,
-        **options,
+        backtrack=backtrack,
     )
+    buf, energy_before, final, record = runner.run(net, prog, states, T, opts)
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]
         check_growth(net, energy_before, final, initial, T=T, lr=lr, bound=divergence)

@@ -25,10 +25,30 @@ from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.neurons import NeuronStep
 from pcgraph.errors import InitError
 
-__all__ = ["RUNNERS", "CompiledRunner", "CudaGraphRunner", "EagerRunner", "GradMode", "Runner"]
+__all__ = [
+    "RUNNERS",
+    "CompiledRunner",
+    "CudaGraphRunner",
+    "EagerRunner",
+    "GradMode",
+    "RunOptions",
+    "Runner",
+]
 
 GradMode = Literal["local", "autograd"]
 RunOutput = tuple[Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one inference call runs (see :func:`pcgraph.solve_inference` for each field)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    trace: bool = False
+    grad_mode: GradMode = "local"
+    reuse_consts: bool = False
+    backtrack: bool = False  # eager runner only
 
 
 class Runner:
@@ -56,12 +76,7 @@ class Runner:
         prog: Program,
         states: torch.Tensor,
         T: int,
-        *,
-        optimizer: str,
-        lr: float,
-        trace: bool,
-        grad_mode: GradMode,
-        reuse_consts: bool,
+        opts: RunOptions,
     ) -> RunOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -185,17 +200,13 @@ class EagerRunner(Runner):
         prog: Program,
         states: torch.Tensor,
         T: int,
-        *,
-        optimizer: str,
-        lr: float,
-        trace: bool,
-        grad_mode: GradMode,
-        reuse_consts: bool,
-        backtrack: bool = False,
+        opts: RunOptions,
     ) -> RunOutput:
-        record = _record(net, states, T, trace)
-        step = NeuronStep(optimizer, lr, states)
-        out = _loop(net, prog, states, T, step, record, grad_mode, reuse_consts, backtrack)
+        record = _record(net, states, T, opts.trace)
+        step = NeuronStep(opts.optimizer, opts.lr, states)
+        out = _loop(
+            net, prog, states, T, step, record, opts.grad_mode, opts.reuse_consts, opts.backtrack
+        )
         return (*out, record)
 
 
@@ -213,19 +224,15 @@ class CompiledRunner(Runner):
         prog: Program,
         states: torch.Tensor,
         T: int,
-        *,
-        optimizer: str,
-        lr: float,
-        trace: bool,
-        grad_mode: GradMode,
-        reuse_consts: bool,
+        opts: RunOptions,
     ) -> RunOutput:
+        optimizer, lr, grad_mode = opts.optimizer, opts.lr, opts.grad_mode
         if optimizer == "adam" or grad_mode != "local":
             raise InitError(
                 "compile_step=True supports the sgd and momentum neuron optimizers "
                 "with grad_mode='local'"
             )
-        record = _record(net, states, T, trace)
+        record = _record(net, states, T, opts.trace)
         cache = self.cache(prog)
         # the neuron optimizer is reused across minibatches (reset each time), so that the
         # compiled steps that refer to it stay valid
@@ -235,7 +242,7 @@ class CompiledRunner(Runner):
         )
         with torch.no_grad():
             step.reset()
-            buf = prog.prepare(states, reuse_consts=reuse_consts)
+            buf = prog.prepare(states, reuse_consts=opts.reuse_consts)
             energy_before = None
             for t in range(T):
                 fn = self._compiled(prog, states, buf, step, record is not None or t == 0)
@@ -293,13 +300,9 @@ class CudaGraphRunner(Runner):
         prog: Program,
         states: torch.Tensor,
         T: int,
-        *,
-        optimizer: str,
-        lr: float,
-        trace: bool,
-        grad_mode: GradMode,
-        reuse_consts: bool,
+        opts: RunOptions,
     ) -> RunOutput:
+        optimizer, lr, trace, grad_mode = opts.optimizer, opts.lr, opts.trace, opts.grad_mode
         if states.device.type != "cuda":
             raise InitError("cuda_graph=True needs the network and states on a CUDA device")
         if grad_mode != "local":

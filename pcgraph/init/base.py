@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pcgraph.analysis import forward_levels, init_smm
+from pcgraph.analysis import init_smm
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.plan import ClampPlan, clamp_plan
+from pcgraph.compiler.plan import ClampPlan, clamp_plan, forward_order
 from pcgraph.distributed import DistContext
 from pcgraph.errors import InitError
 
@@ -57,20 +57,6 @@ class InitContext:
     def free_cols(self) -> torch.Tensor:
         """Boolean mask [D] of the free columns of the flat state."""
         return self.plan.free_cols
-
-
-def forward_order(
-    net: PCNetwork, known: frozenset[str], *, max_level: int | None = None
-) -> list[tuple[int, int]]:
-    """(node index, level) of the nodes a forward sweep from ``known`` can compute, by level.
-
-    Raises nothing: nodes the sweep cannot reach are simply absent.
-    """
-    levels = forward_levels(net.graph, known)
-    order = [(net.node_index[n], lv) for n, lv in levels.items() if n not in known]
-    if max_level is not None:
-        order = [(i, lv) for i, lv in order if lv <= max_level]
-    return sorted(order, key=lambda item: (item[1], item[0]))
 
 
 class Initializer:

@@ -22,6 +22,7 @@ __all__ = [
     "Shape",
     "ShapeMismatch",
     "store_grad",
+    "write_into",
 ]
 
 Shape = tuple[int, ...]
@@ -80,10 +81,7 @@ class EdgeKernel(nn.Module):
     # write straight into the preallocated state buffers (``out`` may be a strided view)
     def forward_into(self, s: torch.Tensor, out: torch.Tensor, *, accumulate: bool) -> None:
         """out ← f(s), or out ← out + f(s) when ``accumulate``."""
-        if accumulate:
-            out.add_(self.forward(s))
-        else:
-            out.copy_(self.forward(s))
+        write_into(out, self.forward(s), accumulate=accumulate)
 
     def error_into(self, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
         """out ← x − f(s): the prediction error of a target whose only parent is this edge."""
@@ -94,16 +92,21 @@ class EdgeKernel(nn.Module):
         self, s: torch.Tensor, delta: torch.Tensor, out: torch.Tensor, *, accumulate: bool
     ) -> None:
         """out ← J_f(s)ᵀ δ, or out ← out + J_f(s)ᵀ δ when ``accumulate``."""
-        if accumulate:
-            out.add_(self.vjp(s, delta))
-        else:
-            out.copy_(self.vjp(s, delta))
+        write_into(out, self.vjp(s, delta), accumulate=accumulate)
 
     def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
         """p.grad ← ∂E/∂θ (or += when ``accumulate``) for every parameter, reusing the
         existing ``.grad`` tensors where there are some."""
         for p, g in zip(self.parameters(), self.param_grads(s, delta), strict=True):
             store_grad(p, g, accumulate=accumulate)
+
+
+def write_into(out: torch.Tensor, value: torch.Tensor, *, accumulate: bool) -> None:
+    """out ← value, or out ← out + value (``out`` a preallocated, possibly strided view)."""
+    if accumulate:
+        out.add_(value)
+    else:
+        out.copy_(value)
 
 
 def store_grad(p: torch.Tensor, g: torch.Tensor, *, accumulate: bool) -> None:

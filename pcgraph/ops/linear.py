@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pcgraph.ops import matmul
-from pcgraph.ops.base import EdgeKernel, EdgeOp, Shape, ShapeMismatch
+from pcgraph.ops.base import EdgeKernel, EdgeOp, Shape, ShapeMismatch, write_into
 
 __all__ = ["DenseOp", "LinearKernel", "LinearOp"]
 
@@ -67,10 +67,7 @@ class LinearKernel(EdgeKernel):
             return
         fast = matmul.linear(s, self.weight, self.bias)
         if fast is not None:
-            if accumulate:
-                out.add_(fast)
-            else:
-                out.copy_(fast)
+            write_into(out, fast, accumulate=accumulate)
         elif accumulate:
             torch.addmm(out, s, self.weight.t(), out=out)
             if self.bias is not None:
@@ -98,10 +95,7 @@ class LinearKernel(EdgeKernel):
             return
         fast = matmul.linear_vjp(delta, self.weight)
         if fast is not None:
-            if accumulate:
-                out.add_(fast)
-            else:
-                out.copy_(fast)
+            write_into(out, fast, accumulate=accumulate)
         elif accumulate:
             torch.addmm(out, delta, self.weight, out=out)
         else:
