@@ -17,7 +17,7 @@ import torch
 from pcgraph.analysis import check_forward_init, forward_levels, memory_targets
 from pcgraph.compiler.network import PCNetwork
 
-__all__ = ["ClampPlan", "clamp_plan", "forward_order"]
+__all__ = ["ClampPlan", "Quiet", "clamp_plan", "forward_order"]
 
 
 def forward_order(
@@ -56,6 +56,9 @@ class ClampPlan:
     _orders: dict[tuple[frozenset[str], int | None], list[int]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _fronts: dict[tuple[frozenset[int], int], tuple[Quiet, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def forward_order(
         self, known: frozenset[str] | None = None, *, max_level: int | None = None
@@ -69,6 +72,66 @@ class ClampPlan:
             order = [i for i, _ in forward_order(self.net, known, max_level=max_level)]
             self._orders[key] = order
         return order
+
+    def quiet_schedule(self, swept: frozenset[int], T: int) -> tuple[Quiet, ...]:
+        """Which errors are exactly 0 and which σ(x) are current at each of the T + 1 error
+        evaluations of an inference that starts from a forward sweep (``swept``: the nodes it
+        left at ε = 0). Cached per (swept, T).
+
+        After a sweep the error starts at the clamped outputs and travels back one edge per
+        step: a free node moves only once its own error or a child's is non-zero (SGD, momentum
+        and Adam all leave a node with zero gradient history where it is), and a swept node's
+        error stays exactly 0 while neither it nor a parent has moved. So the first steps of a
+        deep graph need only the products at the front. For the 5-layer MLP x → h1 … h4 → y
+        the inference loop and the weight gradients then take 61 instead of 74 products at
+        T = 8, and 12 instead of 26 at T = 2 (counted in ``tests/test_quiet_front.py``'s
+        way). Nothing is approximated: every skipped product would have multiplied an exact
+        zero.
+
+        Returns:
+            One :class:`Quiet` per evaluation t = 0 … T (the last is the one at x(T), which the
+            weight gradients use).
+        """
+        key = (swept, T)
+        found = self._fronts.get(key)
+        if found is not None:
+            return found
+        nodes, edges = self.net.nodes, self.net.edges
+        free = set(self.free)
+        moved = set(self.hold_order)  # held CE nodes are rewritten at every evaluation
+        out: list[Quiet] = []
+        for t in range(T + 1):
+            zero = frozenset(
+                i
+                for i in swept
+                if i not in moved and not any(edges[e].source in moved for e in nodes[i].parents)
+            )
+            fresh = swept if t == 0 else frozenset(free - moved)
+            out.append(Quiet(zero=zero, fresh=fresh))
+            moved |= {
+                j
+                for j in free
+                if (nodes[j].parents and j not in zero)
+                or any(edges[e].target not in zero for e in nodes[j].children)
+            }
+        found = tuple(out)
+        if len(self._fronts) < 64:  # a few (swept, T) pairs in practice
+            self._fronts[key] = found
+        return found
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """What one error evaluation may skip (see :meth:`ClampPlan.quiet_schedule`).
+
+    Attributes:
+        zero: nodes whose ε is exactly 0: no prediction, no message to their parents, no weight
+            gradient on their in-edges.
+        fresh: free nodes whose σ(x) in the σ buffer is current (not moved since computed).
+    """
+
+    zero: frozenset[int]
+    fresh: frozenset[int]
 
 
 def _hold_order(net: PCNetwork, free: set[int]) -> tuple[int, ...]:

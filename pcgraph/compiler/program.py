@@ -13,6 +13,7 @@ inference and are computed once per batch; messages are sent only to free source
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import torch
 
@@ -28,6 +29,24 @@ from pcgraph.ops.base import write_into
 from pcgraph.ops.linear import LinearKernel
 
 __all__ = ["InferenceProgram"]
+
+
+# (node, has own error, [(kernel, child)], activation, stacked messages, fresh message)
+_GradEntry = tuple[int, bool, list[tuple[EdgeKernel, int]], Activation | None, bool, bool]
+
+
+def _copier(src: torch.Tensor, dst: torch.Tensor) -> Step:
+    def copy() -> None:
+        dst.copy_(src)
+
+    return copy
+
+
+def _zeroer(t: torch.Tensor) -> Step:
+    def zero() -> None:
+        t.zero_()
+
+    return zero
 
 
 class InferenceProgram:
@@ -98,6 +117,7 @@ class InferenceProgram:
         self._bound_params: list[torch.Tensor] = []
         self._err_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
         self._grad_steps: list[tuple[Step | None, tuple[object, ...]]] = []
+        self._quiet_plans: dict[frozenset[int], list[tuple[Step | None, tuple[object, ...]]]] = {}
         if len(net.kernels) == len(net.edges):
             self._build_plans()
 
@@ -161,6 +181,7 @@ class InferenceProgram:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
         parameters; every other node keeps the general path (None)."""
         xv, ev, dv, gv, sent = self._xv, self._ev, self._dv, self._gv, self._sent_views
+        self._quiet_plans.clear()  # they hold closures over the old views
         self._err_steps = []
         for entry in self._err_plan:
             i = entry[0]
@@ -347,19 +368,32 @@ class InferenceProgram:
 
     @torch.no_grad()
     def errors(
-        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        *,
+        skip: frozenset[int] = frozenset(),
+        fresh: frozenset[int] | None = None,
     ) -> dict[int, torch.Tensor]:
         """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
 
         ``x`` must be the buffer passed to :meth:`prepare` (its views are cached there). Every
         result is written into the preallocated buffers (σ, ε): the loop allocates nothing for
-        ops with in-place forms (linear). ``skip``: gaussian nodes known to be at ε = 0 with
-        σ(x) current (:meth:`swept_since_prepare`).
+        ops with in-place forms (linear).
+
+        Args:
+            skip: gaussian nodes known to be at ε = 0 (:meth:`swept_since_prepare`, then
+                :meth:`~pcgraph.compiler.plan.ClampPlan.quiet_schedule`): their prediction is
+                not computed, and ``buf.quiet`` records them for the messages, energies and
+                weight gradients that read these errors.
+            fresh: free nodes whose σ(x) in the σ buffer is current (default: ``skip``).
         """
         xv, ev = self._xv, self._ev
         sent = buf.sent_free
+        fresh = skip if fresh is None else fresh
+        buf.quiet = skip
         for j, act in self._sent_plan:
-            if act is not None and j not in skip:
+            if act is not None and j not in fresh:
                 act.apply_into(xv[j], sent[j])
         const = buf.const
         for i, var in self._hold_plan:  # free CE nodes first: x_i ← softmax(μ_i)
@@ -440,18 +474,42 @@ class InferenceProgram:
     def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
-        A free cross-entropy node has no own term: errors() holds it at softmax(μ).
+        A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
+        in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0.
         """
         if self._stacks:
             assert buf.stacked_msg is not None
             buf.stacked_msg.zero_()
             for st in self._stacks:
                 st.add_messages(self._dv, buf.stacked_msg)
-        for fn, entry in self._grad_steps:
+        steps = self._grad_steps if not buf.quiet else self._quiet_steps(buf.quiet)
+        for fn, entry in steps:
             if fn is not None:
                 fn()
             else:
                 self._gradient(sent, *entry)  # type: ignore[arg-type]
+
+    def _quiet_steps(self, quiet: frozenset[int]) -> list[tuple[Step | None, tuple[object, ...]]]:
+        """The gradient steps when the nodes in ``quiet`` are at ε = 0: their messages are
+        dropped, and a node with neither an own error nor a message gets ∂E/∂x = 0. Cached
+        per ``quiet`` until the steps are bound again (new buffers or parameters)."""
+        found = self._quiet_plans.get(quiet)
+        if found is not None:
+            return found
+        gv, dv = self._gv, self._dv
+        steps: list[tuple[Step | None, tuple[object, ...]]] = []
+        for fn, entry in self._grad_steps:
+            j, has_own, children, act, stacked_out, _ = cast(_GradEntry, entry)
+            own = has_own and j not in quiet
+            live = [(k, c) for k, c in children if c not in quiet]
+            if not live and not stacked_out:
+                steps.append((_copier(dv[j], gv[j]) if own else _zeroer(gv[j]), entry))
+            elif len(live) == len(children) and own == has_own:
+                steps.append((fn, entry))
+            else:
+                steps.append((None, (j, own, live, act, stacked_out, False)))
+        self._quiet_plans[quiet] = steps
+        return steps
 
     def _gradient(
         self,
@@ -495,7 +553,7 @@ class InferenceProgram:
                 node that carries error (the clamped output), not one per node.
         """
         n = len(self.net.nodes)
-        gauss, index, half_w = self._gauss_plan(zero)
+        gauss, index, half_w = self._gauss_plan(zero | buf.quiet if buf.quiet else zero)
         if not gauss:
             energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
         elif self._per_node_energy:  # few nodes: one norm per node, skipping clamped columns
@@ -542,13 +600,21 @@ class InferenceProgram:
         learning allocates nothing per update)."""
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
-        stacked = self._stacked_edges
+        stacked, quiet = self._stacked_edges, buf.quiet
         with torch.no_grad():
             dv = self._dv
             for st in self._stacks:
                 st.param_grads(sent, dv, accumulate=accumulate)
             for e in self.learnable_edges:
                 if e in stacked:
+                    continue
+                if edges[e].target in quiet:  # δ = 0: the gradient is exactly 0
+                    if not accumulate:
+                        for p in self._kernel(e).parameters():
+                            if p.grad is not None and p.grad.shape == p.shape:
+                                p.grad.zero_()
+                            else:
+                                p.grad = torch.zeros_like(p)
                     continue
                 self._kernel(e).set_param_grads(
                     sent[edges[e].source], dv[edges[e].target], accumulate=accumulate

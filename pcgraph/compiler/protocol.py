@@ -36,6 +36,8 @@ class Buffers:
     ce_mu: dict[int, torch.Tensor] = field(default_factory=dict)  # μ of CE nodes (energies)
     stacked_mu: torch.Tensor | None = None  # [B, D] predictions of stacked edges
     stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
+    # nodes whose ε block is exactly 0 since the last errors() call (a forward sweep's front)
+    quiet: frozenset[int] = frozenset()
 
 
 class Program(Protocol):
@@ -59,13 +61,22 @@ class Program(Protocol):
         ...
 
     def errors(
-        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        *,
+        skip: frozenset[int] = frozenset(),
+        fresh: frozenset[int] | None = None,
     ) -> dict[int, torch.Tensor]:
-        """ε and δ at the current states; returns σ(x) of the free senders."""
+        """ε and δ at the current states; returns σ(x) of the free senders.
+
+        ``skip``: nodes known to be at ε = 0 (recorded in ``buf.quiet``); ``fresh``: nodes
+        whose σ(x) is current (default: ``skip``). A backend may ignore both.
+        """
         ...
 
     def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
-        """∂E/∂x of the free nodes into ``buf.grad``."""
+        """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``)."""
         ...
 
     def node_energies(

@@ -248,8 +248,14 @@ class SparseProgram(InferenceProgram):
 
     @torch.no_grad()
     def errors(
-        self, x: torch.Tensor, buf: Buffers, *, skip: frozenset[int] = frozenset()
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        *,
+        skip: frozenset[int] = frozenset(),
+        fresh: frozenset[int] | None = None,
     ) -> dict[int, torch.Tensor]:
+        # one product over the whole graph: a front of zero errors saves nothing here
         s = self.net.sent_all(x)
         mu = torch.sparse.mm(self._w, s.t()).t()
         # targets without a biased in-edge have no bias: the mask keeps autograd's view equal

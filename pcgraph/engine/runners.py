@@ -21,6 +21,7 @@ import torch
 
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.neurons import NeuronStep
 from pcgraph.errors import InitError
@@ -116,11 +117,14 @@ def _loop(
             if span is None
             else (states[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])
         )
-        # after a forward sweep on this buffer, its nodes start at ε = 0 with σ(x) known
-        skip = prog.swept_since_prepare(states, buf)
+        # after a forward sweep the error travels back from the clamped outputs one edge per
+        # step: the schedule says which errors are still exactly 0 and which σ(x) current
+        swept = prog.swept_since_prepare(states, buf)
+        quiet = clamp_plan(net, prog.clamp).quiet_schedule(swept, T) if swept else None
         for t in range(T):
-            zero = skip if t == 0 else frozenset()
-            sent = prog.errors(states, buf, skip=zero)
+            zero = quiet[t].zero if quiet is not None else frozenset()
+            fresh = quiet[t].fresh if quiet is not None else None
+            sent = prog.errors(states, buf, skip=zero, fresh=fresh)
             if backtrack and t > 0:
                 sent, e_prev = _accept(prog, states, buf, step, x_free, g_free, e_prev)
             if record is not None:
@@ -137,7 +141,10 @@ def _loop(
             else:
                 _autograd_state_grad(net, prog, states, buf)
             step(x_free, g_free)
-        prog.errors(states, buf, skip=skip if T == 0 else frozenset())  # at x(T): for learning
+        if quiet is not None:  # at x(T): for learning
+            prog.errors(states, buf, skip=quiet[T].zero, fresh=quiet[T].fresh)
+        else:
+            prog.errors(states, buf)
         if backtrack and T > 0:
             _accept(prog, states, buf, step, x_free, g_free, e_prev)
         step.lr = lr0

@@ -1,0 +1,279 @@
+"""The front of zero errors after a forward sweep (``ClampPlan.quiet_schedule``).
+
+After forward initialization every swept node sits at ε = 0, and the error spreads back from
+the clamped outputs one edge per step. The engine skips the products that would multiply those
+exact zeros. The expectations here come from the math, never from the engine:
+
+- states, energies and weight gradients equal an autograd reference that recomputes everything
+  from ``net.energy`` (float64, to 1e-10), for SGD, momentum and Adam neurons, several graphs,
+  and T from 0 to past the depth;
+- the schedule's zero set at each step is exactly the set of nodes whose error is 0 in that
+  reference;
+- no matrix product of the loop has an all-zero operand (a product that the math says is 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pcgraph.compiler import PCNetwork, compile, program_for
+from pcgraph.compiler.plan import clamp_plan
+from pcgraph.engine import PCLearner, solve_inference
+from pcgraph.init import ForwardInit, InitContext
+from pcgraph.schema import GraphSpec, mlp
+
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def chain(activation: str = "tanh", output_energy: str = "gaussian") -> PCNetwork:
+    spec = mlp([6, 5, 5, 5, 5, 3], activation=activation, output_energy=output_energy)
+    return compile(spec, dtype=F64, seed=0)
+
+
+def swept_states(net: PCNetwork, clamp: frozenset[str], batch: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(batch, net.state_size, generator=g, dtype=F64)
+    for n in net.nodes:  # a one-hot-ish target, so that cross-entropy outputs are valid
+        if n.energy == "cross_entropy" and n.name in clamp:
+            x[:, n.cols] = torch.softmax(x[:, n.cols], -1)
+    ForwardInit().init(x, InitContext(net, clamp))
+    return x
+
+
+def energy_grad(net: PCNetwork, x: torch.Tensor) -> torch.Tensor:
+    x_ = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(net.energy(x_), x_)
+    return g
+
+
+def free_mask(net: PCNetwork, clamp: frozenset[str]) -> torch.Tensor:
+    mask = torch.zeros(net.state_size, dtype=F64)
+    for n in net.nodes:
+        if n.name not in clamp:
+            mask[n.cols] = 1.0
+    return mask
+
+
+def reference(
+    net: PCNetwork, x0: torch.Tensor, clamp: frozenset[str], T: int, optimizer: str, lr: float
+) -> tuple[torch.Tensor, list[set[int]]]:
+    """x(T) by autograd on the whole energy (torch's own SGD/Adam for the neuron update), and
+    the nodes with ε exactly 0 at each of the T + 1 evaluations."""
+    mask = free_mask(net, clamp)
+    x = x0.clone().requires_grad_(True)
+    opt: torch.optim.Optimizer
+    if optimizer == "sgd":
+        opt = torch.optim.SGD([x], lr=lr)
+    elif optimizer == "momentum":
+        opt = torch.optim.SGD([x], lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam([x], lr=lr)
+    zeros: list[set[int]] = []
+
+    def zero_now() -> set[int]:
+        with torch.no_grad():
+            return {
+                n.index
+                for n in net.nodes
+                # exact in the engine; the reference sums a multi-parent prediction in
+                # another order than the sweep, so its "0" is a rounding of ~1e-17
+                if n.parents
+                and float((x[:, n.cols] - net.prediction(x, n.index)).abs().max()) < 1e-13
+            }
+
+    for _ in range(T):
+        zeros.append(zero_now())
+        opt.zero_grad()
+        x.grad = energy_grad(net, x.detach()) * mask
+        opt.step()
+    zeros.append(zero_now())
+    return x.detach(), zeros
+
+
+GRAPHS = [
+    ("chain-tanh", lambda: chain("tanh"), ("x", "y")),
+    ("chain-relu", lambda: chain("relu"), ("x", "y")),
+    ("skip_mlp", lambda: compile(TOPOLOGIES / "skip_mlp.yaml", dtype=F64, seed=0), ("x", "y")),
+    ("chain-ce", lambda: chain("tanh", "cross_entropy"), ("x", "y")),
+    ("fan-stacked", lambda: fan(), ("x", "y")),
+]
+
+
+def fan() -> PCNetwork:
+    """x → a → b1 … b4 → y: four same-shaped a → b_k edges run as one stacked product."""
+    nodes = [
+        {"name": "x", "shape": 6, "role": "input"},
+        {"name": "a", "shape": 5, "activation": "tanh"},
+        *[{"name": f"b{k}", "shape": 5, "activation": "tanh"} for k in range(1, 5)],
+        {"name": "y", "shape": 3, "role": "output"},
+    ]
+    edges = [
+        {"source": "x", "target": "a", "op": "linear"},
+        *[{"source": "a", "target": f"b{k}", "op": "linear"} for k in range(1, 5)],
+        *[{"source": f"b{k}", "target": "y", "op": "linear"} for k in range(1, 5)],
+    ]
+    net = compile(
+        GraphSpec.model_validate({"name": "fan", "nodes": nodes, "edges": edges}), dtype=F64, seed=0
+    )
+    assert program_for(net, frozenset({"x", "y"}))._stacks, "the a → b_k edges should stack"
+    return net
+
+
+# Adam turns the rounding noise (~1e-17) of a zero error into a γ-sized step, and the reference
+# sums a multi-parent prediction in another order than the sweep: under Adam only graphs with
+# one parent per node (the same sum, bit for bit) are comparable with it.
+CASES = [
+    pytest.param(name, make, clamp, T, opt, id=f"{name}-T{T}-{opt}")
+    for name, make, clamp in GRAPHS
+    for T in (0, 1, 2, 3, 8)
+    for opt in ("sgd", "momentum", "adam")
+    if opt != "adam" or name in ("chain-tanh", "chain-relu", "chain-ce")
+]
+
+
+@pytest.mark.parametrize(("name", "make", "clamp", "T", "optimizer"), CASES)
+def test_front_matches_the_full_autograd_reference(
+    name: str, make, clamp: tuple[str, ...], T: int, optimizer: str
+) -> None:  # type: ignore[no-untyped-def]
+    net = make()
+    c = frozenset(clamp)
+    x = swept_states(net, c)
+    want, _ = reference(net, x, c, T, optimizer, lr=0.05)
+    # reuse_consts: the weights are unchanged since the sweep, so the front applies
+    got = solve_inference(
+        net,
+        x,
+        c,
+        T,
+        optimizer=optimizer,
+        lr=0.05,
+        reuse_consts=True,  # type: ignore[arg-type]
+    )
+    assert got.buffers is not None
+    assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
+    assert float(got.energy_after) == pytest.approx(float(net.energy(want)), rel=1e-10, abs=1e-12)
+    # the weight gradients at x(T), from the buffers inference left, against autograd
+    with torch.enable_grad():
+        ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
+    got.program.param_grads(got.states, got.buffers, accumulate=False)
+    for p, r in zip(net.parameters(), ref, strict=True):
+        assert p.grad is not None
+        assert torch.allclose(p.grad, r, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "make", "clamp"), GRAPHS, ids=[g[0] for g in GRAPHS])
+def test_schedule_zero_sets_are_the_exact_zeros_of_the_reference(
+    name: str, make, clamp: tuple[str, ...]
+) -> None:  # type: ignore[no-untyped-def]
+    net = make()
+    c = frozenset(clamp)
+    x = swept_states(net, c)
+    T = 6
+    _, zeros = reference(net, x, c, T, "sgd", lr=0.05)
+    prog = program_for(net, c)
+    swept = prog.swept_since_prepare(x, prog.buffers(x.shape[0]))
+    assert swept
+    schedule = clamp_plan(net, c).quiet_schedule(swept, T)
+    assert len(schedule) == T + 1
+    for t, q in enumerate(schedule):
+        assert set(q.zero) == zeros[t], f"step {t}"
+
+
+def test_chain_front_moves_one_layer_per_step() -> None:
+    """x → h1 → h2 → h3 → h4 → y: at evaluation t the errors of h1 … h_{4−t} are still 0."""
+    net = chain()
+    c = frozenset({"x", "y"})
+    hidden = [net.node_index[f"h{k}"] for k in range(1, 5)]
+    swept = frozenset(hidden)
+    schedule = clamp_plan(net, c).quiet_schedule(swept, 6)
+    assert [sorted(q.zero) for q in schedule] == [hidden[: 4 - t] for t in range(4)] + [[], [], []]
+
+
+class _Products(TorchDispatchMode):
+    """Counts matrix products and those with an all-zero operand."""
+
+    OPS: ClassVar[set[str]] = {
+        "mm",
+        "addmm",
+        "bmm",
+        "matmul",
+        "linear",
+        "_linear_pointwise",
+        "baddbmm",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.with_zero_operand = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if name in self.OPS:
+            self.total += 1
+            operands = args[1:3] if name in ("addmm", "baddbmm") else args  # not the added term
+            mats = [a for a in operands if isinstance(a, torch.Tensor) and a.dim() >= 2]
+            if any(not bool(m.ne(0).any()) for m in mats):
+                self.with_zero_operand += 1
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("T", [1, 2, 8])
+def test_no_product_multiplies_an_exact_zero(T: int) -> None:
+    net = chain()
+    c = frozenset({"x", "y"})
+    x = swept_states(net, c)
+    prog = program_for(net, c)
+    with _Products() as count:
+        result = solve_inference(net, x, c, T, lr=0.05, reuse_consts=True)
+        prog.param_grads(result.states, result.buffers, accumulate=False)
+    assert count.total > 0
+    assert count.with_zero_operand == 0
+
+
+def test_learner_with_forward_init_matches_reference_weights() -> None:
+    """PCLearner updates (forward init, T = 2 < depth, AdamW, alternating batch sizes) equal
+    the same updates done by autograd: inference by reference(), gradients by backward."""
+    net = chain()
+    twin = chain()
+    twin.load_state_dict(net.state_dict())
+    learner = PCLearner(
+        net,
+        init="forward",
+        T=2,
+        lr_neurons=0.05,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-2),
+    )
+    opt = torch.optim.AdamW(twin.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(5)
+    c = frozenset({"x", "y"})
+    for batch in (4, 3, 4, 3):  # buffers and step plans per batch size, reused in turn
+        xb = torch.randn(batch, 6, generator=g, dtype=F64)
+        yb = torch.randn(batch, 3, generator=g, dtype=F64)
+        learner.train_step({"x": xb, "y": yb})
+        x = twin.new_states(batch)
+        x[:, twin.nodes[twin.node_index["x"]].cols] = xb
+        x[:, twin.nodes[twin.node_index["y"]].cols] = yb
+        ForwardInit().init(x, InitContext(twin, c))
+        xT, _ = reference(twin, x, c, 2, "sgd", lr=0.05)
+        opt.zero_grad()
+        twin.energy(xT).backward()
+        opt.step()
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-10, rtol=0)
