@@ -92,14 +92,14 @@ _TANH_SMALL = 2048
 _SCALARS: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _two_one(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """0-d tensors 2 and 1 (a Python float argument costs a tensor wrap on every call)."""
+def _two_minus_one(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-d tensors 2 and −1 (a Python float argument costs a tensor wrap on every call)."""
     key = (like.dtype, like.device)
     found = _SCALARS.get(key)
     if found is None:
         found = _SCALARS[key] = (
             torch.tensor(2.0, dtype=like.dtype, device=like.device),
-            torch.tensor(1.0, dtype=like.dtype, device=like.device),
+            torch.tensor(-1.0, dtype=like.dtype, device=like.device),
         )
     return found
 
@@ -108,9 +108,9 @@ def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
     if x.device.type != "cpu" or x.numel() < _TANH_SMALL:
         torch.tanh(x, out=out)
         return
-    two, one = _two_one(x)
+    two, minus_one = _two_minus_one(x)
     torch.sigmoid(torch.mul(x, two, out=out), out=out)
-    out.mul_(two).sub_(one)
+    torch.add(minus_one, out, alpha=2.0, out=out)  # 2σ − 1 in one kernel
 
 
 def _tanh_derivative(x: torch.Tensor) -> torch.Tensor:
