@@ -8,8 +8,10 @@ any waste in pcgraph's general graph machinery:
   size and written in place (``out=`` and ``*_`` ops);
 - σ(x_l) is computed once per node and step, and σ'(x_l) comes from it where σ' is a function of
   σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``;
-- the forward sweep leaves every hidden error at exactly 0 and σ(x) known, so the first step
-  computes only the output's error;
+- the forward sweep leaves every hidden error at exactly 0 and σ(x) known, and the error then
+  spreads back one layer per step: step t computes only the messages, σ and errors of the
+  layers it has reached, and a layer it has not reached by T gets a zero weight gradient
+  without a product (what pcgraph's ``ClampPlan.quiet_schedule`` does for any graph);
 - the first layer's prediction W_1 x + b_1 (clamped input) is computed once per batch;
 - no energies, norms or traces are computed (nobody asked for them).
 
@@ -181,29 +183,38 @@ class TunedMLP:
         for l in range(L - 1):
             es[l].zero_()
         self._output_error(ss[L - 2], y, es[L - 1])
-        for _ in range(self.T):
+        for t in range(self.T):
+            # the error spreads back one layer per step from the output: at step t only
+            # ε_k with k ≥ L − 1 − t are non-zero, and only x_l with l ≥ lo move
+            lo = max(0, L - 2 - t)
             # ∂E/∂x_l = ε_l − σ'(x_l) ⊙ (δ_{l+1} W_{l+1}); x_l ← x_l − γ ∂E/∂x_l (synchronous:
             # all messages from the same errors, then every state moves)
-            for l in range(L - 1):
+            for l in range(lo, L - 1):
                 _mm_t(es[l + 1], W[l + 1].t(), None, ms[l])
                 vjp(ms[l], ss[l], xs[l])
                 ms[l].sub_(es[l])
                 xs[l].add_(ms[l], alpha=lr)
             # errors at the new states, σ(x_l) once per node
-            for l in range(L - 1):
+            for l in range(lo, L - 1):
                 fn(xs[l], ss[l])
-            torch.sub(xs[0], mu1, out=es[0])
-            for l in range(1, L - 1):
+            if lo == 0:
+                torch.sub(xs[0], mu1, out=es[0])
+            for l in range(max(1, lo), L - 1):
                 _mm_t(ss[l - 1], W[l], b[l], es[l])
                 torch.sub(xs[l], es[l], out=es[l])
             self._output_error(ss[L - 2], y, es[L - 1])
-        # ∂E/∂θ at x(T)
-        _mm_t(es[0].t().contiguous(), x0.t(), None, W[0].grad)  # type: ignore[arg-type]
-        W[0].grad.neg_()  # type: ignore[union-attr]
-        for l in range(1, L):
+        # ∂E/∂θ at x(T); layers whose error is still 0 have a zero gradient
+        quiet = max(0, L - 1 - self.T)
+        for l in range(quiet):
+            W[l].grad.zero_()  # type: ignore[union-attr]
+            b[l].grad.zero_()  # type: ignore[union-attr]
+        if quiet == 0:
+            _mm_t(es[0].t().contiguous(), x0.t(), None, W[0].grad)  # type: ignore[arg-type]
+            W[0].grad.neg_()  # type: ignore[union-attr]
+        for l in range(max(1, quiet), L):
             _mm_t(es[l].t().contiguous(), ss[l - 1].t(), None, W[l].grad)  # type: ignore[arg-type]
             W[l].grad.neg_()  # type: ignore[union-attr]
-        for l in range(L):
+        for l in range(quiet, L):
             torch.sum(es[l], 0, out=b[l].grad).neg_()  # type: ignore[call-overload]
         self.optimizer.step()
 
