@@ -99,7 +99,11 @@ def reference(
     for _ in range(T):
         zeros.append(zero_now())
         opt.zero_grad()
-        x.grad = energy_grad(net, x.detach()) * mask
+        g = energy_grad(net, x.detach()) * mask
+        # a gradient that is exactly 0 in exact arithmetic (no error reaches the node yet)
+        # comes out of autograd as rounding of ~1e-17, which Adam would turn into a step of
+        # γ·1e-17/eps; the engine's exact 0 is the math, so the reference rounds it to 0 too
+        x.grad = torch.where(g.abs() < 1e-13, torch.zeros_like(g), g)
         opt.step()
     zeros.append(zero_now())
     return x.detach(), zeros
@@ -134,15 +138,11 @@ def fan() -> PCNetwork:
     return net
 
 
-# Adam turns the rounding noise (~1e-17) of a zero error into a γ-sized step, and the reference
-# sums a multi-parent prediction in another order than the sweep: under Adam only graphs with
-# one parent per node (the same sum, bit for bit) are comparable with it.
 CASES = [
     pytest.param(name, make, clamp, T, opt, id=f"{name}-T{T}-{opt}")
     for name, make, clamp in GRAPHS
     for T in (0, 1, 2, 3, 8)
     for opt in ("sgd", "momentum", "adam")
-    if opt != "adam" or name in ("chain-tanh", "chain-relu", "chain-ce")
 ]
 
 
@@ -274,6 +274,9 @@ def test_learner_with_forward_init_matches_reference_weights() -> None:
         xT, _ = reference(twin, x, c, 2, "sgd", lr=0.05)
         opt.zero_grad()
         twin.energy(xT).backward()
+        for p in twin.parameters():  # exact zeros, not rounding, for AdamW (see reference())
+            assert p.grad is not None
+            p.grad[p.grad.abs() < 1e-13] = 0.0
         opt.step()
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-10, rtol=0)

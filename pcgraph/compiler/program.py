@@ -356,7 +356,9 @@ class InferenceProgram:
         self._const_token = None
         self._swept = frozenset()
         with torch.no_grad():
-            buf.sent = {j: self._sent(x, j) for j in self.sent_clamped}
+            # contiguous: the products of every step and the weight gradient read them, and
+            # oneDNN would copy a strided view (a node's columns of x) at each of them
+            buf.sent = {j: self._sent(x, j).contiguous() for j in self.sent_clamped}
             buf.const = {}
             for i in self.predicted:
                 mu = None
@@ -391,7 +393,7 @@ class InferenceProgram:
         xv, ev = self._xv, self._ev
         sent = buf.sent_free
         fresh = skip if fresh is None else fresh
-        buf.quiet = skip
+        was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
         for j, act in self._sent_plan:
             if act is not None and j not in fresh:
                 act.apply_into(xv[j], sent[j])
@@ -413,7 +415,8 @@ class InferenceProgram:
                 st.add_predictions(sent, buf.stacked_mu)
         for i, fn, entry in self._err_steps:
             if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
-                ev[i].zero_()
+                if i not in was_zero:
+                    ev[i].zero_()
             elif fn is not None:
                 fn()
             else:
@@ -499,13 +502,20 @@ class InferenceProgram:
         gv, dv = self._gv, self._dv
         steps: list[tuple[Step | None, tuple[object, ...]]] = []
         for fn, entry in self._grad_steps:
-            j, has_own, children, act, stacked_out, _ = cast(_GradEntry, entry)
+            j, has_own, children, act, stacked_out, fresh = cast(_GradEntry, entry)
             own = has_own and j not in quiet
             live = [(k, c) for k, c in children if c not in quiet]
             if not live and not stacked_out:
                 steps.append((_copier(dv[j], gv[j]) if own else _zeroer(gv[j]), entry))
             elif len(live) == len(children) and own == has_own:
                 steps.append((fn, entry))
+            elif fresh and live:  # the one linear child is live, j's own error is 0
+                child, tgt = live[0]
+                assert isinstance(child, LinearKernel)
+                msg = message_step(
+                    child, dv[tgt], act, self._xv[j], self._sent_views[j], None, gv[j]
+                )
+                steps.append((msg, entry))
             else:
                 steps.append((None, (j, own, live, act, stacked_out, False)))
         self._quiet_plans[quiet] = steps
