@@ -280,3 +280,27 @@ def test_learner_with_forward_init_matches_reference_weights() -> None:
         opt.step()
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-10, rtol=0)
+
+
+def test_a_sweep_over_non_finite_values_takes_no_error_as_zero() -> None:
+    """x_i = μ_i gives ε_i = 0 only for finite values (NaN − NaN is NaN): after NaN data or a
+    NaN weight, the monitor must see the NaN instead of a front of zeros."""
+    from pcgraph.errors import ClampError, EnergyError
+
+    net = chain()
+    c = frozenset({"x", "y"})
+    learner = PCLearner(net, init="forward", T=2, lr_neurons=0.05)
+    g = torch.Generator().manual_seed(0)
+    xb = torch.randn(3, 6, generator=g, dtype=F64)
+    yb = torch.randn(3, 3, generator=g, dtype=F64)
+    xb[2, 1] = float("nan")
+    with pytest.raises(ClampError, match="data for node 'x' holds NaN .*sample 2"):
+        learner.train_step({"x": xb, "y": yb})
+    # inference with only the input clamped: every free node is swept, none carries error
+    xb[2, 1] = 0.0
+    with torch.no_grad():
+        kernel = net.kernels[net.edges[1].index]  # h1 → h2
+        kernel.weight[0, 0] = float("nan")  # type: ignore[index]
+    with pytest.raises(EnergyError, match="non-finite"):
+        learner.infer({"x": xb}, clamp={"x"})
+    assert c  # the train clamp set is untouched by the query above

@@ -12,8 +12,10 @@ inference and are computed once per batch; messages are sent only to free source
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -29,6 +31,24 @@ from pcgraph.ops.base import write_into
 from pcgraph.ops.linear import LinearKernel
 
 __all__ = ["InferenceProgram"]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _without_grad(fn: _F) -> _F:
+    """Like ``@torch.no_grad()`` for the per-step methods, which the runners call with grad
+    already off thousands of times per second: the context manager is entered only when
+    needed (its enter/exit cost more than a small kernel)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 # (node, has own error, [(kernel, child)], activation, stacked messages, fresh message)
@@ -301,7 +321,20 @@ class InferenceProgram:
             if act is not None and i not in fresh:
                 act.apply_into(xv[i], sent[i])
         self._const_token = self._token(x, buf)
-        self._swept = frozenset(swept)
+        # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
+        # data or weights nothing is taken as 0, so the energy monitor sees the NaN
+        self._swept = frozenset(swept) if self._finite(x, swept) else frozenset()
+
+    def _finite(self, x: torch.Tensor, nodes: set[int]) -> bool:
+        """Whether the states of ``nodes`` are all finite: one reduction over the free columns
+        when they are one range (a NaN or ±inf makes the sum non-finite; so may an overflow
+        of huge values, which is then taken as non-finite too: only an optimization is lost)."""
+        if not nodes:
+            return True
+        span = self.free_range
+        if span is not None:
+            return bool(torch.isfinite(x[:, span[0] : span[1]].sum()))
+        return all(bool(torch.isfinite(self._xv[i].sum())) for i in nodes)
 
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
         """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
@@ -368,7 +401,7 @@ class InferenceProgram:
                 buf.const[i] = mu
         return buf
 
-    @torch.no_grad()
+    @_without_grad
     def errors(
         self,
         x: torch.Tensor,
@@ -473,7 +506,7 @@ class InferenceProgram:
         torch.sub(xi, p.mul_(xi.sum(-1, keepdim=True)), out=self._ev[i])
         buf.ce_mu[i] = mu
 
-    @torch.no_grad()
+    @_without_grad
     def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
@@ -551,7 +584,7 @@ class InferenceProgram:
         else:
             out.neg_()
 
-    @torch.no_grad()
+    @_without_grad
     def node_energies(
         self, buf: Buffers, out: torch.Tensor | None = None, *, zero: frozenset[int] = frozenset()
     ) -> torch.Tensor:

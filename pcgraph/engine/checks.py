@@ -105,6 +105,21 @@ def check_clamped_data(
     return out
 
 
+def check_clamped_states(net: PCNetwork, states: torch.Tensor, clamp: frozenset[str]) -> None:
+    """Raise ClampError naming the first clamped node whose columns of ``states`` hold a NaN
+    or ±inf (the data a caller clamped there)."""
+    for n in net.nodes:
+        if n.name not in clamp:
+            continue
+        cols = states[:, n.cols]
+        if not bool(torch.isfinite(cols).all()):
+            bad = int((~torch.isfinite(cols)).any(1).nonzero()[0])
+            raise ClampError(
+                f"data for node {n.name!r} holds NaN or infinite values (first in sample "
+                f"{bad}); clean or normalise the data before training"
+            )
+
+
 def check_growth(
     net: PCNetwork,
     before: torch.Tensor,
@@ -114,6 +129,8 @@ def check_growth(
     T: int,
     lr: float,
     bound: float | None,
+    states: torch.Tensor | None = None,
+    clamp: frozenset[str] = frozenset(),
 ) -> None:
     """Raise EnergyError when inference diverged: the energy at T is non-finite or more than
     ``bound`` times the energy at t = 0 (gradient descent with a stable γ never increases it).
@@ -121,9 +138,16 @@ def check_growth(
     Args:
         before: E at t = 0 (0-d); final: per-node energies at t = T [N]; initial: per-node at
             t = 0 when known (a trace), to name the node that grew most.
+        states, clamp: the states and clamp set; when the energy is not finite, a NaN or ±inf
+            in a clamped node's data is reported first, at that node. Clamped data reaches
+            the energy through its products (and a forward sweep over non-finite values
+            leaves no error taken as 0), so a finite energy rules it out: a healthy update
+            pays no pass over its data.
     """
     after = final.sum()
-    finite = bool(torch.isfinite(after))
+    finite = bool(torch.isfinite(after)) and bool(torch.isfinite(before))
+    if not finite and states is not None:  # bad data first: name the node that holds it
+        check_clamped_states(net, states, clamp)
     # relative to E(0), with a floor of 1 so that rounding above an E(0) ≈ 0 is no "growth"
     grew = bound is not None and finite and float(after) > bound * max(float(before), 1.0)
     if finite and not grew:

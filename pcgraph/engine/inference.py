@@ -143,6 +143,16 @@ def solve_inference(
     buf, energy_before, final, record = runner.run(net, prog, states, T, opts)
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]
-        check_growth(net, energy_before, final, initial, T=T, lr=lr, bound=divergence)
+        check_growth(
+            net,
+            energy_before,
+            final,
+            initial,
+            T=T,
+            lr=lr,
+            bound=divergence,
+            states=states,
+            clamp=prog.clamp,
+        )
     energy_after = final.sum()
     return InferenceResult(states, energy_before, energy_after, final, record, prog, buf)

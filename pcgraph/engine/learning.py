@@ -214,9 +214,14 @@ class PCLearner:
         return ctx
 
     def prepare_states(
-        self, data: Mapping[str, torch.Tensor], clamp: frozenset[str]
+        self, data: Mapping[str, torch.Tensor], clamp: frozenset[str], *, check_finite: bool = True
     ) -> torch.Tensor:
-        """A state buffer with the clamped nodes holding ``data`` (one buffer per batch size)."""
+        """A state buffer with the clamped nodes holding ``data`` (one buffer per batch size).
+
+        ``check_finite=False`` leaves NaN/inf data to the energy monitor of the inference that
+        follows (:func:`pcgraph.engine.checks.check_growth` names the node that holds it),
+        which costs nothing on a healthy update; a caller that runs no inference keeps it on.
+        """
         missing = [n for n in clamp if n not in data]
         extra = [n for n in data if n not in clamp]
         if missing or extra:
@@ -229,7 +234,7 @@ class PCLearner:
                     f"clamped (clamp set: {', '.join(sorted(clamp)) or 'empty'})"
                 )
             raise ClampError("; ".join(parts) + "; pass exactly one tensor per clamped node")
-        data = check_clamped_data(self.net, data)  # tensors, B ≥ 1, finite: named per node
+        data = check_clamped_data(self.net, data, check_finite=check_finite)  # named per node
         batch = {int(v.shape[0]) for v in data.values()}
         if len(batch) != 1:
             raise ClampError(
@@ -254,7 +259,7 @@ class PCLearner:
         """Initialize, clamp ``data`` and run inference (no learning). Returns the result whose
         ``states`` buffer is reused by the next call: clone what you keep."""
         clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
-        x = self.prepare_states(data, clamp_set)
+        x = self.prepare_states(data, clamp_set, check_finite=False)  # the monitor names it
         ctx = self.context(clamp_set, train=train, labels=labels)
         with torch.no_grad():
             self.initializer.init(x, ctx)
