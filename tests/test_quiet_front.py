@@ -294,7 +294,7 @@ def test_a_sweep_over_non_finite_values_takes_no_error_as_zero() -> None:
     xb = torch.randn(3, 6, generator=g, dtype=F64)
     yb = torch.randn(3, 3, generator=g, dtype=F64)
     xb[2, 1] = float("nan")
-    with pytest.raises(ClampError, match="data for node 'x' holds NaN .*sample 2"):
+    with pytest.raises(ClampError, match=r"data for node 'x' holds NaN .*sample 2"):
         learner.train_step({"x": xb, "y": yb})
     # inference with only the input clamped: every free node is swept, none carries error
     xb[2, 1] = 0.0
