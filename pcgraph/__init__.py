@@ -7,21 +7,15 @@ Pipeline: ``GraphSpec`` (YAML / NetworkX / builders) → ``analyze`` → ``compi
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pcgraph.analysis import (
     GraphAnalysis,
     analyze,
     check_forward_init,
     resolve_clamp,
     smm_per_update,
-)
-from pcgraph.compiler import PCNetwork, compile
-from pcgraph.engine import (
-    InferenceResult,
-    PCLearner,
-    StepMetrics,
-    fuse_optimizer,
-    solve_inference,
-    update_params,
 )
 from pcgraph.errors import (
     CheckpointError,
@@ -32,10 +26,51 @@ from pcgraph.errors import (
     PCGraphError,
     SpecError,
 )
-from pcgraph.init import INITIALIZERS, Initializer, make_initializer
 from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec, chain, decoder, mlp
 
 __version__ = "0.1.0"
+
+# The compiler, engine and initializers need torch; they are imported on first use of their names
+# (PEP 562), so that ``import pcgraph`` and ``pcgraph check`` (schema + analysis) start without it.
+_LAZY = {
+    "PCNetwork": "pcgraph.compiler",
+    "compile": "pcgraph.compiler",
+    "InferenceResult": "pcgraph.engine",
+    "PCLearner": "pcgraph.engine",
+    "StepMetrics": "pcgraph.engine",
+    "fuse_optimizer": "pcgraph.engine",
+    "solve_inference": "pcgraph.engine",
+    "update_params": "pcgraph.engine",
+    "INITIALIZERS": "pcgraph.init",
+    "Initializer": "pcgraph.init",
+    "make_initializer": "pcgraph.init",
+}
+
+if TYPE_CHECKING:
+    from pcgraph.compiler import PCNetwork, compile
+    from pcgraph.engine import (
+        InferenceResult,
+        PCLearner,
+        StepMetrics,
+        fuse_optimizer,
+        solve_inference,
+        update_params,
+    )
+    from pcgraph.init import INITIALIZERS, Initializer, make_initializer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pcgraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "INITIALIZERS",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pcgraph.names import ACTIVATION_NAMES
 from pcgraph.registry import Registry
 
 __all__ = ["ACTIVATIONS", "Activation", "get_activation"]
@@ -165,7 +166,14 @@ _gelu_bwd = _grad_input(_aten.gelu_backward.grad_input)  # from x
 _silu_bwd = _grad_input(_aten.silu_backward.grad_input)  # from x
 
 ACTIVATIONS: Registry[Activation] = Registry("activation")
-ACTIVATIONS.register(
+
+
+def _register(name: str, act: Activation) -> None:
+    """One implementation per name of :data:`pcgraph.names.ACTIVATION_NAMES`, with its aliases."""
+    ACTIVATIONS.register(name, act, aliases=ACTIVATION_NAMES.aliases(name))
+
+
+_register(
     "identity",
     Activation(
         "identity",
@@ -175,9 +183,8 @@ ACTIVATIONS.register(
         fn_into=lambda x, out: out.copy_(x),
         vjp_inplace=lambda g, x, y: None,
     ),
-    aliases=("linear", "none"),
 )
-ACTIVATIONS.register(
+_register(
     "relu",
     Activation(
         "relu",
@@ -188,11 +195,11 @@ ACTIVATIONS.register(
         vjp_inplace=lambda g, x, y: _relu_bwd(g, y),
     ),
 )
-ACTIVATIONS.register(
+_register(
     "leaky_relu",
     Activation("leaky_relu", torch.nn.functional.leaky_relu, _leaky_relu_derivative),
 )
-ACTIVATIONS.register(
+_register(
     "tanh",
     Activation(
         "tanh",
@@ -203,7 +210,7 @@ ACTIVATIONS.register(
         vjp_inplace=lambda g, x, y: _tanh_bwd(g, y),
     ),
 )
-ACTIVATIONS.register(
+_register(
     "sigmoid",
     Activation(
         "sigmoid",
@@ -214,7 +221,7 @@ ACTIVATIONS.register(
         vjp_inplace=lambda g, x, y: _sigmoid_bwd(g, y),
     ),
 )
-ACTIVATIONS.register(
+_register(
     "gelu",
     Activation(
         "gelu",
@@ -225,7 +232,7 @@ ACTIVATIONS.register(
         vjp_inplace=lambda g, x, y: _gelu_bwd(g, x),
     ),
 )
-ACTIVATIONS.register(
+_register(
     "silu",
     Activation(
         "silu",
@@ -235,12 +242,16 @@ ACTIVATIONS.register(
         fn_into=lambda x, out: _aten.silu.out(x, out=out),
         vjp_inplace=lambda g, x, y: _silu_bwd(g, x),
     ),
-    aliases=("swish",),
 )
-ACTIVATIONS.register(
-    "softplus", Activation("softplus", torch.nn.functional.softplus, _softplus_derivative)
-)
-ACTIVATIONS.register("elu", Activation("elu", torch.nn.functional.elu, _elu_derivative))
+_register("softplus", Activation("softplus", torch.nn.functional.softplus, _softplus_derivative))
+_register("elu", Activation("elu", torch.nn.functional.elu, _elu_derivative))
+
+
+if ACTIVATIONS.names() != ACTIVATION_NAMES.names():  # pragma: no cover - a developer's slip
+    raise RuntimeError(
+        f"activations without an implementation or a name: {ACTIVATIONS.names()} vs "
+        f"{ACTIVATION_NAMES.names()} (pcgraph/names.py lists the names)"
+    )
 
 
 def get_activation(name: str) -> Activation:

@@ -112,7 +112,16 @@ def find_cycles(
     found = _CYCLES.get(key)
     if found is not None and found[0] is g:
         return [list(c) for c in found[1]]
-    cycles = _find_cycles(g if chosen is None else g.subgraph(chosen))
+    if chosen is None:
+        cycles = _find_cycles(g)
+    else:  # a cycle of the subgraph lies inside a strongly connected component of the graph
+        cycles = []
+        for comp in find_cycles(g):
+            inside = [n for n in comp if n in chosen]
+            if len(inside) > 1 or (inside and g.has_edge(inside[0], inside[0])):
+                cycles.extend(_find_cycles(g.subgraph(inside)))
+        order = {n: i for i, n in enumerate(g.nodes)}
+        cycles.sort(key=lambda c: order[c[0]])
     if len(_CYCLES) > 64:
         _CYCLES.clear()
     _CYCLES[key] = (g, cycles)
@@ -124,9 +133,10 @@ _CYCLES: dict[tuple[object, ...], tuple[nx.DiGraph, list[list[str]]]] = {}
 
 def _find_cycles(g: nx.DiGraph) -> list[list[str]]:
     order = {n: i for i, n in enumerate(g.nodes)}
+    loops = {u for u, _ in nx.selfloop_edges(g)}
     cycles = []
     for comp in nx.strongly_connected_components(g):
-        if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
+        if len(comp) > 1 or not loops.isdisjoint(comp):
             cycles.append(sorted(comp, key=order.__getitem__))
     return sorted(cycles, key=lambda c: order[c[0]])
 

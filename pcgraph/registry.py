@@ -68,6 +68,11 @@ class Registry(Generic[T]):
         """The item registered under ``name`` (or an alias); unknown names raise SpecError."""
         return self._items[self.canonical(name, where=where)]
 
+    def aliases(self, name: str) -> tuple[str, ...]:
+        """The aliases registered for the canonical ``name``, sorted."""
+        key = self.canonical(name)
+        return tuple(sorted(a for a, k in self._aliases.items() if k == key))
+
     def names(self) -> list[str]:
         """The canonical names, sorted."""
         return sorted(self._items)

@@ -23,7 +23,7 @@ import yaml
 
 from pcgraph.errors import SpecError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "bool_hint", "load_yaml"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Lines", "bool_hint", "load_yaml"]
 
 MAX_BYTES = 4 * 1024 * 1024  # far above any real topology (the largest shipped is ~3 KB)
 MAX_DEPTH = 64  # a topology nests 4 levels (graph → nodes → node → shape list)
@@ -80,6 +80,31 @@ for _cls in (_Loader, _CLoader):
     _cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _too_deep(node: yaml.Node, source: str) -> SpecError:
+    return SpecError(
+        f"{source}: line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep; "
+        "a topology needs 4 (graph → nodes → node → shape)"
+    )
+
+
+def _check_depth(root: yaml.Node, source: str) -> None:
+    """Bound the nesting depth of a node tree without aliases (one pass, no bookkeeping)."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        value = node.value
+        if isinstance(value, list):  # a sequence or a mapping (scalars hold a str)
+            if depth >= MAX_DEPTH:
+                raise _too_deep(node, source)
+            for item in value:
+                if isinstance(item, tuple):  # a mapping's (key, value) pair
+                    push((item[0], depth + 1))
+                    push((item[1], depth + 1))
+                else:
+                    push((item, depth + 1))
+
+
 def _check_node_graph(root: yaml.Node, source: str) -> None:
     """Bound the depth and the expanded size of the composed node graph before constructing
     it. Aliases make the graph a DAG: sizes are counted once per node (memoized), so this is
@@ -89,11 +114,7 @@ def _check_node_graph(root: yaml.Node, source: str) -> None:
     while stack:
         node, depth, done = stack.pop()
         if depth > MAX_DEPTH:
-            line = node.start_mark.line + 1
-            raise SpecError(
-                f"{source}: line {line}: nested more than {MAX_DEPTH} levels deep; a topology "
-                "needs 4 (graph → nodes → node → shape)"
-            )
+            raise _too_deep(node, source)
         if isinstance(node, yaml.SequenceNode):
             children = list(node.value)
         elif isinstance(node, yaml.MappingNode):
@@ -117,8 +138,34 @@ def _check_node_graph(root: yaml.Node, source: str) -> None:
         stack.extend((c, depth + 1, False) for c in children if id(c) not in size)
 
 
-def load_yaml(text: str | bytes, source: str) -> Any:
+Lines = dict[tuple[object, ...], int]
+
+
+def _record_lines(root: yaml.Node, lines: Lines, max_depth: int = 4) -> None:
+    """The 1-based line of each value down to ``max_depth`` levels, keyed by its path
+    (``("nodes", 2, "shape")``); a node reached again through an alias is not walked again."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[object, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if len(path) >= max_depth or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    lines.setdefault((*path, key.value), key.start_mark.line + 1)
+                    stack.append((value, (*path, key.value)))
+
+
+def load_yaml(text: str | bytes, source: str, *, lines: Lines | None = None) -> Any:
     """Parse YAML ``text`` (from ``source``, named in errors) into plain Python values.
+
+    ``lines``, when given, is filled with the line of each value by its path (see
+    :func:`_record_lines`), so that a later schema error can name the line too.
 
     Raises:
         SpecError: too large, too deep, too many values after aliases, a duplicate key, an
@@ -143,7 +190,12 @@ def load_yaml(text: str | bytes, source: str) -> Any:
             root = loader.get_single_node()
             if root is None:
                 return None
-            _check_node_graph(root, source)
+            if "&" in text:  # anchors: aliases may expand it
+                _check_node_graph(root, source)
+            else:  # without them it is as big as it looks: only the depth to bound
+                _check_depth(root, source)
+            if lines is not None:
+                _record_lines(root, lines)
             return loader.construct_document(root)
         finally:
             loader.dispose()
@@ -156,9 +208,10 @@ def load_yaml(text: str | bytes, source: str) -> Any:
         syntax = isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
         kind = "YAML syntax error" if syntax else "YAML error"
         raise SpecError(f"{source}:{where} {kind}: {problem}") from None
-    except RecursionError:
+    except RecursionError:  # deep block nesting without anchors lands here, unbounded
         raise SpecError(
-            f"{source}: nested too deeply to parse; a topology needs 4 levels"
+            f"{source}: nested too deeply to parse (more than {MAX_DEPTH} levels); a topology "
+            "needs 4"
         ) from None
 
 

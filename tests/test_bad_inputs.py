@@ -430,3 +430,368 @@ def test_fuzzed_train_arguments_fail_cleanly_before_training(
     assert rc in (0, 2), err.getvalue()
     assert "Traceback" not in err.getvalue()
     assert not list(out.parent.glob("**/*.tmp*"))  # no half-written files
+
+
+# --- the bad-topology corpus: each through `pcgraph check`, exit 2, the fragment and the line ---
+_HEAD = "name: t\nnodes:\n- {name: x, shape: 4, role: input}\n- {name: y, shape: 2, role: output}\n"
+_EDGE = "edges:\n- {source: x, target: y}\n"
+
+
+def _with_node(node: str) -> str:
+    """A valid x → y graph with one more node (line 5) and an edge into it from x (line 8)."""
+    return _HEAD + node + "\n" + _EDGE + "- {source: x, target: h}\n"
+
+
+def _with_edge(edge: str) -> str:
+    """A valid x → h → y graph whose edge on line 8 is replaced by ``edge``."""
+    return _HEAD + "- {name: h, shape: 3}\n" + "edges:\n- {source: x, target: h}\n" + edge + "\n"
+
+
+TOPOLOGY_CASES = [
+    # (id, text, fragment of the message, line it must name or None)
+    ("empty", "", "the file is empty", None),
+    ("top-list", "- a\n- b\n", "top level must be a mapping", None),
+    ("top-scalar", "42\n", "top level must be a mapping", None),
+    ("no-nodes", "name: t\nedges: []\n", "nodes", None),
+    ("nodes-not-list", "name: t\nnodes: {x: 1}\nedges: []\n", "nodes", 2),
+    ("edges-not-list", _HEAD + "edges: 3\n", "edges", 5),
+    ("unknown-top-key", _HEAD + _EDGE + "colour: red\n", "unknown field", 7),
+    ("dup-key-edges", _HEAD + _EDGE + "edges: []\n", "duplicate key 'edges'", 7),
+    ("dup-key-node", "name: t\nnodes:\n- {name: x, name: z, shape: 4}\n", "duplicate key", 3),
+    ("tab-indent", "name: t\nnodes:\n\t- {name: x}\n", "YAML syntax error", 3),
+    (
+        "unclosed-flow",
+        "name: t\nnodes: [{name: x, shape: 4\nedges: []\n",
+        "YAML syntax error",
+        None,
+    ),
+    ("bad-indent", "name: t\nnodes:\n  - name: x\n shape: 4\n", "YAML syntax error", None),
+    ("python-tag", "name: !!python/object:os.system x\n", "no !tags", 1),
+    ("custom-tag", _HEAD + "edges: !mine []\n", "no !tags", 5),
+    ("node-no-name", _with_node("- {shape: 3}"), "name: required field is missing", 5),
+    ("node-name-int", _with_node("- {name: 7, shape: 3}"), "name", 5),
+    ("node-name-empty", _with_node("- {name: '', shape: 3}"), "name", 5),
+    ("node-name-bool-off", _with_node("- {name: off, shape: 3}"), "quote it", 5),
+    ("node-name-bool-yes", _with_node("- {name: yes, shape: 3}"), "quote it", 5),
+    ("node-name-space", _with_node("- {name: 'a b', shape: 3}"), "name", 5),
+    ("node-no-shape", _with_node("- {name: h}"), "shape: required field is missing", 5),
+    ("shape-zero", _with_node("- {name: h, shape: 0}"), "non-positive", 5),
+    ("shape-negative", _with_node("- {name: h, shape: -3}"), "non-positive", 5),
+    ("shape-float", _with_node("- {name: h, shape: 2.5}"), "shape", 5),
+    ("shape-string", _with_node("- {name: h, shape: big}"), "shape", 5),
+    ("shape-empty-list", _with_node("- {name: h, shape: []}"), "shape", 5),
+    ("shape-nested", _with_node("- {name: h, shape: [[3]]}"), "shape", 5),
+    ("shape-list-neg", _with_node("- {name: h, shape: [3, -1]}"), "non-positive", 5),
+    ("role-unknown", _with_node("- {name: h, shape: 3, role: hidden}"), "role", 5),
+    ("role-int", _with_node("- {name: h, shape: 3, role: 1}"), "role", 5),
+    ("act-unknown", _with_node("- {name: h, shape: 3, activation: relux}"), "relu", 5),
+    ("act-int", _with_node("- {name: h, shape: 3, activation: 3}"), "activation", 5),
+    ("act-bool", _with_node("- {name: h, shape: 3, activation: no}"), "activation", 5),
+    ("energy-unknown", _with_node("- {name: h, shape: 3, energy: l1}"), "unknown energy", 5),
+    ("energy-int", _with_node("- {name: h, shape: 3, energy: 2}"), "energy", 5),
+    ("precision-zero", _with_node("- {name: h, shape: 3, precision: 0}"), "precision", 5),
+    ("precision-neg", _with_node("- {name: h, shape: 3, precision: -1}"), "precision", 5),
+    ("precision-nan", _with_node("- {name: h, shape: 3, precision: .nan}"), "precision", 5),
+    ("precision-inf", _with_node("- {name: h, shape: 3, precision: .inf}"), "precision", 5),
+    ("precision-str", _with_node("- {name: h, shape: 3, precision: high}"), "precision", 5),
+    ("node-extra", _with_node("- {name: h, shape: 3, size: 3}"), "unknown field", 5),
+    ("node-not-map", _with_node("- h"), "nodes[2]", 5),
+    ("dup-node", _with_node("- {name: x, shape: 3}"), "declared twice", 5),
+    (
+        "ce-image",
+        _HEAD + "- {name: h, shape: [1, 2, 2], energy: cross_entropy}\n" + _EDGE,
+        "cross_entropy",
+        5,
+    ),
+    ("edge-no-source", _with_edge("- {target: y}"), "source: required field is missing", 8),
+    ("edge-no-target", _with_edge("- {source: h}"), "target: required field is missing", 8),
+    ("edge-unknown-src", _with_edge("- {source: q, target: y}"), "'q' is not a node", 8),
+    ("edge-unknown-tgt", _with_edge("- {source: h, target: q}"), "'q' is not a node", 8),
+    ("edge-self-loop", _with_edge("- {source: h, target: h}"), "self-loop", 8),
+    ("edge-twice", _with_edge("- {source: x, target: h}"), "declared twice", 8),
+    ("edge-op-unknown", _with_edge("- {source: h, target: y, op: matmul}"), "edge op", 8),
+    ("edge-op-int", _with_edge("- {source: h, target: y, op: 5}"), "op", 8),
+    ("edge-extra", _with_edge("- {source: h, target: y, weight: 2}"), "unknown field", 8),
+    ("edge-bias-str", _with_edge("- {source: h, target: y, bias: maybe}"), "bias", 8),
+    (
+        "edge-params-unknown",
+        _with_edge("- {source: h, target: y, op: linear, params: {k: 3}}"),
+        "invalid linear parameters: k: unknown field",
+        8,
+    ),
+    ("edge-params-list", _with_edge("- {source: h, target: y, params: [1]}"), "params", 8),
+    ("edge-not-map", _with_edge("- h→y"), "edges[1]", 8),
+    (
+        "linear-image-src",
+        "name: t\nnodes:\n- {name: x, shape: [1, 4, 4], role: input}\n- {name: y, shape: 2, "
+        "role: output}\nedges:\n- {source: x, target: y, op: linear}\n",
+        "use op: dense",
+        6,
+    ),
+    (
+        "conv-vector",
+        "name: t\nnodes:\n- {name: x, shape: 16, role: input}\n- {name: y, shape: [2, 2, 2], "
+        "role: output}\nedges:\n- {source: x, target: y, op: conv2d}\n",
+        "[C, H, W]",
+        6,
+    ),
+    (
+        "conv-kernel-too-big",
+        "name: t\nnodes:\n- {name: x, shape: [1, 2, 2], role: input}\n- {name: y, shape: [2, 1, "
+        "1], role: output}\nedges:\n- {source: x, target: y, op: conv2d, params: "
+        "{kernel_size: 5}}\n",
+        "larger",
+        6,
+    ),
+    (
+        "conv-neg-stride",
+        "name: t\nnodes:\n- {name: x, shape: [1, 4, 4], role: input}\n- {name: y, shape: [2, 2, "
+        "2], role: output}\nedges:\n- {source: x, target: y, op: conv2d, params: {stride: -1}}\n",
+        "stride",
+        6,
+    ),
+    (
+        "conv-shape-mismatch",
+        "name: t\nnodes:\n- {name: x, shape: [1, 4, 4], role: input}\n- {name: y, shape: [2, 3, "
+        "3], role: output}\nedges:\n- {source: x, target: y, op: conv2d, params: "
+        "{kernel_size: 3}}\n",
+        "produces",
+        6,
+    ),
+    (
+        "reshape-count",
+        "name: t\nnodes:\n- {name: x, shape: 4, role: input}\n- {name: y, shape: 3, role: "
+        "output}\nedges:\n- {source: x, target: y, op: reshape}\n",
+        "reshape cannot",
+        6,
+    ),
+    (
+        "identity-shape",
+        "name: t\nnodes:\n- {name: x, shape: 4, role: input}\n- {name: y, shape: 3, role: "
+        "output}\nedges:\n- {source: x, target: y, op: identity}\n",
+        "produces",
+        6,
+    ),
+    (
+        "output-unpredicted",
+        "name: t\nnodes:\n- {name: x, shape: 4, role: input}\n- {name: y, shape: 3, role: "
+        "output}\nedges: []\n",
+        "nothing predicts it",
+        4,
+    ),
+    (
+        "alias-bomb",
+        "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+        + "".join(
+            f"a{i}: &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 10)}]\n"
+            for i in range(1, 8)
+        ),
+        "expands to more than",
+        None,
+    ),
+    ("deep-brackets", "name: t\nnodes: " + "[" * 5000 + "]" * 5000 + "\n", "nested", None),
+    ("not-utf8-bytes", "name: t\xff\nnodes: []\n", None, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line"),
+    [pytest.param(t, f, n, id=i) for i, t, f, n in TOPOLOGY_CASES],
+)
+def test_bad_topology_corpus(
+    text: str,
+    fragment: str | None,
+    line: int | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "bad.yaml"
+    if fragment is None:  # bytes that are not UTF-8
+        path.write_bytes(text.encode("latin-1"))
+        fragment = "UTF-8"
+    else:
+        path.write_text(text, encoding="utf-8")
+    rc, err = run(["check", str(path)], capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("pcgraph check: error: "), err
+    assert str(path) in err  # the file is named
+    assert fragment in err, err
+    if line is not None:
+        assert f"line {line}" in err, err
+
+
+# --- the Python API: each bad argument raises one error of the family, naming what is wrong ---
+def _api_cases() -> list[object]:
+    import torch
+
+    import pcgraph as pc
+    from pcgraph import errors as E
+
+    def net() -> object:
+        return pc.compile(pc.mlp([6, 5, 3]), seed=0)
+
+    def learner(**kw: object) -> object:
+        return pc.PCLearner(net(), **kw)  # type: ignore[arg-type]
+
+    def states_call(states: object, T: object = 2, **kw: object) -> object:
+        n = net()
+        return pc.solve_inference(n, states, "train", T, **kw)  # type: ignore[arg-type]
+
+    good = lambda: net().new_states(2)  # noqa: E731
+    cases = [
+        # (id, call, error class, fragment)
+        ("mlp-one-size", lambda: pc.mlp([784]), E.SpecError, "at least"),
+        ("mlp-zero-size", lambda: pc.mlp([4, 0, 2]), E.SpecError, "non-positive"),
+        ("mlp-neg-size", lambda: pc.mlp([4, -1, 2]), E.SpecError, "non-positive"),
+        ("mlp-bad-act", lambda: pc.mlp([4, 3, 2], activation="relux"), E.SpecError, "relu"),
+        ("mlp-bad-energy", lambda: pc.mlp([4, 2], output_energy="l2"), E.SpecError, "energy"),
+        ("decoder-one-size", lambda: pc.decoder([8]), E.SpecError, "at least"),
+        ("node-direct", lambda: pc.NodeSpec(name="h", shape=-1), E.SpecError, "NodeSpec('h')"),
+        ("edge-direct", lambda: pc.EdgeSpec(source="a"), E.SpecError, "target"),
+        ("graph-direct", lambda: pc.GraphSpec(name="g", nodes=[]), E.SpecError, "no nodes"),
+        ("from-dict-list", lambda: pc.GraphSpec.from_dict([1]), E.SpecError, "mapping"),  # type: ignore[arg-type]
+        (
+            "from-yaml-missing",
+            lambda: pc.GraphSpec.from_yaml(Path("/nonexistent.yaml")),
+            E.SpecError,
+            "no such file",
+        ),
+        (
+            "from-yaml-folder",
+            lambda: pc.GraphSpec.from_yaml(ROOT / "topologies"),
+            E.SpecError,
+            "is a folder",
+        ),
+        (
+            "compile-int-dtype",
+            lambda: pc.compile(pc.mlp([4, 2]), dtype=torch.int64),
+            E.ConfigError,
+            "dtype",
+        ),
+        (
+            "compile-bad-device",
+            lambda: pc.compile(pc.mlp([4, 2]), device="gpu"),
+            E.ConfigError,
+            "device",
+        ),
+        ("compile-not-spec", lambda: pc.compile(42), E.SpecError, "got int"),  # type: ignore[arg-type]
+        ("learner-T-float", lambda: learner(T=2.5), E.ConfigError, "T"),
+        ("learner-T-neg", lambda: learner(T=-1), E.ConfigError, "T"),
+        ("learner-T-str", lambda: learner(T="8"), E.ConfigError, "T"),
+        ("learner-lr-zero", lambda: learner(lr_neurons=0.0), E.ConfigError, "lr"),
+        ("learner-lr-nan", lambda: learner(lr_neurons=float("nan")), E.ConfigError, "lr"),
+        ("learner-init-unknown", lambda: learner(init="fwd"), E.SpecError, "forward"),
+        ("learner-grad-mode", lambda: learner(grad_mode="numeric"), E.ConfigError, "grad_mode"),
+        (
+            "learner-neuron-opt",
+            lambda: learner(neuron_optimizer="rmsprop"),
+            E.ConfigError,
+            "rmsprop",
+        ),
+        ("learner-step-rule", lambda: learner(step_rule="armijo"), E.ConfigError, "step_rule"),
+        ("learner-optimizer-type", lambda: learner(optimizer="adam"), E.ConfigError, "optimizer"),
+        ("learner-clamp-unknown", lambda: learner(clamp={"q"}), E.ClampError, "'q'"),
+        (
+            "states-list",
+            lambda: states_call([[0.0] * 14]),
+            E.ConfigError,
+            "states must be a tensor",
+        ),
+        ("states-shape", lambda: states_call(torch.zeros(2, 3)), E.ConfigError, "flat buffer"),
+        ("states-empty", lambda: states_call(torch.zeros(0, 14)), E.ConfigError, "B ≥ 1"),
+        (
+            "states-dtype",
+            lambda: states_call(torch.zeros(2, 14, dtype=torch.float64)),
+            E.ConfigError,
+            "float64",
+        ),
+        ("T-float", lambda: states_call(good(), T=2.5), E.ConfigError, "T"),
+        ("T-neg", lambda: states_call(good(), T=-3), E.ConfigError, "T"),
+        ("lr-neg", lambda: states_call(good(), lr=-0.1), E.ConfigError, "lr"),
+        ("opt-unknown", lambda: states_call(good(), optimizer="lbfgs"), E.ConfigError, "lbfgs"),
+        (
+            "grad-unknown",
+            lambda: states_call(good(), grad_mode="exact"),
+            E.ConfigError,
+            "grad_mode",
+        ),
+        (
+            "divergence-neg",
+            lambda: states_call(good(), divergence=-1.0),
+            E.ConfigError,
+            "divergence",
+        ),
+        (
+            "backtrack-adam",
+            lambda: states_call(good(), optimizer="adam", step_rule="backtrack"),
+            E.ConfigError,
+            "backtrack",
+        ),
+        (
+            "clamp-unknown-name",
+            lambda: pc.solve_inference(net(), good(), {"zz"}, 2),
+            E.ClampError,
+            "'zz'",
+        ),  # type: ignore[arg-type]
+        (
+            "clamp-unknown-task",
+            lambda: pc.solve_inference(net(), good(), "pretrain", 2),
+            E.ClampError,
+            "pretrain",
+        ),  # type: ignore[arg-type]
+        (
+            "data-missing",
+            lambda: learner().train_step({"x": torch.zeros(2, 6)}),
+            E.ClampError,
+            "no data for clamped node",
+        ),  # type: ignore[attr-defined]
+        (
+            "data-extra",
+            lambda: learner().train_step(
+                {"x": torch.zeros(2, 6), "y": torch.zeros(2, 3), "h1": torch.zeros(2, 5)}
+            ),
+            E.ClampError,
+            "not clamped",
+        ),  # type: ignore[attr-defined]
+        (
+            "data-shape",
+            lambda: learner().train_step({"x": torch.zeros(2, 7), "y": torch.zeros(2, 3)}),
+            E.ClampError,
+            "'x'",
+        ),  # type: ignore[attr-defined]
+        (
+            "data-batch-mismatch",
+            lambda: learner().train_step({"x": torch.zeros(2, 6), "y": torch.zeros(3, 3)}),
+            E.ClampError,
+            "batch size",
+        ),  # type: ignore[attr-defined]
+        (
+            "data-complex",
+            lambda: learner().train_step(
+                {"x": torch.zeros(2, 6, dtype=torch.complex64), "y": torch.zeros(2, 3)}
+            ),
+            E.ClampError,
+            "complex",
+        ),  # type: ignore[attr-defined]
+        (
+            "data-inf-target",
+            lambda: learner().train_step(
+                {"x": torch.zeros(2, 6), "y": torch.full((2, 3), float("inf"))}
+            ),
+            E.ClampError,
+            "'y'",
+        ),  # type: ignore[attr-defined]
+        ("view-unknown-node", lambda: net().view(good(), "zz"), E.SpecError, "'zz'"),  # type: ignore[attr-defined]
+    ]
+    return [pytest.param(call, cls, frag, id=i) for i, call, cls, frag in cases]
+
+
+@pytest.mark.parametrize(("call", "cls", "fragment"), _api_cases())
+def test_bad_api_arguments_raise_one_family_error(call, cls, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    from pcgraph.errors import PCGraphError
+
+    with pytest.raises(PCGraphError) as info:
+        call()
+    assert isinstance(info.value, cls), f"{type(info.value).__name__}: {info.value}"
+    assert fragment in str(info.value), str(info.value)
+    assert "\n" not in str(info.value).strip()  # one line

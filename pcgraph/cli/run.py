@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import torch
-
 from pcgraph.cli.validate import check_device, check_output_dir, check_output_file, check_train
 from pcgraph.errors import CheckpointError, ConfigError, PCGraphError, SpecError
 from pcgraph.yamlio import bool_hint, load_yaml
@@ -148,6 +146,8 @@ def _config_value(path: Path, key: str, value: Any) -> Any:
 def _datasets(
     name: str, *, embedded: bool, train_size: int | None, test_size: int | None, seed: int
 ) -> tuple[Any, Any]:
+    import torch  # the CLI starts without torch (pcgraph check does not need it)
+
     from pcgraph.data import embedded_dataset, load_dataset
 
     if embedded:
@@ -163,6 +163,8 @@ def _datasets(
 
 
 def _build(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
+    import torch  # the CLI starts without torch (pcgraph check does not need it)
+
     import pcgraph as pc
     from pcgraph.init import make_initializer
 
@@ -186,6 +188,8 @@ def _build(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
 
 def run_train(args: argparse.Namespace) -> int:
     """Execute ``pcgraph train``."""
+    import torch  # the CLI starts without torch (pcgraph check does not need it)
+
     from pcgraph.analysis import check_init, resolve_clamp
     from pcgraph.distributed import init_from_env
     from pcgraph.schema import GraphSpec, atomic_write_text
@@ -316,6 +320,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Execute ``pcgraph reconstruct``."""
+    import torch  # the CLI starts without torch (pcgraph check does not need it)
+
     from pcgraph.viz import plot_reconstructions
 
     _check_restore_args(args)

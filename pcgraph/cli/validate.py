@@ -7,9 +7,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from pcgraph.errors import ConfigError
 
@@ -71,6 +72,8 @@ def _float(opts: dict[str, Any], key: str, *, positive: bool) -> None:
 
 def check_device(name: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N`` on a machine that has it (raises ConfigError)."""
+    import torch
+
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):

@@ -61,8 +61,13 @@ def compile(
             an edge_index, see :mod:`pcgraph.compiler.sparse`), or ``auto``: sparse for graphs of
             many tiny groups (≥ 128 nodes of ≤ 16 neurons, linear edges), dense otherwise.
     """
-    if not isinstance(spec, GraphSpec):
+    if isinstance(spec, str | os.PathLike):
         spec = GraphSpec.from_yaml(spec)
+    elif not isinstance(spec, GraphSpec):
+        raise SpecError(
+            f"compile() takes a GraphSpec or the path of a topology YAML file, got "
+            f"{type(spec).__name__}; build one with GraphSpec.from_dict, from_networkx or pc.mlp"
+        )
     device, dtype = _check_target(device, dtype)
     _check_memory(spec, dtype)
     if backend not in ("auto", *BACKENDS):

@@ -21,7 +21,8 @@ from pcgraph.activations import Activation, get_activation
 from pcgraph.analysis import resolve_clamp
 from pcgraph.energies import node_energy
 from pcgraph.errors import ClampError, SpecError
-from pcgraph.ops import EdgeKernel, get_op
+from pcgraph.ops import get_op
+from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.schema import GraphSpec
 
 __all__ = ["EdgeInfo", "NodeInfo", "PCNetwork"]

@@ -26,9 +26,8 @@ from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
-from pcgraph.ops import EdgeKernel
-from pcgraph.ops.base import write_into
-from pcgraph.ops.linear import LinearKernel
+from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["InferenceProgram"]
 

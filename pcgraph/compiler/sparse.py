@@ -26,8 +26,7 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.errors import SpecError
-from pcgraph.ops import EdgeKernel
-from pcgraph.ops.base import store_grad
+from pcgraph.ops.kernel import EdgeKernel, store_grad
 from pcgraph.schema import GraphSpec
 
 __all__ = ["SparsePCNetwork", "SparseProgram", "sparse_unsupported_reason"]

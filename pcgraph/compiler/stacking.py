@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.ops import EdgeKernel
-from pcgraph.ops.base import store_grad
-from pcgraph.ops.linear import LinearKernel
+from pcgraph.ops.kernel import EdgeKernel, store_grad
+from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["STACK_MIN", "EdgeStack", "build_stacks"]
 

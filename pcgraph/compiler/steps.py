@@ -20,7 +20,7 @@ import torch
 
 from pcgraph.activations import Activation
 from pcgraph.ops import matmul
-from pcgraph.ops.linear import LinearKernel
+from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["Step", "error_step", "message_step"]
 

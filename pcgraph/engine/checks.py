@@ -60,6 +60,12 @@ def check_optimizer_params(net: PCNetwork, optimizer: torch.optim.Optimizer) -> 
     """The optimizer updates this network's parameters: one built over another network would
     step weights that never get gradients and leave these unchanged. (Extra tensors of the
     user's beside the network's are allowed.)"""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer over the network's parameters, got "
+            f"{type(optimizer).__name__} {optimizer!r:.40}; e.g. "
+            "torch.optim.AdamW(net.parameters(), lr=1e-3)"
+        )
     own = {id(p) for p in net.parameters()}
     held = [p for group in optimizer.param_groups for p in group["params"]]
     if own and not any(id(p) in own for p in held):

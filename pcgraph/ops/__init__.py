@@ -1,8 +1,15 @@
-"""Edge operations: one file per kind, all on :class:`EdgeOp`, looked up by name in ``OPS``."""
+"""Edge operations: one file per kind, all on :class:`EdgeOp`, looked up by name in ``OPS``.
+
+The declarations (parameters, shape rules, this registry) do not import torch; each op's kernel
+lives in a ``*_kernel`` module that :meth:`EdgeOp.make_kernel` imports when a network is compiled.
+``EdgeKernel`` is imported from :mod:`pcgraph.ops.kernel` on first use of the name here.
+"""
 
 from __future__ import annotations
 
-from pcgraph.ops.base import EdgeKernel, EdgeOp, OpParams, Shape, ShapeMismatch
+from typing import TYPE_CHECKING, Any
+
+from pcgraph.ops.base import EdgeOp, OpParams, Shape, ShapeMismatch
 from pcgraph.ops.conv import Conv2dOp, ConvTranspose2dOp
 from pcgraph.ops.linear import DenseOp, LinearOp
 from pcgraph.ops.shape import FlattenOp, IdentityOp, ReshapeOp
@@ -18,6 +25,18 @@ OPS.register("conv_transpose2d", ConvTranspose2dOp(), aliases=("deconv2d", "conv
 OPS.register("identity", IdentityOp())
 OPS.register("flatten", FlattenOp())
 OPS.register("reshape", ReshapeOp())
+
+
+if TYPE_CHECKING:
+    from pcgraph.ops.kernel import EdgeKernel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EdgeKernel":
+        from pcgraph.ops.kernel import EdgeKernel
+
+        return EdgeKernel
+    raise AttributeError(f"module 'pcgraph.ops' has no attribute {name!r}")
 
 
 def get_op(name: str) -> EdgeOp:

@@ -1,135 +1,20 @@
-"""Fully connected edges: ``linear`` (vector → vector) and ``dense`` (flatten+linear+reshape)."""
+"""Fully connected edges: ``linear`` (vector → vector) and ``dense`` (flatten+linear+reshape).
+
+The declarations (shape rules) only; the kernel is :class:`pcgraph.ops.linear_kernel.LinearKernel`.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from pcgraph.ops.base import EdgeOp, Shape, ShapeMismatch
 
-from pcgraph.ops import matmul
-from pcgraph.ops.base import EdgeKernel, EdgeOp, Shape, ShapeMismatch, write_into
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["DenseOp", "LinearKernel", "LinearOp"]
+    from pcgraph.ops.kernel import EdgeKernel
 
-
-def _numel(shape: Shape) -> int:
-    return math.prod(shape)
-
-
-class LinearKernel(EdgeKernel):
-    """f(s) = W flatten(s) + b, reshaped to the target's shape. Closed-form gradients:
-    message Wᵀ δ, ∂E/∂W = −δᵀ s, ∂E/∂b = −Σ_batch δ."""
-
-    local_grads = True
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    def __init__(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        *,
-        bias: bool,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> None:
-        super().__init__(in_shape, out_shape)
-        ref = nn.Linear(_numel(in_shape), _numel(out_shape), bias=bias, device=device, dtype=dtype)
-        self.weight = ref.weight  # Kaiming-uniform, torch's default
-        self.bias = ref.bias
-        self._flat_in = len(in_shape) != 1
-        self._flat_out = len(out_shape) != 1
-        self.plain = not (self._flat_in or self._flat_out)  # vector → vector: no reshapes
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        if self._flat_in:
-            s = s.reshape(s.shape[0], -1)
-        out = matmul.linear(s, self.weight, self.bias)  # oneDNN where faster (no autograd)
-        if out is None:
-            out = nn.functional.linear(s, self.weight, self.bias)
-        return out.view(out.shape[0], *self.out_shape) if self._flat_out else out
-
-    def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        if self._flat_out:
-            delta = delta.reshape(delta.shape[0], -1)
-        msg = matmul.linear_vjp(delta, self.weight)
-        if msg is None:
-            msg = delta @ self.weight
-        return msg.view(msg.shape[0], *self.in_shape) if self._flat_in else msg
-
-    # --- allocation-free forms of the inference loop (see EdgeKernel); products of a size
-    # oneDNN runs faster go there (pcgraph.ops.matmul), the rest write straight into ``out``
-    def forward_into(self, s: torch.Tensor, out: torch.Tensor, *, accumulate: bool) -> None:
-        if self._flat_in or self._flat_out:
-            super().forward_into(s, out, accumulate=accumulate)
-            return
-        fast = matmul.linear(s, self.weight, self.bias)
-        if fast is not None:
-            write_into(out, fast, accumulate=accumulate)
-        elif accumulate:
-            torch.addmm(out, s, self.weight.t(), out=out)
-            if self.bias is not None:
-                out.add_(self.bias)
-        elif self.bias is not None:
-            torch.addmm(self.bias, s, self.weight.t(), out=out)
-        else:
-            torch.mm(s, self.weight.t(), out=out)
-
-    def error_into(self, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
-        if self._flat_in or self._flat_out:
-            super().error_into(s, x, out)
-            return
-        fast = matmul.linear(s, self.weight, self.bias)
-        if fast is None:
-            self.forward_into(s, out, accumulate=False)
-            fast = out
-        torch.sub(x, fast, out=out)
-
-    def vjp_into(
-        self, s: torch.Tensor, delta: torch.Tensor, out: torch.Tensor, *, accumulate: bool
-    ) -> None:
-        if self._flat_in or self._flat_out:
-            super().vjp_into(s, delta, out, accumulate=accumulate)
-            return
-        fast = matmul.linear_vjp(delta, self.weight)
-        if fast is not None:
-            write_into(out, fast, accumulate=accumulate)
-        elif accumulate:
-            torch.addmm(out, delta, self.weight, out=out)
-        else:
-            torch.mm(delta, self.weight, out=out)
-
-    def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
-        gw = self.weight.grad
-        if self._flat_in or self._flat_out or gw is None or not gw.is_contiguous():
-            super().set_param_grads(s, delta, accumulate=accumulate)
-            return
-        fast = matmul.linear_grad(delta, s)
-        if fast is not None:  # ∂E/∂W = −δᵀ s
-            if accumulate:
-                gw.sub_(fast)
-            else:
-                torch.neg(fast, out=gw)
-        else:  # straight into .grad (beta = 0 ignores its old contents, NaNs included)
-            torch.addmm(gw, delta.t(), s, beta=1 if accumulate else 0, alpha=-1, out=gw)
-        if self.bias is not None:
-            gb = self.bias.grad
-            if gb is None:
-                self.bias.grad = -delta.sum(0)
-            elif accumulate:
-                gb.sub_(delta.sum(0))
-            else:
-                torch.sum(delta, 0, out=gb).neg_()
-
-    def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
-        s2 = s.reshape(s.shape[0], -1)
-        d2 = delta.reshape(delta.shape[0], -1)
-        grads = [-(d2.t() @ s2)]
-        if self.bias is not None:
-            grads.append(-d2.sum(0))
-        return grads
+__all__ = ["DenseOp", "LinearOp"]
 
 
 class LinearOp(EdgeOp):
@@ -160,6 +45,8 @@ class LinearOp(EdgeOp):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> EdgeKernel:
+        from pcgraph.ops.linear_kernel import LinearKernel  # torch: only when compiling
+
         return LinearKernel(in_shape, out_shape, bias=bias, device=device, dtype=dtype)
 
 

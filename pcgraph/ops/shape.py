@@ -1,27 +1,21 @@
-"""Parameter-free edges: ``identity`` (same shape), ``flatten`` and ``reshape`` adapters."""
+"""Parameter-free edges: ``identity`` (same shape), ``flatten`` and ``reshape`` adapters.
+
+The declarations only; the kernel is :class:`pcgraph.ops.shape_kernel.ReshapeKernel`.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from pcgraph.ops.base import EdgeOp, Shape, ShapeMismatch
 
-from pcgraph.ops.base import EdgeKernel, EdgeOp, Shape, ShapeMismatch
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["FlattenOp", "IdentityOp", "ReshapeKernel", "ReshapeOp"]
+    from pcgraph.ops.kernel import EdgeKernel
 
-
-class ReshapeKernel(EdgeKernel):
-    """f(s) = reshape(s) (identity when the shapes agree): message = reshape back, no parameters."""
-
-    local_grads = True
-
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return s.reshape(s.shape[0], *self.out_shape)
-
-    def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        return delta.reshape(delta.shape[0], *self.in_shape)
+__all__ = ["FlattenOp", "IdentityOp", "ReshapeOp"]
 
 
 class _FixedOp(EdgeOp):
@@ -37,6 +31,8 @@ class _FixedOp(EdgeOp):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> EdgeKernel:
+        from pcgraph.ops.shape_kernel import ReshapeKernel  # torch: only when compiling
+
         return ReshapeKernel(in_shape, out_shape)
 
 

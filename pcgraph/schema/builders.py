@@ -88,6 +88,10 @@ def mlp(
 
     ``mlp([784, 256, 256, 256, 256, 10])`` is the paper's 5-layer classifier (5 weight layers).
     """
+    if len(sizes) < 2:
+        raise SpecError(
+            f"mlp: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
+        )
     hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
     names = ["x", *hidden, "y"]
     roles = ["input", *["latent"] * len(hidden), "output"]
@@ -116,6 +120,10 @@ def decoder(
     ``decoder([256, 256, 256, 256, 784])`` is the paper's 4-layer decoder (4 weight layers).
     The latent ``z`` is a root that no clamp set fixes, so forward init is impossible (Prop. 3.2).
     """
+    if len(sizes) < 2:
+        raise SpecError(
+            f"decoder: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
+        )
     hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
     names = ["z", *hidden, "image"]
     roles = ["latent", *["latent"] * len(hidden), "output"]

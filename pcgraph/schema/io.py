@@ -12,7 +12,7 @@ import yaml
 from pcgraph.atomic import atomic_write_text
 from pcgraph.errors import SpecError
 from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
-from pcgraph.yamlio import MAX_BYTES, load_yaml
+from pcgraph.yamlio import MAX_BYTES, Lines, load_yaml
 
 __all__ = [
     "atomic_write_text",
@@ -62,7 +62,13 @@ def spec_from_yaml(path_or_text: str | os.PathLike[str]) -> GraphSpec:
     data = load_yaml(text, source)
     if data is None:
         raise SpecError(f"{source}: the file is empty; a graph needs 'nodes' (and 'edges')")
-    return GraphSpec.from_dict(data, source=source)
+
+    def lines() -> Lines:  # only on an error: the text is composed again to find its lines
+        found: Lines = {}
+        load_yaml(text, source, lines=found)
+        return found
+
+    return GraphSpec.from_dict(data, source=source, lines=lines)
 
 
 def _node_to_dict(node: NodeSpec) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -18,9 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from pcgraph.activations import ACTIVATIONS
 from pcgraph.energies import ENERGIES
 from pcgraph.errors import SpecError
+from pcgraph.names import ACTIVATION_NAMES
 from pcgraph.ops import OPS, ShapeMismatch
 from pcgraph.yamlio import bool_hint
 
@@ -36,6 +36,7 @@ def _shape_list(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(n) for n in shape) + "]"
 
 
+_Lines = dict[tuple[object, ...], int]
 _VALIDATING: ContextVar[bool] = ContextVar("pcgraph_spec_validating", default=False)
 
 
@@ -104,7 +105,7 @@ class NodeSpec(_Spec):
     @field_validator("activation")
     @classmethod
     def _check_activation(cls, v: str) -> str:
-        return ACTIVATIONS.canonical(v)
+        return ACTIVATION_NAMES.canonical(v)
 
     @field_validator("energy", mode="before")
     @classmethod
@@ -295,17 +296,32 @@ class GraphSpec(_Spec):
 
     # --- construction and I/O -------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "graph") -> GraphSpec:
-        """Validate a plain mapping; any problem raises one :class:`SpecError`."""
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        source: str = "graph",
+        lines: _Lines | Callable[[], _Lines] | None = None,
+    ) -> GraphSpec:
+        """Validate a plain mapping; any problem raises one :class:`SpecError`.
+
+        ``lines`` (path → line, from :func:`pcgraph.yamlio.load_yaml`, or a function that
+        returns them, called only on an error) adds the line of the offending value to each
+        message.
+        """
         if not isinstance(data, dict):
             raise SpecError(
                 f"{source}: the top level must be a mapping with 'nodes' and 'edges', "
                 f"got {type(data).__name__}"
             )
+        token = _VALIDATING.set(True)  # report here, with the source and the lines
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(f"{source}: {format_validation_error(exc, data)}") from None
+            found = lines() if callable(lines) else lines
+            raise SpecError(f"{source}: {format_validation_error(exc, data, found)}") from None
+        finally:
+            _VALIDATING.reset(token)
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Any) -> GraphSpec:
@@ -364,12 +380,57 @@ _SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def format_validation_error(exc: ValidationError, data: Any = None) -> str:
-    """One readable sentence per pydantic error, each naming the field it concerns."""
+_EDGE_MSG = re.compile(r"^edge (.+?)→(.+?)[: (]")
+_NODE_MSG = re.compile(r"^(?:output )?node '([^']+)'")
+
+
+def _graph_loc(msg: str, data: Any) -> tuple[Any, ...]:
+    """The location a graph-level message (loc ``()``) is about: the first edge or node it
+    names, found in the raw data (``edge a→b: …``, ``node 'h' …``)."""
+    if not isinstance(data, dict):
+        return ()
+    m = _EDGE_MSG.match(msg)
+    n = None if m else _NODE_MSG.match(msg)
+    key = "edges" if m else "nodes"
+    items = data.get(key)
+    if not isinstance(items, list):
+        return ()
+    found: tuple[Any, ...] = ()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        if (m and (str(item.get("source")), str(item.get("target"))) == m.groups()) or (
+            n and str(item.get("name")) == n.group(1)
+        ):
+            found = (key, i)
+            if "declared twice" not in msg:  # a repeat is reported where it repeats
+                break
+    return found
+
+
+def _line(loc: tuple[Any, ...], lines: dict[tuple[object, ...], int] | None) -> str:
+    """``line N: `` of the deepest recorded prefix of ``loc`` (empty without lines)."""
+    if not lines:
+        return ""
+    path = tuple(loc)
+    while path:
+        found = lines.get(path)
+        if found is not None:
+            return f"line {found}: "
+        path = path[:-1]
+    return ""
+
+
+def format_validation_error(
+    exc: ValidationError, data: Any = None, lines: dict[tuple[object, ...], int] | None = None
+) -> str:
+    """One readable sentence per pydantic error, each naming the field it concerns (and its
+    line, when ``lines`` maps paths to lines)."""
     messages = []
     for err in exc.errors():
         where = _locate(err["loc"], data) if data is not None else ".".join(map(str, err["loc"]))
         msg = str(err["msg"]).removeprefix("Value error, ")
+        line = _line(tuple(err["loc"]) or _graph_loc(msg, data), lines)
         if err["type"] == "extra_forbidden":
             msg = "unknown field; remove it or check its spelling"
             model = _SCHEMA_MODELS.get(exc.title)
@@ -383,5 +444,5 @@ def format_validation_error(exc: ValidationError, data: Any = None) -> str:
             msg = "required field is missing"
         elif err["type"] == "string_type":
             msg += bool_hint(err.get("input"))
-        messages.append(f"{where}: {msg}" if where else msg)
+        messages.append(f"{line}{where}: {msg}" if where else f"{line}{msg}")
     return "; ".join(messages)
