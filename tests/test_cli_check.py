@@ -154,3 +154,22 @@ def test_console_script_is_wired(topology: Topology) -> None:
     assert done.returncode == 0, done.stderr
     assert "forward initialization is possible" in done.stdout
     assert "20 sequential matrix multiplications" in done.stdout
+
+
+def test_check_runs_without_importing_torch() -> None:
+    """The schema, the analysis and the CLI start without torch (3 s of a check's time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pcgraph.cli.main import main\n"
+        "rc = main(['check', sys.argv[1]])\n"
+        "assert rc == 0, rc\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    topo = Path(__file__).resolve().parent.parent / "topologies" / "alexnet_cifar10.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(topo)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
