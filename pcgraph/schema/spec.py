@@ -102,6 +102,13 @@ class NodeSpec(_Spec):
                 raise ValueError(f"shape {list(dims)} has a non-positive or non-integer size {d!r}")
         return tuple(dims)
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _check_precision(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):  # YAML true would be 1.0
+            raise ValueError(f"precision must be a positive number, got {v!r}")
+        return v
+
     @field_validator("activation")
     @classmethod
     def _check_activation(cls, v: str) -> str:
@@ -408,6 +415,17 @@ def _graph_loc(msg: str, data: Any) -> tuple[Any, ...]:
     return found
 
 
+def _kind(value: Any) -> str:
+    """``null``, or the YAML kind and a short repr of a value, for type errors."""
+    if value is None:
+        return "null (nothing)"
+    kind = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+    text = repr(value)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _line(loc: tuple[Any, ...], lines: dict[tuple[object, ...], int] | None) -> str:
     """``line N: `` of the deepest recorded prefix of ``loc`` (empty without lines)."""
     if not lines:
@@ -442,7 +460,14 @@ def format_validation_error(
                 msg += f" (valid fields: {', '.join(model.model_fields)})"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] in ("tuple_type", "list_type"):
+            msg = f"must be a list, got {_kind(err.get('input'))}"
+        elif err["type"] in ("dict_type", "model_type", "model_attributes_type"):
+            what = {"nodes": "{name: h, shape: 3}", "edges": "{source: a, target: b}"}.get(
+                str(err["loc"][0]) if err["loc"] else "", "key: value"
+            )
+            msg = f"must be a mapping like {what}, got {_kind(err.get('input'))}"
         elif err["type"] == "string_type":
-            msg += bool_hint(err.get("input"))
+            msg = f"must be a string, got {_kind(err.get('input'))}" + bool_hint(err.get("input"))
         messages.append(f"{line}{where}: {msg}" if where else f"{line}{msg}")
     return "; ".join(messages)
