@@ -579,6 +579,13 @@ TOPOLOGY_CASES = [
         "nothing predicts it",
         4,
     ),
+    ("nodes-null", "name: t\nnodes: null\nedges: []\n", "nodes: must be a list, got null", 2),
+    ("name-list", "name: [a]\nnodes: []\n", "name: must be a string, got a list", 1),
+    ("edge-source-list", _with_edge("- {source: [h], target: y}"), "must be a string", 8),
+    ("edges-mapping", _HEAD + "edges: {a: 1}\n", "edges: must be a list, got a dict", 5),
+    ("node-string", _with_node("- h"), "must be a mapping like {name: h, shape: 3}", 5),
+    ("precision-bool", _with_node("- {name: h, shape: 3, precision: true}"), "precision", 5),
+    ("shape-bool", _with_node("- {name: h, shape: true}"), "shape must be a positive int", 5),
     (
         "alias-bomb",
         "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
