@@ -38,6 +38,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "embedded": False,
     "K": 2,
     "progress": True,
+    "data_root": None,
+    "log_dir": None,
 }
 
 
@@ -51,7 +53,19 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("file", help="a topology YAML file")
     p.add_argument("--config", help="a YAML file of options (CLI options override it)")
-    p.add_argument("--data", help="fashion-mnist | mnist | kmnist (default fashion-mnist)")
+    p.add_argument(
+        "--data", help="fashion-mnist | mnist | kmnist | cifar10 (default fashion-mnist)"
+    )
+    p.add_argument(
+        "--data-root",
+        help="the folder that holds the dataset's files (cifar10: cifar-10-batches-py; nothing "
+        "is downloaded)",
+    )
+    p.add_argument(
+        "--log-dir",
+        help="write steps/epochs as CSV and JSON lines there, and TensorBoard events when the "
+        "tensorboard package is installed",
+    )
     p.add_argument(
         "--embedded",
         action="store_const",
@@ -144,16 +158,25 @@ def _config_value(path: Path, key: str, value: Any) -> Any:
 
 
 def _datasets(
-    name: str, *, embedded: bool, train_size: int | None, test_size: int | None, seed: int
+    name: str,
+    *,
+    embedded: bool,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    root: str | None = None,
 ) -> tuple[Any, Any]:
     import torch  # the CLI starts without torch (pcgraph check does not need it)
 
-    from pcgraph.data import embedded_dataset, load_dataset
+    from pcgraph.data import embedded_dataset, load_cifar10, load_dataset
 
     if embedded:
         train, test = embedded_dataset("train"), embedded_dataset("test")
+    elif name == "cifar10":
+        assert root is not None  # check_train requires it
+        train, test = load_cifar10(root, "train"), load_cifar10(root, "test")
     else:
-        train, test = load_dataset(name, "train"), load_dataset(name, "test")
+        train, test = load_dataset(name, "train", root=root), load_dataset(name, "test", root=root)
     gen = torch.Generator().manual_seed(seed)
     if train_size and train_size < len(train):
         train = train.subset(train_size, generator=gen)
@@ -186,6 +209,21 @@ def _build(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
     return learner
 
 
+def _loggers(log_dir: str | None) -> list[Any]:
+    """CSV and JSON-lines loggers in ``log_dir``, and TensorBoard's where it is installed."""
+    if log_dir is None:
+        return []
+    from pcgraph.errors import ConfigError as _ConfigError
+    from pcgraph.train import CSVLogger, JSONLinesLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(log_dir), JSONLinesLogger(log_dir)]
+    try:
+        loggers.append(TensorBoardLogger(log_dir))
+    except _ConfigError as exc:
+        print(f"--log-dir: CSV and JSON lines only ({exc})", file=sys.stderr)
+    return loggers
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Execute ``pcgraph train``."""
     import torch  # the CLI starts without torch (pcgraph check does not need it)
@@ -203,6 +241,8 @@ def run_train(args: argparse.Namespace) -> int:
     opts["init"] = check_init(spec, clamp, opts["init"])
     out = Path(opts["out"])
     check_output_dir(out)  # a run must not fail at its end for want of a place to write
+    if opts["log_dir"] is not None:
+        check_output_dir(Path(opts["log_dir"]), "--log-dir")
     if args.resume and not (out / "checkpoint.pt").is_file():
         raise ConfigError(f"--resume: {out / 'checkpoint.pt'} does not exist; train without it")
     train, test = _datasets(
@@ -211,6 +251,7 @@ def run_train(args: argparse.Namespace) -> int:
         train_size=opts["train_size"],
         test_size=opts["test_size"],
         seed=opts["seed"],
+        root=opts["data_root"],
     )
     dist = init_from_env(device=opts["device"])  # under torchrun: one rank of a data-parallel job
     if dist is not None:
@@ -225,7 +266,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=opts["epochs"],
         seed=opts["seed"],
         progress=opts["progress"],
-        callbacks=[PrintCallback()],
+        callbacks=[PrintCallback(), *_loggers(opts["log_dir"])],
         checkpoint=out / "checkpoint.pt",
     )
     if args.resume:
@@ -288,6 +329,7 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
         train_size=1,
         test_size=test_size or opts["test_size"],
         seed=int(opts["seed"]),
+        root=opts["data_root"],
     )
     learner = _build(spec, opts)
     trainer = Trainer(

@@ -22,7 +22,7 @@ _POSITIVE_FLOATS = ("lr", "lr_neurons")
 _CHOICES = {
     "neuron_optimizer": ("sgd", "momentum", "adam"),
     "task": ("auto", "classification", "generation"),
-    "data": ("fashion-mnist", "mnist", "kmnist"),
+    "data": ("fashion-mnist", "mnist", "kmnist", "cifar10"),
 }
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -49,6 +49,20 @@ def check_train(opts: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{_flag(key)} {value!r} is not one of: {', '.join(valid)}"
                 + (" (regression is not a task pcgraph trains)" if value == "regression" else "")
+            )
+    for key in ("data_root", "log_dir"):
+        if opts.get(key) is not None and not isinstance(opts[key], str):
+            raise ConfigError(f"{_flag(key)} must be a folder path, got {opts[key]!r}")
+    if opts.get("data") == "cifar10":
+        if opts.get("embedded"):
+            raise ConfigError(
+                "--embedded is the FashionMNIST subset; drop it to train on --data cifar10"
+            )
+        if not opts.get("data_root"):
+            raise ConfigError(
+                "--data cifar10 needs --data-root DIR, the folder that holds "
+                "cifar-10-batches-py (unpacked from cifar-10-python.tar.gz; nothing is "
+                "downloaded)"
             )
     check_device(str(opts["device"]))
 

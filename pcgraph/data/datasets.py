@@ -16,9 +16,10 @@ class ImageDataset:
     """A labelled image dataset held in memory.
 
     Attributes:
-        images: float32 ``[N, 1, 28, 28]`` with values in ``[0, 1]``.
+        images: float32 ``[N, C, H, W]`` with values in ``[0, 1]`` (``[N, 1, 28, 28]`` for
+            the MNIST family, ``[N, 3, 32, 32]`` for CIFAR-10).
         labels: int64 ``[N]`` with values in ``[0, num_classes)``.
-        name: ``"fashion-mnist"``, ``"mnist"`` or ``"kmnist"``.
+        name: ``"fashion-mnist"``, ``"mnist"``, ``"kmnist"``, ``"cifar10"`` or the user's.
         split: ``"train"`` or ``"test"``.
         source: Where the data came from (a folder, or ``"embedded subset"``).
         num_classes: Number of classes.
@@ -33,9 +34,9 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         """Check that images and labels agree in shape and type."""
-        if self.images.ndim != 4 or self.images.shape[1] != 1:
+        if self.images.ndim != 4:
             raise DataError(
-                f"ImageDataset.images: expected shape [N, 1, H, W], got {list(self.images.shape)}"
+                f"ImageDataset.images: expected shape [N, C, H, W], got {list(self.images.shape)}"
             )
         if self.labels.ndim != 1 or self.labels.shape[0] != self.images.shape[0]:
             raise DataError(

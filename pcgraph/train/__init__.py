@@ -5,6 +5,17 @@ from __future__ import annotations
 from pcgraph.train.callbacks import Callback, PrintCallback
 from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from pcgraph.train.history import History
+from pcgraph.train.loggers import CSVLogger, JSONLinesLogger, TensorBoardLogger
 from pcgraph.train.trainer import Trainer
 
-__all__ = ["Callback", "History", "PrintCallback", "Trainer", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "History",
+    "JSONLinesLogger",
+    "PrintCallback",
+    "TensorBoardLogger",
+    "Trainer",
+    "load_checkpoint",
+    "save_checkpoint",
+]

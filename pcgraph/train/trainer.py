@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pcgraph.data import ImageDataset, shuffled_batches, stream_aligned_batches
+from pcgraph.data import DataError, ImageDataset, shuffled_batches, stream_aligned_batches
+from pcgraph.data.adapt import as_image_dataset
 from pcgraph.engine import PCLearner
 from pcgraph.errors import CheckpointError, ClampError, ConfigError, SpecError
 from pcgraph.init import AverageInit
@@ -26,11 +28,15 @@ Task = Literal["auto", "classification", "generation"]
 
 
 class Trainer:
-    """Train a :class:`PCLearner` on an image dataset, evaluating after every epoch.
+    """Train a :class:`PCLearner` on a dataset, evaluating after every epoch.
 
     Args:
         learner: the network with its initializer and optimizers.
-        train, test: datasets (``test`` may be None: no evaluation).
+        train, test: an :class:`ImageDataset` (the in-memory fast path), any map-style torch
+            ``Dataset`` of (input, class) pairs or an ``(inputs, labels)`` pair of tensors (read
+            once into memory), or a ``DataLoader`` (``train``: iterated as it is, its sampler,
+            batch size and transforms included; samplers with ``set_epoch`` are told the
+            epoch). ``test`` may be None: no evaluation.
         task: ``classification`` (inputs → labels; test accuracy from a forward sweep or
             inference), ``generation`` (only the image is observed; test reconstruction MSE), or
             ``auto`` (classification when the graph has input nodes).
@@ -50,8 +56,8 @@ class Trainer:
     def __init__(
         self,
         learner: PCLearner,
-        train: ImageDataset,
-        test: ImageDataset | None = None,
+        train: ImageDataset | Dataset[Any] | DataLoader[Any] | tuple[torch.Tensor, torch.Tensor],
+        test: ImageDataset | Dataset[Any] | DataLoader[Any] | None = None,
         *,
         task: Task = "auto",
         batch_size: int = 64,
@@ -64,7 +70,23 @@ class Trainer:
         checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         self.learner, self.net = learner, learner.net
-        self.train_set, self.test_set = train, test
+        # a user's DataLoader is iterated as it is (its sampler, batch size, transforms, workers);
+        # any other data is read once into memory, the fast path
+        self.loader: DataLoader[Any] | None = train if isinstance(train, DataLoader) else None
+        if self.loader is not None:
+            if self.loader.batch_size is not None:
+                batch_size = self.loader.batch_size
+            train = as_image_dataset(self.loader.dataset, split="train")
+        else:
+            train = as_image_dataset(train, split="train")
+        if isinstance(test, DataLoader):
+            test = test.dataset
+        self.train_set = train
+        self.test_set = (
+            None
+            if test is None
+            else as_image_dataset(test, split="test", num_classes=train.num_classes)
+        )
         spec = self.net.spec
         if task == "auto":
             task = "classification" if spec.names_with_role("input") else "generation"
@@ -86,7 +108,7 @@ class Trainer:
         for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}")
-        if batch_size > len(train):
+        if self.loader is None and batch_size > len(train):
             raise ConfigError(
                 f"batch_size {batch_size} is larger than the {len(train)} training samples: no "
                 "full batch would run; use a batch size ≤ the data (or more data)"
@@ -138,14 +160,42 @@ class Trainer:
 
     def batch_data(self, data: ImageDataset, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """The clamped tensors of one batch, on the network's device."""
-        images = data.images[idx].to(self.net.device, self.net.dtype)
+        return self.tensor_batch(data.images[idx], data.labels[idx], data.num_classes)
+
+    def tensor_batch(
+        self, images: torch.Tensor, labels: torch.Tensor, num_classes: int
+    ) -> dict[str, torch.Tensor]:
+        """The clamped tensors of a batch of ``images`` [B, …] and class ``labels`` [B]."""
+        images = images.to(self.net.device, self.net.dtype)
         if self.task == "generation":
             return self._split(images, self.outputs)
         batch = self._split(images, self.inputs)
-        batch[self.outputs[0]] = torch.nn.functional.one_hot(data.labels[idx], data.num_classes).to(
-            self.net.device, self.net.dtype
-        )
+        batch[self.outputs[0]] = torch.nn.functional.one_hot(
+            torch.as_tensor(labels, dtype=torch.int64), num_classes
+        ).to(self.net.device, self.net.dtype)
         return batch
+
+    def _epoch_data(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The clamped tensors of every training batch of ``epoch`` (this rank's share)."""
+        if self.loader is None:
+            for idx in self.epoch_batches(epoch):
+                local = idx if self.dist is None else self.dist.shard(idx)
+                yield self.batch_data(self.train_set, local)
+            return
+        for sampler in (self.loader.batch_sampler, self.loader.sampler):
+            set_epoch = getattr(sampler, "set_epoch", None)
+            if set_epoch is not None:  # DistributedSampler, StreamAlignedSampler
+                set_epoch(epoch)
+        for item in self.loader:
+            if not isinstance(item, tuple | list) or len(item) < 2:
+                raise DataError(
+                    f"the DataLoader yields {type(item).__name__}; expected (inputs, labels) "
+                    "batches"
+                )
+            yield self.tensor_batch(item[0], item[1], self.train_set.num_classes)
+
+    def _batches_per_epoch(self, epoch: int) -> int:
+        return len(self.loader) if self.loader is not None else len(self.epoch_batches(epoch))
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """The index batches of ``epoch`` (deterministic in seed and epoch)."""
@@ -165,7 +215,7 @@ class Trainer:
         target = self.epochs if epochs is None else epochs
         for cb in self.callbacks:
             cb.on_train_start(self)
-        total = sum(len(self.epoch_batches(e)) for e in range(self.epoch, target))
+        total = sum(self._batches_per_epoch(e) for e in range(self.epoch, target))
         bar = tqdm(
             total=total, desc="training", disable=not (self.progress and self.is_main), leave=False
         )
@@ -182,11 +232,11 @@ class Trainer:
         epoch = self.epoch
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
-        energies = []
-        for idx in self.epoch_batches(epoch):
-            local = idx if self.dist is None else self.dist.shard(idx)
-            metrics = self.learner.train_step(self.batch_data(self.train_set, local))
+        energies, samples = [], 0
+        for batch in self._epoch_data(epoch):
+            metrics = self.learner.train_step(batch)
             energies.append(metrics.energy_after)
+            samples += next(iter(batch.values())).shape[0]
             for cb in self.callbacks:
                 cb.on_batch_end(self, self.learner.steps, metrics)
             bar.update(1)
@@ -195,7 +245,11 @@ class Trainer:
             total_energy = torch.stack(energies).sum()
             if self.dist is not None:
                 self.dist.all_reduce_(total_energy)
-            logs["energy"] = float(total_energy) / (len(energies) * self.batch_size)
+            count = torch.tensor(float(samples), dtype=torch.float64)
+            if self.dist is not None:
+                count = count.to(self.dist.device)
+                self.dist.all_reduce_(count)
+            logs["energy"] = float(total_energy) / float(count)
         logs["smm_total"] = self.learner.smm_total
         if self.test_set is not None:
             logs.update(self.evaluate())
