@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 GRAD_MODES = ("local", "autograd")
-NEURON_OPTIMIZERS = ("sgd", "momentum", "adam")
+NEURON_OPTIMIZERS = ("sgd", "momentum", "adam", "euler", "heun")
 
 
 def check_steps(T: Any, name: str = "T") -> int:

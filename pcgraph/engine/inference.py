@@ -37,7 +37,8 @@ class InferenceResult:
         states: the final states x(T), [B, D] (the same buffer that was passed in).
         energy_before / energy_after: total energy at t=0 and t=T (0-d tensors).
         node_energies: per-node energy at t=T, [N].
-        trace: per-node energy at every step, [T+1, N], when requested.
+        trace: per-node energy at every step, [steps+1, N], when requested.
+        steps: the inference steps taken (T, or fewer when a tolerance stopped early).
     """
 
     states: torch.Tensor
@@ -47,6 +48,7 @@ class InferenceResult:
     trace: torch.Tensor | None
     program: Program
     buffers: Buffers
+    steps: int = -1
 
 
 def solve_inference(
@@ -65,6 +67,7 @@ def solve_inference(
     cuda_graph: bool = False,
     compile_step: bool = False,
     reuse_consts: bool = False,
+    tol: float | None = None,
 ) -> InferenceResult:
     """Run T inference steps on ``states`` in place.
 
@@ -74,7 +77,9 @@ def solve_inference(
             their initial values.
         clamp: the clamp set (task name or node names); clamped nodes never move.
         T: number of inference steps (0 only evaluates the energy).
-        optimizer: ``sgd`` (reference), ``momentum`` or ``adam`` for the neurons.
+        optimizer: ``sgd`` (reference), ``momentum`` or ``adam`` for the neurons, or an ODE
+            solver of dx/dt = −∂E/∂x with step γ: ``euler`` (the same update as sgd) or
+            ``heun`` (second order: two gradient evaluations per step).
         lr: the neuron learning rate γ.
         trace: also return the per-node energy at every step, [T+1, N].
         grad_mode: ``local`` (closed-form messages; autograd per edge only for ops without them)
@@ -95,6 +100,9 @@ def solve_inference(
             (sgd/momentum neurons). Opt-in: compiling takes seconds to tens of seconds, and on
             the CPU it was measured slower than eager (docs/performance.md); it is meant for
             accelerators where fusing the element-wise work pays.
+        tol: stop early, after the first step whose energy change |E(t) − E(t−1)| is at most
+            ``tol`` · |E(t−1)| (eager runner; costs one energy and a sync per step). None runs
+            all T steps.
         reuse_consts: reuse the fixed predictions a forward sweep of the program just computed
             on this buffer. Only for callers that know nothing changed the weights in between
             (``PCLearner.infer`` does: init, then inference); a token check on the buffer and
@@ -123,6 +131,8 @@ def solve_inference(
             f"states are {states.dtype} on {states.device} but the network is {net.dtype} on "
             f"{net.device}; make them with net.new_states(B)"
         )
+    if tol is not None:
+        check_positive(tol, "tol (the relative energy change that stops inference)")
     check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
     backtrack = step_rule == "backtrack"
     if backtrack and (optimizer != "sgd" or cuda_graph or compile_step):
@@ -139,8 +149,9 @@ def solve_inference(
         grad_mode=grad_mode,
         reuse_consts=reuse_consts and not cuda_graph,
         backtrack=backtrack,
+        tol=tol,
     )
-    buf, energy_before, final, record = runner.run(net, prog, states, T, opts)
+    buf, energy_before, final, record, taken = runner.run(net, prog, states, T, opts)
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]
         check_growth(
@@ -155,4 +166,4 @@ def solve_inference(
             clamp=prog.clamp,
         )
     energy_after = final.sum()
-    return InferenceResult(states, energy_before, energy_after, final, record, prog, buf)
+    return InferenceResult(states, energy_before, energy_after, final, record, prog, buf, taken)

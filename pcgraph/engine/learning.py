@@ -26,12 +26,14 @@ from pcgraph.engine.checks import (
     check_steps,
 )
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
+from pcgraph.engine.neurons import TWO_STAGE
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
 
 __all__ = ["PCLearner", "StepMetrics", "fuse_optimizer", "update_params"]
 
 _FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
+SCHEDULES = ("standard", "incremental")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -140,7 +142,13 @@ class PCLearner:
         init: an initializer or its name (``auto`` = forward when possible, else memory).
         T: inference steps per weight update.
         lr_neurons: γ, the neuron learning rate.
-        neuron_optimizer: ``sgd`` (paper), ``momentum`` or ``adam``.
+        neuron_optimizer: ``sgd`` (paper), ``momentum`` or ``adam``, or the ODE solvers
+            ``euler`` (= sgd) and ``heun`` (second order, two gradient evaluations per step).
+        schedule: ``standard`` (T inference steps, then one weight update: the paper's) or
+            ``incremental`` (incremental PC, iPC: a weight update after every inference step,
+            from the same local errors; T weight updates per ``train_step``).
+        tol: stop inference early once the relative energy change of a step is at most
+            ``tol`` (see :func:`solve_inference`); None runs all T steps.
         optimizer: a torch optimizer over ``net.parameters()``; default AdamW(lr=1e-3).
         clamp: the training clamp set (task name or node names).
         grad_mode: ``local`` or ``autograd`` gradients.
@@ -176,6 +184,8 @@ class PCLearner:
         dist: DistContext | None = None,
         fuse_optimizer: bool = True,
         step_rule: str = "fixed",
+        schedule: str = "standard",
+        tol: float | None = None,
     ) -> None:
         self.net = net
         self.initializer = make_initializer(init, **dict(init_options or {}))
@@ -184,6 +194,10 @@ class PCLearner:
         check_choice(neuron_optimizer, "neuron_optimizer", NEURON_OPTIMIZERS)
         check_choice(grad_mode, "grad_mode", GRAD_MODES)
         self.step_rule = check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
+        self.schedule = check_choice(schedule, "schedule", SCHEDULES)
+        if tol is not None:
+            check_positive(tol, "tol")
+        self.tol = tol
         self.T, self.lr_neurons, self.neuron_optimizer = T, lr_neurons, neuron_optimizer
         self.optimizer = optimizer or torch.optim.AdamW(net.parameters(), lr=1e-3)
         check_optimizer_params(net, self.optimizer)
@@ -246,6 +260,47 @@ class PCLearner:
         self.net.write(x, data)
         return x
 
+    def _incremental_step(
+        self,
+        data: Mapping[str, torch.Tensor],
+        *,
+        labels: torch.Tensor | None,
+        trace: bool,
+    ) -> InferenceResult:
+        """iPC: init, then T times (one inference step, one weight update at its errors)."""
+        clamp = self.clamp
+        x = self.prepare_states(data, clamp, check_finite=False)
+        ctx = self.context(clamp, train=True, labels=labels)
+        with torch.no_grad():
+            self.initializer.init(x, ctx)
+        first: InferenceResult | None = None
+        traces = []
+        result: InferenceResult | None = None
+        for t in range(self.T):
+            result = solve_inference(
+                self.net,
+                x,
+                clamp,
+                1,
+                optimizer=self.neuron_optimizer,
+                lr=self.lr_neurons,
+                trace=trace,
+                grad_mode=self.grad_mode,
+                step_rule=self.step_rule,
+                reuse_consts=t == 0,  # after the first update the weights have changed
+            )
+            update_params(
+                self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
+            )
+            first = first or result
+            if result.trace is not None:
+                traces.append(result.trace if t == 0 else result.trace[1:])
+        assert result is not None and first is not None
+        result.energy_before = first.energy_before
+        result.trace = torch.cat(traces) if traces else None
+        result.steps = self.T
+        return result
+
     def infer(
         self,
         data: Mapping[str, torch.Tensor],
@@ -276,6 +331,7 @@ class PCLearner:
             compile_step=self.compile_step,
             step_rule=self.step_rule,
             reuse_consts=True,  # the init just above changed nothing but the free states
+            tol=self.tol,
         )
 
     def train_step(
@@ -292,11 +348,21 @@ class PCLearner:
             labels: class labels [B] for average/hybrid (else taken from a clamped output).
             trace: also return the per-node energy trace [T+1, N].
         """
-        result = self.infer(data, train=True, labels=labels, trace=trace)
-        update_params(self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist)
+        if self.schedule == "incremental" and self.T > 0:
+            result = self._incremental_step(data, labels=labels, trace=trace)
+        else:
+            result = self.infer(data, train=True, labels=labels, trace=trace)
+            update_params(
+                self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
+            )
         ctx = self.context(self.clamp, train=True, labels=labels)
         self.initializer.observe(result.states, ctx)
-        smm = 2 * self.T + self.initializer.smm(ctx)
+        # every gradient evaluation is a prediction pass and a message pass; under iPC the
+        # weight gradient of a step reads the errors that step computed and runs beside its
+        # message products, so it adds no sequential product
+        per_step = 4 if self.neuron_optimizer in TWO_STAGE else 2
+        steps = result.steps if result.steps >= 0 else self.T
+        smm = per_step * steps + self.initializer.smm(ctx)
         self.smm_total += smm
         self.steps += 1
         return StepMetrics(

@@ -1,4 +1,7 @@
-"""The neuron optimizers of inference: x ← x − γ g (SGD, the paper's), momentum and Adam."""
+"""The neuron optimizers of inference: x ← x − γ g (SGD, the paper's), momentum and Adam, and
+the ODE solvers of inference dx/dt = −∂E/∂x: explicit Euler (the same update as SGD, named as a
+solver) and Heun's second-order method (one Euler predictor, then the average of the two
+gradients; run by the eager loop, :func:`pcgraph.engine.runners._loop`)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import torch
 
 from pcgraph.errors import InitError
 
-__all__ = ["NeuronOptimizer", "NeuronStep"]
+__all__ = ["TWO_STAGE", "NeuronOptimizer", "NeuronStep"]
 
-NeuronOptimizer = Literal["sgd", "momentum", "adam"]
+NeuronOptimizer = Literal["sgd", "momentum", "adam", "euler", "heun"]
+# the ones whose update needs a second gradient evaluation per step
+TWO_STAGE = frozenset({"heun"})
 
 
 class NeuronStep:
@@ -25,15 +30,17 @@ class NeuronStep:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        if kind not in ("sgd", "momentum", "adam"):
-            raise InitError(f"unknown neuron optimizer {kind!r}; valid: sgd, momentum, adam")
+        if kind not in ("sgd", "momentum", "adam", "euler", "heun"):
+            raise InitError(
+                f"unknown neuron optimizer {kind!r}; valid: sgd, momentum, adam, euler, heun"
+            )
         if not lr > 0:
             raise InitError(f"the neuron learning rate γ must be > 0, got {lr}")
         self.kind, self.lr, self.momentum, self.betas, self.eps = kind, lr, momentum, betas, eps
         self.t = 0
         self.m: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
-        if kind != "sgd":
+        if kind in ("momentum", "adam"):
             self.m = torch.zeros_like(x)
         if kind == "adam":
             self.v = torch.zeros_like(x)
@@ -47,7 +54,7 @@ class NeuronStep:
             self.v.zero_()
 
     def __call__(self, x: torch.Tensor, grad: torch.Tensor) -> None:
-        if self.kind == "sgd":
+        if self.kind in ("sgd", "euler", "heun"):  # heun: the loop adds its corrector
             x.add_(grad, alpha=-self.lr)
             return
         if self.m is not None and self.m.shape != x.shape:  # stepping a column range of x

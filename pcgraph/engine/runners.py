@@ -23,8 +23,8 @@ from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers, Program
-from pcgraph.engine.neurons import NeuronStep
-from pcgraph.errors import InitError
+from pcgraph.engine.neurons import TWO_STAGE, NeuronStep
+from pcgraph.errors import ConfigError, InitError
 
 __all__ = [
     "RUNNERS",
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 GradMode = Literal["local", "autograd"]
-RunOutput = tuple[Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None]
+RunOutput = tuple[Buffers, torch.Tensor, torch.Tensor, torch.Tensor | None, int]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class RunOptions:
     grad_mode: GradMode = "local"
     reuse_consts: bool = False
     backtrack: bool = False  # eager runner only
+    tol: float | None = None  # eager runner only: stop when |ΔE| ≤ tol·|E|
 
 
 class Runner:
@@ -99,11 +100,16 @@ def _loop(
     grad_mode: GradMode,
     reuse_consts: bool,
     backtrack: bool = False,
-) -> tuple[Buffers, torch.Tensor, torch.Tensor]:
-    """The eager loop: returns the buffers, E at t = 0 and the per-node energies at t = T.
+    tol: float | None = None,
+) -> tuple[Buffers, torch.Tensor, torch.Tensor, int]:
+    """The eager loop: returns the buffers, E at t = 0, the per-node energies at the last step
+    and the number of steps taken (T, or fewer when ``tol`` stopped it).
 
     With ``backtrack`` (SGD neurons), a step that raised the energy is undone and retried with
-    half the step size (see :func:`_accept`).
+    half the step size (see :func:`_accept`). With Heun neurons each step is Heun's method for
+    dx/dt = −∂E/∂x: an Euler predictor x̃ = x − γ g(x), then x ← x − γ/2 (g(x) + g(x̃)) (two
+    gradient evaluations). With ``tol``, the loop stops after the first step t ≥ 1 whose
+    energy change is at most ``tol`` times the energy before it (one energy and a sync per step).
     """
     with torch.no_grad():
         step.reset()
@@ -120,7 +126,11 @@ def _loop(
         # after a forward sweep the error travels back from the clamped outputs one edge per
         # step: the schedule says which errors are still exactly 0 and which σ(x) current
         swept = prog.swept_since_prepare(states, buf)
-        quiet = clamp_plan(net, prog.clamp).quiet_schedule(swept, T) if swept else None
+        heun = step.kind in TWO_STAGE
+        front = swept and not heun  # Heun's predictor moves nodes between the schedule's steps
+        quiet = clamp_plan(net, prog.clamp).quiet_schedule(swept, T) if front else None
+        g_first = torch.empty_like(g_free) if heun else None
+        taken = T
         for t in range(T):
             zero = quiet[t].zero if quiet is not None else frozenset()
             fresh = quiet[t].fresh if quiet is not None else None
@@ -136,13 +146,22 @@ def _loop(
             if backtrack and t == 0:
                 assert energy_before is not None
                 e_prev = float(energy_before)
-            if grad_mode == "local":
-                prog.state_grad(states, buf, sent)
-            else:
-                _autograd_state_grad(net, prog, states, buf)
+            if tol is not None:
+                assert energy_before is not None
+                e_now = float(prog.node_energies(buf).sum()) if t else float(energy_before)
+                if t and abs(e_now - e_prev) <= tol * max(abs(e_prev), 1e-30):
+                    taken = t
+                    break
+                e_prev = e_now
+            _state_grad(net, prog, states, buf, sent, grad_mode)
             step(x_free, g_free)
+            if g_first is not None:  # Heun's corrector: x ← x̃ + γ/2 (g(x) − g(x̃))
+                g_first.copy_(g_free)
+                sent = prog.errors(states, buf)
+                _state_grad(net, prog, states, buf, sent, grad_mode)
+                x_free.add_(g_first, alpha=step.lr / 2).add_(g_free, alpha=-step.lr / 2)
         if quiet is not None:  # at x(T): for learning
-            prog.errors(states, buf, skip=quiet[T].zero, fresh=quiet[T].fresh)
+            prog.errors(states, buf, skip=quiet[taken].zero, fresh=quiet[taken].fresh)
         else:
             prog.errors(states, buf)
         if backtrack and T > 0:
@@ -153,7 +172,21 @@ def _loop(
             record[T] = final
         if energy_before is None:
             energy_before = final.sum()
-    return buf, energy_before, final
+    return buf, energy_before, final, taken
+
+
+def _state_grad(
+    net: PCNetwork,
+    prog: Program,
+    states: torch.Tensor,
+    buf: Buffers,
+    sent: dict[int, torch.Tensor],
+    grad_mode: GradMode,
+) -> None:
+    if grad_mode == "local":
+        prog.state_grad(states, buf, sent)
+    else:
+        _autograd_state_grad(net, prog, states, buf)
 
 
 MAX_HALVINGS = 10
@@ -211,10 +244,21 @@ class EagerRunner(Runner):
     ) -> RunOutput:
         record = _record(net, states, T, opts.trace)
         step = NeuronStep(opts.optimizer, opts.lr, states)
-        out = _loop(
-            net, prog, states, T, step, record, opts.grad_mode, opts.reuse_consts, opts.backtrack
+        buf, before, final, taken = _loop(
+            net,
+            prog,
+            states,
+            T,
+            step,
+            record,
+            opts.grad_mode,
+            opts.reuse_consts,
+            opts.backtrack,
+            opts.tol,
         )
-        return (*out, record)
+        if record is not None and taken < T:
+            record = record[: taken + 1]
+        return buf, before, final, record, taken
 
 
 class CompiledRunner(Runner):
@@ -234,10 +278,11 @@ class CompiledRunner(Runner):
         opts: RunOptions,
     ) -> RunOutput:
         optimizer, lr, grad_mode = opts.optimizer, opts.lr, opts.grad_mode
-        if optimizer == "adam" or grad_mode != "local":
-            raise InitError(
-                "compile_step=True supports the sgd and momentum neuron optimizers "
-                "with grad_mode='local'"
+        if optimizer in ("adam", "heun") or grad_mode != "local" or opts.tol is not None:
+            raise ConfigError(
+                "compile_step=True supports the sgd, euler and momentum neuron optimizers "
+                "with grad_mode='local' and no tol; use the eager runner (the default) for "
+                f"{optimizer!r}" + (" with a tolerance stop" if opts.tol is not None else "")
             )
         record = _record(net, states, T, opts.trace)
         cache = self.cache(prog)
@@ -263,7 +308,7 @@ class CompiledRunner(Runner):
             if record is not None:
                 record[T] = final
         before = final.sum() if energy_before is None else energy_before
-        return buf, before, final, record
+        return buf, before, final, record, T
 
     def _compiled(
         self,
@@ -312,20 +357,24 @@ class CudaGraphRunner(Runner):
         optimizer, lr, trace, grad_mode = opts.optimizer, opts.lr, opts.trace, opts.grad_mode
         if states.device.type != "cuda":
             raise InitError("cuda_graph=True needs the network and states on a CUDA device")
-        if grad_mode != "local":
-            raise InitError("cuda_graph=True supports grad_mode='local' only")
+        if grad_mode != "local" or opts.tol is not None:
+            raise ConfigError(
+                "cuda_graph=True supports grad_mode='local' and a fixed T only: a tolerance "
+                "stop reads the energy on the host every step; use the eager runner for tol"
+            )
         key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
         cached = self.cache(prog).get_or_create(
             key, lambda: self._capture(net, prog, states, T, optimizer, lr, trace, grad_mode)
         )
         cached.graph.replay()
         # the captured tensors are overwritten by the next replay: hand out copies of the metrics
-        buf, energy_before, final, record = cached.outputs
+        buf, energy_before, final, record, taken = cached.outputs
         return (
             buf,
             energy_before.clone(),
             final.clone(),
             None if record is None else record.clone(),
+            taken,
         )
 
     @staticmethod
@@ -352,7 +401,8 @@ class CudaGraphRunner(Runner):
         states.copy_(saved)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            outputs = (*_loop(net, prog, states, T, step, record, grad_mode, False), record)
+            buf, before, final, taken = _loop(net, prog, states, T, step, record, grad_mode, False)
+            outputs = (buf, before, final, record, taken)
         return _Graph(graph, outputs)
 
 
