@@ -26,7 +26,7 @@ from pcgraph.errors import (
     PCGraphError,
     SpecError,
 )
-from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec, chain, decoder, mlp
+from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec, chain, decoder, mlp, residual_mlp
 
 __version__ = "0.1.0"
 
@@ -99,6 +99,7 @@ __all__ = [
     "fuse_optimizer",
     "make_initializer",
     "mlp",
+    "residual_mlp",
     "resolve_clamp",
     "smm_per_update",
     "solve_inference",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -25,6 +25,7 @@ __all__ = [
     "check_forward_init",
     "check_init",
     "describe_cycle",
+    "error_front",
     "find_cycles",
     "forward_levels",
     "information_depths",
@@ -398,6 +399,8 @@ class GraphAnalysis:
     T: int
     smm_per_update: int
     smm_bp: int | None
+    # after a forward sweep: the nodes whose error is still exactly 0 at each step (until none)
+    error_front: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the stable keys of ``pcgraph check --json``)."""
@@ -435,6 +438,18 @@ class GraphAnalysis:
         if self.information_depths:
             reach = max(self.information_depths.values())
             lines.append(f"- data reaches every connected node after {reach} inference step(s)")
+        if self.forward_init_possible and self.error_front:
+            full = len(self.error_front)
+            lines.append(
+                "- after forward init the error spreads back from the clamped outputs one edge "
+                f"per step: every weight gets a gradient from T = {full} on"
+            )
+            if full > self.T:
+                quiet = self.error_front[self.T]
+                lines.append(
+                    f"- at T={self.T} the weights into {', '.join(quiet)} get none (their errors "
+                    "are still 0): raise T, or use hybrid or average init"
+                )
         if self.unreached:
             lines.append(
                 f"- WARNING: {', '.join(self.unreached)} never receive information "
@@ -490,4 +505,34 @@ def analyze(
         T=T,
         smm_per_update=smm_per_update(g, clamped, T, chosen),
         smm_bp=bp_smm(g),
+        error_front=error_front(g, clamped) if possible else [],
     )
+
+
+def error_front(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[list[str]]:
+    """After a forward sweep, the nodes whose error is still exactly 0 at inference step
+    t = 0, 1, … (in graph order), until none is: a free node moves once its own error or a
+    child's is non-zero, and a swept node keeps ε = 0 while neither it nor a parent has moved
+    (the same rule as the engine's ``ClampPlan.quiet_schedule``). An edge into a node of entry
+    T gets no weight gradient from T inference steps."""
+    g = as_digraph(graph)
+    clamped = set(clamp)
+    order = {n: i for i, n in enumerate(g.nodes)}
+    free = [n for n in g.nodes if n not in clamped]
+    ce = {n for n in free if g.nodes[n].get("energy") == "cross_entropy"}
+    swept = {n for n in free if g.in_degree(n) and n not in ce}
+    moved = {n for n in ce if g.in_degree(n)}  # held at softmax(μ): rewritten every step
+    out: list[list[str]] = []
+    while True:
+        zero = {n for n in swept if n not in moved and not any(p in moved for p in g.pred[n])}
+        if not zero:
+            return out
+        out.append(sorted(zero, key=order.__getitem__))
+        grown = moved | {
+            n
+            for n in free
+            if (g.in_degree(n) and n not in zero) or any(c not in zero for c in g.succ[n])
+        }
+        if grown == moved:  # nothing more can move: those errors stay 0 for ever
+            return out
+        moved = grown

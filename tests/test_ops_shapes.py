@@ -57,7 +57,16 @@ def torch_conv_transpose2d_shape(
 
 def test_the_documented_ops_are_registered() -> None:
     assert OPS.names() == sorted(
-        ["linear", "dense", "conv2d", "conv_transpose2d", "identity", "flatten", "reshape"]
+        [
+            "linear",
+            "dense",
+            "scaled_linear",
+            "conv2d",
+            "conv_transpose2d",
+            "identity",
+            "flatten",
+            "reshape",
+        ]
     )
 
 
@@ -83,7 +92,7 @@ def test_unknown_op_lists_choices() -> None:
 
 def test_learnable_ops() -> None:
     learnable = {name for name in OPS.names() if get_op(name).learnable}
-    assert learnable == {"linear", "dense", "conv2d", "conv_transpose2d"}
+    assert learnable == {"linear", "dense", "scaled_linear", "conv2d", "conv_transpose2d"}
 
 
 # --- conv2d -------------------------------------------------------------------------------------

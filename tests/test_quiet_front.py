@@ -304,3 +304,31 @@ def test_a_sweep_over_non_finite_values_takes_no_error_as_zero() -> None:
     with pytest.raises(EnergyError, match="non-finite"):
         learner.infer({"x": xb}, clamp={"x"})
     assert c  # the train clamp set is untouched by the query above
+
+
+@pytest.mark.parametrize(("name", "make", "clamp"), GRAPHS, ids=[g[0] for g in GRAPHS])
+def test_check_reports_the_engines_error_front(name: str, make, clamp: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """``pcgraph check`` (analysis, no torch) and the engine's schedule agree step by step."""
+    from pcgraph.analysis import error_front
+
+    net = make()
+    c = frozenset(clamp)
+    x = swept_states(net, c)
+    prog = program_for(net, c)
+    swept = prog.swept_since_prepare(x, prog.buffers(x.shape[0]))
+    names = [n.name for n in net.nodes]
+    engine = [
+        [names[i] for i in sorted(q.zero)]
+        for q in clamp_plan(net, c).quiet_schedule(swept, 12)
+        if q.zero
+    ]
+    assert error_front(net.spec, c) == engine
+
+
+def test_check_says_which_weights_get_no_gradient_at_small_T() -> None:
+    from pcgraph.analysis import analyze
+
+    text = analyze(mlp([6, 5, 5, 5, 5, 3]), "train", T=2).summary()
+    assert "every weight gets a gradient from T = 4 on" in text
+    assert "at T=2 the weights into h1, h2 get none" in text
+    assert "get none" not in analyze(mlp([6, 5, 5, 5, 5, 3]), "train", T=4).summary()

@@ -27,10 +27,11 @@ EXPECTED = {
     "loop": (False, False, None),
     "mlp5_fashion": (True, True, 2 * 5 - 1),
     "skip_mlp": (True, True, 2 * 4 - 1),  # x → h1 → h2 → h3 → y
+    "residual_mlp8_mupc": (True, True, 2 * 8 - 1),  # x → z1 … z7 → y: 8 weight layers
 }
 
 
-def test_the_eight_topologies_are_shipped(topology: Topology) -> None:
+def test_the_shipped_topologies_are_the_documented_ones(topology: Topology) -> None:
     shipped = sorted(p.stem for p in topology("loop").parent.glob("*.yaml"))
     assert shipped == sorted(EXPECTED)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pcgraph.ops.base import EdgeOp, OpParams, Shape, ShapeMismatch
 from pcgraph.ops.conv import Conv2dOp, ConvTranspose2dOp
-from pcgraph.ops.linear import DenseOp, LinearOp
+from pcgraph.ops.linear import DenseOp, LinearOp, ScaledLinearOp
 from pcgraph.ops.shape import FlattenOp, IdentityOp, ReshapeOp
 from pcgraph.registry import Registry
 
@@ -20,6 +20,7 @@ __all__ = ["OPS", "EdgeKernel", "EdgeOp", "OpParams", "Shape", "ShapeMismatch", 
 OPS: Registry[EdgeOp] = Registry("edge op")
 OPS.register("linear", LinearOp(), aliases=("fc", "fully_connected"))
 OPS.register("dense", DenseOp(), aliases=("flatten_linear",))
+OPS.register("scaled_linear", ScaledLinearOp(), aliases=("residual_linear",))
 OPS.register("conv2d", Conv2dOp(), aliases=("conv",))
 OPS.register("conv_transpose2d", ConvTranspose2dOp(), aliases=("deconv2d", "convtranspose2d"))
 OPS.register("identity", IdentityOp())

@@ -4,6 +4,7 @@ gradients, with oneDNN for large float32 products on the CPU (:mod:`pcgraph.ops.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from pcgraph.ops import matmul
 from pcgraph.ops.base import Shape
 from pcgraph.ops.kernel import EdgeKernel, write_into
 
-__all__ = ["LinearKernel"]
+__all__ = ["LinearKernel", "ScaledLinearKernel"]
 
 
 def _numel(shape: Shape) -> int:
@@ -130,4 +131,50 @@ class LinearKernel(EdgeKernel):
         grads = [-(d2.t() @ s2)]
         if self.bias is not None:
             grads.append(-d2.sum(0))
+        return grads
+
+
+class ScaledLinearKernel(EdgeKernel):
+    """f(s) = [s +] a (W φ(s) + b) (see :class:`pcgraph.ops.linear.ScaledLinearOp`). Closed
+    forms, with y = φ(s): message [δ +] a φ'(s) ⊙ (δ W), ∂E/∂W = −a δᵀ y, ∂E/∂b = −a Σ_batch δ."""
+
+    local_grads = True
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        in_shape: Shape,
+        out_shape: Shape,
+        params: Any,
+        *,
+        bias: bool,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        from pcgraph.activations import get_activation
+
+        super().__init__(in_shape, out_shape)
+        ref = nn.Linear(in_shape[0], out_shape[0], bias=bias, device=device, dtype=dtype)
+        if params.init == "normal":  # μPC: W ~ N(0, 1), the scale a carries the 1/√fan-in
+            with torch.no_grad():
+                ref.weight.normal_()
+                if ref.bias is not None:
+                    ref.bias.zero_()
+        self.weight, self.bias = ref.weight, ref.bias
+        self.scale, self.residual = float(params.scale), bool(params.residual)
+        self.act = get_activation(params.activation)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.linear(self.act.fn(s), self.weight, self.bias) * self.scale
+        return out + s if self.residual else out
+
+    def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        m = self.act.vjp((delta @ self.weight) * self.scale, s)
+        return m + delta if self.residual else m
+
+    def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
+        grads = [-(delta.t() @ self.act.fn(s)) * self.scale]
+        if self.bias is not None:
+            grads.append(-delta.sum(0) * self.scale)
         return grads

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcgraph.schema.builders import chain, decoder, mlp
+from pcgraph.schema.builders import chain, decoder, mlp, residual_mlp
 from pcgraph.schema.io import atomic_write_text, spec_to_dict
 from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
 
@@ -14,5 +14,6 @@ __all__ = [
     "chain",
     "decoder",
     "mlp",
+    "residual_mlp",
     "spec_to_dict",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from pcgraph.errors import SpecError
 from pcgraph.schema.spec import GraphSpec
 
-__all__ = ["chain", "decoder", "mlp"]
+__all__ = ["chain", "decoder", "mlp", "residual_mlp"]
 
 ShapeLike = int | Sequence[int]
 
@@ -135,4 +136,75 @@ def decoder(
         bias=bias,
         name=name,
         description=description,
+    )
+
+
+def residual_mlp(
+    depth: int,
+    width: int,
+    *,
+    input_dim: int = 784,
+    output_dim: int = 10,
+    activation: str = "relu",
+    parameterization: str = "mupc",
+    output_energy: str = "gaussian",
+    name: str = "residual_mlp",
+) -> GraphSpec:
+    """A fully connected residual network x → z_1 → … → z_{L−1} → y with L = ``depth`` weight
+    layers, as in μPC (Innocenti, Achour & Buckley, "μPC: Scaling Predictive Coding to 100+
+    Layer Networks", NeurIPS 2025, arXiv:2505.13124), each layer one ``scaled_linear`` edge:
+
+        z_1 = a_1 W_1 x,   z_l = z_{l−1} + a_l W_l φ(z_{l−1})  (l = 2 … L−1),
+        y = a_L W_L φ(z_{L−1}),
+
+    skips at every layer but the first and the last. ``parameterization="mupc"`` is μPC's
+    Depth-μP scaling with W_l ~ N(0, 1): a_1 = 1/√D (D = ``input_dim``), a_l = 1/√(N L)
+    (N = ``width``) and a_L = 1/N; ``"sp"`` is the standard parameterization (a_l = 1, torch's
+    default initialization) with the same skips. No biases (as in the paper). The hidden nodes
+    are linear: φ is applied inside the edges, so that the skip carries z_{l−1} itself.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+        raise SpecError(f"residual_mlp: depth (weight layers) must be an int ≥ 2, got {depth!r}")
+    for what, value in (("width", width), ("input_dim", input_dim), ("output_dim", output_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"residual_mlp: {what} must be a positive int, got {value!r}")
+    if parameterization not in ("mupc", "sp"):
+        raise SpecError(
+            f"residual_mlp: parameterization {parameterization!r} is not one of: mupc, sp"
+        )
+    mupc = parameterization == "mupc"
+    L, N, D = depth, width, input_dim
+    a_first, a_hidden, a_last = (
+        (1 / math.sqrt(D), 1 / math.sqrt(N * L), 1 / N) if mupc else (1.0, 1.0, 1.0)
+    )
+    init = "normal" if mupc else "default"
+    hidden = [f"z{i}" for i in range(1, L)]
+    nodes: list[dict[str, Any]] = [
+        {"name": "x", "shape": D, "role": "input"},
+        *({"name": h, "shape": N} for h in hidden),
+        {"name": "y", "shape": output_dim, "role": "output", "energy": output_energy},
+    ]
+
+    def edge(src: str, tgt: str, **params: Any) -> dict[str, Any]:
+        return {
+            "source": src,
+            "target": tgt,
+            "op": "scaled_linear",
+            "bias": False,
+            "params": {"init": init, **params},
+        }
+
+    edges = [edge("x", hidden[0], scale=a_first)]
+    edges += [
+        edge(a, b, scale=a_hidden, activation=activation, residual=True)
+        for a, b in itertools.pairwise(hidden)
+    ]
+    edges.append(edge(hidden[-1], "y", scale=a_last, activation=activation))
+    description = (
+        f"{L}-layer residual MLP, width {N}, {activation}, "
+        + ("μPC (Depth-μP) scaling" if mupc else "standard parameterization")
+    )
+    return GraphSpec.from_dict(
+        {"name": name, "description": description, "nodes": nodes, "edges": edges},
+        source=name,
     )
