@@ -200,9 +200,8 @@ def residual_mlp(
         for a, b in itertools.pairwise(hidden)
     ]
     edges.append(edge(hidden[-1], "y", scale=a_last, activation=activation))
-    description = (
-        f"{L}-layer residual MLP, width {N}, {activation}, "
-        + ("μPC (Depth-μP) scaling" if mupc else "standard parameterization")
+    description = f"{L}-layer residual MLP, width {N}, {activation}, " + (
+        "μPC (Depth-μP) scaling" if mupc else "standard parameterization"
     )
     return GraphSpec.from_dict(
         {"name": name, "description": description, "nodes": nodes, "edges": edges},
