@@ -3,7 +3,9 @@
 Part ``grid`` trains mlp5_fashion on the embedded FashionMNIST subset (5,000 train / 1,000 test,
 batch 64, 3 epochs, AdamW 1e-3, γ = 0.1) for each init ∈ {forward, hybrid} × schedule ∈
 {standard, incremental} × solver ∈ {sgd (= Euler), heun} × T ∈ {1, 2, 4, 8} × 3 seeds, and
-records per epoch the test accuracy, the SMMs spent and the wall time. Part ``depth`` trains
+records per epoch the test accuracy, the SMMs spent and the wall time. Part ``decoder`` trains
+decoder4_fashion as the main job does (memory or zero init, 4 epochs) for each schedule × solver
+× T ∈ {2, 8} × 3 seeds and records the test reconstruction MSE. Part ``depth`` trains
 ``residual_mlp(depth, 128)`` for depth ∈ {8, 16, 32, 64} with and without μPC (1 epoch, γ 0.5,
 Adam 1e-2, T = 8, 3 seeds), recording the accuracy or the divergence.
 
@@ -11,6 +13,7 @@ Wall times are of this shared 2-core machine with nothing else running; SMMs are
 pcgraph (sequential matrix multiplications, the paper's cost measure).
 
     python scripts/study_solvers.py grid  --log runs/study/grid.jsonl
+    python scripts/study_solvers.py decoder --log runs/study/decoder.jsonl
     python scripts/study_solvers.py depth --log runs/study/depth.jsonl
     python scripts/study_solvers.py table --from runs/study/grid.jsonl --target 0.75
     python scripts/study_solvers.py table --from runs/study/depth.jsonl
@@ -84,6 +87,54 @@ def grid_run(init: str, schedule: str, solver: str, T: int, seed: int) -> dict[s
     }
 
 
+def decoder_run(init: str, schedule: str, solver: str, T: int, seed: int) -> dict[str, Any]:
+    """decoder4_fashion as the main job trains it (γ 0.02, AdamW 3e-3, memory lr 1e-3, 4 epochs,
+    batch 64), evaluated at T_eval = T_train with the training γ."""
+    torch.manual_seed(seed)
+    net = pc.compile(ROOT / "topologies" / "decoder4_fashion.yaml", seed=seed)
+    learner = pc.PCLearner(
+        net,
+        init=init,
+        T=T,
+        lr_neurons=0.02,
+        neuron_optimizer=solver,  # type: ignore[arg-type]
+        schedule=schedule,
+        clamp="generate",
+        optimizer=torch.optim.AdamW(net.parameters(), lr=3e-3),
+        init_options={"lr": 1e-3, "seed": seed} if init == "memory" else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    clock = _Clock()
+    trainer = Trainer(
+        learner,
+        embedded_dataset("train"),
+        embedded_dataset("test"),
+        task="generation",
+        batch_size=64,
+        epochs=4,
+        seed=seed,
+        progress=False,
+        callbacks=[clock],
+    )
+    try:
+        h = trainer.fit().to_dict()
+        mse, smm, outcome = h["test_mse"], h["smm_total"], "trained"
+    except EnergyError:
+        mse, smm, outcome = [], [], "diverged"
+    return {
+        "model": "decoder",
+        "init": init,
+        "schedule": schedule,
+        "solver": solver,
+        "T": T,
+        "seed": seed,
+        "mse": mse,
+        "smm_total": smm,
+        "wall_s": clock.walls,
+        "outcome": outcome,
+    }
+
+
 def depth_run(depth: int, parameterization: str, seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
     net = pc.compile(pc.residual_mlp(depth, 128, parameterization=parameterization), seed=seed)
@@ -127,6 +178,19 @@ def _log(path: Path, record: dict[str, Any]) -> None:
 
 def table(path: Path, target: float) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if rows and rows[0].get("model") == "decoder":
+        print("| init | schedule | solver | T | test MSE after 4 epochs (mean) | SMMs | seconds |")
+        print("|---|---|---|---|---|---|---|")
+        keys = sorted({(r["init"], r["schedule"], r["solver"], r["T"]) for r in rows})
+        for key in keys:
+            rs = [r for r in rows if (r["init"], r["schedule"], r["solver"], r["T"]) == key]
+            ok = [r for r in rs if r["mse"]]
+            mse = f"{statistics.mean(r['mse'][-1] for r in ok):.4f}" if ok else "diverged"
+            smm = f"{statistics.mean(r['smm_total'][-1] for r in ok):.0f}" if ok else "—"
+            sec = f"{statistics.mean(r['wall_s'][-1] for r in ok):.1f}" if ok else "—"
+            extra = f" ({len(rs) - len(ok)} diverged)" if len(ok) < len(rs) else ""
+            print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {mse}{extra} | {smm} | {sec} |")
+        return
     if rows and "depth" in rows[0]:
         print("| depth | parameterization | runs trained / diverged | test accuracy (mean) |")
         print("|---|---|---|---|")
@@ -162,7 +226,7 @@ def table(path: Path, target: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", choices=["grid", "depth", "table"])
+    ap.add_argument("part", choices=["grid", "decoder", "depth", "table"])
     ap.add_argument("--log", type=Path, default=Path("runs/study/study.jsonl"))
     ap.add_argument("--from", dest="src", type=Path)
     ap.add_argument("--target", type=float, default=0.75)
@@ -181,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
             range(args.seeds),
         ):
             _log(args.log, grid_run(init, schedule, solver, T, seed))
+    elif args.part == "decoder":
+        for init, schedule, solver, T, seed in itertools.product(
+            ("memory", "zero"),
+            ("standard", "incremental"),
+            ("sgd", "heun"),
+            (2, 8),
+            range(args.seeds),
+        ):
+            _log(args.log, decoder_run(init, schedule, solver, T, seed))
     else:
         for depth, par, seed in itertools.product(
             (8, 16, 32, 64), ("mupc", "sp"), range(args.seeds)
