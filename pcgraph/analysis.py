@@ -13,6 +13,7 @@ from typing import Any
 
 import networkx as nx
 
+from pcgraph.energies import get_energy
 from pcgraph.errors import ClampError, InitError
 from pcgraph.schema import GraphSpec
 
@@ -519,7 +520,7 @@ def error_front(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[lis
     clamped = set(clamp)
     order = {n: i for i, n in enumerate(g.nodes)}
     free = [n for n in g.nodes if n not in clamped]
-    ce = {n for n in free if g.nodes[n].get("energy") == "cross_entropy"}
+    ce = {n for n in free if get_energy(g.nodes[n].get("energy", "gaussian")).held}
     swept = {n for n in free if g.in_degree(n) and n not in ce}
     moved = {n for n in ce if g.in_degree(n)}  # held at softmax(μ): rewritten every step
     out: list[list[str]] = []

@@ -321,9 +321,9 @@ def test_unknown_energy_lists_the_choices() -> None:
     from pcgraph.errors import SpecError
 
     with pytest.raises(
-        SpecError, match=r"unknown energy 'bce'.*Valid choices: cross_entropy, gaussian"
+        SpecError, match=r"unknown energy 'l1'.*Valid choices: bernoulli, cross_entropy, gaussian"
     ):
-        pc.NodeSpec(name="a", shape=3, energy="bce")
+        pc.NodeSpec(name="a", shape=3, energy="l1")
 
 
 # --- fuzzing: mutated topologies and argument lists never escape as tracebacks ---------------

@@ -19,7 +19,7 @@ from torch import nn
 
 from pcgraph.activations import Activation, get_activation
 from pcgraph.analysis import resolve_clamp
-from pcgraph.energies import node_energy
+from pcgraph.energies import get_energy, node_energy
 from pcgraph.errors import ClampError, SpecError
 from pcgraph.ops import get_op
 from pcgraph.ops.kernel import EdgeKernel
@@ -240,8 +240,9 @@ class PCNetwork(nn.Module):
             for i in order:
                 node = self.nodes[i]
                 mu = self.prediction(x, i)
-                if node.energy == "cross_entropy":  # free here: held at softmax(μ) by inference
-                    mu = torch.softmax(mu, dim=-1)
+                energy = get_energy(node.energy)
+                if energy.held:  # free here: held at its mean (softmax, sigmoid) by inference
+                    mu = energy.mean(mu)
                 x[:, node.cols] = mu.reshape(x.shape[0], node.size)
 
     def parameter_count(self) -> int:

@@ -16,6 +16,7 @@ import torch
 
 from pcgraph.analysis import check_forward_init, forward_levels, memory_targets
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.energies import get_energy
 
 __all__ = ["ClampPlan", "Quiet", "clamp_plan", "forward_order"]
 
@@ -42,7 +43,8 @@ class ClampPlan:
         free_cols: bool [D], True on the free columns of the flat state.
         forward_possible, forward_reason: Proposition 3.2 under this clamp set.
         memory_targets: the free nodes a forward sweep cannot reach (unclamped roots, cycles).
-        hold_order: free cross-entropy nodes, a node feeding another first.
+        hold_order: free nodes of a held energy (cross-entropy, Bernoulli), a node feeding
+            another first.
     """
 
     net: PCNetwork = field(repr=False, compare=False)
@@ -135,7 +137,7 @@ class Quiet:
 
 
 def _hold_order(net: PCNetwork, free: set[int]) -> tuple[int, ...]:
-    free_ce = {i for i in free if net.nodes[i].energy == "cross_entropy" and net.nodes[i].parents}
+    free_ce = {i for i in free if get_energy(net.nodes[i].energy).held and net.nodes[i].parents}
     names = {net.nodes[i].name: i for i in free_ce}
     sub = net.graph.subgraph(names)
     if not nx.is_directed_acyclic_graph(sub):

@@ -26,6 +26,7 @@ from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
+from pcgraph.energies import get_energy
 from pcgraph.ops.kernel import EdgeKernel, write_into
 from pcgraph.ops.linear_kernel import LinearKernel
 
@@ -95,10 +96,12 @@ class InferenceProgram:
         self.sent_clamped = sorted(
             {net.edges[e].source for e in range(len(net.edges)) if not is_free[net.edges[e].source]}
         )
-        self.ce_nodes = [i for i in self.predicted if nodes[i].energy == "cross_entropy"]
-        # A free cross-entropy node is held at its prediction softmax(μ) (the minimizer of
-        # KL(x‖softmax(μ))): the CE energy is linear in x, so gradient steps would leave the
-        # probability simplex and never stop.
+        self._energy = [get_energy(n.energy) for n in nodes]
+        # nodes whose energy is not gaussian (cross-entropy, Bernoulli): their "ε" and E need μ
+        self.ce_nodes = [i for i in self.predicted if self._energy[i].held]
+        # A free node of such an energy is held at its mean (softmax(μ), σ(μ): the minimiser of
+        # KL(x‖mean)): the energy is linear in x, so gradient steps would leave the domain and
+        # never stop.
         self.free_ce = {i for i in self.ce_nodes if is_free[i]}
         self.unit_precision = all(n.precision == 1.0 for n in nodes)
         precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
@@ -156,7 +159,7 @@ class InferenceProgram:
             (
                 i,
                 [(k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked],
-                nodes[i].energy == "cross_entropy",
+                self._energy[i].held,
                 i in self._stacked_in,
             )
             for i in self.predicted
@@ -312,8 +315,8 @@ class InferenceProgram:
                 self._kernel(e).forward_into(sent[src], out, accumulate=acc)
                 acc = True
             assert acc, f"forward sweep reached {self.net.nodes[i].name!r} too early"
-            if i in self.ce_nodes:  # a cross-entropy node swept here is free: it starts where
-                out.copy_(torch.softmax(out, dim=-1))  # inference holds it
+            if i in self.ce_nodes:  # a held node swept here is free: it starts where
+                out.copy_(self._energy[i].mean(out))  # inference holds it
         swept = self._sweepable.intersection(order)
         for i in swept:  # σ(x_i) of the swept senders, for the first errors() call
             act = acts.get(i)
@@ -430,13 +433,13 @@ class InferenceProgram:
             if act is not None and j not in fresh:
                 act.apply_into(xv[j], sent[j])
         const = buf.const
-        for i, var in self._hold_plan:  # free CE nodes first: x_i ← softmax(μ_i)
+        for i, var in self._hold_plan:  # held nodes first: x_i ← mean(μ_i)
             mu = const[i]
             for fwd, src in var:
                 out = fwd(sent[src])
                 mu = out if mu is None else mu + out  # outputs may be views: no in-place
             assert mu is not None
-            xv[i].copy_(torch.softmax(mu, dim=-1))
+            xv[i].copy_(self._energy[i].mean(mu))
             act = self._sent_fn.get(i)
             if act is not None:
                 act.apply_into(xv[i], sent[i])
@@ -476,7 +479,7 @@ class InferenceProgram:
             if stacked_in:
                 mu = self._smu[i] if mu is None else mu + self._smu[i]
             assert mu is not None
-            self._cross_entropy(buf, i, mu)
+            self._held_error(buf, i, mu)
             return
         out = ev[i]
         c = const[i]
@@ -498,11 +501,10 @@ class InferenceProgram:
             write_into(out, self._smu[i], accumulate=acc)
         torch.sub(xv[i], out, out=out)
 
-    def _cross_entropy(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
-        xi = self._xv[i]
-        p = torch.softmax(mu, dim=-1)
-        # "ε" of a CE node: x − softmax(μ) Σx, so that δ = w ε as for gaussian nodes
-        torch.sub(xi, p.mul_(xi.sum(-1, keepdim=True)), out=self._ev[i])
+    def _held_error(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
+        # the energy's "ε" (CE: x − softmax(μ) Σx; Bernoulli: x − σ(μ)), so that δ = w ε as
+        # for gaussian nodes; μ is kept for the energy
+        self._ev[i].copy_(self._energy[i].error(self._xv[i], mu))
         buf.ce_mu[i] = mu
 
     @_without_grad
@@ -611,9 +613,10 @@ class InferenceProgram:
             energies = torch.zeros(n, device=sq.device, dtype=sq.dtype).index_add_(
                 0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5
             )
-        for i in self.ce_nodes:  # −w Σ x log softmax(μ), from the μ errors() kept
-            logp = torch.log_softmax(buf.ce_mu[i], dim=-1)
-            energies[i] = -self.net.nodes[i].precision * (self._xv[i] * logp).sum()
+        for i in self.ce_nodes:  # from the μ errors() kept (CE: −w Σ x log softmax(μ), …)
+            energies[i] = self._energy[i].value(
+                self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
+            )
         if out is not None:
             out.copy_(energies)
             return out

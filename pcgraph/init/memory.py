@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm
+from pcgraph.energies import get_energy
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer
 
@@ -198,8 +199,9 @@ class MemoryInit(Initializer):
         for i in self._order(ctx):
             node = net.nodes[i]
             mu = net.prediction(x0, i)
-            if node.energy == "cross_entropy":  # as forward_sweep: held at softmax(μ)
-                mu = torch.softmax(mu, dim=-1)
+            energy = get_energy(node.energy)
+            if energy.held:  # as forward_sweep: held at its mean
+                mu = energy.mean(mu)
             mu = mu.reshape(x0.shape[0], node.size)
             x0 = x0.slice_scatter(mu, dim=1, start=node.cols.start, end=node.cols.stop)
         return x0

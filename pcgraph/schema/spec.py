@@ -27,7 +27,6 @@ from pcgraph.yamlio import bool_hint
 __all__ = ["EdgeSpec", "GraphSpec", "NodeSpec", "Role", "format_validation_error"]
 
 Role = Literal["input", "output", "latent"]
-EnergyKind = Literal["gaussian", "cross_entropy"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -67,7 +66,8 @@ class NodeSpec(_Spec):
         shape: an int (a vector of that size) or a tuple such as (1, 28, 28).
         role: ``input`` / ``output`` (clamped to data by the task clamp sets) or ``latent``.
         activation: σ_i, applied to x_i when it is sent along out-edges.
-        energy: ``gaussian`` (½‖ε‖²) or ``cross_entropy`` (CE(softmax(μ), x)); only nodes with
+        energy: ``gaussian`` (½‖ε‖²), ``cross_entropy`` (CE(softmax(μ), x)) or ``bernoulli``
+            (BCE(σ(μ), x)), any name of :data:`pcgraph.energies.ENERGIES`; only nodes with
             parents have energy.
         precision: w_i > 0, the weight of this node's energy.
     """
@@ -78,7 +78,7 @@ class NodeSpec(_Spec):
     shape: tuple[int, ...]
     role: Role = "latent"
     activation: str = "identity"
-    energy: EnergyKind = "gaussian"
+    energy: str = "gaussian"
     precision: float = Field(1.0, gt=0, allow_inf_nan=False)
 
     @field_validator("name")
@@ -247,17 +247,17 @@ class GraphSpec(_Spec):
                     f"output node {node.name!r} has no incoming edge, so nothing predicts it; add "
                     f"an edge into {node.name!r} or give it role 'input'/'latent'"
                 )
-            if node.energy == "cross_entropy":
-                if node.name not in has_parent:
-                    raise ValueError(
-                        f"node {node.name!r} uses cross_entropy energy but has no "
-                        "incoming edge; only predicted nodes have energy"
-                    )
-                if len(node.shape) != 1:
-                    raise ValueError(
-                        f"node {node.name!r} uses cross_entropy energy but has shape "
-                        f"{list(node.shape)}; cross_entropy needs a vector of classes"
-                    )
+            energy = ENERGIES.get(node.energy)
+            if energy.held and node.name not in has_parent:
+                raise ValueError(
+                    f"node {node.name!r} uses {node.energy} energy but has no "
+                    "incoming edge; only predicted nodes have energy"
+                )
+            if energy.needs_vector and len(node.shape) != 1:
+                raise ValueError(
+                    f"node {node.name!r} uses {node.energy} energy but has shape "
+                    f"{list(node.shape)}; {node.energy} needs a vector of classes"
+                )
         order = sorted(self.edges, key=lambda e: (index[e.source], index[e.target]))
         object.__setattr__(self, "edges", tuple(order))
         return self
