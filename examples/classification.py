@@ -43,8 +43,8 @@ from tqdm import tqdm
 
 import pcgraph as pc
 from pcgraph.activations import get_activation
+from pcgraph.atomic import atomic_write_text
 from pcgraph.data import ImageDataset, embedded_dataset, load_dataset
-from pcgraph.schema import atomic_write_text
 from pcgraph.train import Trainer
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml"

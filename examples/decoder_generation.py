@@ -40,8 +40,8 @@ import torch
 from tqdm import tqdm
 
 import pcgraph as pc
+from pcgraph.atomic import atomic_write_text
 from pcgraph.data import ImageDataset, embedded_dataset, load_dataset, shuffled_batches
-from pcgraph.schema import atomic_write_text
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "decoder4_fashion.yaml"
 

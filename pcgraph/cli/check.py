@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pcgraph.analysis import analyze, check_init, resolve_clamp
-from pcgraph.errors import InitError
+from pcgraph.errors import ConfigError
 from pcgraph.schema import GraphSpec
 
 __all__ = ["add_parser", "run_check"]
@@ -46,7 +46,7 @@ def run_check(args: argparse.Namespace) -> int:
     # ending in .yaml would be parsed as YAML text)
     spec = GraphSpec.from_yaml(Path(args.file))
     if args.T < 0:
-        raise InitError(f"--T must be ≥ 0, got {args.T}")
+        raise ConfigError(f"--T must be ≥ 0, got {args.T}")
     clamp = resolve_clamp(spec, args.clamp)
     init = check_init(spec, clamp, args.init)
     result = analyze(spec, clamp, T=args.T, init=init)

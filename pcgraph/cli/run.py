@@ -229,8 +229,9 @@ def run_train(args: argparse.Namespace) -> int:
     import torch  # the CLI starts without torch (pcgraph check does not need it)
 
     from pcgraph.analysis import check_init, resolve_clamp
+    from pcgraph.atomic import atomic_write_text
     from pcgraph.distributed import init_from_env
-    from pcgraph.schema import GraphSpec, atomic_write_text
+    from pcgraph.schema import GraphSpec
     from pcgraph.train import PrintCallback, Trainer
     from pcgraph.viz import draw_graph, plot_history
 

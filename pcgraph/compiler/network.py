@@ -167,10 +167,6 @@ class PCNetwork(nn.Module):
             else x[:, node.cols]
         )
 
-    def unpack(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every node's view, by name."""
-        return {n.name: self.view(x, n.name) for n in self.nodes}
-
     def resolve_clamp(self, clamp: str | Iterable[str] | None) -> frozenset[str]:
         """A task name (train/predict/generate) or node names → the clamp set."""
         if isinstance(clamp, frozenset) and clamp in self._plans:

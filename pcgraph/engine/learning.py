@@ -8,7 +8,7 @@ the neurons, as in the paper, are the defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -117,7 +117,6 @@ class StepMetrics:
     init: str
     T: int
     trace: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, node_names: list[str] | None = None) -> dict[str, Any]:
         """Plain Python numbers (forces a device sync)."""
@@ -131,7 +130,7 @@ class StepMetrics:
         }
         if node_names is not None:
             out["node_energies"] = dict(zip(node_names, self.node_energies.tolist(), strict=True))
-        return out | self.extra
+        return out
 
 
 class PCLearner:

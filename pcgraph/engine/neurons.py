@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from pcgraph.errors import InitError
+from pcgraph.errors import ConfigError
 
 __all__ = ["TWO_STAGE", "NeuronOptimizer", "NeuronStep"]
 
@@ -31,11 +31,11 @@ class NeuronStep:
         eps: float = 1e-8,
     ) -> None:
         if kind not in ("sgd", "momentum", "adam", "euler", "heun"):
-            raise InitError(
+            raise ConfigError(
                 f"unknown neuron optimizer {kind!r}; valid: sgd, momentum, adam, euler, heun"
             )
         if not lr > 0:
-            raise InitError(f"the neuron learning rate γ must be > 0, got {lr}")
+            raise ConfigError(f"the neuron learning rate γ must be > 0, got {lr}")
         self.kind, self.lr, self.momentum, self.betas, self.eps = kind, lr, momentum, betas, eps
         self.t = 0
         self.m: torch.Tensor | None = None

@@ -24,7 +24,7 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.neurons import TWO_STAGE, NeuronStep
-from pcgraph.errors import ConfigError, InitError
+from pcgraph.errors import ConfigError
 
 __all__ = [
     "RUNNERS",
@@ -356,7 +356,7 @@ class CudaGraphRunner(Runner):
     ) -> RunOutput:
         optimizer, lr, trace, grad_mode = opts.optimizer, opts.lr, opts.trace, opts.grad_mode
         if states.device.type != "cuda":
-            raise InitError("cuda_graph=True needs the network and states on a CUDA device")
+            raise ConfigError("cuda_graph=True needs the network and states on a CUDA device")
         if grad_mode != "local" or opts.tol is not None:
             raise ConfigError(
                 "cuda_graph=True supports grad_mode='local' and a fixed T only: a tolerance "

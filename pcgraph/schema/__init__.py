@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pcgraph.schema.builders import chain, decoder, mlp, residual_mlp
-from pcgraph.schema.io import atomic_write_text, spec_to_dict
+from pcgraph.schema.io import spec_to_dict
 from pcgraph.schema.spec import EdgeSpec, GraphSpec, NodeSpec
 
 __all__ = [
     "EdgeSpec",
     "GraphSpec",
     "NodeSpec",
-    "atomic_write_text",
     "chain",
     "decoder",
     "mlp",

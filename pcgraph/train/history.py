@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from pcgraph.schema import atomic_write_text
+from pcgraph.atomic import atomic_write_text
 
 __all__ = ["History"]
 
