@@ -10,6 +10,8 @@ Writes, under ``--out``:
   ``<topology>_generate.png`` for the generative ones (decoder4_fashion, associative_memory);
 - ``energy_flow_mlp5_fashion.{png,gif}``: per-node energy during ``--steps`` inference steps of
   mlp5_fashion from zero-initialized states, with random images and labels clamped (train);
+- ``energy_flow_mlp5_fashion_trained.{png,gif}``: mlp5_fashion after one epoch of training, from
+  forward init on real test images: the error front travelling back from the output;
 - ``energy_flow_decoder4_fashion.{png,gif}``: the same for decoder4_fashion with random images
   clamped (generate).
 
@@ -73,6 +75,30 @@ def energy_flow(
     return [png, gif]
 
 
+def energy_flow_trained(out: Path, steps: int) -> list[Path]:
+    """mlp5_fashion trained for one epoch on the embedded subset (forward init, T = 8), then the
+    per-node energy of ``steps`` inference steps on real test images from forward init: the
+    error starts at the output and travels back one layer per step (the error front)."""
+    from pcgraph.data import embedded_dataset
+    from pcgraph.train import Trainer
+
+    torch.manual_seed(0)
+    net = pcgraph.compile(str(TOPOLOGIES / "mlp5_fashion.yaml"), seed=0)
+    learner = pcgraph.PCLearner(net, init="forward", T=8, lr_neurons=0.1)
+    train, test = embedded_dataset("train"), embedded_dataset("test")
+    Trainer(learner, train, batch_size=64, epochs=1, progress=False).fit()
+    batch = Trainer(learner, test, batch_size=64, progress=False).batch_data(
+        test, torch.arange(BATCH)
+    )
+    trace = learner.infer(batch, T=steps, trace=True).trace
+    assert trace is not None
+    png = out / "energy_flow_mlp5_fashion_trained.png"
+    gif = out / "energy_flow_mlp5_fashion_trained.gif"
+    plot_energy_flow(trace, net.spec, path=png)
+    animate_energy_flow(trace, net.spec, gif, clamp="train")
+    return [png, gif]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     written += energy_flow(
         args.out, "decoder4_fashion", "generate", args.steps, generator=generator
     )
+    written += energy_flow_trained(args.out, 8)
     for path in written:
         print(path)
     return 0
