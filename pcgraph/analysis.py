@@ -19,7 +19,10 @@ from pcgraph.schema import GraphSpec
 
 __all__ = [
     "CLAMP_TASKS",
+    "INIT_RULES",
+    "INIT_RULE_LIST",
     "GraphAnalysis",
+    "InitRule",
     "analyze",
     "as_digraph",
     "bp_smm",
@@ -29,9 +32,11 @@ __all__ = [
     "error_front",
     "find_cycles",
     "forward_levels",
+    "inference_smm",
     "information_depths",
     "init_smm",
     "memory_targets",
+    "resolve_auto",
     "resolve_clamp",
     "roots",
     "smm_per_update",
@@ -246,16 +251,80 @@ def memory_targets(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[
     return [n for n in free if g.in_degree(n) == 0 or n in on_cycle]
 
 
-INIT_RULES: dict[str, str] = {
-    "auto": "forward when Proposition 3.2 allows it, memory otherwise",
-    "random": "x ~ N(mean, std²)",
-    "zero": "x = 0",
-    "null": "keep the last batch's converged states",
-    "forward": "x_i = μ_i in topological order from the clamped roots",
-    "average": "class means of the last batch's converged states (stream-aligned batches)",
-    "hybrid": "forward up to depth K, class averages above",
-    "memory": "a Hopfield memory retrieves the states from the observations",
-}
+@dataclass(frozen=True)
+class InitRule:
+    """What an initialization needs of the graph and what it costs, declared once (no torch):
+    ``check_init``, ``init_smm`` and the docs' table are derived from these.
+
+    Attributes:
+        name: the registry name (as in :data:`pcgraph.init.INITIALIZERS`).
+        summary: one line for the docs and messages.
+        needs_forward: usable only where Proposition 3.2 holds (a forward sweep).
+        needs_labels: reads class labels, so an output node must be clamped.
+        cost: SMMs before inference — ``none``, ``sweep`` (the deepest forward level),
+            ``partial_sweep`` (min(K, that)), or ``memory`` (a retrieval plus the sweep below
+            its targets).
+    """
+
+    name: str
+    summary: str
+    needs_forward: bool = False
+    needs_labels: bool = False
+    cost: str = "none"
+
+
+INIT_RULE_LIST = (
+    InitRule("auto", "forward when Proposition 3.2 allows it, memory otherwise", cost="auto"),
+    InitRule("random", "x ~ N(mean, std²)"),
+    InitRule("zero", "x = 0"),
+    InitRule("null", "keep the last batch's converged states"),
+    InitRule(
+        "forward",
+        "x_i = μ_i in topological order from the clamped roots",
+        needs_forward=True,
+        cost="sweep",
+    ),
+    InitRule(
+        "average",
+        "class means of the last batch's converged states (stream-aligned batches)",
+        needs_labels=True,
+    ),
+    InitRule(
+        "hybrid",
+        "forward up to depth K, class averages above",
+        needs_forward=True,
+        needs_labels=True,
+        cost="partial_sweep",
+    ),
+    InitRule(
+        "memory",
+        "a Hopfield memory retrieves the states from the observations",
+        cost="memory",
+    ),
+)
+INIT_RULE_BY_NAME = {r.name: r for r in INIT_RULE_LIST}
+# name → summary (the docs' table and the messages' list of choices)
+INIT_RULES: dict[str, str] = {r.name: r.summary for r in INIT_RULE_LIST}
+
+
+def _rule(init: str) -> InitRule:
+    from pcgraph.registry import normalize_name
+
+    rule = INIT_RULE_BY_NAME.get(normalize_name(init))
+    if rule is None:
+        raise InitError(f"unknown initialization {init!r}; valid choices: {', '.join(INIT_RULES)}")
+    return rule
+
+
+def resolve_auto(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> str:
+    """What ``auto`` means under ``clamp``: forward where Proposition 3.2 allows it, else memory."""
+    return "forward" if check_forward_init(graph, set(clamp))[0] else "memory"
+
+
+def inference_smm(T: int, *, two_stage: bool = False) -> int:
+    """SMMs of T inference steps: a prediction pass and a message pass per gradient evaluation
+    (two evaluations per step for a two-stage solver such as Heun)."""
+    return (4 if two_stage else 2) * T
 
 
 def check_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str) -> str:
@@ -268,26 +337,22 @@ def check_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str) -
         InitError: unknown name (listing the valid ones), forward/hybrid where Proposition 3.2
             fails (with its reason), average/hybrid without a clamped output to read labels from.
     """
-    from pcgraph.registry import normalize_name
-
-    name = normalize_name(init)
-    if name not in INIT_RULES:
-        raise InitError(f"unknown initialization {init!r}; valid choices: {', '.join(INIT_RULES)}")
+    rule = _rule(init)
     clamped = set(clamp)
     g = as_digraph(graph)
+    if rule.name == "auto":
+        return resolve_auto(g, clamped)
     possible, reason = check_forward_init(g, clamped)
-    if name == "auto":
-        return "forward" if possible else "memory"
-    if name in ("forward", "hybrid") and not possible:
-        raise InitError(f"initialization {name!r} cannot be used here: {reason}")
-    if name in ("average", "hybrid"):
+    if rule.needs_forward and not possible:
+        raise InitError(f"initialization {rule.name!r} cannot be used here: {reason}")
+    if rule.needs_labels:
         outputs = [n for n, d in g.nodes(data=True) if d.get("role") == "output" and n in clamped]
         if not outputs:
             raise InitError(
-                f"initialization {name!r} needs labels: it averages states per class, so an "
+                f"initialization {rule.name!r} needs labels: it averages states per class, so an "
                 "output node must be clamped (use --clamp train)"
             )
-    return name
+    return rule.name
 
 
 def longest_chain(graph: GraphSpec | nx.DiGraph) -> int | None:
@@ -339,22 +404,18 @@ _INIT_SMM: dict[tuple[object, ...], tuple[object, int]] = {}
 def _init_smm(
     graph: GraphSpec | nx.DiGraph, clamp: frozenset[str], init: str, *, depth: int | None
 ) -> int:
-    from pcgraph.registry import normalize_name
-
     clamped = set(clamp)
-    init = normalize_name(init)
-    if init not in INIT_RULES:
-        raise InitError(f"unknown initialization {init!r}; valid choices: {', '.join(INIT_RULES)}")
-    if init == "auto":
-        init = "forward" if check_forward_init(graph, clamped)[0] else "memory"
-    if init in ("forward", "hybrid"):
+    rule = _rule(init)
+    if rule.cost == "auto":
+        rule = INIT_RULE_BY_NAME[resolve_auto(graph, clamped)]
+    if rule.cost in ("sweep", "partial_sweep"):
         ok, reason = check_forward_init(graph, clamped)
         if not ok:
             raise InitError(reason)
         free_levels = [v for n, v in forward_levels(graph, clamped).items() if n not in clamped]
         deepest = max(free_levels, default=0)
-        return deepest if init == "forward" or depth is None else min(depth, deepest)
-    if init == "memory":
+        return deepest if rule.cost == "sweep" or depth is None else min(depth, deepest)
+    if rule.cost == "memory":
         targets = memory_targets(graph, clamped)
         if not targets:
             return init_smm(graph, clamped, "forward")
@@ -376,7 +437,7 @@ def smm_per_update(
     """SMMs of one PC weight update: 2 per inference step (predictions, then errors) + the init."""
     if T < 0:
         raise ValueError(f"T must be ≥ 0, got {T}")
-    return 2 * T + init_smm(graph, clamp, init, depth=depth)
+    return inference_smm(T) + init_smm(graph, clamp, init, depth=depth)
 
 
 @dataclass(frozen=True)
@@ -483,7 +544,7 @@ def analyze(
     order = {n: i for i, n in enumerate(g.nodes)}
     is_dag = nx.is_directed_acyclic_graph(g)
     possible, reason = check_forward_init(g, clamped)
-    recommended = "forward" if possible else "memory"
+    recommended = resolve_auto(g, clamped)
     chosen = recommended if init == "auto" else init
     all_roots = roots(g)
     return GraphAnalysis(

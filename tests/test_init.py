@@ -849,3 +849,16 @@ def test_memory_learns_at_T1_on_a_dag_with_two_unclamped_roots() -> None:
     x = learner.infer({"image": img}, train=True).states.clone()
     init.observe(x, ctx)
     assert initial_energy() < before
+
+
+def test_every_initializer_declares_its_rule_and_every_rule_has_an_initializer() -> None:
+    """One declaration per initialization (pcgraph.analysis.INIT_RULE_LIST): check_init,
+    init_smm and the docs' table are derived from it, so a new initializer must declare one."""
+    from pcgraph.analysis import INIT_RULE_LIST
+    from pcgraph.init import INITIALIZERS
+
+    declared = {r.name for r in INIT_RULE_LIST}
+    assert declared == set(INITIALIZERS.names())
+    for rule in INIT_RULE_LIST:
+        assert rule.summary and rule.cost in ("none", "sweep", "partial_sweep", "memory", "auto")
+        assert not (rule.needs_labels and rule.cost == "memory")  # memory reads observations

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pcgraph.analysis import inference_smm
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
@@ -359,9 +360,9 @@ class PCLearner:
         # every gradient evaluation is a prediction pass and a message pass; under iPC the
         # weight gradient of a step reads the errors that step computed and runs beside its
         # message products, so it adds no sequential product
-        per_step = 4 if self.neuron_optimizer in TWO_STAGE else 2
         steps = result.steps if result.steps >= 0 else self.T
-        smm = per_step * steps + self.initializer.smm(ctx)
+        two_stage = self.neuron_optimizer in TWO_STAGE
+        smm = inference_smm(steps, two_stage=two_stage) + self.initializer.smm(ctx)
         self.smm_total += smm
         self.steps += 1
         return StepMetrics(
