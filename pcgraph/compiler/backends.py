@@ -136,8 +136,8 @@ def _check_memory(spec: GraphSpec, dtype: torch.dtype | None) -> None:
 
 def program_for(net: PCNetwork, clamp: frozenset[str]) -> Program:
     """The cached program of ``net`` for ``clamp`` (built on first use, one per clamp set)."""
-    prog = net._programs.get(clamp)
+    prog = net.program_cache.get(clamp)
     if prog is None:
         prog = BACKENDS[net.backend].program(net, clamp)
-        net._programs[clamp] = prog
+        net.program_cache[clamp] = prog
     return prog

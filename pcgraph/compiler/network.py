@@ -122,8 +122,10 @@ class PCNetwork(nn.Module):
         self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
         self.state_size = offset
         self._graph = spec.to_networkx()
-        self._programs: dict[frozenset[str], Any] = {}  # clamp set → its program
-        self._plans: dict[frozenset[str], Any] = {}  # clamp set → its ClampPlan
+        # the compiler's caches on this network (compiler.backends.program_for and
+        # compiler.plan.clamp_plan fill them): clamp set → its program / its ClampPlan
+        self.program_cache: dict[frozenset[str], Any] = {}
+        self.plan_cache: dict[frozenset[str], Any] = {}
         self.to(self.device)
 
     def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
@@ -169,7 +171,7 @@ class PCNetwork(nn.Module):
 
     def resolve_clamp(self, clamp: str | Iterable[str] | None) -> frozenset[str]:
         """A task name (train/predict/generate) or node names → the clamp set."""
-        if isinstance(clamp, frozenset) and clamp in self._plans:
+        if isinstance(clamp, frozenset) and clamp in self.plan_cache:
             return clamp  # resolved before: the training loop passes it back every batch
         return resolve_clamp(self._graph, clamp)
 

@@ -147,7 +147,7 @@ def _hold_order(net: PCNetwork, free: set[int]) -> tuple[int, ...]:
 
 def clamp_plan(net: PCNetwork, clamp: frozenset[str]) -> ClampPlan:
     """The cached plan of ``net`` under ``clamp`` (a resolved clamp set)."""
-    plan = net._plans.get(clamp)
+    plan = net.plan_cache.get(clamp)
     if plan is None:
         free = [n.index for n in net.nodes if n.name not in clamp]
         cols = torch.zeros(net.state_size, dtype=torch.bool, device=net.device)
@@ -164,5 +164,5 @@ def clamp_plan(net: PCNetwork, clamp: frozenset[str]) -> ClampPlan:
             memory_targets=tuple(memory_targets(net.graph, clamp)),
             hold_order=_hold_order(net, set(free)),
         )
-        net._plans[clamp] = plan
+        net.plan_cache[clamp] = plan
     return plan

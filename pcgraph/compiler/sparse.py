@@ -165,7 +165,7 @@ class SparsePCNetwork(PCNetwork):
         return self.predictions_all(x)[:, node.cols].reshape(x.shape[0], *node.shape)
 
     def node_energies(self, x: torch.Tensor) -> torch.Tensor:
-        eps = (x - self.predictions_all(x)) * self._predicted_mask()
+        eps = (x - self.predictions_all(x)) * self.predicted_mask_all()
         col = (eps * eps).sum(0) * self._precision()
         index = torch.cat([torch.full((n.size,), n.index, device=x.device) for n in self.nodes])
         return torch.zeros(len(self.nodes), device=x.device, dtype=x.dtype).index_add(
@@ -191,7 +191,8 @@ class SparsePCNetwork(PCNetwork):
                     x[:, self.nodes[i].cols] = mu[:, self.nodes[i].cols]
                 pending = pending[len(group) :]
 
-    def _predicted_mask(self) -> torch.Tensor:
+    def predicted_mask_all(self) -> torch.Tensor:
+        """1 on the columns of nodes that have parents (the ones with an energy)."""
         mask = torch.zeros(self.state_size, device=self.device, dtype=self.dtype)
         for n in self.nodes:
             if n.parents:
@@ -212,7 +213,7 @@ class SparseProgram(InferenceProgram):
 
     def __init__(self, net: SparsePCNetwork, clamp: frozenset[str]) -> None:
         super().__init__(net, clamp)
-        self.predicted_mask = net._predicted_mask()
+        self.predicted_mask = net.predicted_mask_all()
         self.learnable_edges = []
         # energies by column sums: the sparse network has no per-node views
         self._gauss_nodes = list(range(len(net.nodes)))
