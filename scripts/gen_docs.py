@@ -381,7 +381,7 @@ def _inits_section() -> list[str]:
 
 def _train_config_section() -> list[str]:
     from pcgraph.cli.main import build_parser
-    from pcgraph.cli.run import TRAIN_DEFAULTS
+    from pcgraph.cli.train import TRAIN_DEFAULTS
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

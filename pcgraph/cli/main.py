@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pcgraph.cli import check, draw, run
+from pcgraph.cli import check, draw, evaluate, train
 from pcgraph.errors import PCGraphError
 
 __all__ = ["build_parser", "main"]
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check.add_parser(sub)
     draw.add_parser(sub)
-    run.add_parsers(sub)
+    train.add_parser(sub)
+    evaluate.add_parsers(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
-"""``pcgraph train | evaluate | reconstruct``: train from YAML, evaluate or reconstruct from a
-checkpoint. A run can be configured by ``--config run.yaml`` (keys = the long option names, with
-``-`` or ``_``); options given on the command line override the file."""
+"""``pcgraph train``: train a topology from YAML. A run can be configured by ``--config run.yaml``
+(keys = the long option names, with ``-`` or ``_``); options given on the command line override
+the file. ``pcgraph evaluate`` and ``reconstruct`` (:mod:`pcgraph.cli.evaluate`) restore a run
+with the helpers here."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from pcgraph.cli.validate import check_device, check_output_dir, check_output_file, check_train
-from pcgraph.errors import CheckpointError, ConfigError, PCGraphError, SpecError
+from pcgraph.cli.validate import check_output_dir, check_train
+from pcgraph.errors import ConfigError, SpecError
 from pcgraph.yamlio import bool_hint, load_yaml
 
 if TYPE_CHECKING:
-    from pcgraph.train.trainer import Task
+    pass
 
-__all__ = ["add_parsers"]
+__all__ = ["TRAIN_DEFAULTS", "add_parser", "build_learner", "load_data", "run_train"]
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "data": "fashion-mnist",
@@ -43,8 +44,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def add_parsers(sub: Any) -> None:
-    """Register ``train``, ``evaluate`` and ``reconstruct``."""
+def add_parser(sub: Any) -> None:
+    """Register ``train``."""
     p = sub.add_parser(
         "train",
         help="train a topology on an image dataset",
@@ -90,20 +91,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     p.set_defaults(handler=run_train)
-
-    for name, helptext in (
-        ("evaluate", "evaluate a checkpoint on the test set"),
-        ("reconstruct", "reconstruct test images from a checkpoint"),
-    ):
-        q = sub.add_parser(name, help=helptext, description=helptext + ".")
-        q.add_argument("checkpoint", help="a checkpoint.pt written by pcgraph train")
-        q.add_argument("--T", type=int, help="inference steps (default: the training T)")
-        q.add_argument("--test-size", type=int)
-        q.add_argument("--device", default="cpu")
-        if name == "reconstruct":
-            q.add_argument("-o", "--output", default="reconstructions.png")
-            q.add_argument("-n", type=int, default=8, help="images shown")
-        q.set_defaults(handler=run_evaluate if name == "evaluate" else run_reconstruct)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,7 +144,7 @@ def _config_value(path: Path, key: str, value: Any) -> Any:
     return float(value) if isinstance(default, float) else value
 
 
-def _datasets(
+def load_data(
     name: str,
     *,
     embedded: bool,
@@ -185,7 +172,7 @@ def _datasets(
     return train, test
 
 
-def _build(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
+def build_learner(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
     import torch  # the CLI starts without torch (pcgraph check does not need it)
 
     import pcgraph as pc
@@ -246,7 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_output_dir(Path(opts["log_dir"]), "--log-dir")
     if args.resume and not (out / "checkpoint.pt").is_file():
         raise ConfigError(f"--resume: {out / 'checkpoint.pt'} does not exist; train without it")
-    train, test = _datasets(
+    train, test = load_data(
         opts["data"],
         embedded=opts["embedded"],
         train_size=opts["train_size"],
@@ -257,7 +244,7 @@ def run_train(args: argparse.Namespace) -> int:
     dist = init_from_env(device=opts["device"])  # under torchrun: one rank of a data-parallel job
     if dist is not None:
         opts["device"] = str(dist.device)
-    learner = _build(spec, opts, dist)
+    learner = build_learner(spec, opts, dist)
     trainer = Trainer(
         learner,
         train,
@@ -292,98 +279,4 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"wrote {out}/history.json, checkpoint.pt, history.png, graph.png")
     if dist is not None:
         torch.distributed.destroy_process_group()
-    return 0
-
-
-def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
-    from pcgraph.schema import GraphSpec
-    from pcgraph.train import Trainer, load_checkpoint
-
-    data = load_checkpoint(path)
-    spec = GraphSpec.from_yaml(str(data["spec_yaml"]))
-    opts_path = Path(path).parent / "options.json"
-    opts = dict(TRAIN_DEFAULTS)
-    if opts_path.is_file():
-        try:
-            saved = json.loads(opts_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(
-                f"{opts_path}: the options saved beside the checkpoint cannot be read ({exc}); "
-                "delete it to use the defaults, or retrain"
-            ) from None
-        if not isinstance(saved, dict):
-            raise CheckpointError(f"{opts_path}: expected a JSON object of training options")
-        unknown = sorted(set(saved) - set(TRAIN_DEFAULTS))
-        if unknown:
-            raise CheckpointError(f"{opts_path}: unknown option(s) {', '.join(unknown)}")
-        opts.update(saved)
-        try:
-            check_train(opts)
-        except ConfigError as exc:
-            raise CheckpointError(f"{opts_path}: {exc}") from None
-    opts["device"] = device
-    opts["T"] = int(data["learner"]["T"])
-    opts["init"] = str(data["initializer"]["name"])
-    _, test = _datasets(
-        opts["data"],
-        embedded=bool(opts["embedded"]),
-        train_size=1,
-        test_size=test_size or opts["test_size"],
-        seed=int(opts["seed"]),
-        root=opts["data_root"],
-    )
-    learner = _build(spec, opts)
-    trainer = Trainer(
-        learner,
-        test,
-        test,
-        task=cast("Task", data["task"]),
-        batch_size=int(opts["batch_size"]),
-        progress=False,
-    )
-    trainer.load(path)
-    return trainer, test
-
-
-def _check_restore_args(args: argparse.Namespace) -> None:
-    check_device(args.device)
-    if args.T is not None and args.T < 0:
-        raise ConfigError(f"--T must be ≥ 0, got {args.T}")
-    if args.test_size is not None and args.test_size < 1:
-        raise ConfigError(f"--test-size must be ≥ 1, got {args.test_size}")
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    """Execute ``pcgraph evaluate``."""
-    _check_restore_args(args)
-    trainer, _ = _restore(args.checkpoint, args.device, args.test_size)
-    print(json.dumps(trainer.evaluate(T=args.T), indent=2))
-    return 0
-
-
-def run_reconstruct(args: argparse.Namespace) -> int:
-    """Execute ``pcgraph reconstruct``."""
-    import torch  # the CLI starts without torch (pcgraph check does not need it)
-
-    from pcgraph.viz import plot_reconstructions
-
-    _check_restore_args(args)
-    if args.n < 1:
-        raise ConfigError(f"-n must be ≥ 1 (images shown), got {args.n}")
-    check_output_file(Path(args.output), "--output")
-    trainer, test = _restore(args.checkpoint, args.device, args.test_size)
-    if trainer.task != "generation":
-        raise PCGraphError(
-            "reconstruct needs a generative model (a checkpoint trained with the "
-            "image as the only observed node)"
-        )
-    idx = torch.arange(min(args.n, len(test)))
-    batch = trainer.batch_data(test, idx)
-    recon = trainer.learner.reconstruct(batch, T=args.T)
-    images = torch.cat([v.reshape(len(idx), -1) for v in batch.values()], 1)
-    rec = torch.cat([v.reshape(len(idx), -1) for v in recon.values()], 1)
-    plot_reconstructions(
-        images.cpu(), {trainer.learner.initializer.name: rec.cpu()}, n=len(idx), path=args.output
-    )
-    print(f"wrote {args.output}", file=sys.stdout)
     return 0
