@@ -430,7 +430,7 @@ def test_small_error_limit_output_precision(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_small_error_limit_nudged_output(seed: int) -> None:
+def test_characterises_small_error_limit_nudged_output(seed: int) -> None:
     """Output clamped to μ_y + β(target − μ_y), tiny β, unit precision, inference to
     equilibrium: the PC weight updates point along backprop's (cos > 0.97 per layer; measured
     0.975–0.999 over 6 seeds). Their size is *not* β|BP|: the hidden nodes absorb part of the

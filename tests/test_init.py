@@ -557,7 +557,7 @@ def test_memory_on_loop_targets_cycle_and_forward_below_in_predict() -> None:
     assert torch.equal(net.view(xp, "x"), data)
 
 
-def test_memory_training_lowers_initial_energy() -> None:
+def test_characterises_memory_training_lowering_the_initial_energy() -> None:
     """After training a generative graph (output clamped) on a fixed set, memory init starts
     those samples at a lower energy than zero init, and than the untrained memory."""
     from pcgraph.engine import PCLearner
@@ -756,7 +756,7 @@ def test_memory_rejects_an_unknown_loss() -> None:
 
 
 @pytest.mark.slow
-def test_memory_at_T2_beats_the_mean_image_characterisation() -> None:
+def test_characterises_memory_at_T2_beating_the_mean_image() -> None:
     """Characterisation (the margin comes from a measured run, see below): decoder4_fashion on
     the embedded FashionMNIST subset (2,000 train / 500 test images, 2 epochs, batch 64,
     AdamW 3e-3, γ = 0.02: the main job's defaults), memory init (defaults, loss=energy),

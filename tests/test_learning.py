@@ -147,7 +147,7 @@ def test_train_step_learning_direction_matches_energy_gradient() -> None:
 
 # --- a cyclic graph learns -----------------------------------------------------------------
 @pytest.mark.parametrize("init", ["zero", "memory"])
-def test_cyclic_graph_learns_linear_teacher(init: str) -> None:
+def test_characterises_cyclic_graph_learning_a_linear_teacher(init: str) -> None:
     """loop.yaml (x → a → b → c → a, c → y) on y = A x: after 60 updates the energy of a fixed
     evaluation batch (same init, same T) drops — measured 3.0-3.4× over seeds 0-2 — and the
     output predicted with x alone gets closer to the teacher (MSE 0.94-1.14 → 0.64-0.83)."""
@@ -228,14 +228,14 @@ def train_mlp5(
     return accuracies
 
 
-def test_smoke_mlp5_fashion_learns() -> None:
+def test_characterises_mlp5_fashion_learning_on_the_embedded_subset() -> None:
     """2000 embedded FashionMNIST images, forward init, T=8, γ=0.05, 2 epochs: test accuracy
     of a forward sweep measured 0.706 / 0.742 / 0.725 (seeds 0/1/2); chance is 0.1."""
     (_, acc) = train_mlp5("forward", 0, T=8, epochs=2)
     assert acc > 0.6, acc
 
 
-def test_init_comparison_small_T() -> None:
+def test_characterises_init_comparison_at_small_T() -> None:
     """T=2 (< L=5), 1 epoch of 2000 images (40 updates), seeds 0-2. Measured test accuracy:
     forward 0.436 / 0.465 / 0.466, hybrid(K=2) 0.601 / 0.634 / 0.615, zero 0.136 / 0.077 /
     0.123, random 0.119 / 0.100 / 0.100. Asserted with slack: hybrid beats forward by > 0.08
@@ -258,7 +258,7 @@ def test_init_comparison_small_T() -> None:
 
 
 @pytest.mark.slow
-def test_init_comparison_small_T_two_epochs_all_inits() -> None:
+def test_characterises_init_comparison_at_small_T_two_epochs_all_inits() -> None:
     """T=2, 2 epochs (80 updates), seeds 0-4, six initializations. Measured test accuracy
     after epoch 2: forward 0.586-0.625, hybrid(K=2) 0.744-0.775, average 0.689-0.711,
     null 0.686-0.720, zero 0.095-0.130, random 0.090-0.117. Asserted with slack: hybrid >
