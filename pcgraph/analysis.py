@@ -32,6 +32,7 @@ __all__ = [
     "error_front",
     "find_cycles",
     "forward_levels",
+    "front_steps",
     "inference_smm",
     "information_depths",
     "init_smm",
@@ -571,30 +572,59 @@ def analyze(
     )
 
 
-def error_front(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[list[str]]:
-    """After a forward sweep, the nodes whose error is still exactly 0 at inference step
-    t = 0, 1, … (in graph order), until none is: a free node moves once its own error or a
-    child's is non-zero, and a swept node keeps ε = 0 while neither it nor a parent has moved
-    (the same rule as the engine's ``ClampPlan.quiet_schedule``). An edge into a node of entry
-    T gets no weight gradient from T inference steps."""
+def front_steps(
+    graph: GraphSpec | nx.DiGraph,
+    clamp: Iterable[str],
+    steps: int,
+    *,
+    swept: Iterable[str] | None = None,
+) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """The rule of the error front after a forward sweep, for evaluations t = 0 … ``steps``:
+    (nodes whose error is still exactly 0, free nodes moved so far). A free node moves once
+    its own error or a child's is non-zero (SGD, momentum and Adam all leave a node with zero
+    gradient history where it is); a swept node keeps ε = 0 while neither it nor a parent has
+    moved; a free node of a held energy (cross-entropy, Bernoulli) counts as moved from the
+    start, since inference rewrites it at every evaluation.
+
+    Args:
+        swept: the nodes the sweep left at ε = 0 (default: every free node with parents that
+            is not of a held energy, i.e. a full forward initialization).
+    """
     g = as_digraph(graph)
     clamped = set(clamp)
-    order = {n: i for i, n in enumerate(g.nodes)}
     free = [n for n in g.nodes if n not in clamped]
-    ce = {n for n in free if get_energy(g.nodes[n].get("energy", "gaussian")).held}
-    swept = {n for n in free if g.in_degree(n) and n not in ce}
-    moved = {n for n in ce if g.in_degree(n)}  # held at softmax(μ): rewritten every step
-    out: list[list[str]] = []
-    while True:
-        zero = {n for n in swept if n not in moved and not any(p in moved for p in g.pred[n])}
-        if not zero:
-            return out
-        out.append(sorted(zero, key=order.__getitem__))
-        grown = moved | {
+    held = {
+        n for n in free if g.in_degree(n) and get_energy(g.nodes[n].get("energy", "gaussian")).held
+    }
+    done = {n for n in free if g.in_degree(n)} - held if swept is None else set(swept)
+    moved = set(held)
+    out: list[tuple[frozenset[str], frozenset[str]]] = []
+    for _ in range(steps + 1):
+        zero = frozenset(
+            n for n in done if n not in moved and not any(p in moved for p in g.pred[n])
+        )
+        out.append((zero, frozenset(moved)))
+        moved |= {
             n
             for n in free
             if (g.in_degree(n) and n not in zero) or any(c not in zero for c in g.succ[n])
         }
-        if grown == moved:  # nothing more can move: those errors stay 0 for ever
-            return out
-        moved = grown
+    return out
+
+
+def error_front(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[list[str]]:
+    """After a full forward sweep, the nodes whose error is still exactly 0 at inference step
+    t = 0, 1, … (in graph order), until none is (:func:`front_steps`; the engine's
+    ``ClampPlan.quiet_schedule`` follows the same rule). An edge into a node of entry T gets no
+    weight gradient from T inference steps."""
+    g = as_digraph(graph)
+    order = {n: i for i, n in enumerate(g.nodes)}
+    out: list[list[str]] = []
+    last: frozenset[str] | None = None
+    # each step moves at least one more node or none ever will: at most one entry per node
+    for zero, moved in front_steps(g, clamp, g.number_of_nodes()):
+        if not zero or moved == last:
+            break  # nothing left at 0, or nothing more can move (those stay 0 for ever)
+        out.append(sorted(zero, key=order.__getitem__))
+        last = moved
+    return out

@@ -55,6 +55,17 @@ def _flow_depth(text: str) -> int:
     return deepest
 
 
+def _duplicate_key(key: Any, first: int, key_node: yaml.Node) -> yaml.YAMLError:
+    """The error of a key given twice in one mapping (YAML would keep only the last value)."""
+    return yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"duplicate key {key!r} (first on line {first}, again on line "
+        f"{key_node.start_mark.line + 1}); YAML would keep only the last one — merge them into one",
+        key_node.start_mark,
+    )
+
+
 def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
@@ -63,16 +74,9 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
             first = seen.get(key)
         except TypeError:  # an unhashable key: SafeLoader reports it below
             continue
-        line = key_node.start_mark.line + 1
         if first is not None:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first on line {first}, again on line {line}); "
-                "YAML would keep only the last one — merge them into one",
-                key_node.start_mark,
-            )
-        seen[key] = line
+            raise _duplicate_key(key, first, key_node)
+        seen[key] = key_node.start_mark.line + 1
     return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
 
@@ -206,14 +210,7 @@ def _plain(loader: Any, root: yaml.Node) -> Any:
                     raise _Unusual
                 key = build(key_node)
                 if key in lines:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key!r} (first on line {lines[key]}, again on line "
-                        f"{key_node.start_mark.line + 1}); YAML would keep only the last one — "
-                        "merge them into one",
-                        key_node.start_mark,
-                    )
+                    raise _duplicate_key(key, lines[key], key_node)
                 lines[key] = key_node.start_mark.line + 1
                 value[key] = build(value_node)
         else:

@@ -213,3 +213,12 @@ def test_bad_schedule_is_refused() -> None:
     net = pc.compile(pc.mlp([5, 3]), seed=0)
     with pytest.raises(ConfigError, match="schedule"):
         pc.PCLearner(net, schedule="online")
+
+
+def test_ipc_honours_the_tolerance_and_counts_only_the_steps_taken() -> None:
+    _, inc = learners(1e-3)
+    full = inc.train_step(batch())
+    _, inc = learners(1e-3)
+    inc.tol = 10.0  # any change is "small": stop after the second step
+    stopped = inc.train_step(batch())
+    assert stopped.smm == full.smm - 2 * 2  # 2 of the 4 steps, 2 SMMs each

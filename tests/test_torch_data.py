@@ -298,3 +298,22 @@ def test_loggers_write_files_a_user_can_read(tmp_path: Path) -> None:
     epochs = [json.loads(x) for x in (tmp_path / "epochs.jsonl").read_text().splitlines()]
     assert epochs[0]["test_accuracy"] == pytest.approx(t.history.to_dict()["test_accuracy"][0])
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_a_dataloader_is_never_read_ahead() -> None:
+    """The Trainer iterates a user's DataLoader as it is: building it reads no item."""
+    data = small_data()
+    reads: list[int] = []
+
+    class Counting(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+            reads.append(i)
+            return data.images[i], int(data.labels[i])
+
+    trainer = Trainer(learner(), DataLoader(Counting(), batch_size=8), progress=False)
+    assert reads == []
+    trainer.fit(1)
+    assert sorted(reads) == list(range(len(data)))  # one epoch: each item once

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
-from pcgraph.analysis import check_forward_init, forward_levels, memory_targets
+from pcgraph.analysis import check_forward_init, forward_levels, front_steps, memory_targets
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.energies import get_energy
 
@@ -98,24 +98,18 @@ class ClampPlan:
         found = self._fronts.get(key)
         if found is not None:
             return found
-        nodes, edges = self.net.nodes, self.net.edges
-        free = set(self.free)
-        moved = set(self.hold_order)  # held CE nodes are rewritten at every evaluation
-        out: list[Quiet] = []
-        for t in range(T + 1):
-            zero = frozenset(
-                i
-                for i in swept
-                if i not in moved and not any(edges[e].source in moved for e in nodes[i].parents)
+        nodes, index = self.net.nodes, self.net.node_index
+        free = frozenset(self.free)
+        rule = front_steps(
+            self.net.graph, self.clamp, T, swept=[nodes[i].name for i in swept]
+        )  # one rule, shared with pcgraph check (pcgraph.analysis)
+        out = [
+            Quiet(
+                zero=frozenset(index[n] for n in zero),
+                fresh=swept if t == 0 else free - {index[n] for n in moved},
             )
-            fresh = swept if t == 0 else frozenset(free - moved)
-            out.append(Quiet(zero=zero, fresh=fresh))
-            moved |= {
-                j
-                for j in free
-                if (nodes[j].parents and j not in zero)
-                or any(edges[e].target not in zero for e in nodes[j].children)
-            }
+            for t, (zero, moved) in enumerate(rule)
+        ]
         found = tuple(out)
         if len(self._fronts) < 64:  # a few (swept, T) pairs in practice
             self._fronts[key] = found

@@ -102,13 +102,18 @@ def check_clamped_data(
             and not bool(torch.isfinite(value.sum()))
             and not bool(torch.isfinite(value).all())
         ):
-            bad = int((~torch.isfinite(value)).flatten(1).any(1).nonzero()[0])
-            raise ClampError(
-                f"data for node {name!r} holds NaN or infinite values (first in sample {bad}); "
-                "clean or normalise the data before training"
-            )
+            raise _non_finite_data(name, value)
         out[name] = value
     return out
+
+
+def _non_finite_data(name: str, value: torch.Tensor) -> ClampError:
+    """The error for NaN or ±inf in the data of clamped node ``name`` ([B, …])."""
+    bad = int((~torch.isfinite(value)).flatten(1).any(1).nonzero()[0])
+    return ClampError(
+        f"data for node {name!r} holds NaN or infinite values (first in sample {bad}); "
+        "clean or normalise the data before training"
+    )
 
 
 def check_clamped_states(net: PCNetwork, states: torch.Tensor, clamp: frozenset[str]) -> None:
@@ -119,11 +124,7 @@ def check_clamped_states(net: PCNetwork, states: torch.Tensor, clamp: frozenset[
             continue
         cols = states[:, n.cols]
         if not bool(torch.isfinite(cols).all()):
-            bad = int((~torch.isfinite(cols)).any(1).nonzero()[0])
-            raise ClampError(
-                f"data for node {n.name!r} holds NaN or infinite values (first in sample "
-                f"{bad}); clean or normalise the data before training"
-            )
+            raise _non_finite_data(n.name, cols)
 
 
 def check_growth(

@@ -267,39 +267,72 @@ class PCLearner:
         labels: torch.Tensor | None,
         trace: bool,
     ) -> InferenceResult:
-        """iPC: init, then T times (one inference step, one weight update at its errors)."""
-        clamp = self.clamp
-        x = self.prepare_states(data, clamp, check_finite=False)
-        ctx = self.context(clamp, train=True, labels=labels)
-        with torch.no_grad():
-            self.initializer.init(x, ctx)
+        """iPC: init, then up to T times (one inference step, one weight update at its errors);
+        with ``tol``, the steps stop once the energy change of one is at most tol · E."""
+        x = self._initialized(data, self.clamp, train=True, labels=labels)
         first: InferenceResult | None = None
-        traces = []
         result: InferenceResult | None = None
+        traces = []
         for t in range(self.T):
-            result = solve_inference(
-                self.net,
-                x,
-                clamp,
-                1,
-                optimizer=self.neuron_optimizer,
-                lr=self.lr_neurons,
-                trace=trace,
-                grad_mode=self.grad_mode,
-                step_rule=self.step_rule,
-                reuse_consts=t == 0,  # after the first update the weights have changed
-            )
+            # after the first update the weights have changed: no reuse of the sweep's products
+            result = self._solve(x, self.clamp, 1, trace=trace, reuse_consts=t == 0, tol=None)
             update_params(
                 self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
             )
             first = first or result
             if result.trace is not None:
                 traces.append(result.trace if t == 0 else result.trace[1:])
+            if self.tol is not None and t > 0:
+                before, after = float(result.energy_before), float(result.energy_after)
+                if abs(after - before) <= self.tol * max(abs(before), 1e-30):
+                    break
         assert result is not None and first is not None
         result.energy_before = first.energy_before
         result.trace = torch.cat(traces) if traces else None
-        result.steps = self.T
+        result.steps = t + 1
         return result
+
+    def _initialized(
+        self,
+        data: Mapping[str, torch.Tensor],
+        clamp: frozenset[str],
+        *,
+        train: bool,
+        labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The state buffer with ``data`` clamped and the free nodes initialized."""
+        x = self.prepare_states(data, clamp, check_finite=False)  # the monitor names bad data
+        ctx = self.context(clamp, train=train, labels=labels)
+        with torch.no_grad():
+            self.initializer.init(x, ctx)
+        return x
+
+    def _solve(
+        self,
+        x: torch.Tensor,
+        clamp: frozenset[str],
+        T: int,
+        *,
+        trace: bool,
+        reuse_consts: bool,
+        tol: float | None,
+    ) -> InferenceResult:
+        """``solve_inference`` with this learner's neuron optimizer, γ, runner and step rule."""
+        return solve_inference(
+            self.net,
+            x,
+            clamp,
+            T,
+            optimizer=self.neuron_optimizer,
+            lr=self.lr_neurons,
+            trace=trace,
+            grad_mode=self.grad_mode,
+            cuda_graph=self.cuda_graph,
+            compile_step=self.compile_step,
+            step_rule=self.step_rule,
+            reuse_consts=reuse_consts,
+            tol=tol,
+        )
 
     def infer(
         self,
@@ -314,24 +347,10 @@ class PCLearner:
         """Initialize, clamp ``data`` and run inference (no learning). Returns the result whose
         ``states`` buffer is reused by the next call: clone what you keep."""
         clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
-        x = self.prepare_states(data, clamp_set, check_finite=False)  # the monitor names it
-        ctx = self.context(clamp_set, train=train, labels=labels)
-        with torch.no_grad():
-            self.initializer.init(x, ctx)
-        return solve_inference(
-            self.net,
-            x,
-            clamp_set,
-            self.T if T is None else T,
-            optimizer=self.neuron_optimizer,
-            lr=self.lr_neurons,
-            trace=trace,
-            grad_mode=self.grad_mode,
-            cuda_graph=self.cuda_graph,
-            compile_step=self.compile_step,
-            step_rule=self.step_rule,
-            reuse_consts=True,  # the init just above changed nothing but the free states
-            tol=self.tol,
+        x = self._initialized(data, clamp_set, train=train, labels=labels)
+        # reuse_consts: the init just above changed nothing but the free states
+        return self._solve(
+            x, clamp_set, self.T if T is None else T, trace=trace, reuse_consts=True, tol=self.tol
         )
 
     def train_step(

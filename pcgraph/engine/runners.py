@@ -148,7 +148,12 @@ def _loop(
                 e_prev = float(energy_before)
             if tol is not None:
                 assert energy_before is not None
-                e_now = float(prog.node_energies(buf).sum()) if t else float(energy_before)
+                if t == 0:
+                    e_now = float(energy_before)
+                elif record is not None:  # the trace holds this step's energies already
+                    e_now = float(record[t].sum())
+                else:
+                    e_now = float(prog.node_energies(buf).sum())
                 if t and abs(e_now - e_prev) <= tol * max(abs(e_prev), 1e-30):
                     taken = t
                     break

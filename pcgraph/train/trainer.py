@@ -70,23 +70,6 @@ class Trainer:
         checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         self.learner, self.net = learner, learner.net
-        # a user's DataLoader is iterated as it is (its sampler, batch size, transforms, workers);
-        # any other data is read once into memory, the fast path
-        self.loader: DataLoader[Any] | None = train if isinstance(train, DataLoader) else None
-        if self.loader is not None:
-            if self.loader.batch_size is not None:
-                batch_size = self.loader.batch_size
-            train = as_image_dataset(self.loader.dataset, split="train")
-        else:
-            train = as_image_dataset(train, split="train")
-        if isinstance(test, DataLoader):
-            test = test.dataset
-        self.train_set = train
-        self.test_set = (
-            None
-            if test is None
-            else as_image_dataset(test, split="test", num_classes=train.num_classes)
-        )
         spec = self.net.spec
         if task == "auto":
             task = "classification" if spec.names_with_role("input") else "generation"
@@ -104,14 +87,32 @@ class Trainer:
             raise SpecError(
                 f"generation needs output (observed) nodes; graph {spec.name!r} has none"
             )
-        self._check_shapes(train)
+        # the classes are the output node's values (the labels' one-hot width)
+        self.num_classes = self.net.node(self.outputs[0]).size if task == "classification" else 1
+        # a user's DataLoader is iterated as it is (its sampler, batch size, transforms,
+        # workers) and never read ahead; any other data is read once into memory, the fast path
+        self.loader: DataLoader[Any] | None = train if isinstance(train, DataLoader) else None
+        self.train_set: ImageDataset | None = None
+        if self.loader is not None:
+            if self.loader.batch_size is not None:
+                batch_size = self.loader.batch_size
+        else:
+            self.train_set = as_image_dataset(train, split="train")
+            self._check_shapes(self.train_set)
+        if isinstance(test, DataLoader):
+            test = test.dataset  # evaluation reads every test item once anyway
+        self.test_set = (
+            None
+            if test is None
+            else as_image_dataset(test, split="test", num_classes=self.num_classes)
+        )
         for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}")
-        if self.loader is None and batch_size > len(train):
+        if self.train_set is not None and batch_size > len(self.train_set):
             raise ConfigError(
-                f"batch_size {batch_size} is larger than the {len(train)} training samples: no "
-                "full batch would run; use a batch size ≤ the data (or more data)"
+                f"batch_size {batch_size} is larger than the {len(self.train_set)} training "
+                "samples: no full batch would run; use a batch size ≤ the data (or more data)"
             )
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.stream_aligned = (
@@ -178,6 +179,7 @@ class Trainer:
     def _epoch_data(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The clamped tensors of every training batch of ``epoch`` (this rank's share)."""
         if self.loader is None:
+            assert self.train_set is not None
             for idx in self.epoch_batches(epoch):
                 local = idx if self.dist is None else self.dist.shard(idx)
                 yield self.batch_data(self.train_set, local)
@@ -192,13 +194,15 @@ class Trainer:
                     f"the DataLoader yields {type(item).__name__}; expected (inputs, labels) "
                     "batches"
                 )
-            yield self.tensor_batch(item[0], item[1], self.train_set.num_classes)
+            yield self.tensor_batch(item[0], item[1], self.num_classes)
 
     def _batches_per_epoch(self, epoch: int) -> int:
         return len(self.loader) if self.loader is not None else len(self.epoch_batches(epoch))
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """The index batches of ``epoch`` (deterministic in seed and epoch)."""
+        if self.train_set is None:
+            raise ConfigError("epoch_batches: this Trainer iterates a DataLoader, not indices")
         gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         if self.stream_aligned:
             return stream_aligned_batches(
