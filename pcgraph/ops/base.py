@@ -10,6 +10,7 @@ gradients ∂E/∂θ_ji = −(∂f/∂θ)ᵀ δ_i, where δ_i = −∂E/∂μ_i 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from pcgraph.ops.kernel import EdgeKernel
 
-__all__ = ["EdgeOp", "NoParams", "OpParams", "Shape", "ShapeMismatch"]
+__all__ = ["EdgeOp", "KernelRequest", "NoParams", "OpParams", "Shape", "ShapeMismatch"]
 
 Shape = tuple[int, ...]
 
@@ -36,6 +37,24 @@ class OpParams(BaseModel):
 
 class NoParams(OpParams):
     """An op without parameters."""
+
+
+@dataclass(frozen=True)
+class KernelRequest:
+    """What the compiler asks an op's kernel factory for: one edge's shapes and parameters,
+    whether it has a bias, and where its tensors live."""
+
+    in_shape: Shape
+    out_shape: Shape
+    params: Any
+    bias: bool
+    device: torch.device | str | None = None
+    dtype: torch.dtype | None = None
+
+    @property
+    def factory(self) -> dict[str, Any]:
+        """``device=`` and ``dtype=`` for a torch factory or module constructor."""
+        return {"device": self.device, "dtype": self.dtype}
 
 
 class EdgeOp:
@@ -73,4 +92,9 @@ class EdgeOp:
         dtype: torch.dtype | None = None,
     ) -> EdgeKernel:
         """Build the kernel with freshly initialized parameters (torch's defaults)."""
+        return self.kernel(KernelRequest(in_shape, out_shape, params, bias, device, dtype))
+
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
+        """The op's kernel factory: override this (import torch inside it, so that the schema
+        and ``pcgraph check`` never load torch)."""
         raise NotImplementedError

@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from pcgraph.ops.base import EdgeOp, OpParams, Shape, ShapeMismatch
+from pcgraph.ops.base import EdgeOp, KernelRequest, OpParams, Shape, ShapeMismatch
 
 if TYPE_CHECKING:
-    import torch
-
     from pcgraph.ops.kernel import EdgeKernel
 
 __all__ = ["Conv2dOp", "ConvParams", "ConvTranspose2dOp", "ConvTransposeParams"]
@@ -70,33 +68,17 @@ class Conv2dOp(EdgeOp):
     def describe(self, params: Any) -> str:
         return _describe(self.name, params)
 
-    def make_kernel(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> EdgeKernel:
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
         from torch import nn
 
         from pcgraph.ops.conv_kernel import Conv2dKernel  # torch: only when compiling
 
-        p: ConvParams = params
+        p: ConvParams = req.params
+        channels = (req.in_shape[0], req.out_shape[0])
         layer = nn.Conv2d(
-            in_shape[0],
-            out_shape[0],
-            p.kernel_size,
-            p.stride,
-            p.padding,
-            p.dilation,
-            bias=bias,
-            device=device,
-            dtype=dtype,
+            *channels, p.kernel_size, p.stride, p.padding, p.dilation, bias=req.bias, **req.factory
         )
-        return Conv2dKernel(in_shape, out_shape, p, layer)
+        return Conv2dKernel(req, layer)
 
 
 class ConvTranspose2dOp(EdgeOp):
@@ -128,31 +110,21 @@ class ConvTranspose2dOp(EdgeOp):
     def describe(self, params: Any) -> str:
         return _describe(self.name, params)
 
-    def make_kernel(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> EdgeKernel:
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
         from torch import nn
 
         from pcgraph.ops.conv_kernel import ConvTranspose2dKernel
 
-        p: ConvTransposeParams = params
+        p: ConvTransposeParams = req.params
+        channels = (req.in_shape[0], req.out_shape[0])
         layer = nn.ConvTranspose2d(
-            in_shape[0],
-            out_shape[0],
+            *channels,
             p.kernel_size,
             p.stride,
             p.padding,
             p.output_padding,
-            bias=bias,
+            bias=req.bias,
             dilation=p.dilation,
-            device=device,
-            dtype=dtype,
+            **req.factory,
         )
-        return ConvTranspose2dKernel(in_shape, out_shape, p, layer)
+        return ConvTranspose2dKernel(req, layer)

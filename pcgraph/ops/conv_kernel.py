@@ -8,29 +8,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn import grad as nn_grad
 
-from pcgraph.ops.base import Shape
-from pcgraph.ops.conv import ConvParams, ConvTransposeParams
-from pcgraph.ops.kernel import EdgeKernel
+from pcgraph.ops.base import KernelRequest
+from pcgraph.ops.kernel import WeightedKernel
 
 __all__ = ["Conv2dKernel", "ConvTranspose2dKernel"]
 
 
-class _ConvKernel(EdgeKernel):
-    local_grads = True
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    def __init__(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        p: ConvParams,
-        layer: nn.Conv2d | nn.ConvTranspose2d,
-    ) -> None:
-        super().__init__(in_shape, out_shape)
+class _ConvKernel(WeightedKernel):
+    def __init__(self, req: KernelRequest, layer: nn.Conv2d | nn.ConvTranspose2d) -> None:
+        super().__init__(req, layer)  # torch's default (Kaiming-uniform) initialization
+        p = req.params
         self.stride, self.padding, self.dilation = p.stride, p.padding, p.dilation
-        self.weight = layer.weight  # torch's default (Kaiming-uniform) initialization
-        self.bias = layer.bias
 
     def _bias_grads(self, delta: torch.Tensor) -> list[torch.Tensor]:
         return [] if self.bias is None else [-delta.sum((0, 2, 3))]
@@ -57,11 +45,9 @@ class Conv2dKernel(_ConvKernel):
 class ConvTranspose2dKernel(_ConvKernel):
     """f(s) = conv_transpose2d(s, W) + b; message = conv2d(δ, W); ∂E/∂W = −conv2d_weight(δ, s)."""
 
-    def __init__(
-        self, in_shape: Shape, out_shape: Shape, p: ConvTransposeParams, layer: nn.ConvTranspose2d
-    ) -> None:
-        super().__init__(in_shape, out_shape, p, layer)
-        self.output_padding = p.output_padding
+    def __init__(self, req: KernelRequest, layer: nn.ConvTranspose2d) -> None:
+        super().__init__(req, layer)
+        self.output_padding = req.params.output_padding
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose2d(

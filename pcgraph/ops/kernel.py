@@ -8,14 +8,17 @@ gradients ∂E/∂θ_ji = −(∂f/∂θ)ᵀ δ_i, where δ_i = −∂E/∂μ_i 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from pcgraph.ops.base import Shape
 
-__all__ = ["EdgeKernel", "store_grad", "write_into"]
+if TYPE_CHECKING:
+    from pcgraph.ops.base import KernelRequest
+
+__all__ = ["EdgeKernel", "WeightedKernel", "store_grad", "write_into"]
 
 
 class EdgeKernel(nn.Module):
@@ -75,6 +78,20 @@ class EdgeKernel(nn.Module):
         existing ``.grad`` tensors where there are some."""
         for p, g in zip(self.parameters(), self.param_grads(s, delta), strict=True):
             store_grad(p, g, accumulate=accumulate)
+
+
+class WeightedKernel(EdgeKernel):
+    """A kernel with a weight and an optional bias, taken from a torch layer built for the edge
+    (so they start from torch's default initialization), and closed-form gradients."""
+
+    local_grads = True
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(self, req: KernelRequest, layer: nn.Module) -> None:
+        super().__init__(req.in_shape, req.out_shape)
+        self.weight = layer.weight
+        self.bias = layer.bias
 
 
 def write_into(out: torch.Tensor, value: torch.Tensor, *, accumulate: bool) -> None:

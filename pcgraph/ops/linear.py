@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from pcgraph.names import ACTIVATION_NAMES
-from pcgraph.ops.base import EdgeOp, OpParams, Shape, ShapeMismatch
+from pcgraph.ops.base import EdgeOp, KernelRequest, OpParams, Shape, ShapeMismatch
 
 if TYPE_CHECKING:
-    import torch
-
     from pcgraph.ops.kernel import EdgeKernel
 
 __all__ = ["DenseOp", "LinearOp", "ScaledLinearOp", "ScaledLinearParams"]
@@ -38,19 +36,10 @@ class LinearOp(EdgeOp):
             )
         return out_shape
 
-    def make_kernel(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> EdgeKernel:
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
         from pcgraph.ops.linear_kernel import LinearKernel  # torch: only when compiling
 
-        return LinearKernel(in_shape, out_shape, bias=bias, device=device, dtype=dtype)
+        return LinearKernel(req)
 
 
 class DenseOp(LinearOp):
@@ -110,18 +99,7 @@ class ScaledLinearOp(EdgeOp):
         act = "" if params.activation == "identity" else f" {params.activation}"
         return f"{skip}{params.scale:.3g}·W{act}"
 
-    def make_kernel(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> EdgeKernel:
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
         from pcgraph.ops.linear_kernel import ScaledLinearKernel
 
-        return ScaledLinearKernel(
-            in_shape, out_shape, params, bias=bias, device=device, dtype=dtype
-        )
+        return ScaledLinearKernel(req)

@@ -4,14 +4,17 @@ gradients, with oneDNN for large float32 products on the CPU (:mod:`pcgraph.ops.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from pcgraph.ops import matmul
 from pcgraph.ops.base import Shape
-from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.kernel import WeightedKernel, write_into
+
+if TYPE_CHECKING:
+    from pcgraph.ops.base import KernelRequest
 
 __all__ = ["LinearKernel", "ScaledLinearKernel"]
 
@@ -20,29 +23,15 @@ def _numel(shape: Shape) -> int:
     return math.prod(shape)
 
 
-class LinearKernel(EdgeKernel):
+class LinearKernel(WeightedKernel):
     """f(s) = W flatten(s) + b, reshaped to the target's shape. Closed-form gradients:
     message Wᵀ δ, ∂E/∂W = −δᵀ s, ∂E/∂b = −Σ_batch δ."""
 
-    local_grads = True
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    def __init__(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        *,
-        bias: bool,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> None:
-        super().__init__(in_shape, out_shape)
-        ref = nn.Linear(_numel(in_shape), _numel(out_shape), bias=bias, device=device, dtype=dtype)
-        self.weight = ref.weight  # Kaiming-uniform, torch's default
-        self.bias = ref.bias
-        self._flat_in = len(in_shape) != 1
-        self._flat_out = len(out_shape) != 1
+    def __init__(self, req: KernelRequest) -> None:
+        sizes = (_numel(req.in_shape), _numel(req.out_shape))  # Kaiming-uniform, torch's default
+        super().__init__(req, nn.Linear(*sizes, bias=req.bias, **req.factory))
+        self._flat_in = len(req.in_shape) != 1
+        self._flat_out = len(req.out_shape) != 1
         self.plain = not (self._flat_in or self._flat_out)  # vector → vector: no reshapes
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
@@ -134,34 +123,21 @@ class LinearKernel(EdgeKernel):
         return grads
 
 
-class ScaledLinearKernel(EdgeKernel):
+class ScaledLinearKernel(WeightedKernel):
     """f(s) = [s +] a (W φ(s) + b) (see :class:`pcgraph.ops.linear.ScaledLinearOp`). Closed
     forms, with y = φ(s): message [δ +] a φ'(s) ⊙ (δ W), ∂E/∂W = −a δᵀ y, ∂E/∂b = −a Σ_batch δ."""
 
-    local_grads = True
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    def __init__(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> None:
+    def __init__(self, req: KernelRequest) -> None:
         from pcgraph.activations import get_activation
 
-        super().__init__(in_shape, out_shape)
-        ref = nn.Linear(in_shape[0], out_shape[0], bias=bias, device=device, dtype=dtype)
+        params = req.params
+        ref = nn.Linear(req.in_shape[0], req.out_shape[0], bias=req.bias, **req.factory)
         if params.init == "normal":  # μPC: W ~ N(0, 1), the scale a carries the 1/√fan-in
             with torch.no_grad():
                 ref.weight.normal_()
                 if ref.bias is not None:
                     ref.bias.zero_()
-        self.weight, self.bias = ref.weight, ref.bias
+        super().__init__(req, ref)
         self.scale, self.residual = float(params.scale), bool(params.residual)
         self.act = get_activation(params.activation)
 

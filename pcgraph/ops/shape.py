@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from pcgraph.ops.base import EdgeOp, Shape, ShapeMismatch
+from pcgraph.ops.base import EdgeOp, KernelRequest, Shape, ShapeMismatch
 
 if TYPE_CHECKING:
-    import torch
-
     from pcgraph.ops.kernel import EdgeKernel
 
 __all__ = ["FlattenOp", "IdentityOp", "ReshapeOp"]
@@ -21,19 +19,10 @@ __all__ = ["FlattenOp", "IdentityOp", "ReshapeOp"]
 class _FixedOp(EdgeOp):
     learnable = False
 
-    def make_kernel(
-        self,
-        in_shape: Shape,
-        out_shape: Shape,
-        params: Any,
-        *,
-        bias: bool,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> EdgeKernel:
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
         from pcgraph.ops.shape_kernel import ReshapeKernel  # torch: only when compiling
 
-        return ReshapeKernel(in_shape, out_shape)
+        return ReshapeKernel(req.in_shape, req.out_shape)
 
 
 class IdentityOp(_FixedOp):
