@@ -162,8 +162,6 @@ def _grad_input(op: Callable[..., torch.Tensor], *extra: object) -> Callable[...
 _tanh_bwd = _grad_input(_aten.tanh_backward.grad_input)  # g (1 − y²), from y
 _sigmoid_bwd = _grad_input(_aten.sigmoid_backward.grad_input)  # g y (1 − y), from y
 _relu_bwd = _grad_input(_aten.threshold_backward.grad_input, 0)  # y > 0 ⟺ x > 0
-_gelu_bwd = _grad_input(_aten.gelu_backward.grad_input)  # from x
-_silu_bwd = _grad_input(_aten.silu_backward.grad_input)  # from x
 
 ACTIVATIONS: Registry[Activation] = Registry("activation")
 
@@ -221,28 +219,25 @@ _register(
         vjp_inplace=lambda g, x, y: _sigmoid_bwd(g, y),
     ),
 )
-_register(
-    "gelu",
-    Activation(
-        "gelu",
-        torch.nn.functional.gelu,
-        _gelu_derivative,
-        fused_vjp=lambda g, x: _aten.gelu_backward(g, x),
-        fn_into=lambda x, out: _aten.gelu.out(x, out=out),
-        vjp_inplace=lambda g, x, y: _gelu_bwd(g, x),
-    ),
-)
-_register(
-    "silu",
-    Activation(
-        "silu",
-        torch.nn.functional.silu,
-        _silu_derivative,
-        fused_vjp=lambda g, x: _aten.silu_backward(g, x),
-        fn_into=lambda x, out: _aten.silu.out(x, out=out),
-        vjp_inplace=lambda g, x, y: _silu_bwd(g, x),
-    ),
-)
+
+
+def _aten_from_x(name: str, derivative: Callable[[torch.Tensor], torch.Tensor]) -> Activation:
+    """An activation whose aten forward has an out= form and whose aten backward reads x
+    (gelu, silu): ``aten.<name>`` and ``aten.<name>_backward``."""
+    forward, backward = getattr(_aten, name), getattr(_aten, f"{name}_backward")
+    bwd_inplace = _grad_input(backward.grad_input)
+    return Activation(
+        name,
+        getattr(torch.nn.functional, name),
+        derivative,
+        fused_vjp=lambda g, x: backward(g, x),
+        fn_into=lambda x, out: forward.out(x, out=out),
+        vjp_inplace=lambda g, x, y: bwd_inplace(g, x),
+    )
+
+
+_register("gelu", _aten_from_x("gelu", _gelu_derivative))
+_register("silu", _aten_from_x("silu", _silu_derivative))
 _register("softplus", Activation("softplus", torch.nn.functional.softplus, _softplus_derivative))
 _register("elu", Activation("elu", torch.nn.functional.elu, _elu_derivative))
 

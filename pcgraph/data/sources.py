@@ -63,6 +63,13 @@ class DatasetSpec:
     embedded: bool = False
 
 
+def _by_file(*md5: str, suffix: str = ".gz") -> dict[str, str]:
+    """Checksums keyed by file name, given in FILES order (train images, train labels, test
+    images, test labels)."""
+    names = [f"{name}{suffix}" for split in FILES.values() for name in split]
+    return dict(zip(names, md5, strict=True))
+
+
 # Checksums of the official .gz files are those torchvision uses. The Fashion-MNIST raw
 # (decompressed) checksums were computed from Debian's dataset-fashion-mnist files, which were
 # recompressed by Debian (so their .gz checksums differ) but hold the same IDX bytes.
@@ -70,42 +77,43 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        md5={
-            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-        },
-        raw_md5={
-            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-        },
+        md5=_by_file(
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+        raw_md5=_by_file(
+            "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "9018921c3c673c538a1fc5bad174d6f9",
+            "8181f5470baa50b63fa0f6fddb340f0a",
+            "15d484375f8d13e6eb1aabb0c3f46965",
+            suffix="",
+        ),
         torchvision_dir="FashionMNIST",
         embedded=True,
     ),
     "mnist": DatasetSpec(
         name="mnist",
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
-        md5={
-            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-        },
+        md5=_by_file(
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
         raw_md5={},
         torchvision_dir="MNIST",
     ),
     "kmnist": DatasetSpec(
         name="kmnist",
         mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
-        md5={
-            "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
-            "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
-            "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
-            "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
-        },
+        md5=_by_file(
+            "bdb82020997e1d708af4cf47b453dcf7",
+            "e144d726b3acfaa3e44228e80efcd344",
+            "5c965bf0a639b31b8f53240b1b52f4d7",
+            "7320c461ea6c1c855c0b718fb2a4b134",
+        ),
         raw_md5={},
         torchvision_dir="KMNIST",
     ),

@@ -76,6 +76,25 @@ def chain(
     )
 
 
+def _layered(
+    builder: str,
+    sizes: Sequence[int],
+    first: tuple[str, str],
+    last: tuple[str, str],
+    **chain_options: Any,
+) -> GraphSpec:
+    """A layered :func:`chain`: ``first``, h1 … h_{n−2}, ``last``, each end given as
+    (name, role), the hidden layers latent."""
+    if len(sizes) < 2:
+        raise SpecError(
+            f"{builder}: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
+        )
+    hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
+    names = [first[0], *hidden, last[0]]
+    roles = [first[1], *["latent"] * len(hidden), last[1]]
+    return chain(names, list(sizes), roles=roles, **chain_options)
+
+
 def mlp(
     sizes: Sequence[int],
     *,
@@ -89,17 +108,11 @@ def mlp(
 
     ``mlp([784, 256, 256, 256, 256, 10])`` is the paper's 5-layer classifier (5 weight layers).
     """
-    if len(sizes) < 2:
-        raise SpecError(
-            f"mlp: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
-        )
-    hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
-    names = ["x", *hidden, "y"]
-    roles = ["input", *["latent"] * len(hidden), "output"]
-    return chain(
-        names,
-        list(sizes),
-        roles=roles,
+    return _layered(
+        "mlp",
+        sizes,
+        ("x", "input"),
+        ("y", "output"),
         activation=activation,
         bias=bias,
         last_energy=output_energy,
@@ -121,22 +134,8 @@ def decoder(
     ``decoder([256, 256, 256, 256, 784])`` is the paper's 4-layer decoder (4 weight layers).
     The latent ``z`` is a root that no clamp set fixes, so forward init is impossible (Prop. 3.2).
     """
-    if len(sizes) < 2:
-        raise SpecError(
-            f"decoder: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
-        )
-    hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
-    names = ["z", *hidden, "image"]
-    roles = ["latent", *["latent"] * len(hidden), "output"]
-    return chain(
-        names,
-        list(sizes),
-        roles=roles,
-        activation=activation,
-        bias=bias,
-        name=name,
-        description=description,
-    )
+    options = {"activation": activation, "bias": bias, "name": name, "description": description}
+    return _layered("decoder", sizes, ("z", "latent"), ("image", "output"), **options)
 
 
 def residual_mlp(
