@@ -23,7 +23,7 @@ from pcgraph.engine.checks import (
     check_steps,
 )
 from pcgraph.engine.neurons import NeuronOptimizer
-from pcgraph.engine.runners import RUNNERS, GradMode, RunOptions
+from pcgraph.engine.runners import RUNNERS, GradMode, RunJob, RunOptions
 from pcgraph.errors import ConfigError
 
 __all__ = ["GradMode", "InferenceResult", "NeuronOptimizer", "solve_inference"]
@@ -151,7 +151,7 @@ def solve_inference(
         backtrack=backtrack,
         tol=tol,
     )
-    buf, energy_before, final, record, taken = runner.run(net, prog, states, T, opts)
+    buf, energy_before, final, record, taken = runner.run(RunJob(net, prog, states, T, opts))
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]
         check_growth(

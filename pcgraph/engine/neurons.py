@@ -1,7 +1,7 @@
 """The neuron optimizers of inference: x ← x − γ g (SGD, the paper's), momentum and Adam, and
 the ODE solvers of inference dx/dt = −∂E/∂x: explicit Euler (the same update as SGD, named as a
 solver) and Heun's second-order method (one Euler predictor, then the average of the two
-gradients; run by the eager loop, :func:`pcgraph.engine.runners._loop`)."""
+gradients; run by the eager loop, :func:`pcgraph.engine.loop.eager_loop`)."""
 
 from __future__ import annotations
 
