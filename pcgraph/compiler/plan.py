@@ -16,6 +16,7 @@ import torch
 
 from pcgraph.analysis import check_forward_init, forward_levels, front_steps, memory_targets
 from pcgraph.compiler.network import PCNetwork
+from pcgraph.compiler.protocol import Quiet
 from pcgraph.energies import get_energy
 
 __all__ = ["ClampPlan", "Quiet", "clamp_plan", "forward_order"]
@@ -114,20 +115,6 @@ class ClampPlan:
         if len(self._fronts) < 64:  # a few (swept, T) pairs in practice
             self._fronts[key] = found
         return found
-
-
-@dataclass(frozen=True)
-class Quiet:
-    """What one error evaluation may skip (see :meth:`ClampPlan.quiet_schedule`).
-
-    Attributes:
-        zero: nodes whose ε is exactly 0: no prediction, no message to their parents, no weight
-            gradient on their in-edges.
-        fresh: free nodes whose σ(x) in the σ buffer is current (not moved since computed).
-    """
-
-    zero: frozenset[int]
-    fresh: frozenset[int]
 
 
 def _hold_order(net: PCNetwork, free: set[int]) -> tuple[int, ...]:

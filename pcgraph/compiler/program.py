@@ -23,7 +23,7 @@ from pcgraph.activations import Activation
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
-from pcgraph.compiler.protocol import Buffers
+from pcgraph.compiler.protocol import Buffers, Quiet, Sent
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.compiler.steps import Step, error_step, message_step
 from pcgraph.energies import get_energy
@@ -404,14 +404,7 @@ class InferenceProgram:
         return buf
 
     @_without_grad
-    def errors(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        *,
-        skip: frozenset[int] = frozenset(),
-        fresh: frozenset[int] | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
         """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
 
         ``x`` must be the buffer passed to :meth:`prepare` (its views are cached there). Every
@@ -419,15 +412,15 @@ class InferenceProgram:
         ops with in-place forms (linear).
 
         Args:
-            skip: gaussian nodes known to be at ε = 0 (:meth:`swept_since_prepare`, then
-                :meth:`~pcgraph.compiler.plan.ClampPlan.quiet_schedule`): their prediction is
-                not computed, and ``buf.quiet`` records them for the messages, energies and
-                weight gradients that read these errors.
-            fresh: free nodes whose σ(x) in the σ buffer is current (default: ``skip``).
+            quiet: from :meth:`~pcgraph.compiler.plan.ClampPlan.quiet_schedule` after
+                :meth:`swept_since_prepare`: ``quiet.zero`` are gaussian nodes known to be at
+                ε = 0, whose prediction is not computed (``buf.quiet`` records them for the
+                messages, energies and weight gradients that read these errors);
+                ``quiet.fresh`` are free nodes whose σ(x) in the σ buffer is current.
         """
         xv, ev = self._xv, self._ev
         sent = buf.sent_free
-        fresh = skip if fresh is None else fresh
+        skip, fresh = (quiet.zero, quiet.fresh) if quiet is not None else (frozenset(), frozenset())
         was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
         for j, act in self._sent_plan:
             if act is not None and j not in fresh:
@@ -463,7 +456,7 @@ class InferenceProgram:
     def _error(
         self,
         buf: Buffers,
-        sent: dict[int, torch.Tensor],
+        sent: Sent,
         i: int,
         var: list[tuple[EdgeKernel, int]],
         is_ce: bool,
@@ -508,7 +501,7 @@ class InferenceProgram:
         buf.ce_mu[i] = mu
 
     @_without_grad
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
@@ -557,7 +550,7 @@ class InferenceProgram:
 
     def _gradient(
         self,
-        sent: dict[int, torch.Tensor],
+        sent: Sent,
         j: int,
         has_own: bool,
         children: list[tuple[EdgeKernel, int]],

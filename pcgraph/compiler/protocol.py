@@ -11,7 +11,24 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["Buffers", "Program"]
+__all__ = ["Buffers", "Program", "Quiet", "Sent"]
+
+#: σ(x_j) of the free senders, by node index: what :meth:`Program.errors` returns
+Sent = dict[int, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """What one error evaluation may skip (see :meth:`ClampPlan.quiet_schedule`).
+
+    Attributes:
+        zero: nodes whose ε is exactly 0: no prediction, no message to their parents, no weight
+            gradient on their in-edges.
+        fresh: free nodes whose σ(x) in the σ buffer is current (not moved since computed).
+    """
+
+    zero: frozenset[int]
+    fresh: frozenset[int]
 
 
 @dataclass
@@ -60,22 +77,15 @@ class Program(Protocol):
         """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
         ...
 
-    def errors(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        *,
-        skip: frozenset[int] = frozenset(),
-        fresh: frozenset[int] | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
         """ε and δ at the current states; returns σ(x) of the free senders.
 
-        ``skip``: nodes known to be at ε = 0 (recorded in ``buf.quiet``); ``fresh``: nodes
-        whose σ(x) is current (default: ``skip``). A backend may ignore both.
+        ``quiet``: the nodes known to be at ε = 0 (recorded in ``buf.quiet``) and those whose
+        σ(x) is current, from the error front. A backend may ignore it.
         """
         ...
 
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
         """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``)."""
         ...
 

@@ -24,7 +24,7 @@ from torch_geometric.utils import coalesce
 
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram
-from pcgraph.compiler.protocol import Buffers
+from pcgraph.compiler.protocol import Buffers, Quiet, Sent
 from pcgraph.errors import SpecError
 from pcgraph.ops.kernel import EdgeKernel, store_grad
 from pcgraph.schema import GraphSpec
@@ -247,14 +247,7 @@ class SparseProgram(InferenceProgram):
         return buf
 
     @torch.no_grad()
-    def errors(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        *,
-        skip: frozenset[int] = frozenset(),
-        fresh: frozenset[int] | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
         # one product over the whole graph: a front of zero errors saves nothing here
         s = self.net.sent_all(x)
         mu = torch.sparse.mm(self._w, s.t()).t()
@@ -266,7 +259,7 @@ class SparseProgram(InferenceProgram):
         return {-1: s}
 
     @torch.no_grad()
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: dict[int, torch.Tensor]) -> None:
+    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
         msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)

@@ -71,8 +71,7 @@ def eager_loop(
         taken = T
         for t in range(T):
             zero = quiet[t].zero if quiet is not None else frozenset()
-            fresh = quiet[t].fresh if quiet is not None else None
-            sent = prog.errors(states, buf, skip=zero, fresh=fresh)
+            sent = prog.errors(states, buf, quiet[t] if quiet is not None else None)
             if backtrack and t > 0:
                 sent, e_prev = accept_or_halve(prog, states, buf, step, x_free, g_free, e_prev)
             if record is not None:
@@ -103,10 +102,9 @@ def eager_loop(
                 sent = prog.errors(states, buf)
                 _state_grad(net, prog, states, buf, sent, grad_mode)
                 x_free.add_(g_first, alpha=step.lr / 2).add_(g_free, alpha=-step.lr / 2)
-        if quiet is not None:  # at x(T): for learning
-            prog.errors(states, buf, skip=quiet[taken].zero, fresh=quiet[taken].fresh)
-        else:
-            prog.errors(states, buf)
+        prog.errors(
+            states, buf, quiet[taken] if quiet is not None else None
+        )  # at x(T), for learning
         if backtrack and T > 0:
             accept_or_halve(prog, states, buf, step, x_free, g_free, e_prev)
         step.lr = lr0
