@@ -8,23 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from pcgraph.analysis import analyze, check_init, resolve_clamp
+from pcgraph.cli.command import add_topology_command
 from pcgraph.errors import ConfigError
 from pcgraph.schema import GraphSpec
 
 __all__ = ["add_parser", "run_check"]
 
 
+SUMMARY = "validate a topology and explain it"
+DESCRIPTION = (
+    "Validate FILE and say in plain words whether it is a DAG, which roots are "
+    "clamped, whether forward initialization is possible (Proposition 3.2) and why not, which "
+    "initialization 'auto' picks, and the cost of one weight update in sequential matrix "
+    "multiplications (SMMs). Exit 0 when valid, 2 with one message when not."
+)
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``check`` sub-command."""
-    p = sub.add_parser(
+    p = add_topology_command(
+        sub,
         "check",
-        help="validate a topology and explain it",
-        description="Validate FILE and say in plain words whether it is a DAG, which roots are "
-        "clamped, whether forward initialization is possible (Proposition 3.2) and why not, which "
-        "initialization 'auto' picks, and the cost of one weight update in sequential matrix "
-        "multiplications (SMMs). Exit 0 when valid, 2 with one message when not.",
+        run_check,
+        SUMMARY,
+        DESCRIPTION,
+        file_help="a topology YAML file, e.g. topologies/mlp5_fashion.yaml",
     )
-    p.add_argument("file", help="a topology YAML file, e.g. topologies/mlp5_fashion.yaml")
     p.add_argument(
         "--clamp",
         default="train",
@@ -37,7 +46,6 @@ def add_parser(sub: Any) -> None:
         help="check that this initialization can be used here (default: auto)",
     )
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
-    p.set_defaults(handler=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:

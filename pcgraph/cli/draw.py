@@ -7,24 +7,26 @@ from pathlib import Path
 from typing import Any
 
 from pcgraph.analysis import resolve_clamp
+from pcgraph.cli.command import add_topology_command
 from pcgraph.cli.validate import check_output_file
 from pcgraph.schema import GraphSpec
 
 __all__ = ["add_parser", "run_draw"]
 
 
+SUMMARY = "draw a topology to an image file"
+DESCRIPTION = (
+    "Draw FILE: nodes coloured by role, clamped nodes outlined, "
+    "edges labelled by op, cycles in red; --clamp chooses the clamp set "
+    "whose nodes are outlined."
+)
+
+
 def add_parser(sub: Any) -> None:
     """Register the ``draw`` sub-command."""
-    p = sub.add_parser(
-        "draw",
-        help="draw a topology to an image file",
-        description="Draw FILE: nodes coloured by role, clamped nodes outlined, "
-        "edges labelled by op, cycles in red.",
-    )
-    p.add_argument("file", help="a topology YAML file")
+    p = add_topology_command(sub, "draw", run_draw, SUMMARY, DESCRIPTION)
     p.add_argument("-o", "--output", default=None, help="image path (default: FILE with .png)")
     p.add_argument("--clamp", default="train", help="train | predict | generate | a,b,c")
-    p.set_defaults(handler=run_draw)
 
 
 def run_draw(args: argparse.Namespace) -> int:

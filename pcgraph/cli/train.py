@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pcgraph.cli.command import add_topology_command
 from pcgraph.cli.validate import check_output_dir, check_train
 from pcgraph.errors import ConfigError, SpecError
 from pcgraph.yamlio import bool_hint, load_yaml
@@ -44,15 +45,16 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+SUMMARY = "train a topology on an image dataset"
+DESCRIPTION = (
+    "Train FILE with predictive coding and write DIR/history.json, "
+    "DIR/checkpoint.pt, DIR/history.png and DIR/graph.png."
+)
+
+
 def add_parser(sub: Any) -> None:
     """Register ``train``."""
-    p = sub.add_parser(
-        "train",
-        help="train a topology on an image dataset",
-        description="Train FILE with predictive coding and write DIR/history.json, "
-        "DIR/checkpoint.pt, DIR/history.png and DIR/graph.png.",
-    )
-    p.add_argument("file", help="a topology YAML file")
+    p = add_topology_command(sub, "train", run_train, SUMMARY, DESCRIPTION)
     p.add_argument("--config", help="a YAML file of options (CLI options override it)")
     p.add_argument(
         "--data", help="fashion-mnist | mnist | kmnist | cifar10 (default fashion-mnist)"
@@ -90,7 +92,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="output directory (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    p.set_defaults(handler=run_train)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
