@@ -5,7 +5,7 @@ The declarations (parameters, shape rules) only; the kernels are in :mod:`pcgrap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -37,87 +37,97 @@ def _check_image(shape: Shape, what: str, op: str) -> None:
         raise ShapeMismatch(f"{op} needs a [C, H, W] {what} but it has shape {list(shape)}")
 
 
-def _describe(op: str, p: ConvParams) -> str:
-    text = f"{op} k={p.kernel_size} s={p.stride}"
-    if p.padding:
-        text += f" p={p.padding}"
-    if p.dilation != 1:
-        text += f" d={p.dilation}"
-    return text
+class _ConvOp(EdgeOp):
+    """Shared by the two convolutions: [C, H, W] at both ends, output channels from the target,
+    the spatial size from :meth:`spatial`, the kernel from a torch layer of :meth:`layer`."""
+
+    kernel_class: ClassVar[str]  # its class in pcgraph.ops.conv_kernel
+
+    def output_shape(self, in_shape: Shape, out_shape: Shape, params: Any) -> Shape:
+        _check_image(in_shape, "source", self.name)
+        _check_image(out_shape, "target", self.name)
+        h, w = (self.spatial(n, params) for n in in_shape[1:])
+        if h <= 0 or w <= 0:
+            raise ShapeMismatch(self.empty_output(in_shape, params))
+        return (out_shape[0], h, w)
+
+    def spatial(self, n: int, p: Any) -> int:
+        """The output size of one spatial dimension of input size ``n``."""
+        raise NotImplementedError
+
+    def empty_output(self, in_shape: Shape, p: Any) -> str:
+        """The message when the output would be empty."""
+        return f"{self.describe(p)} gives an empty output from {list(in_shape)}"
+
+    def describe(self, params: Any) -> str:
+        text = f"{self.name} k={params.kernel_size} s={params.stride}"
+        if params.padding:
+            text += f" p={params.padding}"
+        if params.dilation != 1:
+            text += f" d={params.dilation}"
+        return text
+
+    def layer(self, req: KernelRequest) -> Any:
+        """The torch layer whose weight and bias (torch's default init) the kernel takes."""
+        raise NotImplementedError
+
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
+        from pcgraph.ops import conv_kernel  # torch: only when compiling
+
+        kernel_class = getattr(conv_kernel, self.kernel_class)
+        return kernel_class(req, self.layer(req))
 
 
-class Conv2dOp(EdgeOp):
+class Conv2dOp(_ConvOp):
     """``conv2d``: out = ⌊(H + 2p − d(k−1) − 1)/s⌋ + 1 per spatial dim."""
 
     name = "conv2d"
     params_model = ConvParams
+    kernel_class = "Conv2dKernel"
 
-    def output_shape(self, in_shape: Shape, out_shape: Shape, params: Any) -> Shape:
-        _check_image(in_shape, "source", self.name)
-        _check_image(out_shape, "target", self.name)
-        p: ConvParams = params
-        span = p.dilation * (p.kernel_size - 1) + 1
-        h, w = ((n + 2 * p.padding - span) // p.stride + 1 for n in in_shape[1:])
-        if h <= 0 or w <= 0:
-            raise ShapeMismatch(
-                f"{self.describe(p)} does not fit a {list(in_shape)} input: the kernel is larger "
-                "than the padded image; lower kernel_size or raise padding"
-            )
-        return (out_shape[0], h, w)
+    def spatial(self, n: int, p: ConvParams) -> int:
+        return (n + 2 * p.padding - p.dilation * (p.kernel_size - 1) - 1) // p.stride + 1
 
-    def describe(self, params: Any) -> str:
-        return _describe(self.name, params)
+    def empty_output(self, in_shape: Shape, p: ConvParams) -> str:
+        return (
+            f"{self.describe(p)} does not fit a {list(in_shape)} input: the kernel is larger "
+            "than the padded image; lower kernel_size or raise padding"
+        )
 
-    def kernel(self, req: KernelRequest) -> EdgeKernel:
+    def layer(self, req: KernelRequest) -> Any:
         from torch import nn
-
-        from pcgraph.ops.conv_kernel import Conv2dKernel  # torch: only when compiling
 
         p: ConvParams = req.params
         channels = (req.in_shape[0], req.out_shape[0])
-        layer = nn.Conv2d(
+        return nn.Conv2d(
             *channels, p.kernel_size, p.stride, p.padding, p.dilation, bias=req.bias, **req.factory
         )
-        return Conv2dKernel(req, layer)
 
 
-class ConvTranspose2dOp(EdgeOp):
+class ConvTranspose2dOp(_ConvOp):
     """``conv_transpose2d``: out = (H − 1)s − 2p + d(k−1) + output_padding + 1."""
 
     name = "conv_transpose2d"
     params_model = ConvTransposeParams
+    kernel_class = "ConvTranspose2dKernel"
 
     def output_shape(self, in_shape: Shape, out_shape: Shape, params: Any) -> Shape:
-        _check_image(in_shape, "source", self.name)
-        _check_image(out_shape, "target", self.name)
-        p: ConvTransposeParams = params
-        if p.output_padding >= max(p.stride, p.dilation):
+        if params.output_padding >= max(params.stride, params.dilation):
             raise ShapeMismatch(
-                f"output_padding={p.output_padding} must be smaller than stride or dilation"
+                f"output_padding={params.output_padding} must be smaller than stride or dilation"
             )
-        h, w = (
-            (n - 1) * p.stride
-            - 2 * p.padding
-            + p.dilation * (p.kernel_size - 1)
-            + p.output_padding
-            + 1
-            for n in in_shape[1:]
-        )
-        if h <= 0 or w <= 0:
-            raise ShapeMismatch(f"{self.describe(p)} gives an empty output from {list(in_shape)}")
-        return (out_shape[0], h, w)
+        return super().output_shape(in_shape, out_shape, params)
 
-    def describe(self, params: Any) -> str:
-        return _describe(self.name, params)
+    def spatial(self, n: int, p: ConvTransposeParams) -> int:
+        span = p.dilation * (p.kernel_size - 1)
+        return (n - 1) * p.stride - 2 * p.padding + span + p.output_padding + 1
 
-    def kernel(self, req: KernelRequest) -> EdgeKernel:
+    def layer(self, req: KernelRequest) -> Any:
         from torch import nn
-
-        from pcgraph.ops.conv_kernel import ConvTranspose2dKernel
 
         p: ConvTransposeParams = req.params
         channels = (req.in_shape[0], req.out_shape[0])
-        layer = nn.ConvTranspose2d(
+        return nn.ConvTranspose2d(
             *channels,
             p.kernel_size,
             p.stride,
@@ -127,4 +137,3 @@ class ConvTranspose2dOp(EdgeOp):
             dilation=p.dilation,
             **req.factory,
         )
-        return ConvTranspose2dKernel(req, layer)
