@@ -79,6 +79,12 @@ class PCNetwork(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        reason = self.unsupported_reason(spec)
+        if reason is not None:
+            raise SpecError(
+                f"cannot compile {spec.name!r} to the {self.backend} backend: {reason}; "
+                "use backend='dense'"
+            )
         super().__init__()
         self.spec = spec
         self.dtype = dtype or torch.get_default_dtype()
@@ -95,7 +101,7 @@ class PCNetwork(nn.Module):
             )
             for e, edge in enumerate(spec.edges)
         )
-        self.kernels = nn.ModuleList(self._build_kernels(spec))
+        self.kernels = nn.ModuleList(self._build_parameters(spec))
         edges = self.edges
         parents: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
         children: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
@@ -128,9 +134,14 @@ class PCNetwork(nn.Module):
         self.plan_cache: dict[frozenset[str], Any] = {}
         self.to(self.device)
 
-    def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
-        """One kernel per edge, built on the CPU generator and moved later: the same seed gives
-        the same network on every device."""
+    @classmethod
+    def unsupported_reason(cls, spec: GraphSpec) -> str | None:
+        """Why this backend cannot compile ``spec``, or None (the dense backend takes all)."""
+        return None
+
+    def _build_parameters(self, spec: GraphSpec) -> list[EdgeKernel]:
+        """The edges' parameters, as one kernel per edge (the ``kernels`` list), built on the
+        CPU generator and moved later: the same seed gives the same network on every device."""
         kernels = []
         for edge in spec.edges:
             op = get_op(edge.op)

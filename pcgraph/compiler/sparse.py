@@ -59,21 +59,13 @@ class SparsePCNetwork(PCNetwork):
     weight: nn.Parameter
     bias: nn.Parameter
 
-    def __init__(
-        self,
-        spec: GraphSpec,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        reason = sparse_unsupported_reason(spec)
-        if reason is not None:
-            raise SpecError(
-                f"cannot compile {spec.name!r} to the sparse backend: {reason}; use backend='dense'"
-            )
-        super().__init__(spec, device=device, dtype=dtype)
+    @classmethod
+    def unsupported_reason(cls, spec: GraphSpec) -> str | None:
+        return sparse_unsupported_reason(spec)
 
-    def _build_kernels(self, spec: GraphSpec) -> list[EdgeKernel]:
+    def _build_parameters(self, spec: GraphSpec) -> list[EdgeKernel]:
+        """One weight vector over all edges' entries (COO order) and one bias vector; no
+        per-edge kernels."""
         sizes = [n.size for n in spec.nodes]
         offsets = [0, *itertools.accumulate(sizes)]
         index = {n.name: i for i, n in enumerate(spec.nodes)}

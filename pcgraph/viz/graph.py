@@ -32,18 +32,8 @@ from pcgraph.viz._common import (
 )
 from pcgraph.viz.layout import Position, graph_layout
 
-__all__ = [
-    "CYCLE_COLOR",
-    "ENERGY_CMAP",
-    "ROLE_STYLE",
-    "GraphArtists",
-    "clamp_title",
-    "draw_graph",
-    "energy_face",
-    "graph_figure_size",
-    "node_label",
-    "render_graph",
-]
+# the drawing API; the styles and label helpers below are shared with pcgraph.viz.energy
+__all__ = ["GraphArtists", "draw_graph", "render_graph"]
 
 # role → (face colour, marker): the marker keeps the role visible when colour shows energy
 ROLE_STYLE: dict[str, tuple[str, str]] = {
