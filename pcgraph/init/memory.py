@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pcgraph.analysis import MEMORY_RETRIEVAL_SMM, init_smm
+from pcgraph.analysis.cost import MEMORY_RETRIEVAL_SMM, init_smm
 from pcgraph.energies import get_energy
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer
