@@ -150,7 +150,7 @@ def test_figures_are_ones_make_figures_writes(gen_docs: ModuleType) -> None:
                 assert ext in (".png", ".gif") and flow.group(1) in stems, (page.name, figure)
                 assert f'"{flow.group(1)}' in script, f"make_figures.py draws no {figure}"
                 if flow.group(2):  # the trained-network trace is written under this name
-                    assert f'energy_flow_{flow.group(1)}_trained' in script, figure
+                    assert f"energy_flow_{flow.group(1)}_trained" in script, figure
             elif stem.endswith("_generate"):
                 assert ext == ".png" and stem.removesuffix("_generate") in generative, figure
             else:

@@ -84,8 +84,8 @@ def test_fast_step_equals_autograd_of_the_energy(activation: str, dtype: torch.d
     x = torch.randn(256, net.state_size, generator=g, dtype=dtype)
     prog = program_for(net, clamp)
     buf = prog.prepare(x)
-    assert any(fn is not None for _, fn, _ in prog._err_steps)  # h2: one linear parent
-    assert any(fn is not None for fn, _ in prog._grad_steps)  # h2: one linear child
+    assert any(fn is not None for _, fn, _ in prog.error_steps)  # h2: one linear parent
+    assert any(fn is not None for fn, _ in prog.gradient_steps.steps)  # h2: one linear child
     sent = prog.errors(x, buf)
     prog.state_grad(x, buf, sent)
     net.zero_grad(set_to_none=True)

@@ -134,7 +134,7 @@ def fan() -> PCNetwork:
     net = compile(
         GraphSpec.model_validate({"name": "fan", "nodes": nodes, "edges": edges}), dtype=F64, seed=0
     )
-    assert program_for(net, frozenset({"x", "y"}))._stacks, "the a → b_k edges should stack"
+    assert program_for(net, frozenset({"x", "y"})).stacks, "the a → b_k edges should stack"
     return net
 
 

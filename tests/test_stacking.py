@@ -42,8 +42,8 @@ def test_stacked_gradients_equal_autograd(bias: bool, activation: str, ce: bool)
     )
     clamp = net.resolve_clamp("train")
     prog = program_for(net, clamp)
-    assert len(prog._stacks) == 2  # g→y (6→4) and g→g (6→6); x→g has a clamped source
-    assert sum(len(st.edges) for st in prog._stacks) == 25
+    assert len(prog.stacks) == 2  # g→y (6→4) and g→g (6→6); x→g has a clamped source
+    assert sum(len(st.edges) for st in prog.stacks) == 25
     x = states(net)
     buf = prog.prepare(x)
     prog.state_grad(x, buf, prog.errors(x, buf))
@@ -71,7 +71,7 @@ def test_stacked_training_equals_edge_by_edge(monkeypatch: pytest.MonkeyPatch) -
             init_options={"patterns": 16, "embed_dim": 8, "heads": 2},
             optimizer=torch.optim.SGD(net.parameters(), lr=1e-2),
         )
-        stacks = len(program_for(net, learner.clamp)._stacks)
+        stacks = len(program_for(net, learner.clamp).stacks)
         assert (stacks > 0) == (stack_min < 100)
         g = torch.Generator().manual_seed(1)
         data = {

@@ -12,230 +12,50 @@ inference and are computed once per batch; messages are sent only to free source
 
 from __future__ import annotations
 
-import functools
-import itertools
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
-
 import torch
 
-from pcgraph.activations import Activation
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.protocol import Buffers, Quiet, Sent
-from pcgraph.compiler.stacking import EdgeStack, build_stacks
-from pcgraph.compiler.steps import Step, error_step, message_step
-from pcgraph.energies import get_energy
+from pcgraph.compiler.step_plan import StepPlan
+from pcgraph.compiler.steps import (
+    Step,
+    error_step,
+    without_grad,
+)
 from pcgraph.ops.kernel import EdgeKernel, write_into
-from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["InferenceProgram"]
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _without_grad(fn: _F) -> _F:
-    """Like ``@torch.no_grad()`` for the per-step methods, which the runners call with grad
-    already off thousands of times per second: the context manager is entered only when
-    needed (its enter/exit cost more than a small kernel)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    return cast(_F, wrapper)
-
-
-# (node, has own error, [(kernel, child)], activation, stacked messages, fresh message)
-_GradEntry = tuple[int, bool, list[tuple[EdgeKernel, int]], Activation | None, bool, bool]
-
-
-def _copier(src: torch.Tensor, dst: torch.Tensor) -> Step:
-    def copy() -> None:
-        dst.copy_(src)
-
-    return copy
-
-
-def _zeroer(t: torch.Tensor) -> Step:
-    def zero() -> None:
-        t.zero_()
-
-    return zero
-
-
-class InferenceProgram:
-    """Precomputed plan of the local-gradient inference step for one clamp set."""
+class InferenceProgram(StepPlan):
+    """Precomputed plan of the local-gradient inference step for one clamp set, with its
+    reused buffers per batch size."""
 
     def __init__(self, net: PCNetwork, clamp: frozenset[str]) -> None:
-        self.net = net
-        self.clamp = clamp
-        nodes = net.nodes
-        plan = clamp_plan(net, clamp)  # free nodes and columns come from the clamp plan
-        self.free_nodes = list(plan.free)
-        is_free = [False] * len(nodes)
-        for i in self.free_nodes:
-            is_free[i] = True
-        self.predicted = [n.index for n in nodes if n.parents]
-        # edges split by whether their source changes during inference
-        self.var_parents = {
-            i: [e for e in nodes[i].parents if is_free[net.edges[e].source]] for i in self.predicted
-        }
-        self.const_parents = {
-            i: [e for e in nodes[i].parents if not is_free[net.edges[e].source]]
-            for i in self.predicted
-        }
-        self.sent_free = sorted(
-            {net.edges[e].source for i in self.predicted for e in self.var_parents[i]}
-        )
-        self.sent_clamped = sorted(
-            {net.edges[e].source for e in range(len(net.edges)) if not is_free[net.edges[e].source]}
-        )
-        self._energy = [get_energy(n.energy) for n in nodes]
-        # nodes whose energy is not gaussian (cross-entropy, Bernoulli): their "ε" and E need μ
-        self.ce_nodes = [i for i in self.predicted if self._energy[i].held]
-        # A free node of such an energy is held at its mean (softmax(μ), σ(μ): the minimiser of
-        # KL(x‖mean)): the energy is linear in x, so gradient steps would leave the domain and
-        # never stop.
-        self.free_ce = {i for i in self.ce_nodes if is_free[i]}
-        self.unit_precision = all(n.precision == 1.0 for n in nodes)
-        precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
-        col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
-        for n in nodes:
-            precision[n.cols] = n.precision
-            col_node[n.cols] = n.index
-        self.precision, self.col_node = precision, col_node
-        self.free_mask = plan.free_cols.to(net.dtype)
-        # the free columns as one range when they are contiguous (the usual layout): the state
-        # update then touches only them, not the clamped data's columns
-        spans = sorted((nodes[i].offset, nodes[i].offset + nodes[i].size) for i in self.free_nodes)
-        contiguous = all(a[1] == b[0] for a, b in itertools.pairwise(spans))
-        self.free_range: tuple[int, int] | None = (
-            (spans[0][0], spans[-1][1]) if spans and contiguous else None
-        )
-        kernels = net.kernels
-        self.learnable_edges = [
-            e.index
-            for e in net.edges
-            if e.index < len(kernels) and any(True for _ in kernels[e.index].parameters())
-        ]
+        super().__init__(net, clamp)
         self._buffers: BoundedCache[int, Buffers] = BoundedCache(4)  # per batch size
         self._views_key: tuple[object, ...] | None = None
-        self._gauss_nodes: list[int] = []
-        self._gauss_plans: dict[frozenset[int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
-        self._per_node_energy = False
-        self._stacks: list[EdgeStack] = []
-        self._stacked_edges: set[int] = set()
         self._const_token: tuple[object, ...] | None = None
         self._swept: frozenset[int] = frozenset()
-        self._sweepable: set[int] = set()
         self._steps_key: tuple[int, ...] | None = None
         self._params = list(net.parameters())  # the same objects for the network's life
-        self._bound_params: list[torch.Tensor] = []
-        self._err_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
-        self._grad_steps: list[tuple[Step | None, tuple[object, ...]]] = []
-        self._quiet_plans: dict[frozenset[int], list[tuple[Step | None, tuple[object, ...]]]] = {}
-        if len(net.kernels) == len(net.edges):
-            self._build_plans()
-
-    def _build_plans(self) -> None:
-        """Static per-step plans: plain lists of (index, bound methods) the hot loop walks."""
-        net, nodes = self.net, self.net.nodes
-        k = [self._kernel(e) for e in range(len(net.edges))]
-        self._stacks = build_stacks(net, self.var_parents, k)
-        self._stacked_edges = stacked = {e for st in self._stacks for e in st.edges}
-        self._stacked_in = {net.edges[e].target for e in stacked}
-        self._stacked_out = {net.edges[e].source for e in stacked}
-        self._sent_plan = [
-            (j, None if nodes[j].activation.is_identity else nodes[j].activation)
-            for j in self.sent_free
-        ]
-        self._err_plan = [
-            (
-                i,
-                [(k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked],
-                self._energy[i].held,
-                i in self._stacked_in,
-            )
-            for i in self.predicted
-        ]
-        self._grad_plan = [
-            (
-                j,
-                bool(nodes[j].parents) and j not in self.free_ce,
-                [(k[e], net.edges[e].target) for e in nodes[j].children if e not in stacked],
-                None if nodes[j].activation.is_identity else nodes[j].activation,
-                j in self._stacked_out,
-                self._fresh_message(j, k),
-            )
-            for j in self.free_nodes
-        ]
-        self._hold_plan = [
-            (i, [(k[e].forward, net.edges[e].source) for e in self.var_parents[i]])
-            for i in clamp_plan(net, self.clamp).hold_order
-        ]
-        self._sent_fn = dict(self._sent_plan)
-        # nodes whose prediction / message is one plain linear edge: specialised closures
-        self._single_parent = {
-            i: var[0][0]
-            for i, var, is_ce, stacked_in in self._err_plan
-            if not is_ce
-            and not stacked_in
-            and not self.const_parents[i]
-            and len(var) == 1
-            and isinstance(var[0][0], LinearKernel)
-            and var[0][0].plain
-        }
-        fresh = [entry[2][0][0] for entry in self._grad_plan if entry[-1]]
-        bound = {id(k): k for k in (*self._single_parent.values(), *fresh)}
-        self._bound_params = [p for kern in bound.values() for p in kern.parameters()]
-        # gaussian nodes a forward sweep may leave at ε = 0 (it sets x_i = μ_i exactly)
-        self._sweepable = {i for i in self.free_nodes if nodes[i].parents} - self.free_ce
-        self._gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
-        self._per_node_energy = len(self._gauss_nodes) <= 16
+        self.error_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
+        self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
 
     def _bind_steps(self, buf: Buffers) -> None:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
         parameters; every other node keeps the general path (None)."""
         xv, ev, dv, gv, sent = self._xv, self._ev, self._dv, self._gv, self._sent_views
-        self._quiet_plans.clear()  # they hold closures over the old views
-        self._err_steps = []
-        for entry in self._err_plan:
+        self.error_steps = []
+        for entry in self.err_plan:
             i = entry[0]
-            kern = self._single_parent.get(i)
+            kern = self.single_parent.get(i)
             src = entry[1][0][1] if kern is not None else -1
             fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
-            self._err_steps.append((i, fn, entry))
-        self._grad_steps = []
-        for grad_entry in self._grad_plan:
-            j, has_own, children, act, _, fresh = grad_entry
-            fn = None
-            if fresh:
-                child, tgt = children[0]
-                assert isinstance(child, LinearKernel)
-                own = dv[j] if has_own else None
-                fn = message_step(child, dv[tgt], act, xv[j], sent[j], own, gv[j])
-            self._grad_steps.append((fn, grad_entry))
-
-    def _fresh_message(self, j: int, k: list[EdgeKernel]) -> bool:
-        """Whether node j's whole message is one linear edge's δ W, a new tensor that σ' and
-        the subtraction can work on in place (no copy into the gradient's strided view)."""
-        net, stacked = self.net, self._stacked_edges
-        children = [e for e in net.nodes[j].children if e not in stacked]
-        if len(children) != 1 or j in self._stacked_out:
-            return False
-        kern = k[children[0]]
-        return isinstance(kern, LinearKernel) and kern.plain
-
-    def _kernel(self, e: int) -> EdgeKernel:
-        kernel = self.net.kernels[e]
-        assert isinstance(kernel, EdgeKernel)
-        return kernel
+            self.error_steps.append((i, fn, entry))
+        self.gradient_steps = GradientSteps(self.grad_plan, xv, dv, gv, sent)
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> Buffers:
@@ -259,7 +79,7 @@ class InferenceProgram:
         if not self.unit_precision:
             w = torch.tensor([n.precision for n in net.nodes], device=net.device, dtype=net.dtype)
             buf.precision = torch.repeat_interleave(w, counts)
-        if not self._per_node_energy:
+        if not self.per_node_energy:
             buf.node_of = torch.repeat_interleave(
                 torch.arange(len(net.nodes), device=net.device), counts
             )
@@ -297,7 +117,7 @@ class InferenceProgram:
         """
         buf = self.prepare(x, reuse_consts=False)
         xv, sent, edges = self._xv, self._sent_views, self.net.edges
-        acts = self._sent_fn
+        acts = self.sent_fn
         fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer
         for i in order:
             out, acc = xv[i], False
@@ -312,12 +132,12 @@ class InferenceProgram:
                     if act is not None:
                         act.apply_into(xv[src], sent[src])
                     fresh.add(src)
-                self._kernel(e).forward_into(sent[src], out, accumulate=acc)
+                self.kernel(e).forward_into(sent[src], out, accumulate=acc)
                 acc = True
             assert acc, f"forward sweep reached {self.net.nodes[i].name!r} too early"
             if i in self.ce_nodes:  # a held node swept here is free: it starts where
-                out.copy_(self._energy[i].mean(out))  # inference holds it
-        swept = self._sweepable.intersection(order)
+                out.copy_(self.energy_of[i].mean(out))  # inference holds it
+        swept = self.sweepable.intersection(order)
         for i in swept:  # σ(x_i) of the swept senders, for the first errors() call
             act = acts.get(i)
             if act is not None and i not in fresh:
@@ -370,12 +190,12 @@ class InferenceProgram:
             buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
             self._views_key = key
             self._steps_key = None
-        weights_key = tuple(id(p) for p in self._bound_params)
+        weights_key = tuple(id(p) for p in self.bound_params)
         if weights_key != self._steps_key:
             self._bind_steps(buf)
             self._steps_key = weights_key
         kernels, edges = self.net.kernels, self.net.edges
-        if self._stacks:
+        if self.stacks:
             if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
                 buf.stacked_mu = torch.zeros_like(x)
                 buf.stacked_msg = torch.zeros_like(x)
@@ -384,7 +204,7 @@ class InferenceProgram:
                 self._view(buf.stacked_msg, i)  # type: ignore[arg-type]
                 for i in range(len(self.net.nodes))
             ]
-            for st in self._stacks:
+            for st in self.stacks:
                 st.restack()
         if reuse_consts and self._const_token == self._token(x, buf):
             return buf
@@ -403,7 +223,7 @@ class InferenceProgram:
                 buf.const[i] = mu
         return buf
 
-    @_without_grad
+    @without_grad
     def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
         """Compute ε and δ for the current states; returns σ(x_j) of the free senders.
 
@@ -422,26 +242,26 @@ class InferenceProgram:
         sent = buf.sent_free
         skip, fresh = (quiet.zero, quiet.fresh) if quiet is not None else (frozenset(), frozenset())
         was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
-        for j, act in self._sent_plan:
+        for j, act in self.sent_plan:
             if act is not None and j not in fresh:
                 act.apply_into(xv[j], sent[j])
         const = buf.const
-        for i, var in self._hold_plan:  # held nodes first: x_i ← mean(μ_i)
+        for i, var in self.hold_plan:  # held nodes first: x_i ← mean(μ_i)
             mu = const[i]
             for fwd, src in var:
                 out = fwd(sent[src])
                 mu = out if mu is None else mu + out  # outputs may be views: no in-place
             assert mu is not None
-            xv[i].copy_(self._energy[i].mean(mu))
-            act = self._sent_fn.get(i)
+            xv[i].copy_(self.energy_of[i].mean(mu))
+            act = self.sent_fn.get(i)
             if act is not None:
                 act.apply_into(xv[i], sent[i])
-        if self._stacks:
+        if self.stacks:
             assert buf.stacked_mu is not None
             buf.stacked_mu.zero_()
-            for st in self._stacks:
+            for st in self.stacks:
                 st.add_predictions(sent, buf.stacked_mu)
-        for i, fn, entry in self._err_steps:
+        for i, fn, entry in self.error_steps:
             if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
                 if i not in was_zero:
                     ev[i].zero_()
@@ -497,88 +317,25 @@ class InferenceProgram:
     def _held_error(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
         # the energy's "ε" (CE: x − softmax(μ) Σx; Bernoulli: x − σ(μ)), so that δ = w ε as
         # for gaussian nodes; μ is kept for the energy
-        self._ev[i].copy_(self._energy[i].error(self._xv[i], mu))
+        self._ev[i].copy_(self.energy_of[i].error(self._xv[i], mu))
         buf.ce_mu[i] = mu
 
-    @_without_grad
+    @without_grad
     def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
         in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0.
         """
-        if self._stacks:
+        if self.stacks:
             assert buf.stacked_msg is not None
             buf.stacked_msg.zero_()
-            for st in self._stacks:
+            for st in self.stacks:
                 st.add_messages(self._dv, buf.stacked_msg)
-        steps = self._grad_steps if not buf.quiet else self._quiet_steps(buf.quiet)
-        for fn, entry in steps:
-            if fn is not None:
-                fn()
-            else:
-                self._gradient(sent, *entry)  # type: ignore[arg-type]
+        assert self.gradient_steps is not None, "prepare() binds the gradient steps"
+        self.gradient_steps.run(sent, buf.quiet, self._smsg if self.stacks else None)
 
-    def _quiet_steps(self, quiet: frozenset[int]) -> list[tuple[Step | None, tuple[object, ...]]]:
-        """The gradient steps when the nodes in ``quiet`` are at ε = 0: their messages are
-        dropped, and a node with neither an own error nor a message gets ∂E/∂x = 0. Cached
-        per ``quiet`` until the steps are bound again (new buffers or parameters)."""
-        found = self._quiet_plans.get(quiet)
-        if found is not None:
-            return found
-        gv, dv = self._gv, self._dv
-        steps: list[tuple[Step | None, tuple[object, ...]]] = []
-        for fn, entry in self._grad_steps:
-            j, has_own, children, act, stacked_out, fresh = cast(_GradEntry, entry)
-            own = has_own and j not in quiet
-            live = [(k, c) for k, c in children if c not in quiet]
-            if not live and not stacked_out:
-                steps.append((_copier(dv[j], gv[j]) if own else _zeroer(gv[j]), entry))
-            elif len(live) == len(children) and own == has_own:
-                steps.append((fn, entry))
-            elif fresh and live:  # the one linear child is live, j's own error is 0
-                child, tgt = live[0]
-                assert isinstance(child, LinearKernel)
-                msg = message_step(
-                    child, dv[tgt], act, self._xv[j], self._sent_views[j], None, gv[j]
-                )
-                steps.append((msg, entry))
-            else:
-                steps.append((None, (j, own, live, act, stacked_out, False)))
-        self._quiet_plans[quiet] = steps
-        return steps
-
-    def _gradient(
-        self,
-        sent: Sent,
-        j: int,
-        has_own: bool,
-        children: list[tuple[EdgeKernel, int]],
-        act: Activation | None,
-        stacked_out: bool,
-        fresh: bool,
-    ) -> None:
-        """∂E/∂x_j, the general path: messages accumulated in its block of ∂E/∂x."""
-        xv, dv, gv = self._xv, self._dv, self._gv
-        out, acc = gv[j], False
-        for kern, tgt in children:  # Σ_c J_fᵀ δ_c accumulated in ∂E/∂x_j's columns
-            kern.vjp_into(sent[j], dv[tgt], out, accumulate=acc)
-            acc = True
-        if stacked_out:
-            write_into(out, self._smsg[j], accumulate=acc)
-            acc = True
-        if not acc:
-            if has_own:
-                out.copy_(dv[j])
-            return
-        if act is not None:  # ⊙ σ'(x_j), from σ(x_j) where σ' is a function of σ
-            act.vjp_(out, xv[j], sent[j])
-        if has_own:
-            torch.sub(dv[j], out, out=out)
-        else:
-            out.neg_()
-
-    @_without_grad
+    @without_grad
     def node_energies(
         self, buf: Buffers, out: torch.Tensor | None = None, *, zero: frozenset[int] = frozenset()
     ) -> torch.Tensor:
@@ -590,10 +347,10 @@ class InferenceProgram:
                 node that carries error (the clamped output), not one per node.
         """
         n = len(self.net.nodes)
-        gauss, index, half_w = self._gauss_plan(zero | buf.quiet if buf.quiet else zero)
+        gauss, index, half_w = self.gauss_plan(zero | buf.quiet if buf.quiet else zero)
         if not gauss:
             energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
-        elif self._per_node_energy:  # few nodes: one norm per node, skipping clamped columns
+        elif self.per_node_energy:  # few nodes: one norm per node, skipping clamped columns
             norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
             energies = torch.zeros(n, device=norms.device, dtype=norms.dtype).index_copy_(
                 0, index, norms.square_().mul_(half_w)
@@ -607,7 +364,7 @@ class InferenceProgram:
                 0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5
             )
         for i in self.ce_nodes:  # from the μ errors() kept (CE: −w Σ x log softmax(μ), …)
-            energies[i] = self._energy[i].value(
+            energies[i] = self.energy_of[i].value(
                 self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
             )
         if out is not None:
@@ -615,45 +372,28 @@ class InferenceProgram:
             return out
         return energies
 
-    def _gauss_plan(self, zero: frozenset[int]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """The gaussian nodes whose energy is computed (all but ``zero``), their indices and
-        ½ w, cached per ``zero`` set (there are two: none, and a forward sweep's)."""
-        plan = self._gauss_plans.get(zero)
-        if plan is None:
-            nodes = [i for i in self._gauss_nodes if i not in zero]
-            dev, dt = self.net.device, self.net.dtype
-            plan = (
-                nodes,
-                torch.tensor(nodes, dtype=torch.long, device=dev),
-                torch.tensor(
-                    [0.5 * self.net.nodes[i].precision for i in nodes], device=dev, dtype=dt
-                ),
-            )
-            self._gauss_plans[zero] = plan
-        return plan
-
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
         ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
         learning allocates nothing per update)."""
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
-        stacked, quiet = self._stacked_edges, buf.quiet
+        stacked, quiet = self.stacked_edges, buf.quiet
         with torch.no_grad():
             dv = self._dv
-            for st in self._stacks:
+            for st in self.stacks:
                 st.param_grads(sent, dv, accumulate=accumulate)
             for e in self.learnable_edges:
                 if e in stacked:
                     continue
                 if edges[e].target in quiet:  # δ = 0: the gradient is exactly 0
                     if not accumulate:
-                        for p in self._kernel(e).parameters():
+                        for p in self.kernel(e).parameters():
                             if p.grad is not None and p.grad.shape == p.shape:
                                 p.grad.zero_()
                             else:
                                 p.grad = torch.zeros_like(p)
                     continue
-                self._kernel(e).set_param_grads(
+                self.kernel(e).set_param_grads(
                     sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
                 )

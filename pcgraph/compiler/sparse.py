@@ -208,7 +208,7 @@ class SparseProgram(InferenceProgram):
         self.predicted_mask = net.predicted_mask_all()
         self.learnable_edges = []
         # energies by column sums: the sparse network has no per-node views
-        self._gauss_nodes = list(range(len(net.nodes)))
+        self.gauss_nodes = list(range(len(net.nodes)))
 
     def _new_buffers(self, batch_size: int) -> Buffers:
         """Flat [B, D] buffers: the sparse products work on the whole state at once."""

@@ -14,17 +14,68 @@ Both compute exactly what the general path computes (the same kernels in the sam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import torch
 
 from pcgraph.activations import Activation
 from pcgraph.ops import matmul
+from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.ops.linear_kernel import LinearKernel
 
-__all__ = ["Step", "error_step", "message_step"]
+__all__ = [
+    "GradEntry",
+    "Step",
+    "copier",
+    "error_step",
+    "message_step",
+    "without_grad",
+    "zeroer",
+]
 
 Step = Callable[[], None]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def without_grad(fn: _F) -> _F:
+    """Like ``@torch.no_grad()`` for the per-step methods, which the runners call with grad
+    already off thousands of times per second: the context manager is entered only when
+    needed (its enter/exit cost more than a small kernel)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+# (node, has own error, [(kernel, child)], activation, stacked messages, fresh message)
+GradEntry = tuple[int, bool, list[tuple[EdgeKernel, int]], Activation | None, bool, bool]
+
+
+def copier(src: torch.Tensor, dst: torch.Tensor) -> Step:
+    """A step that copies ``src`` into ``dst``."""
+
+    def copy() -> None:
+        dst.copy_(src)
+
+    return copy
+
+
+def zeroer(t: torch.Tensor) -> Step:
+    """A step that zeroes ``t``."""
+
+    def zero() -> None:
+        t.zero_()
+
+    return zero
 
 
 def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:

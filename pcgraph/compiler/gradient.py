@@ -1,0 +1,120 @@
+"""The state-gradient half of a bound inference program: ∂E/∂x of every free node,
+
+    ∂E/∂x_j = own_j − σ_j'(x_j) ⊙ Σ_{i ∈ children(j)} J_{f_ji}ᵀ δ_i,
+
+as one step per node over the views of one set of buffers (:class:`GradientSteps`). A plain
+linear only child gets a specialised closure (:func:`pcgraph.compiler.steps.message_step`); every
+other node takes the general path. After a forward sweep, the nodes still at ε = 0 send no
+message, and the steps for such a set are derived once and cached.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+
+from pcgraph.activations import Activation
+from pcgraph.compiler.protocol import Sent
+from pcgraph.compiler.steps import GradEntry, Step, copier, message_step, zeroer
+from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.linear_kernel import LinearKernel
+
+__all__ = ["GradientSteps"]
+
+Views = list[torch.Tensor]
+Planned = list[tuple[Step | None, GradEntry]]
+
+
+class GradientSteps:
+    """∂E/∂x into the gradient buffer's views, built from the program's gradient plan
+    (:attr:`pcgraph.compiler.step_plan.StepPlan.grad_plan`) for one set of views: x, δ, ∂E/∂x
+    and σ(x) per node. Rebuilt whenever the buffers or the parameter objects change."""
+
+    def __init__(
+        self,
+        grad_plan: list[GradEntry],
+        x: Views,
+        delta: Views,
+        grad: Views,
+        sent: dict[int, torch.Tensor],
+    ) -> None:
+        self.x, self.delta, self.grad, self.sent = x, delta, grad, sent
+        self.steps: Planned = []
+        for entry in grad_plan:
+            j, has_own, children, act, _, fresh = entry
+            fn = None
+            if fresh:
+                child, tgt = children[0]
+                assert isinstance(child, LinearKernel)
+                own = delta[j] if has_own else None
+                fn = message_step(child, delta[tgt], act, x[j], sent[j], own, grad[j])
+            self.steps.append((fn, entry))
+        self._quiet: dict[frozenset[int], Planned] = {}
+
+    def run(self, sent: Sent, quiet: frozenset[int], stacked: Views | None) -> None:
+        """One evaluation: ``sent`` is σ(x) of the free senders, ``quiet`` the nodes at ε = 0
+        and ``stacked`` the per-node views of the stacked edges' summed messages (or None)."""
+        for fn, entry in self.steps if not quiet else self.quiet_steps(quiet):
+            if fn is not None:
+                fn()
+            else:
+                self.general(sent, stacked, *entry)
+
+    def quiet_steps(self, quiet: frozenset[int]) -> Planned:
+        """The steps when the nodes in ``quiet`` are at ε = 0: their messages are dropped, and
+        a node with neither an own error nor a message gets ∂E/∂x = 0. Cached per ``quiet``."""
+        found = self._quiet.get(quiet)
+        if found is not None:
+            return found
+        gv, dv = self.grad, self.delta
+        steps: Planned = []
+        for fn, entry in self.steps:
+            j, has_own, children, act, stacked_out, fresh = entry
+            own = has_own and j not in quiet
+            live = [(k, c) for k, c in children if c not in quiet]
+            if not live and not stacked_out:
+                steps.append((copier(dv[j], gv[j]) if own else zeroer(gv[j]), entry))
+            elif len(live) == len(children) and own == has_own:
+                steps.append((fn, entry))
+            elif fresh and live:  # the one linear child is live, j's own error is 0
+                child, tgt = live[0]
+                assert isinstance(child, LinearKernel)
+                msg = message_step(child, dv[tgt], act, self.x[j], self.sent[j], None, gv[j])
+                steps.append((msg, entry))
+            else:
+                steps.append((None, cast(GradEntry, (j, own, live, act, stacked_out, False))))
+        self._quiet[quiet] = steps
+        return steps
+
+    def general(
+        self,
+        sent: Sent,
+        stacked: Views | None,
+        j: int,
+        has_own: bool,
+        children: list[tuple[EdgeKernel, int]],
+        act: Activation | None,
+        stacked_out: bool,
+        fresh: bool,
+    ) -> None:
+        """∂E/∂x_j, the general path: messages accumulated in its block of ∂E/∂x."""
+        xv, dv = self.x, self.delta
+        out, acc = self.grad[j], False
+        for kern, tgt in children:  # Σ_c J_fᵀ δ_c accumulated in ∂E/∂x_j's columns
+            kern.vjp_into(sent[j], dv[tgt], out, accumulate=acc)
+            acc = True
+        if stacked_out:
+            assert stacked is not None
+            write_into(out, stacked[j], accumulate=acc)
+            acc = True
+        if not acc:
+            if has_own:
+                out.copy_(dv[j])
+            return
+        if act is not None:  # ⊙ σ'(x_j), from σ(x_j) where σ' is a function of σ
+            act.vjp_(out, xv[j], sent[j])
+        if has_own:
+            torch.sub(dv[j], out, out=out)
+        else:
+            out.neg_()
