@@ -5,18 +5,17 @@
 topologies/alexnet_cifar10.yaml (3 strided conv2d edges, a dense and a linear edge, GELU,
 cross-entropy output) on random CIFAR-sized data. pcgraph: ``PCLearner.train_step`` with forward
 init (conv kernels use their closed-form messages conv2d_input / conv2d_weight). BP: an
-``nn.Sequential`` with the same layers and the same initial weights, cross-entropy, AdamW — one
-forward + backward + step. Medians of interleaved updates. Also prints the ideal ratio of
-sequential layer operations, PC (2(L−1)T + 3L − 1, as for the MLP in bench_step) over BP (3L − 1).
+``pcgraph.BackpropTwin`` (the same layers and initial weights), cross-entropy, AdamW — one
+forward + backward + step. Medians of interleaved updates (``_common.round_robin``). Also
+prints the ideal ratio of sequential layer operations, PC (2(L−1)T + 3L − 1, as for the MLP in
+bench_step) over BP (3L − 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,46 +23,10 @@ from torch import nn
 
 import pcgraph as pc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median, round_robin
+
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "alexnet_cifar10.yaml"
-
-
-def backprop_copy(net: pc.PCNetwork) -> nn.Sequential:
-    """The same CNN as a feed-forward module, starting from the PC network's weights."""
-    layers: list[nn.Module] = []
-    for edge, kernel in zip(net.edges, net.kernels, strict=True):
-        src = net.nodes[edge.source]
-        if isinstance(kernel, torch.nn.Module) and hasattr(kernel, "stride"):
-            conv = nn.Conv2d(
-                kernel.weight.shape[1],
-                kernel.weight.shape[0],
-                kernel.weight.shape[2],
-                kernel.stride,
-                kernel.padding,
-            )
-            layers.append(conv)
-        else:
-            if len(src.shape) > 1:
-                layers.append(nn.Flatten())
-            layers.append(nn.Linear(kernel.weight.shape[1], kernel.weight.shape[0]))
-        with torch.no_grad():
-            layers[-1].weight.copy_(kernel.weight)
-            layers[-1].bias.copy_(kernel.bias)
-        if edge.target != len(net.nodes) - 1:
-            layers.append(nn.GELU())
-    return nn.Sequential(*layers).to(net.device)
-
-
-def timed(fn, device: torch.device, n: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(n):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     net = pc.compile(TOPOLOGY, seed=0, device=device)
-    bp = backprop_copy(net)
+    bp = pc.BackpropTwin(net)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, 32, 32, generator=g).to(device)
     labels = torch.randint(0, 10, (args.batch,), generator=g).to(device)
@@ -104,13 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
 
     fns = {"pcgraph": lambda: learner.train_step({"image": x, "label": y}), "bp": bp_step}
-    for fn in fns.values():
-        timed(fn, device, 3)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(args.repeats):
-        for name, fn in fns.items():
-            times[name] += timed(fn, device, 1)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    times = round_robin(fns, device, repeats=args.repeats, warmup=3)
+    med = {k: median(v) * 1e3 for k, v in times.items()}
     L = len(net.edges)
     result = {
         "topology": TOPOLOGY.name,

@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 # The compiler, engine and initializers need torch; they are imported on first use of their names
 # (PEP 562), so that ``import pcgraph`` and ``pcgraph check`` (schema + analysis) start without it.
 _LAZY = {
+    "BackpropTwin": "pcgraph.backprop",
     "PCNetwork": "pcgraph.compiler",
     "compile": "pcgraph.compiler",
     "InferenceResult": "pcgraph.engine",
@@ -47,6 +48,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from pcgraph.backprop import BackpropTwin
     from pcgraph.compiler import PCNetwork, compile
     from pcgraph.engine import (
         InferenceResult,
@@ -74,6 +76,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "INITIALIZERS",
+    "BackpropTwin",
     "CheckpointError",
     "ClampError",
     "ConfigError",
