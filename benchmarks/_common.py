@@ -19,6 +19,23 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
+def add_threads_arg(parser: Any) -> None:
+    """``--threads N`` (default 1); apply it with :func:`set_threads`."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: multi-threaded timings on a small shared machine "
+        "collapse when anything else runs; 0 = torch's default)",
+    )
+
+
+def set_threads(n: int) -> None:
+    """torch's CPU thread count, where ``n`` > 0 (0 keeps torch's default)."""
+    if n > 0:
+        torch.set_num_threads(n)
+
+
 def resolve_device(name: str) -> torch.device:
     """``cpu`` / ``cuda`` / ``cuda:N`` → a device, with a clear error when CUDA is missing."""
     dev = torch.device(name)
@@ -221,23 +238,16 @@ def _git_state() -> dict[str, Any]:
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(
+            ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "pcgraph"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "pcgraph")
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"git_commit": commit, "pcgraph_modified": bool(dirty)}

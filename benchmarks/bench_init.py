@@ -5,11 +5,12 @@ forward vs average vs hybrid, with the same hyperparameters, over several seeds.
 
 mlp5_fashion, batch 300 (stream-aligned for average/hybrid), neuron SGD γ = 0.05, AdamW 5e-4
 (wd 1e-4), hybrid K = 2, test accuracy from a forward pass after every epoch — the setting of
-``examples/classification.py``, whose training loop this script reuses. SMMs are counted by
-pcgraph (2T + the initialization's cost per update); seconds are training time only (evaluation
-excluded), so compare them within one run. Prints a table; ``--json`` prints one JSON object with
-the per-seed records and ``hybrid_vs_forward_smm`` / ``hybrid_vs_forward_seconds`` (ratios of
-the means to the target; null when a method never reached it).
+``examples/classification.py``, whose training run (``examples/_shared.py``) this script
+reuses. SMMs are counted by pcgraph (2T + the initialization's cost per update); seconds are
+training time only (evaluation excluded), so compare them within one run. Prints a table;
+``--json`` prints one JSON object with the per-seed records and ``hybrid_vs_forward_smm`` /
+``hybrid_vs_forward_seconds`` (ratios of the means to the target; null when a method never
+reached it).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from typing import Any
 
 import torch
 
+# one PC training run as the examples do it (Trainer.fit with an EpochRecorder)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import classification as cls
+import _shared as shared
+
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml"
 
 METHODS = ("forward", "average", "hybrid")
 
@@ -74,12 +78,14 @@ def _mean(values: list[float | None]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    train, test = cls.load_data(args)
+    train, test = shared.load_data(args)
     records = []
     for seed in args.seeds:
         for method in METHODS:  # interleaved per seed, to share the machine's noise
-            run = cls.run_pc(args, method, args.T, seed, train, test, _NoBar())
-            run |= cls.first_reaching(run, args.target)
+            run = shared.run_pc(
+                args, method, args.T, seed, train, test, _NoBar(), topology=TOPOLOGY
+            )
+            run |= shared.first_reaching(run, args.target)
             records.append(run)
     rows = {}
     for method in METHODS:

@@ -259,16 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also 10,000 groups and a neuron-level graph of 100,000 edges (sparse backend)",
     )
     ap.add_argument("--device", default="cpu")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: multi-threaded timings on a small shared machine "
-        "collapse when anything else runs; 0 = torch's default)",
-    )
+    C.add_threads_arg(ap)
     args = ap.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    C.set_threads(args.threads)
     device = C.resolve_device(args.device)
     out = sys.stderr if args.json else sys.stdout
     t_start = time.perf_counter()

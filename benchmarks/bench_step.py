@@ -606,13 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=parse_ints, default=None, help="e.g. 64,256")
     ap.add_argument("--T", type=parse_ints, default=None, help="e.g. 8 or 4,8,16")
     ap.add_argument("--full", action="store_true", help="batches 64,256,1024 × T 4,8,16")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: multi-threaded timings on a small shared machine "
-        "collapse when anything else runs; 0 = torch's default)",
-    )
+    C.add_threads_arg(ap)
     ap.add_argument("--profile", action="store_true", help="profile train_step (B=256, T=8)")
     ap.add_argument("--profile-steps", type=int, default=10)
     ap.add_argument(
@@ -621,8 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be ≥ 1")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    C.set_threads(args.threads)
     device = C.resolve_device(args.device)
     batches = args.batches or ([64, 256, 1024] if args.full else [64, 256])
     Ts = args.T or ([4, 8, 16] if args.full else [8])

@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
+import _shared as shared
 
 import pcgraph as pc
 
@@ -40,16 +39,8 @@ TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "fully_connec
 INITS = ("memory", "zero", "random")
 
 
-# the shared helpers live in classification.py beside this file
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import classification as cls  # noqa: E402
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cls.add_common_args(p, out="runs/cyclic_graph")
+    p = shared.example_parser(__doc__, out="runs/cyclic_graph")
     p.add_argument("--inits", default=",".join(INITS), help="comma-separated initializations")
     p.add_argument("--T-eval", type=int, default=None, help="inference steps to evaluate (T)")
     args = p.parse_args(argv)
@@ -57,54 +48,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.epochs = 2 if args.quick else 8
     if args.T is None:
         args.T = "4" if args.quick else "2,8"
-    args = cls.finish_args(p, args, quick={"train_size": 1500})
-    args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
-    unknown = [i for i in args.inits if i not in INITS]
-    if unknown:
-        p.error(f"unknown init(s) {unknown}; valid: {', '.join(INITS)}")
+    args = shared.finish_args(p, args, quick={"train_size": 1500})
+    args.inits = shared.comma_choices(p, args.inits, INITS, "init")
     args.stream_aligned = "none"
     args.K = 0
     return args
 
 
-def evaluator(T_eval: int | None) -> Any:
-    """Test accuracy by inference (T_eval steps; None: the training T) with the label free."""
-
-    def accuracy(
-        learner: pc.PCLearner, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-    ) -> float:
-        inp, out = cls.io_names(learner.net)
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                pred = learner.predict({inp: images[start : start + batch_size]}, T=T_eval)[out]
-                correct += int((pred.argmax(-1) == labels[start : start + batch_size]).sum())
-        return correct / len(images)
-
-    return accuracy
-
-
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for init, T in dict.fromkeys((r["method"], r["T"]) for r in runs):
-        group = [r for r in runs if r["method"] == init and r["T"] == T]
-        best = cls._mean_std([max(r["test_accuracy"]) for r in group])
-        final = cls._mean_std([r["test_accuracy"][-1] for r in group])
-        e0 = cls._mean_std([r["energy_before"][-1] for r in group])
-        e1 = cls._mean_std([r["energy_after"][-1] for r in group])
+    for init, T, group in shared.run_groups(runs):
+        e0 = shared.mean_std([r["energy_before"][-1] for r in group])
+        e1 = shared.mean_std([r["energy_after"][-1] for r in group])
         rows.append(
             {
                 "init": init,
                 "T": T,
                 "T_eval": group[0]["T_eval"],
-                "seeds": len(group),
-                "best_accuracy_mean": best[0],
-                "best_accuracy_std": best[1],
-                "final_accuracy_mean": final[0],
-                "final_accuracy_std": final[1],
+                **shared.accuracy_stats(group),
                 "final_energy_before_mean": e0[0],
                 "final_energy_after_mean": e1[0],
-                "smm_per_update": group[0]["smm_per_update"],
             }
         )
     return rows
@@ -161,47 +124,17 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_run = cls.start_run(args)
-    if started_run is None:
-        return 2
-    out, train, test = started_run
+    out, train, test = shared.start_run(args)
     analysis = pc.analyze(pc.GraphSpec.from_yaml(TOPOLOGY), "train", T=min(args.T), init="memory")
     print(analysis.summary())
     started = time.perf_counter()
-    steps = len(args.inits) * len(args.T) * len(args.seeds) * args.epochs
-    steps *= len(train) // args.batch_size
-    runs = []
-    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
-        for seed in args.seeds:
-            for init in args.inits:
-                for T in args.T:
-                    T_eval = args.T_eval if args.T_eval is not None else T
-                    run = cls.run_pc(
-                        args,
-                        init,
-                        T,
-                        seed,
-                        train,
-                        test,
-                        bar,
-                        topology=TOPOLOGY,
-                        eval_fn=evaluator(T_eval),
-                    )
-                    run["T_eval"] = T_eval
-                    runs.append(run)
+    runs = shared.run_grid(
+        args, train, test, topology=TOPOLOGY, inits=args.inits, eval_T=args.T_eval
+    )
     rows = summarize(runs)
     print_table(rows)
-    cls.write_results(
-        out,
-        args,
-        train,
-        test,
-        started,
-        runs=runs,
-        summary=rows,
-        forward_init_possible=analysis.forward_init_possible,
-        reason=analysis.reason,
-    )
+    extra = {"forward_init_possible": analysis.forward_init_possible, "reason": analysis.reason}
+    shared.write_results(out, args, train, test, started, runs=runs, summary=rows, **extra)
     save_figures(runs, args, out)
     print(f"results and figures written to {out}/")
     return 0

@@ -30,18 +30,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import _shared as shared
 import torch
 from tqdm import tqdm
 
 import pcgraph as pc
 from pcgraph.atomic import atomic_write_text
-from pcgraph.data import ImageDataset, embedded_dataset, load_dataset, shuffled_batches
+from pcgraph.data import ImageDataset
+from pcgraph.train import EpochRecorder, Trainer
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "decoder4_fashion.yaml"
 
@@ -125,19 +126,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.T_eval = [int(t) for t in str(args.T_eval).split(",")]
     args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
     return args
-
-
-def load_data(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset]:
-    if args.full:
-        train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
-    else:
-        train, test = embedded_dataset("train"), embedded_dataset("test")
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.train_size and args.train_size < len(train):
-        train = train.subset(args.train_size, generator=gen)
-    if args.test_size and args.test_size < len(test):
-        test = test.subset(args.test_size, generator=gen)
-    return train, test
 
 
 def largest_curvature(
@@ -238,10 +226,12 @@ def run_one(
     args: argparse.Namespace,
     init: str,
     T_train: int,
-    train: torch.Tensor,
+    train_set: ImageDataset,
     test: torch.Tensor,
     bar: Any,
 ) -> dict[str, Any]:
+    """Train one decoder with ``Trainer.fit``; the test MSE at T_train is measured after every
+    epoch (off the clock), then at every T_eval."""
     net = pc.compile(TOPOLOGY, seed=args.seed, device=args.device)
     learner = pc.PCLearner(
         net,
@@ -253,27 +243,34 @@ def run_one(
         init_options=memory_options(args) if init == "memory" else None,
         generator=torch.Generator(device=args.device).manual_seed(args.seed),
     )
-    curve, energy = [], []
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        for idx in shuffled_batches(len(train), args.batch_size, generator=gen, drop_last=True):
-            metrics = learner.train_step({"image": train[idx]})
-            bar.update(1)
-        energy.append(float(metrics.energy_after) / args.batch_size)
-        with evaluation_step(learner, test, args) as gamma_eval:
+
+    def evaluate(learner: pc.PCLearner) -> dict[str, float]:
+        with evaluation_step(learner, test, args):
             mse = test_mse(learner, test, T_train, args.batch_size)
-        curve.append(float("nan") if mse is None else mse)  # nan: diverged, drawn as a gap
-        bar.set_postfix(init=init, T=T_train, epoch=epoch + 1, mse=str(curve[-1])[:6])
-    seconds = time.perf_counter() - start
+        mse = float("nan") if mse is None else mse  # nan: diverged, drawn as a gap
+        bar.set_postfix(init=init, T=T_train, mse=str(mse)[:6])
+        return {"test_mse": mse}
+
+    recorder = EpochRecorder(evaluate, on_batch=lambda _: bar.update(1))
+    trainer = Trainer(
+        learner,
+        train_set,
+        None,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        callbacks=[recorder],
+        progress=False,
+    )
+    trainer.fit()
     with evaluation_step(learner, test, args) as gamma_eval:
         evals = {T: test_mse(learner, test, T, args.batch_size) for T in args.T_eval}
     return {
         "learner": learner,
-        "curve": curve,
-        "energy": energy,
+        "curve": recorder.record["test_mse"],
+        "energy": recorder.record["energy_after"],
         "evals": evals,
-        "seconds": seconds,
+        "seconds": recorder.record["train_seconds"][-1],
         "gamma_eval": gamma_eval,
         "smm_total": learner.smm_total,
     }
@@ -287,21 +284,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    train_set, test_set = load_data(args)
-    train = train_set.flat().to(args.device)
+    train_set, test_set = shared.load_data(args, seed=args.seed)
     test = test_set.flat().to(args.device)
-    print(f"data: {len(train)} train / {len(test)} test images from {train_set.source}")
+    print(f"data: {len(train_set)} train / {len(test)} test images from {train_set.source}")
     print(
         pc.analyze(
             pc.GraphSpec.from_yaml(TOPOLOGY), "generate", T=min(args.T_train), init="memory"
         ).summary()
     )
-    steps = len(args.inits) * len(args.T_train) * args.epochs * (len(train) // args.batch_size)
+    steps = len(args.inits) * len(args.T_train) * args.epochs * (len(train_set) // args.batch_size)
     results, curves, runs = [], {}, {}
     with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
         for init in args.inits:
             for T_train in args.T_train:
-                run = run_one(args, init, T_train, train, test, bar)
+                run = run_one(args, init, T_train, train_set, test, bar)
                 runs[(init, T_train)] = run
                 curves[f"{init} (T_train={T_train})"] = {
                     "epoch": list(range(1, len(run["curve"]) + 1)),

@@ -24,60 +24,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+import _shared as shared
 
-# the shared helpers live in classification.py beside this file
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import classification as cls
-
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml"
 INITS = ("random", "zero", "null", "forward", "average", "hybrid")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    cls.add_common_args(p, out="runs/init_comparison")
+    p = shared.example_parser(__doc__, out="runs/init_comparison")
     p.add_argument("--inits", default=",".join(INITS), help="comma-separated initializations")
-    p.add_argument("--K", type=int, default=2, help="forward depth of the hybrid init")
-    p.add_argument(
-        "--stream-aligned",
-        choices=("auto", "all", "none"),
-        default="auto",
-        help="stream-aligned batches: auto = only for average/hybrid",
-    )
+    shared.add_batching_args(p)
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 8
     if args.T is None:
         args.T = "1,4" if args.quick else "1,2,4,8"
-    args = cls.finish_args(p, args, quick={"train_size": 1500})
-    args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
-    unknown = [i for i in args.inits if i not in INITS]
-    if unknown:
-        p.error(f"unknown init(s) {unknown}; valid: {', '.join(INITS)}")
+    args = shared.finish_args(p, args, quick={"train_size": 1500})
+    args.inits = shared.comma_choices(p, args.inits, INITS, "init")
     return args
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for init, T in dict.fromkeys((r["method"], r["T"]) for r in runs):
-        group = [r for r in runs if r["method"] == init and r["T"] == T]
-        best = cls._mean_std([max(r["test_accuracy"]) for r in group])
-        final = cls._mean_std([r["test_accuracy"][-1] for r in group])
-        rows.append(
-            {
-                "init": init,
-                "T": T,
-                "seeds": len(group),
-                "best_accuracy_mean": best[0],
-                "best_accuracy_std": best[1],
-                "final_accuracy_mean": final[0],
-                "final_accuracy_std": final[1],
-                "smm_per_update": group[0]["smm_per_update"],
-                "smm_total": group[0]["smm_total"][-1],
-            }
-        )
+    for init, T, group in shared.run_groups(runs):
+        stats = shared.accuracy_stats(group)
+        rows.append({"init": init, "T": T, **stats, "smm_total": group[0]["smm_total"][-1]})
     return rows
 
 
@@ -123,22 +94,12 @@ def save_figure(rows: list[dict[str, Any]], args: argparse.Namespace, out: Path)
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started_run = cls.start_run(args)
-    if started_run is None:
-        return 2
-    out, train, test = started_run
+    out, train, test = shared.start_run(args)
     started = time.perf_counter()
-    steps = len(args.inits) * len(args.T) * len(args.seeds) * args.epochs
-    steps *= len(train) // args.batch_size
-    runs = []
-    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
-        for seed in args.seeds:
-            for init in args.inits:
-                for T in args.T:
-                    runs.append(cls.run_pc(args, init, T, seed, train, test, bar))
+    runs = shared.run_grid(args, train, test, topology=TOPOLOGY, inits=args.inits)
     rows = summarize(runs)
     print_table(rows, args)
-    cls.write_results(out, args, train, test, started, runs=runs, summary=rows)
+    shared.write_results(out, args, train, test, started, runs=runs, summary=rows)
     save_figure(rows, args, out)
     print(f"results and figures written to {out}/")
     return 0

@@ -92,7 +92,7 @@ def test_twin_trains_its_own_copy_of_the_weights() -> None:
 
 def test_twin_refuses_a_graph_without_a_forward_pass() -> None:
     net = pc.compile(pc.decoder([3, 4, 5]), seed=0)
-    with pytest.raises(pc.ClampError, match="Proposition 3.2"):
+    with pytest.raises(pc.ClampError, match=r"Proposition 3\.2"):
         pc.BackpropTwin(net)  # z is an unclamped root: no inputs at all
 
 

@@ -13,7 +13,7 @@ import pcgraph as pc
 from pcgraph.cli import main
 from pcgraph.data import embedded_dataset
 from pcgraph.errors import CheckpointError
-from pcgraph.train import Callback, History, Trainer, load_checkpoint
+from pcgraph.train import Callback, EpochRecorder, History, Trainer, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPO = ROOT / "topologies"
@@ -335,3 +335,37 @@ def test_corrupt_options_beside_a_checkpoint(
         rc = main(["evaluate", str(tmp_path / "checkpoint.pt"), "--test-size", "10"])
         err = capsys.readouterr().err
         assert rc == 2 and "options.json" in err and expected in err and "Traceback" not in err
+
+
+def test_epoch_recorder_records_each_epoch_and_evaluates_after_its_updates(
+    small_data: tuple,  # type: ignore[type-arg]
+) -> None:
+    seen: list[pc.StepMetrics] = []
+
+    class Keep(Callback):
+        def on_batch_end(self, trainer: Trainer, step: int, metrics: pc.StepMetrics) -> None:
+            seen.append(metrics)
+
+    calls = []
+
+    def evaluate(learner: pc.PCLearner) -> dict[str, float]:
+        calls.append(learner.steps)
+        return {"score": float(len(calls))}
+
+    trainer = make_trainer("mlp5_fashion", "forward", (small_data[0], None), epochs=3)
+    recorder = EpochRecorder(evaluate)
+    trainer.callbacks += [recorder, Keep()]
+    trainer.fit()
+    rec = recorder.record
+    per_epoch = len(small_data[0]) // trainer.batch_size
+    for key in ("train_seconds", "smm_total", "energy_before", "energy_after", "score"):
+        assert len(rec[key]) == 3, key
+    assert rec["score"] == [1.0, 2.0, 3.0]
+    assert calls == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # after each epoch's updates
+    assert rec["train_seconds"] == sorted(rec["train_seconds"]) and rec["train_seconds"][0] > 0
+    assert rec["smm_total"][-1] == trainer.learner.smm_total
+    assert rec["smm_per_step"] == [m.smm for m in seen[:3]]
+    for epoch in range(3):  # the mean energy per sample over the epoch's updates
+        metrics = seen[epoch * per_epoch : (epoch + 1) * per_epoch]
+        want = sum(float(m.energy_after) for m in metrics) / per_epoch / trainer.batch_size
+        assert rec["energy_after"][epoch] == pytest.approx(want, rel=1e-6)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcgraph.train.callbacks import Callback, PrintCallback
+from pcgraph.train.callbacks import Callback, EpochRecorder, PrintCallback
 from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from pcgraph.train.history import History
 from pcgraph.train.loggers import CSVLogger, JSONLinesLogger, TensorBoardLogger
@@ -11,6 +11,7 @@ from pcgraph.train.trainer import Trainer
 __all__ = [
     "CSVLogger",
     "Callback",
+    "EpochRecorder",
     "History",
     "JSONLinesLogger",
     "PrintCallback",
