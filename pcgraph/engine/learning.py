@@ -332,23 +332,23 @@ class PCLearner:
     def predict(
         self, inputs: Mapping[str, torch.Tensor], *, T: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """See :func:`pcgraph.engine.evaluate.predict`."""
-        from pcgraph.engine.evaluate import predict
+        """See :func:`pcgraph.engine.readout.predict`."""
+        from pcgraph.engine.readout import predict
 
         return predict(self, inputs, T=T)
 
     def reconstruct(
         self, observed: Mapping[str, torch.Tensor], *, T: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """See :func:`pcgraph.engine.evaluate.reconstruct`."""
-        from pcgraph.engine.evaluate import reconstruct
+        """See :func:`pcgraph.engine.readout.reconstruct`."""
+        from pcgraph.engine.readout import reconstruct
 
         return reconstruct(self, observed, T=T)
 
     def query(
         self, observed: Mapping[str, torch.Tensor], *, T: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """See :func:`pcgraph.engine.evaluate.query`."""
-        from pcgraph.engine.evaluate import query
+        """See :func:`pcgraph.engine.readout.query`."""
+        from pcgraph.engine.readout import query
 
         return query(self, observed, T=T)

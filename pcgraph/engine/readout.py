@@ -1,4 +1,4 @@
-"""Evaluation helpers: predict (inputs → outputs), reconstruct (observations → latents →
+"""Reading a trained network out: predict (inputs → outputs), reconstruct (observations → latents →
 observations), and query (any clamp subset)."""
 
 from __future__ import annotations
