@@ -8,7 +8,7 @@ gradients ∂E/∂θ_ji = −(∂f/∂θ)ᵀ δ_i, where δ_i = −∂E/∂μ_i 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import nn
@@ -90,8 +90,8 @@ class WeightedKernel(EdgeKernel):
 
     def __init__(self, req: KernelRequest, layer: nn.Module) -> None:
         super().__init__(req.in_shape, req.out_shape)
-        self.weight = layer.weight
-        self.bias = layer.bias
+        self.weight = cast(torch.Tensor, layer.weight)
+        self.bias = cast("torch.Tensor | None", layer.bias)
 
 
 def write_into(out: torch.Tensor, value: torch.Tensor, *, accumulate: bool) -> None:

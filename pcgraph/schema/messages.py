@@ -44,7 +44,8 @@ def _schema_model(title: str, loc: tuple[Any, ...]) -> type[BaseModel] | None:
     models: dict[str, type[BaseModel]] = {"nodes": NodeSpec, "edges": EdgeSpec}
     if title == "GraphSpec":
         return models.get(str(loc[0]), GraphSpec) if len(loc) > 1 else GraphSpec
-    return {"NodeSpec": NodeSpec, "EdgeSpec": EdgeSpec}.get(title)
+    named: dict[str, type[BaseModel]] = {"NodeSpec": NodeSpec, "EdgeSpec": EdgeSpec}
+    return named.get(title)
 
 
 _EDGE_MSG = re.compile(r"^edge (.+?)→(.+?)[: (]")
