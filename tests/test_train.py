@@ -183,6 +183,12 @@ def test_cli_train_evaluate_reconstruct_draw(
     assert main(["evaluate", str(out / "checkpoint.pt"), "--test-size", "100"]) == 0
     acc = json.loads(capsys.readouterr().out)["test_accuracy"]
     assert acc == pytest.approx(history["test_accuracy"][-1])  # same model, same test set
+    flow = tmp_path / "flow.gif"
+    assert main(["flow", str(out / "checkpoint.pt"), "-o", str(flow), "-n", "4", "--T", "3"]) == 0
+    from PIL import Image
+
+    with Image.open(flow) as gif:
+        assert gif.n_frames == 4  # t = 0 … T
 
     gen = tmp_path / "gen"
     assert (

@@ -1,4 +1,4 @@
-"""The ``pcgraph`` command line: ``pcgraph check|draw|train|evaluate|reconstruct``."""
+"""The ``pcgraph`` command line: ``pcgraph check|draw|train|evaluate|reconstruct|flow``."""
 
 from __future__ import annotations
 

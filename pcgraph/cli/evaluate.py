@@ -16,14 +16,16 @@ from pcgraph.errors import CheckpointError, ConfigError, PCGraphError
 if TYPE_CHECKING:
     from pcgraph.train.trainer import Task
 
-__all__ = ["add_parsers", "run_evaluate", "run_reconstruct"]
+__all__ = ["add_parsers", "run_evaluate", "run_flow", "run_reconstruct"]
 
 
 def add_parsers(sub: Any) -> None:
-    """Register ``evaluate`` and ``reconstruct``."""
+    """Register ``evaluate``, ``reconstruct`` and ``flow``."""
+    handlers = {"evaluate": run_evaluate, "reconstruct": run_reconstruct, "flow": run_flow}
     for name, helptext in (
         ("evaluate", "evaluate a checkpoint on the test set"),
         ("reconstruct", "reconstruct test images from a checkpoint"),
+        ("flow", "animate the energy flowing through a trained network on test images"),
     ):
         q = sub.add_parser(name, help=helptext, description=helptext + ".")
         q.add_argument("checkpoint", help="a checkpoint.pt written by pcgraph train")
@@ -33,7 +35,12 @@ def add_parsers(sub: Any) -> None:
         if name == "reconstruct":
             q.add_argument("-o", "--output", default="reconstructions.png")
             q.add_argument("-n", type=int, default=8, help="images shown")
-        q.set_defaults(handler=run_evaluate if name == "evaluate" else run_reconstruct)
+        if name == "flow":
+            q.add_argument(
+                "-o", "--output", default="energy_flow.gif", help=".gif, or .html (step slider)"
+            )
+            q.add_argument("-n", type=int, default=16, help="test images in the batch")
+        q.set_defaults(handler=handlers[name])
 
 
 def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
@@ -127,4 +134,26 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         images.cpu(), {trainer.learner.initializer.name: rec.cpu()}, n=len(idx), path=args.output
     )
     print(f"wrote {args.output}", file=sys.stdout)
+    return 0
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    """Execute ``pcgraph flow``: the checkpoint's learner, from its own initialization, on the
+    first ``-n`` test images; nodes coloured by energy per sample, edges by message size."""
+    import torch
+
+    from pcgraph.viz import animate_flow, record_flow
+
+    _check_restore_args(args)
+    if args.n < 1:
+        raise ConfigError(f"-n must be ≥ 1 (test images), got {args.n}")
+    output = Path(args.output)
+    check_output_file(output, "--output", suffixes=(".gif", ".html"))
+    trainer, test = _restore(args.checkpoint, args.device, args.test_size)
+    idx = torch.arange(min(args.n, len(test)))
+    batch = trainer.batch_data(test, idx)
+    labels = test.labels[idx] if trainer.task == "classification" else None
+    trace = record_flow(trainer.learner, batch, T=args.T, labels=labels)
+    animate_flow(trace, output)
+    print(f"wrote {output}", file=sys.stdout)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,7 @@ class GraphArtists:
     nodes: dict[str, PathCollection]
     labels: dict[str, Annotation]
     carries_energy: np.ndarray
+    edges: dict[int, FancyArrowPatch] = field(default_factory=dict)  # by edge index
 
 
 def node_label(spec: GraphSpec, i: int, value: float | None, carries: bool) -> str:
@@ -200,11 +201,12 @@ def render_graph(
     descriptions = [e.describe() for e in spec.edges]
     common, _ = Counter(descriptions).most_common(1)[0] if descriptions else ("", 0)
     hide_common = len(spec.edges) > _MAX_EDGE_LABELS
-    for edge, text in zip(spec.edges, descriptions, strict=True):
+    edges: dict[int, FancyArrowPatch] = {}
+    for k, (edge, text) in enumerate(zip(spec.edges, descriptions, strict=True)):
         on_cycle = comp_of.get(edge.source, -1) == comp_of.get(edge.target, -2)
         rad = _edge_bend(pos, edge.source, edge.target, on_cycle)
         a, b = np.array(pos[edge.source]), np.array(pos[edge.target])
-        ax.add_patch(
+        edges[k] = ax.add_patch(
             FancyArrowPatch(
                 tuple(a), tuple(b), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
                 mutation_scale=11, shrinkA=diam[edge.source] / 2 + 1,
@@ -228,7 +230,7 @@ def render_graph(
     ax.set_aspect("equal", adjustable="box")
     ax.set_axis_off()
     _legend(ax, spec, values is not None, bool(cyclic), common if hide_common else None)
-    return GraphArtists(ax, nodes, labels, carries)
+    return GraphArtists(ax, nodes, labels, carries, edges)
 
 
 def _legend(
