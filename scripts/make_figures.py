@@ -2,21 +2,27 @@
 
 Usage (from the repository root)::
 
-    python scripts/make_figures.py [--out docs/figures] [--steps 16]
+    python scripts/make_figures.py [--out docs/figures]
 
 Writes, under ``--out``:
 
 - ``<topology>.png`` for every ``topologies/*.yaml`` (train clamp), and
   ``<topology>_generate.png`` for the generative ones (decoder4_fashion, associative_memory);
-- ``energy_flow_mlp5_fashion.{png,gif}``: per-node energy during ``--steps`` inference steps of
-  mlp5_fashion from zero-initialized states, with random images and labels clamped (train);
 - ``energy_flow_mlp5_fashion_trained.{png,gif}``: mlp5_fashion after one epoch of training, from
   forward init on real test images: the error front travelling back from the output;
-- ``energy_flow_decoder4_fashion.{png,gif}``: the same for decoder4_fashion with random images
-  clamped (generate).
+- ``flow_mlp5_inits.{gif,html}``: the same batch of test images through mlp5_fashion trained one
+  epoch under each of zero, forward, hybrid and memory init, side by side (nodes by energy per
+  sample, edges by message size);
+- ``flow_cyclic.{gif,html}``: the cyclic fully_connected_groups, trained one epoch under zero,
+  random and memory init;
+- ``flow_decoder.{gif,html}``: decoder4_fashion (generate: only the image clamped), trained one
+  epoch under zero and memory init.
 
-The figures are build outputs (docs and CI make them); do not commit them. Same ``--seed``, same
-figures.
+Every network is trained on the embedded FashionMNIST subset (about a minute in all on 2 CPU
+cores), never drawn with random weights.
+
+The figures are build outputs (docs and CI make them); do not commit them. Every run is seeded:
+the same figures each time.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import pcgraph  # noqa: E402
+from pcgraph.analysis import memory_targets  # noqa: E402
 from pcgraph.viz import animate_energy_flow, draw_graph, plot_energy_flow  # noqa: E402
 
 TOPOLOGIES = REPO / "topologies"
@@ -49,30 +56,6 @@ def draw_topologies(out: Path) -> list[Path]:
             written.append(out / f"{file.stem}_generate.png")
             draw_graph(file, clamp="generate", path=written[-1])
     return written
-
-
-def energy_flow(
-    out: Path, name: str, clamp: str, steps: int, *, generator: torch.Generator
-) -> list[Path]:
-    """Run ``steps`` inference steps from zero states with random clamped data; plot the trace."""
-    net = pcgraph.compile(str(TOPOLOGIES / f"{name}.yaml"), seed=0)
-    x = net.new_states(BATCH)  # zero initialization
-    data = {}
-    for node in net.spec.nodes:
-        if node.name not in net.resolve_clamp(clamp):
-            continue
-        if node.energy == "cross_entropy":  # one-hot labels
-            classes = torch.randint(0, node.size, (BATCH,), generator=generator)
-            data[node.name] = torch.eye(node.size)[classes]
-        else:
-            data[node.name] = torch.rand(BATCH, *node.shape, generator=generator)
-    net.write(x, data)
-    trace = pcgraph.solve_inference(net, x, clamp, T=steps, lr=0.1, trace=True).trace
-    assert trace is not None
-    png, gif = out / f"energy_flow_{name}.png", out / f"energy_flow_{name}.gif"
-    plot_energy_flow(trace, net.spec, path=png)
-    animate_energy_flow(trace, net.spec, gif, clamp=clamp)
-    return [png, gif]
 
 
 def energy_flow_trained(out: Path, steps: int) -> list[Path]:
@@ -99,6 +82,48 @@ def energy_flow_trained(out: Path, steps: int) -> list[Path]:
     return [png, gif]
 
 
+def _trained(
+    topology: str, init: str, *, clamp: str = "train", T: int = 8, epochs: int = 1
+) -> pcgraph.PCLearner:
+    """A learner trained ``epochs`` epochs on the embedded subset (seeded)."""
+    from pcgraph.data import embedded_dataset
+    from pcgraph.train import Trainer
+
+    torch.manual_seed(0)
+    net = pcgraph.compile(str(TOPOLOGIES / f"{topology}.yaml"), seed=0)
+    learner = pcgraph.PCLearner(
+        net, init=init, T=T, lr_neurons=0.1, clamp=clamp,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    Trainer(learner, embedded_dataset("train"), batch_size=100, epochs=epochs, progress=False).fit()
+    return learner
+
+
+def flow_comparison(
+    out: Path, name: str, topology: str, inits: tuple[str, ...], *, clamp: str = "train", T: int = 8
+) -> list[Path]:
+    """The same test batch through ``topology`` trained under each of ``inits``."""
+    from pcgraph.data import embedded_dataset
+    from pcgraph.train import Trainer
+    from pcgraph.viz import animate_flow, record_flow
+
+    test = embedded_dataset("test")
+    idx = torch.arange(BATCH)
+    runs = []
+    for init in inits:
+        learner = _trained(topology, init, clamp=clamp, T=T)
+        batch = Trainer(learner, test, batch_size=BATCH, progress=False).batch_data(test, idx)
+        labels = test.labels[idx] if clamp == "train" else None
+        title = f"{init} init"
+        if init == "memory" and not memory_targets(learner.net.graph, learner.clamp):
+            title += " (no targets: = forward)"  # Proposition 3.2 holds: nothing to retrieve
+        runs.append(record_flow(learner, batch, T=T, labels=labels, title=title))
+    gif, html = out / f"{name}.gif", out / f"{name}.html"
+    animate_flow(runs, gif)
+    animate_flow(runs, html)
+    return [gif, html]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,23 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "docs" / "figures",
         help="folder for the figures (default: docs/figures)",
     )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=16,
-        help="inference steps T of the energy-flow runs (default: 16)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random clamped data (default: 0)"
-    )
     args = parser.parse_args(argv)
-    generator = torch.Generator().manual_seed(args.seed)
     written = draw_topologies(args.out)
-    written += energy_flow(args.out, "mlp5_fashion", "train", args.steps, generator=generator)
-    written += energy_flow(
-        args.out, "decoder4_fashion", "generate", args.steps, generator=generator
-    )
     written += energy_flow_trained(args.out, 8)
+    inits = ("zero", "forward", "hybrid", "memory")
+    written += flow_comparison(args.out, "flow_mlp5_inits", "mlp5_fashion", inits)
+    cyclic = ("zero", "random", "memory")
+    written += flow_comparison(args.out, "flow_cyclic", "fully_connected_groups", cyclic)
+    decoder = ("zero", "memory")
+    written += flow_comparison(
+        args.out, "flow_decoder", "decoder4_fashion", decoder, clamp="generate"
+    )
     for path in written:
         print(path)
     return 0

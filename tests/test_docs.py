@@ -214,16 +214,20 @@ def test_nav_matches_the_docs_folder() -> None:
 
 
 def test_figures_are_ones_make_figures_writes(gen_docs: ModuleType) -> None:
-    """A page may only show figures/<topology>.png (and _generate.png for the generative ones)
-    or figures/energy_flow_<topology>[_trained].{png,gif} for a topology make_figures.py runs."""
+    """A page may only show figures/<topology>.png (and _generate.png for the generative ones),
+    figures/energy_flow_<topology>[_trained].{png,gif} for a topology make_figures.py runs, or
+    figures/flow_<name>.{gif,html} for a comparison make_figures.py writes under that name."""
     stems = {p.stem for p in TOPOLOGIES.glob("*.yaml")}
     script = (REPO / "scripts" / "make_figures.py").read_text(encoding="utf-8")
     generative = set(gen_docs.generative_topologies())
     for page in DOCS.glob("*.md"):
-        for figure in re.findall(r"\]\(figures/([^)\s]+)\)", page.read_text(encoding="utf-8")):
+        for figure in re.findall(r"\]\(figures/([^)\s#]+)\)", page.read_text(encoding="utf-8")):
             stem, ext = os.path.splitext(figure)
             flow = re.fullmatch(r"energy_flow_(\w+?)(_trained)?", stem)
-            if flow:
+            if stem.startswith("flow_"):
+                assert ext in (".gif", ".html"), (page.name, figure)
+                assert f'"{stem}"' in script, f"make_figures.py writes no {figure}"
+            elif flow:
                 assert ext in (".png", ".gif") and flow.group(1) in stems, (page.name, figure)
                 assert f'"{flow.group(1)}' in script, f"make_figures.py draws no {figure}"
                 if flow.group(2):  # the trained-network trace is written under this name

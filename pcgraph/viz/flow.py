@@ -197,6 +197,15 @@ def animate_flow(
         render_graph(ax, spec, clamp=run.clamp, values=run.node_energy[0], norm=e_norm)
         for ax, run in zip(axes, runs, strict=True)
     ]
+    for art in drawn:  # the role legend would call the edges' colours "cycle" colours
+        legend = art.ax.get_legend()
+        if legend is not None:
+            legend.remove()
+    fig.supxlabel(
+        "square: input · diamond: output · circle: latent · thick border: clamped · "
+        "edge colour and width: the error message it carries back (grey: none)",
+        fontsize=9,
+    )
     fig.colorbar(
         ScalarMappable(norm=e_norm, cmap=ENERGY_CMAP), ax=list(grid.ravel()), shrink=0.6, pad=0.01,
         label="node energy per sample",
