@@ -28,7 +28,8 @@ class DistContext:
     """This process's place in a data-parallel job.
 
     Attributes:
-        rank, world_size: as torch.distributed sees them.
+        rank: this process's rank, as torch.distributed sees it.
+        world_size: the number of processes, as torch.distributed sees it.
         device: the device this rank computes on.
     """
 

@@ -42,7 +42,8 @@ class ClampPlan:
         clamp: the clamp set (node names).
         free: indices of the free nodes, in node order.
         free_cols: bool [D], True on the free columns of the flat state.
-        forward_possible, forward_reason: Proposition 3.2 under this clamp set.
+        forward_possible: whether Proposition 3.2 holds under this clamp set.
+        forward_reason: why (or why not), in words.
         memory_targets: the free nodes a forward sweep cannot reach (unclamped roots, cycles).
         hold_order: free nodes of a held energy (cross-entropy, Bernoulli), a node feeding
             another first.

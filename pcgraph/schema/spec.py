@@ -130,7 +130,8 @@ class EdgeSpec(_Spec):
     """A directed edge source→target carrying a transformation f (an op with parameters).
 
     Attributes:
-        source, target: node names.
+        source: the sending node's name.
+        target: the receiving node's name.
         op: a name from :data:`pcgraph.ops.OPS` (linear, dense, conv2d, conv_transpose2d, …).
         params: the op's parameters (e.g. kernel_size, stride); defaults are filled in.
         bias: whether f has a bias; defaults to True for learnable ops, False otherwise.

@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import torch
+
+    from pcgraph.compiler import PCNetwork
 
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
@@ -14,7 +19,9 @@ from matplotlib.figure import Figure
 from pcgraph.schema import GraphSpec
 
 __all__ = [
+    "ArrayLike",
     "PathLike",
+    "SpecLike",
     "as_spec",
     "energy_norm",
     "energy_vector",
@@ -27,6 +34,10 @@ __all__ = [
 from pcgraph.atomic import atomic_path
 
 PathLike = str | os.PathLike[str]
+#: Numbers to draw: a torch tensor (any device), a numpy array, or nested lists of floats.
+ArrayLike = Union["torch.Tensor", np.ndarray, Sequence[float], Sequence[Sequence[float]]]
+#: A graph to draw: a GraphSpec, a compiled PCNetwork (its ``.spec``) or a YAML path.
+SpecLike = Union[GraphSpec, "PCNetwork", str, "os.PathLike[str]"]
 # A log colour scale once the largest energy exceeds the smallest positive one by this factor.
 LOG_RANGE = 100.0
 
@@ -49,7 +60,7 @@ def save_figure(fig: Figure, path: PathLike, *, dpi: int = 150) -> Path:
     return target
 
 
-def as_spec(obj: Any) -> GraphSpec:
+def as_spec(obj: SpecLike) -> GraphSpec:
     """A GraphSpec from a spec, anything with a ``.spec`` (a PCNetwork) or a YAML path."""
     if isinstance(obj, GraphSpec):
         return obj
@@ -61,7 +72,7 @@ def as_spec(obj: Any) -> GraphSpec:
     raise TypeError(f"expected a GraphSpec, a PCNetwork or a YAML path, got {type(obj).__name__}")
 
 
-def to_numpy(values: Any) -> np.ndarray:
+def to_numpy(values: ArrayLike) -> np.ndarray:
     """A float64 array from a tensor (any device), an array or nested lists."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().double().numpy()

@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 
 from pcgraph.schema import GraphSpec
 from pcgraph.viz._common import (
+    ArrayLike,
     PathLike,
+    SpecLike,
     as_spec,
     atomic_path,
     energy_norm,
@@ -35,7 +37,7 @@ from pcgraph.viz.graph import (
 __all__ = ["animate_energy_flow", "plot_energy_flow"]
 
 
-def _trace_array(trace: Any, spec: GraphSpec) -> np.ndarray:
+def _trace_array(trace: ArrayLike, spec: GraphSpec) -> np.ndarray:
     """[T+1, N] float array; raises ValueError naming the expected shape."""
     arr = to_numpy(trace)
     n = len(spec.nodes)
@@ -48,7 +50,7 @@ def _trace_array(trace: Any, spec: GraphSpec) -> np.ndarray:
 
 
 def plot_energy_flow(
-    trace: Any, spec: Any, *, path: PathLike | None = None, log: bool = True
+    trace: ArrayLike, spec: SpecLike, *, path: PathLike | None = None, log: bool = True
 ) -> Figure:
     """How the energy moves through the graph during inference.
 
@@ -111,8 +113,8 @@ def plot_energy_flow(
 
 
 def animate_energy_flow(
-    trace: Any,
-    spec: Any,
+    trace: ArrayLike,
+    spec: SpecLike,
     path: PathLike,
     *,
     fps: int = 4,

@@ -214,7 +214,8 @@ def animate_flow(
         ScalarMappable(norm=m_norm, cmap=m_cmap), ax=list(grid.ravel()), shrink=0.6, pad=0.01,
         label="edge message per sample",
     )  # fmt: skip
-    lo, hi = math.log10(m_norm.vmin), math.log10(m_norm.vmax)
+    m_lo, m_hi = float(m_norm.vmin or 1e-3), float(m_norm.vmax or 1.0)
+    lo, hi = math.log10(m_lo), math.log10(m_hi)
 
     def show(t: int) -> list[Any]:
         for run, art in zip(runs, drawn, strict=True):
@@ -225,11 +226,11 @@ def animate_flow(
                 art.labels[node.name].set_text(f"{node.name}\n{text}")
             for e, patch in art.edges.items():
                 size = float(run.edge_message[t, e])
-                if not size > m_norm.vmin * 1.0001:
+                if not size > m_lo * 1.0001:
                     patch.set_color(_QUIET)
                     patch.set_linewidth(_WIDTH[0])
                     continue
-                frac = (math.log10(min(size, m_norm.vmax)) - lo) / max(hi - lo, 1e-12)
+                frac = (math.log10(min(size, m_hi)) - lo) / max(hi - lo, 1e-12)
                 patch.set_color(m_cmap(float(m_norm(size))))
                 patch.set_linewidth(_WIDTH[0] + frac * (_WIDTH[1] - _WIDTH[0]))
             art.ax.set_title(f"{run.title}\nstep {t}/{frames - 1}", fontsize=11)

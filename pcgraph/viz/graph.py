@@ -23,6 +23,7 @@ from pcgraph.analysis import CLAMP_TASKS, find_cycles, resolve_clamp
 from pcgraph.schema import GraphSpec
 from pcgraph.viz._common import (
     PathLike,
+    SpecLike,
     as_spec,
     energy_norm,
     energy_vector,
@@ -206,15 +207,14 @@ def render_graph(
         on_cycle = comp_of.get(edge.source, -1) == comp_of.get(edge.target, -2)
         rad = _edge_bend(pos, edge.source, edge.target, on_cycle)
         a, b = np.array(pos[edge.source]), np.array(pos[edge.target])
-        edges[k] = ax.add_patch(
-            FancyArrowPatch(
-                tuple(a), tuple(b), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                mutation_scale=11, shrinkA=diam[edge.source] / 2 + 1,
-                shrinkB=diam[edge.target] / 2 + 2, color=CYCLE_COLOR if on_cycle else EDGE_COLOR,
-                linewidth=1.8 if on_cycle else 1.2, zorder=1,
-                gid=f"edge:{edge.source}->{edge.target}",
-            )
+        edges[k] = FancyArrowPatch(
+            tuple(a), tuple(b), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
+            mutation_scale=11, shrinkA=diam[edge.source] / 2 + 1,
+            shrinkB=diam[edge.target] / 2 + 2, color=CYCLE_COLOR if on_cycle else EDGE_COLOR,
+            linewidth=1.8 if on_cycle else 1.2, zorder=1,
+            gid=f"edge:{edge.source}->{edge.target}",
         )  # fmt: skip
+        ax.add_patch(edges[k])
         if not (hide_common and text == common):
             mx, my = _arc_midpoint(a, b, rad)
             ax.text(
@@ -280,7 +280,7 @@ def _root_figure(ax: Axes) -> Figure:
 
 
 def draw_graph(
-    spec_or_net: Any,
+    spec_or_net: SpecLike,
     *,
     clamp: str | Iterable[str] | None = "train",
     energies: Mapping[str, Any] | Any | None = None,

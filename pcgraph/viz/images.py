@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from pcgraph.viz._common import PathLike, new_figure, save_figure, to_numpy
+from pcgraph.viz._common import ArrayLike, PathLike, new_figure, save_figure, to_numpy
 
 __all__ = ["plot_reconstructions"]
 
@@ -34,8 +34,8 @@ def _images(batch: Any, n: int, image_shape: tuple[int, ...], what: str) -> np.n
 
 
 def plot_reconstructions(
-    originals: Any,
-    reconstructions: Mapping[str, Any],
+    originals: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
     *,
     n: int = 8,
     image_shape: tuple[int, ...] = (28, 28),
