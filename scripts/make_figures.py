@@ -18,6 +18,9 @@ Writes, under ``--out``:
 - ``flow_decoder.{gif,html}``: decoder4_fashion (generate: only the image clamped), trained one
   epoch under zero and memory init.
 
+- ``perf_peers.png``, ``perf_scaling.png``, ``perf_gpu.png``: the Performance page's plots, from
+  the measured tables in ``docs/data/`` (their provenance is in ``docs/data/PROVENANCE.txt``).
+
 Every network is trained on the embedded FashionMNIST subset (about a minute in all on 2 CPU
 cores), never drawn with random weights.
 
@@ -124,6 +127,70 @@ def flow_comparison(
     return [gif, html]
 
 
+def _table(name: str) -> list[dict[str, str]]:
+    import csv
+
+    with (REPO / "docs" / "data" / f"{name}.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def performance_plots(out: Path) -> list[Path]:
+    """Bars of the paired ratios against PCX, the tuned loop and BP; step time against edges
+    on log-log axes; the GPU's eager, CUDA-graph and BP update times."""
+    import numpy as np
+
+    from pcgraph.viz import save_figure
+    from pcgraph.viz._common import new_figure
+
+    rows = _table("perf_peers")
+    labels = [f"{r['activation']}\nB={r['batch']}\n{r['threads']} thr" for r in rows]
+    fig = new_figure(10.5, 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for k, (key, name) in enumerate(
+        (("pcgraph_vs_pcx", "pcgraph / PCX"), ("pcgraph_vs_tuned", "pcgraph / tuned torch loop"))
+    ):
+        ax.bar(x + (k - 0.5) * 0.38, [float(r[key]) for r in rows], 0.38, label=name)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("time per weight update, ratio")
+    ax.set_title("one PC weight update, T = 8 (lower is faster; 1 = the same time)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    written = [save_figure(fig, out / "perf_peers.png", dpi=110)]
+
+    scaling = _table("perf_scaling")
+    fig = new_figure(6.4, 4.0)
+    ax = fig.add_subplot()
+    for family in dict.fromkeys((r["family"], r["backend"]) for r in scaling):
+        pts = [r for r in scaling if (r["family"], r["backend"]) == family and int(r["edges"]) > 0]
+        edges = [int(r["edges"]) for r in pts]
+        ax.loglog(edges, [float(r["step_ms"]) for r in pts], marker="o", ms=3,
+                  label=f"{family[0]} ({family[1]})")  # fmt: skip
+    ax.set_xlabel("edges (chain: layers of 64; dag, cyclic: groups of 8 neurons)")
+    ax.set_ylabel("ms per inference step (batch 64)")
+    ax.set_title("step time grows linearly with the graph", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    written.append(save_figure(fig, out / "perf_scaling.png", dpi=110))
+
+    gpu = _table("perf_gpu")
+    fig = new_figure(6.4, 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(gpu))
+    for k, (key, name) in enumerate(
+        (("eager_ms", "PC, eager"), ("cuda_graph_ms", "PC, CUDA graph"), ("bp_ms", "backprop"))
+    ):
+        ax.bar(x + (k - 1) * 0.27, [float(r[key]) for r in gpu], 0.27, label=name)
+    ax.set_xticks(x, [f"B = {r['batch']}" for r in gpu])
+    ax.set_ylabel("ms per weight update (T = 8)")
+    ax.set_title("mlp5 on an NVIDIA H200", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    written.append(save_figure(fig, out / "perf_gpu.png", dpi=110))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -136,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     written = draw_topologies(args.out)
+    written += performance_plots(args.out)
     written += energy_flow_trained(args.out, 8)
     inits = ("zero", "forward", "hybrid", "memory")
     written += flow_comparison(args.out, "flow_mlp5_inits", "mlp5_fashion", inits)
