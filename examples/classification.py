@@ -209,9 +209,10 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
             ax.fill_between(x, mean - std, mean + std, color=colour[m], alpha=0.15)
         ax.set_title(f"T = {T}", fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
     save_figure(fig, out / "accuracy_curves.png", dpi=90)
 
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
@@ -233,7 +234,7 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
     ax.set_xlabel("sequential matmuls (cumulative)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # off the curves
     save_figure(fig, out / "accuracy_vs_smm.png", dpi=90)
 
 

@@ -113,10 +113,11 @@ def save_figures(runs: list[dict[str, Any]], args: argparse.Namespace, out: Path
                 ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.15)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.grid(alpha=0.3)
         if key != "test_accuracy":
             ax.set_yscale("log")
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside right upper")
     save_figure(fig, out / "cyclic_curves.png", dpi=90)
     graph = draw_graph(pc.GraphSpec.from_yaml(TOPOLOGY))
     save_figure(graph, out / "graph.png", dpi=70)

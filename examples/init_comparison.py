@@ -88,7 +88,7 @@ def save_figure(rows: list[dict[str, Any]], args: argparse.Namespace, out: Path)
         ax.set_title(f"{title} after {args.epochs} epochs", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
     save(fig, out / "accuracy_vs_T.png", dpi=90)
 
 

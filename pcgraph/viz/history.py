@@ -140,6 +140,10 @@ def plot_history(history: Any, *, path: PathLike | None = None) -> Figure:
         ax.set_title(title if title != "energy" or _KEY_NAMES["train_loss"] not in keys_drawn else
                      "energy and training loss", fontsize=10)  # fmt: skip
         ax.set_xlabel(xlabel)
+        if xlabel in ("epoch", "step"):
+            ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs / steps
+        if title == "energy":  # the Trainer's energy: the epoch's summed E over its samples
+            ax.set_ylabel("energy per sample")
         ax.grid(alpha=0.3)
         if title == "energy" and _spans_decades(ax):
             ax.set_yscale("log")
