@@ -232,7 +232,7 @@ def run_pc(
         "seed": seed,
         "stream_aligned": trainer.stream_aligned,
         **recorder.record,
-        "smm_per_update": recorder.record["smm_per_step"][-1],
+        "smm_per_update": recorder.last_metrics.smm if recorder.last_metrics else 0,
         "updates": learner.steps,
     }
 

@@ -371,6 +371,7 @@ def test_epoch_recorder_records_each_epoch_and_evaluates_after_its_updates(
     assert rec["train_seconds"] == sorted(rec["train_seconds"]) and rec["train_seconds"][0] > 0
     assert rec["smm_total"][-1] == trainer.learner.smm_total
     assert rec["smm_per_step"] == [m.smm for m in seen[:3]]
+    assert recorder.last_metrics is seen[-1]
     for epoch in range(3):  # the mean energy per sample over the epoch's updates
         metrics = seen[epoch * per_epoch : (epoch + 1) * per_epoch]
         want = sum(float(m.energy_after) for m in metrics) / per_epoch / trainer.batch_size

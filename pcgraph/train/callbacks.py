@@ -57,8 +57,8 @@ class EpochRecorder(Callback):
       the initialization and after inference, per sample;
     - one list per key that ``evaluate(learner)`` returns, called after the clock stops;
 
-    and ``smm_per_step``: the SMMs of the first three updates. ``on_batch`` is called with each
-    update's metrics (a progress bar, say).
+    and ``smm_per_step``: the SMMs of the first three updates. ``last_metrics`` holds the last
+    update's metrics. ``on_batch`` is called with each update's metrics (a progress bar, say).
     """
 
     def __init__(
@@ -80,6 +80,7 @@ class EpochRecorder(Callback):
         self._start = 0.0
         self._before: list[Any] = []
         self._after: list[Any] = []
+        self.last_metrics: StepMetrics | None = None
 
     @staticmethod
     def _sync(trainer: Trainer) -> None:
@@ -97,6 +98,7 @@ class EpochRecorder(Callback):
     def on_batch_end(self, trainer: Trainer, step: int, metrics: StepMetrics) -> None:
         self._before.append(metrics.energy_before)
         self._after.append(metrics.energy_after)
+        self.last_metrics = metrics
         if len(self.record["smm_per_step"]) < 3:
             self.record["smm_per_step"].append(metrics.smm)
         if self.on_batch is not None:

@@ -111,10 +111,13 @@ def energy_vector(
     return vec
 
 
-def energy_norm(values: np.ndarray, *, log: bool | None = None) -> Normalize:
+def energy_norm(
+    values: np.ndarray, *, log: bool | None = None, decades: float | None = None
+) -> Normalize:
     """A colour scale over the finite values; ``log=None`` picks log when the range is large.
 
-    A log scale starts at the smallest positive value (smaller ones are clipped to it).
+    A log scale starts at the smallest positive value (smaller ones are clipped to it), or at
+    most ``decades`` decades below the largest.
     """
     finite = values[np.isfinite(values)]
     positive = finite[finite > 0]
@@ -125,5 +128,7 @@ def energy_norm(values: np.ndarray, *, log: bool | None = None) -> Normalize:
         log = positive.size > 0 and float(positive.max()) > LOG_RANGE * float(positive.min())
     if log and positive.size > 0:
         plo, phi = float(positive.min()), float(positive.max())
+        if decades is not None:
+            plo = max(plo, phi * 10.0**-decades)
         return LogNorm(plo, phi if phi > plo else plo * 10.0, clip=True)
     return Normalize(lo, hi if hi > lo else lo + 1.0)

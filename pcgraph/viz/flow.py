@@ -27,10 +27,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm
 
 from pcgraph.schema import GraphSpec
-from pcgraph.viz._common import PathLike, atomic_path, has_energy, new_figure
+from pcgraph.viz._common import PathLike, atomic_path, energy_norm, has_energy, new_figure
 from pcgraph.viz.graph import ENERGY_CMAP, energy_face, graph_figure_size, render_graph
 
 if TYPE_CHECKING:
@@ -73,16 +72,15 @@ def _measure(net: Any, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     batch = x.shape[0]
     with torch.no_grad():
         energy = (net.node_energies(x) / batch).double().cpu().numpy()
-    delta: dict[int, torch.Tensor] = {}
-    for node in net.nodes:
-        if not node.parents:
-            continue
-        with torch.enable_grad():
-            mu = net.prediction(x.detach(), node.index).detach().requires_grad_(True)
-            own = x[:, node.cols].reshape(mu.shape)
-            value = get_energy(node.energy).value(own, mu, node.precision)
-            (grad,) = torch.autograd.grad(value, mu)
-        delta[node.index] = -grad  # δ_i = −∂E_i/∂μ_i
+    # δ_i = −∂E_i/∂μ_i = w_i ε_i, with ε from the node's energy object (gaussian: x − μ)
+    delta = {
+        node.index: node.precision
+        * get_energy(node.energy).error(
+            net.view(x, node.name), net.prediction(x, node.index).detach()
+        )
+        for node in net.nodes
+        if node.parents
+    }
     sizes = np.zeros(len(net.edges))
     with torch.no_grad():
         for e, edge in enumerate(net.edges):
@@ -133,17 +131,6 @@ def record_flow(
     )
 
 
-def _log_norm(values: np.ndarray) -> LogNorm:
-    """A log scale over the positive finite values, at most 5 decades deep (smaller values are
-    drawn as the scale's bottom)."""
-    positive = values[np.isfinite(values) & (values > 0)]
-    if positive.size == 0:
-        return LogNorm(1e-3, 1.0, clip=True)
-    hi = float(positive.max())
-    lo = max(float(positive.min()), hi * 1e-5)
-    return LogNorm(lo, hi if hi > lo else lo * 10.0, clip=True)
-
-
 def animate_flow(
     traces: FlowTrace | Sequence[FlowTrace],
     path: PathLike,
@@ -181,8 +168,12 @@ def animate_flow(
     if suffix not in (".gif", ".html"):
         raise ValueError(f"animate_flow writes .gif or .html, not {suffix or 'no suffix'!r}")
     carries = has_energy(spec)
-    e_norm = _log_norm(np.concatenate([r.node_energy[:, carries].ravel() for r in runs]))
-    m_norm = _log_norm(np.concatenate([r.edge_message.ravel() for r in runs]))
+    e_norm = energy_norm(
+        np.concatenate([r.node_energy[:, carries].ravel() for r in runs]), log=True, decades=5
+    )
+    m_norm = energy_norm(
+        np.concatenate([r.edge_message.ravel() for r in runs]), log=True, decades=5
+    )
     m_cmap = colormaps[MESSAGE_CMAP]
     width, height = graph_figure_size(spec)
     if columns is None:
