@@ -26,6 +26,7 @@ clamped and μ_l = W_l σ(x_{l−1}) + b_l (σ = identity on the input):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -94,17 +95,44 @@ _VJP: dict[str, Vjp] = {
 
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-_ONEDNN_MIN_MACS = 1 << 21  # below it MKL's smaller fixed cost wins (see pcgraph.ops.matmul)
+# which library is faster depends on the processor (oneDNN 2× faster than MKL on an AVX-512
+# EPYC, 1.1–3× slower on an AVX2 one): the floor times both once per product shape and layout
+# and uses the faster, as a careful engineer tuning for this machine would
+_FASTER: dict[tuple[object, ...], bool] = {}
+
+
+def _onednn_wins(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    key = (tuple(a.shape), a.stride(), tuple(w.shape), w.stride(), torch.get_num_threads())
+    found = _FASTER.get(key)
+    if found is None:
+        out = a.new_empty(a.shape[0], w.shape[0])
+        best = {}
+        for name, fn in (
+            ("mkl", lambda: torch.mm(a, w.t(), out=out)),
+            ("onednn", lambda: _ONEDNN(a, w, bias, "none", [], "")),  # type: ignore[misc]
+        ):
+            for _ in range(2):
+                fn()
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            best[name] = min(times)
+        found = _FASTER[key] = best["onednn"] < best["mkl"]
+    return found
 
 
 def _mm_t(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
-    """out ← a wᵀ (+ bias): oneDNN for large float32 CPU products (1.5–2.5× MKL on AMD), else
-    MKL. ``a`` contiguous; ``w`` row- or column-major."""
+    """out ← a wᵀ (+ bias) on MKL or oneDNN, whichever was faster for this shape (float32 CPU
+    products from 2²⁰ multiply-adds; smaller ones always MKL). ``a`` contiguous; ``w`` row- or
+    column-major."""
     if (
         _ONEDNN is not None
         and a.device.type == "cpu"
         and a.dtype == torch.float32
-        and a.shape[0] * w.shape[0] * w.shape[1] >= _ONEDNN_MIN_MACS
+        and a.shape[0] * w.shape[0] * w.shape[1] >= 1 << 20
+        and _onednn_wins(a, w, bias)
     ):
         out.copy_(_ONEDNN(a, w, bias, "none", [], ""))
     elif bias is not None:

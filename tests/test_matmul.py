@@ -6,10 +6,16 @@ inference step against torch.autograd of the energy.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
 import pcgraph as pc
+from pcgraph.cache import BoundedCache
 from pcgraph.compiler import program_for
 from pcgraph.ops import matmul
 
@@ -33,10 +39,13 @@ def _operands(b: int, n_in: int, n_out: int, *, strided: bool) -> tuple[torch.Te
 
 @needs_onednn
 @pytest.mark.parametrize("strided", [False, True])
-def test_onednn_products_equal_float64_references(strided: bool) -> None:
-    s, w, b, d = _operands(256, 128, 96, strided=strided)  # ≥ ONEDNN_MIN_MACS
+def test_onednn_products_equal_float64_references(
+    strided: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(matmul, "_MODE", "onednn")  # whatever this CPU would measure
+    s, w, b, d = _operands(256, 128, 96, strided=strided)
     with torch.no_grad():
-        assert matmul.use_onednn(s, 256 * 128 * 96)
+        assert matmul.use_onednn(s, "forward", 256, 128, 96)
         fwd, msg, grad = matmul.linear(s, w, b), matmul.linear_vjp(d, w), matmul.linear_grad(d, s)
     assert fwd is not None and msg is not None and grad is not None
     s64, w64, b64, d64 = (t.double() for t in (s, w, b, d))
@@ -44,16 +53,90 @@ def test_onednn_products_equal_float64_references(strided: bool) -> None:
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
 
 
-def test_small_float64_and_autograd_products_stay_on_torch_kernels() -> None:
+def test_small_float64_and_autograd_products_stay_on_torch_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     s, w, b, _ = _operands(8, 16, 4, strided=False)
     with torch.no_grad():
-        assert matmul.linear(s, w, b) is None  # far below the oneDNN size
+        assert matmul.linear(s, w, b) is None  # far below the measured sizes
         assert matmul.linear(s.double(), w.double(), b.double()) is None
+    monkeypatch.setattr(matmul, "_MODE", "onednn")  # even where oneDNN is forced:
     big_s, big_w, big_b, _ = _operands(256, 128, 96, strided=False)
     with torch.enable_grad():  # the oneDNN op has no autograd formula
         assert matmul.linear(big_s, big_w, big_b) is None
     with torch.no_grad():
         assert matmul.linear(big_s.double(), big_w.double(), big_b.double()) is None
+
+
+def test_faster_picks_the_quicker_callable() -> None:
+    def slow() -> None:
+        time.sleep(0.002)
+
+    def quick() -> None:
+        pass
+
+    assert matmul.faster(slow, quick)
+    assert not matmul.faster(quick, slow)
+
+
+@needs_onednn
+def test_choice_is_measured_once_per_shape_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def fake(kind: str, m: int, k: int, n: int) -> bool:
+        calls.append((kind, m, k, n))
+        return kind == "vjp"  # oneDNN "wins" the messages only
+
+    monkeypatch.setattr(matmul, "_MODE", "auto")
+    monkeypatch.setattr(matmul, "_measure", fake)
+    monkeypatch.setattr(matmul, "_CHOICES", BoundedCache(512))
+    big = (512, 128, 64)  # ≥ MEASURE_MIN_MACS
+    assert matmul.MEASURE_MIN_MACS <= 512 * 128 * 64
+    for _ in range(3):
+        assert not matmul.prefer_onednn("forward", *big)
+        assert matmul.prefer_onednn("vjp", *big)
+    assert calls == [("forward", *big), ("vjp", *big)]  # once each, then cached
+    threads = torch.get_num_threads()
+    assert matmul.choices() == {("forward", *big, threads): False, ("vjp", *big, threads): True}
+    small = (8, 16, 4)
+    assert not matmul.prefer_onednn("forward", *small)  # below the floor: MKL, not measured
+    assert len(calls) == 2
+    with torch.no_grad():  # the kernels follow the choice: forward on MKL, vjp on oneDNN
+        s, w, _, d = _operands(512, 128, 64, strided=False)
+        assert matmul.linear(s, w, None) is None
+        assert matmul.linear_vjp(d, w) is not None
+
+
+@needs_onednn
+def test_deterministic_mode_uses_the_fixed_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object) -> bool:
+        raise AssertionError("measured although torch's deterministic mode is on")
+
+    monkeypatch.setattr(matmul, "_MODE", "auto")
+    monkeypatch.setattr(matmul, "_measure", never)
+    monkeypatch.setattr(matmul, "_CHOICES", BoundedCache(512))
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert matmul.prefer_onednn("forward", 256, 128, 128)  # 4 M ≥ ONEDNN_MIN_MACS
+        assert not matmul.prefer_onednn("forward", 64, 128, 128)  # 1 M
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def test_an_unknown_matmul_mode_is_one_clear_error() -> None:
+    env = {**os.environ, "PCGRAPH_CPU_MATMUL": "fastest"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import pcgraph.ops.matmul"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "ConfigError" in last and "PCGRAPH_CPU_MATMUL='fastest'" in last
+    assert "auto, size, mkl, onednn" in last
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

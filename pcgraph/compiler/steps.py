@@ -103,7 +103,11 @@ def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.
             torch.sub(x, out, out=out)
 
     onednn = matmul.onednn_linear_op()
-    if onednn is None or not matmul.use_onednn(s, s.shape[0] * w.numel()) or not matmul.dense(w):
+    if (
+        onednn is None
+        or not matmul.dense(w)
+        or not matmul.use_onednn(s, "forward", s.shape[0], w.shape[1], w.shape[0])
+    ):
         return mkl
 
     def fast() -> None:
@@ -137,8 +141,8 @@ def message_step(
     onednn = matmul.onednn_linear_op()
     use_onednn = (
         onednn is not None
-        and matmul.use_onednn(delta, delta.shape[0] * w.numel())
         and matmul.dense(w)
+        and matmul.use_onednn(delta, "vjp", delta.shape[0], w.shape[1], w.shape[0])
     )
 
     def message() -> torch.Tensor:

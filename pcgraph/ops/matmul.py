@@ -1,21 +1,28 @@
 """The matrix products of the inference loop, each on the CPU library that runs it fastest.
 
-torch sends a float32 ``torch.mm`` on the CPU to MKL. On AMD processors MKL does not take its
-fastest code paths, and oneDNN (also inside every x86 torch build) runs the same products
-1.5–2.5× faster; oneDNN has a fixed cost of ~20 µs per call, so MKL stays faster for small
-products. Measured on a 2-core AMD EPYC (AVX-512) VM, torch 2.13, float32, 1 thread (µs):
+torch sends a float32 ``torch.mm`` on the CPU to MKL; oneDNN (also inside every x86 torch build)
+can run the same product much faster or slower, depending on the processor. Measured with torch
+2.13, float32, one thread (µs):
 
-| product (B × in → out) | MKL | oneDNN |
-|---|---|---|
-| 64 × 128 → 128    |  30 |  32 |
-| 256 × 128 → 128   | 128 |  57 |
-| 256 × 784 → 128   | 603 | 322 |
-| 1024 × 256 → 256  | 1467 | 681 |
+| product (B × in → out) | AVX-512 EPYC: MKL | oneDNN | AVX2 EPYC: MKL | oneDNN |
+|---|---|---|---|---|
+| 64 × 128 → 128    |  30 |  32 |   28 |   81 |
+| 256 × 128 → 128   | 128 |  57 |  129 |  172 |
+| 256 × 784 → 128   | 603 | 322 |  657 |  688 |
+| 1024 × 784 → 128  |     |     | 3275 | 3447 |
 
-So a product goes to oneDNN when it is float32 on the CPU and has at least
-:data:`ONEDNN_MIN_MACS` multiply-adds; everything else (float64, CUDA, small products, builds
-without oneDNN) uses torch's own kernels. ``PCGRAPH_CPU_MATMUL=mkl`` (or ``onednn``) forces one.
-Both compute the same float32 products up to rounding (checked in ``tests/test_matmul.py``).
+No fixed rule is right on both, so the first product of each shape (kind, B, in, out, thread
+count) is timed on both libraries, a few calls each, and the faster is used from then on (a
+bounded cache per process; :func:`choices` lists them). Products below :data:`MEASURE_MIN_MACS`
+multiply-adds always stay on MKL (oneDNN's fixed cost of ~20–50 µs per call never pays there),
+as do float64, CUDA, autograd and ``torch.compile`` products and builds without oneDNN.
+
+Two runs may thus pick differently for a shape where the two are within noise, and the
+products then differ by float32 rounding. ``torch.use_deterministic_algorithms(True)`` or
+``PCGRAPH_CPU_MATMUL=size`` use the fixed size rule instead (oneDNN from
+:data:`ONEDNN_MIN_MACS`, the crossover on the AVX-512 machine); ``PCGRAPH_CPU_MATMUL=mkl`` or
+``onednn`` forces one library. Both compute the same products up to float32 rounding (checked in
+``tests/test_matmul.py``).
 
 Shapes: s [B, in], W [out, in], b [out], δ [B, out].
 """
@@ -23,23 +30,38 @@ Shapes: s [B, in], W [out, in], b [out], δ [B, out].
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from pcgraph.cache import BoundedCache
+from pcgraph.errors import ConfigError
+
 __all__ = [
+    "MEASURE_MIN_MACS",
     "ONEDNN_MIN_MACS",
+    "Kind",
+    "choices",
     "dense",
+    "faster",
     "linear",
     "linear_grad",
     "linear_vjp",
     "onednn_linear_op",
+    "prefer_onednn",
     "use_onednn",
 ]
 
-# B·in·out from which oneDNN wins (the crossover measured above lies between 1 M and 4 M)
+# B·in·out from which the fixed size rule sends a product to oneDNN (the crossover measured on
+# the AVX-512 machine lies between 1 M and 4 M)
 ONEDNN_MIN_MACS = 1 << 21
+# below it, MKL without measuring: oneDNN lost by 1.1–3× at 1 M on both machines
+MEASURE_MIN_MACS = 1 << 20
+
+Kind = Literal["forward", "vjp", "grad"]
+_MODES = ("auto", "size", "mkl", "onednn")
 
 
 def _onednn_op() -> Callable[..., torch.Tensor] | None:
@@ -57,19 +79,96 @@ def _onednn_op() -> Callable[..., torch.Tensor] | None:
     return op
 
 
-_MODE = os.environ.get("PCGRAPH_CPU_MATMUL", "auto").strip().lower()
+def _mode() -> str:
+    mode = os.environ.get("PCGRAPH_CPU_MATMUL", "auto").strip().lower()
+    if mode not in _MODES:
+        raise ConfigError(
+            f"PCGRAPH_CPU_MATMUL={mode!r} is not one of {', '.join(_MODES)}; unset it to let "
+            "pcgraph measure which library is faster per product shape"
+        )
+    return mode
+
+
+_MODE = _mode()
 _LINEAR = None if _MODE == "mkl" else _onednn_op()
+_CHOICES: BoundedCache[tuple[str, int, int, int, int], bool] = BoundedCache(512)
 
 
-def use_onednn(a: torch.Tensor, macs: int) -> bool:
-    """Whether a product with operand ``a`` and ``macs`` multiply-adds goes to oneDNN."""
+def faster(a: Callable[[], object], b: Callable[[], object], *, calls: int = 5) -> bool:
+    """Whether ``b`` is faster than ``a``: two warm-up calls each, then ``calls`` rounds that
+    time one call of each in alternating order; the minima are compared (the least disturbed
+    call of each, so that a busy moment hurts neither side more)."""
+    for _ in range(2):
+        a()
+        b()
+    best_a = best_b = float("inf")
+    for r in range(calls):
+        for first in (a, b) if r % 2 == 0 else (b, a):
+            t0 = time.perf_counter()
+            first()
+            dt = time.perf_counter() - t0
+            if first is a:
+                best_a = min(best_a, dt)
+            else:
+                best_b = min(best_b, dt)
+    return best_b < best_a
+
+
+def _measure(kind: Kind, m: int, k: int, n: int) -> bool:
+    """Time MKL against oneDNN on random operands of this product's shape and layout."""
+    op = _LINEAR
+    assert op is not None
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n, k, generator=g)  # W [out, in]
+    if kind == "forward":  # s [m, k] Wᵀ
+        s, out = torch.randn(m, k, generator=g), torch.empty(m, n)
+        return faster(lambda: torch.mm(s, w.t(), out=out), lambda: op(s, w, None, "none", [], ""))
+    if kind == "vjp":  # δ [m, n] W
+        d, out = torch.randn(m, n, generator=g), torch.empty(m, k)
+        return faster(lambda: torch.mm(d, w, out=out), lambda: op(d, w.t(), None, "none", [], ""))
+    d, s = torch.randn(m, n, generator=g), torch.randn(m, k, generator=g)  # δᵀ s
+    return faster(
+        lambda: torch.addmm(w, d.t(), s, beta=0, alpha=-1, out=w),
+        lambda: op(d.t(), s.t(), None, "none", [], ""),
+    )
+
+
+def prefer_onednn(kind: Kind, m: int, k: int, n: int) -> bool:
+    """Whether a float32 CPU product of this kind and shape runs on oneDNN (see the module
+    docstring): ``forward`` s Wᵀ and ``vjp`` δ W with s [m, k], δ [m, n], W [n, k]; ``grad``
+    δᵀ s with δ [m, n], s [m, k] (the batch m is the contracted dimension)."""
+    if _LINEAR is None:
+        return False
+    macs = m * k * n
+    if _MODE == "onednn":
+        return True
+    if _MODE == "size" or torch.are_deterministic_algorithms_enabled():
+        return macs >= ONEDNN_MIN_MACS
+    if macs < MEASURE_MIN_MACS:
+        return False
+    key = (kind, m, k, n, torch.get_num_threads())
+    found = _CHOICES.get(key)
+    if found is None:
+        with torch.no_grad():
+            found = _CHOICES.put(key, _measure(kind, m, k, n))
+    return found
+
+
+def choices() -> dict[tuple[str, int, int, int, int], bool]:
+    """The measured choices so far: (kind, m, k, n, threads) → whether oneDNN won."""
+    return dict(_CHOICES._items)
+
+
+def use_onednn(a: torch.Tensor, kind: Kind, m: int, k: int, n: int) -> bool:
+    """Whether a product with operand ``a`` (see :func:`prefer_onednn` for the shape) goes to
+    oneDNN."""
     return (
         _LINEAR is not None
         and a.dtype == torch.float32
         and a.device.type == "cpu"
         and not torch.is_grad_enabled()  # the op has no autograd formula
         and not torch.compiler.is_compiling()  # nor an inductor lowering for plain weights
-        and (_MODE == "onednn" or macs >= ONEDNN_MIN_MACS)
+        and prefer_onednn(kind, m, k, n)
     )
 
 
@@ -88,7 +187,7 @@ def dense(w: torch.Tensor) -> bool:
 
 def linear(s: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor | None:
     """s Wᵀ + b by oneDNN, or None when torch's own kernel is the faster choice."""
-    if _LINEAR is None or not use_onednn(s, s.shape[0] * w.shape[0] * w.shape[1]) or not dense(w):
+    if _LINEAR is None or not dense(w) or not use_onednn(s, "forward", s.shape[0], *w.shape[::-1]):
         return None
     return _LINEAR(s, w, b, "none", [], "")
 
@@ -97,8 +196,8 @@ def linear_vjp(delta: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
     """δ W (the message to the source) by oneDNN, or None (see :func:`linear`)."""
     if (
         _LINEAR is None
-        or not use_onednn(delta, delta.shape[0] * w.shape[0] * w.shape[1])
         or not dense(w)
+        or not use_onednn(delta, "vjp", delta.shape[0], *w.shape[::-1])
     ):
         return None
     return _LINEAR(delta, w.t(), None, "none", [], "")
@@ -106,7 +205,7 @@ def linear_vjp(delta: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
 
 def linear_grad(delta: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
     """δᵀ s (minus ∂E/∂W) by oneDNN, or None (see :func:`linear`)."""
-    if _LINEAR is None or not use_onednn(s, s.shape[0] * delta.shape[1] * s.shape[1]):
+    if _LINEAR is None or not use_onednn(s, "grad", s.shape[0], s.shape[1], delta.shape[1]):
         return None
     if not dense(s):  # a node's columns of the flat state: one copy, far cheaper than the
         s = s.contiguous()  # reference path
