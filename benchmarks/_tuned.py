@@ -8,6 +8,10 @@ any waste in pcgraph's general graph machinery:
   size and written in place (``out=`` and ``*_`` ops);
 - σ(x_l) is computed once per node and step, and σ'(x_l) comes from it where σ' is a function of
   σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``;
+- tanh and GELU run on the fastest float32 CPU kernels available, pcgraph's C kernels
+  (:mod:`pcgraph.ops.native`) where they are built: a hand-tuned loop would use the fastest
+  kernel at hand, and a floor with slower kernels would credit pcgraph's machinery with what
+  its kernels save;
 - the forward sweep leaves every hidden error at exactly 0 and σ(x) known, and the error then
   spreads back one layer per step: step t computes only the messages, σ and errors of the
   layers it has reached, and a layer it has not reached by T gets a zero weight gradient
@@ -31,6 +35,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from pcgraph.ops import native
+
 Vjp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
@@ -38,6 +44,8 @@ _TWO, _MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)
 
 
 def _tanh_(x: torch.Tensor, out: torch.Tensor) -> None:
+    if native.tanh_into(x, out):  # the fastest CPU tanh at hand (see the module docstring)
+        return
     # 2σ(2x) − 1 in three kernels with 0-d tensor scalars (no per-call wrap): torch's CPU tanh
     # is ~4× slower than these from a few thousand elements up, faster below
     if x.device.type == "cpu" and x.numel() >= 2048:
@@ -52,7 +60,8 @@ def _relu_(x: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def _gelu_(x: torch.Tensor, out: torch.Tensor) -> None:
-    _aten.gelu.out(x, out=out)  # exact (erf) GELU
+    if not native.gelu_into(x, out):
+        _aten.gelu.out(x, out=out)  # exact (erf) GELU
 
 
 def _sigmoid_(x: torch.Tensor, out: torch.Tensor) -> None:
@@ -79,7 +88,8 @@ def _vjp_relu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def _vjp_gelu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
-    _aten.gelu_backward.grad_input(m, x, grad_input=m)
+    if not native.gelu_vjp_(m, x):
+        _aten.gelu_backward.grad_input(m, x, grad_input=m)
 
 
 def _vjp_sigmoid(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:

@@ -1,0 +1,149 @@
+"""pcgraph.ops.native: the C kernels compute tanh and GELU to float32 accuracy, take only the
+tensors they can handle, and step aside cleanly where there is no compiler.
+
+References: torch's float64 kernels. The accuracy bound is 4 ulp, the bound glibc documents for
+its vector math (libmvec) and the one float32 vector libraries are held to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pcgraph.activations import get_activation
+from pcgraph.ops import native
+
+EPS32 = torch.finfo(torch.float32).eps
+SPECIAL = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e-30, -1e-30, 7.9, -7.9, 20.0]
+
+
+def _grid() -> torch.Tensor:
+    return torch.cat(
+        [torch.linspace(-12, 12, 100_001), torch.linspace(-1e-3, 1e-3, 2001), torch.tensor(SPECIAL)]
+    ).float()
+
+
+def _ulps(got: torch.Tensor, want: torch.Tensor) -> float:
+    finite = torch.isfinite(want)
+    err = (got.double() - want)[finite].abs()
+    scale = want[finite].abs().clamp_min(torch.finfo(torch.float32).tiny)
+    return float((err / (EPS32 * scale)).max())
+
+
+def test_a_compiler_means_the_kernels_are_built() -> None:
+    if shutil.which(os.environ.get("CC") or "cc") is None and shutil.which("gcc") is None:
+        assert not native.available()  # nothing to build with: torch's kernels are used
+    else:
+        assert native.available(), "a C compiler is present but the native kernels did not build"
+        assert native.library_path() is not None
+
+
+needs_native = pytest.mark.skipif(not native.available(), reason="no C compiler on this machine")
+
+
+@needs_native
+def test_tanh_within_4_ulp_of_float64_with_ieee_special_values() -> None:
+    x = _grid()
+    out = torch.empty_like(x)
+    assert native.tanh_into(x, out)
+    want = torch.tanh(x.double())
+    assert _ulps(out, want) <= 4
+    assert torch.equal(torch.isnan(out), torch.isnan(x))
+    assert out[x == float("inf")].item() == 1.0 and out[x == float("-inf")].item() == -1.0
+    assert torch.all(out[~torch.isnan(out)].abs() <= 1)  # so that 1 − tanh² ≥ 0
+
+
+@needs_native
+def test_gelu_and_its_derivative_within_float32_accuracy() -> None:
+    x = _grid()
+    out = torch.empty_like(x)
+    assert native.gelu_into(x, out)
+    ref = x.double()
+    want = torch.nn.functional.gelu(ref)
+    # GELU is near 0 for x ≪ 0, where erf's absolute error decides: 4 ulp of the largest |x|
+    finite = torch.isfinite(want)
+    assert float((out.double() - want)[finite].abs().max()) <= 4 * EPS32 * 12
+    assert torch.equal(torch.isnan(out), torch.isnan(want))
+    g = torch.linspace(-2, 2, x.numel()).float()
+    want_g = torch.ops.aten.gelu_backward(g.double(), ref)
+    got_g = g.clone()
+    assert native.gelu_vjp_(got_g, x)
+    finite = torch.isfinite(want_g)
+    assert float((got_g.double() - want_g)[finite].abs().max()) <= 4 * EPS32 * 2 * 1.13
+    assert torch.equal(torch.isnan(got_g), torch.isnan(want_g))
+
+
+@needs_native
+def test_strided_node_views_are_written_exactly_where_they_should_be() -> None:
+    state = torch.randn(64, 300)
+    x = state[:, 40:168]  # a node's columns of a [B, D] state: rows with a stride
+    sigma = torch.full((64, 300), 7.0)
+    out = sigma[:, 100:228]
+    before = out._version
+    assert native.tanh_into(x, out)
+    assert out._version > before  # in-place writes are visible to torch's version checks
+    torch.testing.assert_close(out, torch.tanh(x), rtol=0, atol=4 * EPS32)
+    assert torch.all(sigma[:, :100] == 7.0) and torch.all(sigma[:, 228:] == 7.0)
+    img = torch.randn(8, 3, 5, 5)  # [B, C, H, W] blocks: rows of C·H·W contiguous floats
+    got = torch.empty_like(img)
+    assert native.tanh_into(img, got)
+    torch.testing.assert_close(got, torch.tanh(img), rtol=0, atol=4 * EPS32)
+    assert native.tanh_into(x, x) or True  # in place on the same view is allowed
+    torch.testing.assert_close(x, out, rtol=0, atol=0)
+
+
+@needs_native
+def test_what_the_kernels_do_not_take_is_left_to_torch() -> None:
+    x = torch.randn(16, 32)
+    out = torch.zeros(16, 32)
+    assert not native.tanh_into(x.double(), out.double())  # float64
+    assert not native.tanh_into(x.t(), torch.zeros(32, 16))  # columns not contiguous
+    assert not native.tanh_into(x, torch.zeros(16, 31))  # shapes differ
+    buf = torch.randn(16, 40)
+    assert not native.tanh_into(buf[:, 0:32], buf[:, 4:36])  # partly overlapping
+    leaf = torch.randn(16, 32, requires_grad=True)
+    with torch.enable_grad():
+        assert not native.tanh_into(leaf, out)  # autograd must see the op
+    assert torch.all(out == 0)  # nothing was written by any refusal
+
+
+def test_activations_agree_with_torch_whichever_kernel_runs() -> None:
+    x = torch.randn(256, 128) * 3
+    for name, ref in (("tanh", torch.tanh), ("gelu", torch.nn.functional.gelu)):
+        act = get_activation(name)
+        out = torch.empty_like(x)
+        act.apply_into(x, out)
+        torch.testing.assert_close(out, ref(x), rtol=0, atol=1e-6)
+    g = torch.randn(256, 128)
+    want = torch.ops.aten.gelu_backward(g.double(), x.double()).float()
+    get_activation("gelu").vjp_(g, x, torch.nn.functional.gelu(x))
+    torch.testing.assert_close(g, want, rtol=0, atol=1e-5)
+
+
+_PROBE = (
+    "import torch; from pcgraph.ops import native; from pcgraph.activations import get_activation;"
+    "x = torch.randn(64, 128); out = torch.empty_like(x);"
+    "get_activation('tanh').apply_into(x, out);"
+    "assert torch.allclose(out, torch.tanh(x), atol=1e-6);"
+    "print(native.available())"
+)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PCGRAPH_NATIVE": "0"}, {"CC": "/bin/false"}],
+    ids=["switched-off", "compiler-fails"],
+)
+def test_without_the_kernels_torch_computes_the_same(env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    full = {**os.environ, **env, "PCGRAPH_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=full, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert not any((tmp_path / "cache").glob("*.so"))  # no half-written library left behind
