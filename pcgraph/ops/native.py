@@ -216,8 +216,12 @@ def _disjoint_or_same(a: torch.Tensor, b: torch.Tensor, ra: tuple[int, int, int]
     return lo_a + span <= lo_b or lo_b + span <= lo_a
 
 
-def _binary(name: str, a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Run kernel ``name`` on (a, b) of one shape; b (or a, for the vjp) is written."""
+def _binary(name: str, a: torch.Tensor, b: torch.Tensor, *, threaded_torch_wins: bool) -> bool:
+    """Run kernel ``name`` on (a, b) of one shape: ``b`` is written (``a`` for the vjp, which
+    reads ``b`` = x), and its version is bumped. With ``threaded_torch_wins``, tensors large
+    enough for torch to use several threads are left to torch."""
+    if threaded_torch_wins and a.numel() > _GRAIN and torch.get_num_threads() > 1:
+        return False
     if a.shape != b.shape or not _eligible(a, b):
         return False
     ra, rb = _rows(a), _rows(b)
@@ -229,32 +233,20 @@ def _binary(name: str, a: torch.Tensor, b: torch.Tensor) -> bool:
     if lib is None:
         return False
     getattr(lib, name)(a.data_ptr(), b.data_ptr(), ra[0], ra[1], ra[2], rb[2])
-    return True
+    torch.autograd.graph.increment_version(a if name.endswith("vjp_f32") else b)  # written
+    return True  # behind torch's back: in-place checks must see it
 
 
 def tanh_into(x: torch.Tensor, out: torch.Tensor) -> bool:
     """out ← tanh(x) by the native kernel; False (nothing written) where it does not apply."""
-    if not _binary("pc_tanh_f32", x, out):
-        return False
-    torch.autograd.graph.increment_version(out)  # written behind torch's back
-    return True
+    return _binary("pc_tanh_f32", x, out, threaded_torch_wins=False)
 
 
 def gelu_into(x: torch.Tensor, out: torch.Tensor) -> bool:
     """out ← x Φ(x) (exact GELU) by the native kernel; False where it does not apply."""
-    if x.numel() > _GRAIN and torch.get_num_threads() > 1:
-        return False
-    if not _binary("pc_gelu_f32", x, out):
-        return False
-    torch.autograd.graph.increment_version(out)
-    return True
+    return _binary("pc_gelu_f32", x, out, threaded_torch_wins=True)
 
 
 def gelu_vjp_(g: torch.Tensor, x: torch.Tensor) -> bool:
     """g ← g ⊙ GELU'(x) in place by the native kernel; False where it does not apply."""
-    if x.numel() > _GRAIN and torch.get_num_threads() > 1:
-        return False
-    if not _binary("pc_gelu_vjp_f32", g, x):
-        return False
-    torch.autograd.graph.increment_version(g)
-    return True
+    return _binary("pc_gelu_vjp_f32", g, x, threaded_torch_wins=True)
