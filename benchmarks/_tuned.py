@@ -30,12 +30,12 @@ clamped and μ_l = W_l σ(x_{l−1}) + b_l (σ = identity on the input):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 
 from pcgraph.ops import native
+from pcgraph.ops.matmul import faster
 
 Vjp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
@@ -116,20 +116,10 @@ def _onednn_wins(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) ->
     found = _FASTER.get(key)
     if found is None:
         out = a.new_empty(a.shape[0], w.shape[0])
-        best = {}
-        for name, fn in (
-            ("mkl", lambda: torch.mm(a, w.t(), out=out)),
-            ("onednn", lambda: _ONEDNN(a, w, bias, "none", [], "")),  # type: ignore[misc]
-        ):
-            for _ in range(2):
-                fn()
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            best[name] = min(times)
-        found = _FASTER[key] = best["onednn"] < best["mkl"]
+        found = _FASTER[key] = faster(  # the same timing rule as pcgraph's own choice
+            lambda: torch.mm(a, w.t(), out=out),
+            lambda: _ONEDNN(a, w, bias, "none", [], ""),  # type: ignore[misc]
+        )
     return found
 
 

@@ -249,18 +249,31 @@ def _gelu_native(act: Activation) -> Activation:
     torch_fused = act.fused_vjp
     assert torch_into is not None and torch_vjp is not None and torch_fused is not None
 
+    def native_may_take(x: torch.Tensor) -> bool:  # no output allocated in vain elsewhere
+        return (
+            x.is_cpu
+            and x.dtype == torch.float32
+            and not (x.requires_grad and torch.is_grad_enabled())
+        )
+
     def _gelu(x: torch.Tensor) -> torch.Tensor:
         """`torch.nn.functional.gelu` (exact); on the CPU a native float32 kernel (faster)."""
-        out = torch.empty_like(x)
-        return out if native.gelu_into(x, out) else torch_fn(x)
+        if native_may_take(x):
+            out = torch.empty_like(x)
+            if native.gelu_into(x, out):
+                return out
+        return torch_fn(x)
 
     def fn_into(x: torch.Tensor, out: torch.Tensor) -> None:
         if not native.gelu_into(x, out):
             torch_into(x, out)
 
     def fused_vjp(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        out = g.clone()
-        return out if native.gelu_vjp_(out, x) else torch_fused(g, x)
+        if native_may_take(x) and not g.requires_grad:
+            out = g.clone()
+            if native.gelu_vjp_(out, x):
+                return out
+        return torch_fused(g, x)
 
     def vjp_inplace(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         if not native.gelu_vjp_(g, x):

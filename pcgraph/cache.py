@@ -50,6 +50,10 @@ class BoundedCache(Generic[K, V]):
         value = self.get(key)
         return self.put(key, factory()) if value is None else value
 
+    def items(self) -> list[tuple[K, V]]:
+        """The entries, least recently used first (a copy)."""
+        return list(self._items.items())
+
     def clear(self) -> None:
         self._items.clear()
 

@@ -108,6 +108,10 @@ def test_what_the_kernels_do_not_take_is_left_to_torch() -> None:
     assert not native.tanh_into(x.double(), out.double())  # float64
     assert not native.tanh_into(x.t(), torch.zeros(32, 16))  # columns not contiguous
     assert not native.tanh_into(x, torch.zeros(16, 31))  # shapes differ
+    wide = torch.zeros(16, 32)
+    assert native.tanh_into(x, wide)  # a plan for this pair is now cached: a same-address,
+    narrow = wide[:, :31]  # same-stride output of another shape must not reuse it
+    assert not native.tanh_into(x, narrow)
     buf = torch.randn(16, 40)
     assert not native.tanh_into(buf[:, 0:32], buf[:, 4:36])  # partly overlapping
     leaf = torch.randn(16, 32, requires_grad=True)

@@ -156,7 +156,7 @@ def prefer_onednn(kind: Kind, m: int, k: int, n: int) -> bool:
 
 def choices() -> dict[tuple[str, int, int, int, int], bool]:
     """The measured choices so far: (kind, m, k, n, threads) → whether oneDNN won."""
-    return dict(_CHOICES._items)
+    return dict(_CHOICES.items())
 
 
 def use_onednn(a: torch.Tensor, kind: Kind, m: int, k: int, n: int) -> bool:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from pcgraph.cache import BoundedCache
+
 __all__ = ["available", "gelu_into", "gelu_vjp_", "library_path", "tanh_into"]
 
 _log = logging.getLogger(__name__)
@@ -195,19 +197,6 @@ def _rows(t: torch.Tensor) -> tuple[int, int, int] | None:
     return rows, expected, t.stride(0) if rows > 1 else expected
 
 
-def _eligible(*ts: torch.Tensor) -> bool:
-    if torch.compiler.is_compiling():
-        return False
-    grad = torch.is_grad_enabled()
-    return all(
-        t.dtype == torch.float32
-        and t.device.type == "cpu"
-        and t.layout == torch.strided
-        and not (grad and t.requires_grad)
-        for t in ts
-    )
-
-
 def _disjoint_or_same(a: torch.Tensor, b: torch.Tensor, ra: tuple[int, int, int]) -> bool:
     if a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
         return True
@@ -216,23 +205,49 @@ def _disjoint_or_same(a: torch.Tensor, b: torch.Tensor, ra: tuple[int, int, int]
     return lo_a + span <= lo_b or lo_b + span <= lo_a
 
 
+def _plan(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """The kernel's (rows, columns, a's row stride, b's row stride) for this pair, or None
+    when the pair is not for it (dtype, device, layout, shapes, a partial overlap)."""
+    if a.shape != b.shape or not all(
+        t.dtype == torch.float32 and t.is_cpu and t.layout == torch.strided for t in (a, b)
+    ):
+        return None
+    ra, rb = _rows(a), _rows(b)
+    if ra is None or rb is None or ra[:2] != rb[:2] or not _disjoint_or_same(a, b, ra):
+        return None
+    return ra[0], ra[1], ra[2], rb[2]
+
+
+# the plans of the pairs seen so far: the inference loop calls the kernels on the same buffer
+# views every step, and deciding a plan costs several times the call itself (~9 µs)
+_PLANS: BoundedCache[tuple[object, ...], tuple[int, int, int, int] | None] = BoundedCache(1024)
+
+
 def _binary(name: str, a: torch.Tensor, b: torch.Tensor, *, threaded_torch_wins: bool) -> bool:
     """Run kernel ``name`` on (a, b) of one shape: ``b`` is written (``a`` for the vjp, which
     reads ``b`` = x), and its version is bumped. With ``threaded_torch_wins``, tensors large
     enough for torch to use several threads are left to torch."""
+    if torch.compiler.is_compiling() or (
+        torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    ):
+        return False
     if threaded_torch_wins and a.numel() > _GRAIN and torch.get_num_threads() > 1:
         return False
-    if a.shape != b.shape or not _eligible(a, b):
-        return False
-    ra, rb = _rows(a), _rows(b)
-    if ra is None or rb is None or ra[:2] != rb[:2] or not _disjoint_or_same(a, b, ra):
-        return False
-    if a.numel() == 0:
+    key: tuple[object, ...] = (a.data_ptr(), b.data_ptr(), a.shape, a.stride(), b.stride())
+    key += (b.shape, a.dtype, b.dtype, a.is_cpu, b.is_cpu)  # all that the plan depends on
+    plan = _PLANS.get(key)
+    if plan is None:
+        if key in _PLANS:  # decided before: not for the kernel
+            return False
+        plan = _PLANS.put(key, _plan(a, b))
+        if plan is None:
+            return False
+    if plan[0] * plan[1] == 0:
         return True
     lib = _library()
     if lib is None:
         return False
-    getattr(lib, name)(a.data_ptr(), b.data_ptr(), ra[0], ra[1], ra[2], rb[2])
+    getattr(lib, name)(a.data_ptr(), b.data_ptr(), *plan)
     torch.autograd.graph.increment_version(a if name.endswith("vjp_f32") else b)  # written
     return True  # behind torch's back: in-place checks must see it
 
