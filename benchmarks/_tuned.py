@@ -17,6 +17,8 @@ any waste in pcgraph's general graph machinery:
   layers it has reached, and a layer it has not reached by T gets a zero weight gradient
   without a product (what pcgraph's ``ClampPlan.quiet_schedule`` does for any graph);
 - the first layer's prediction W_1 x + b_1 (clamped input) is computed once per batch;
+- each weight gradient is one product straight into ``.grad`` (−δᵀ σ with α = −1, no
+  transposed copy of δ, no separate negation);
 - no energies, norms or traces are computed (nobody asked for them).
 
 The rule (paper Eqs. 1, 3, 4), for x_0 → x_1 → … → x_L with x_0 (input) and x_L (target)
@@ -141,6 +143,27 @@ def _mm_t(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torc
         torch.mm(a, w.t(), out=out)
 
 
+def _grad_w(e: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> None:
+    """out ← −eᵀ s (∂E/∂W) without copying eᵀ: one MKL product with α = −1, β = 0 (the old
+    contents, NaNs included, ignored), or oneDNN where it was faster for this shape."""
+    key = ("grad", tuple(e.shape), tuple(s.shape), torch.get_num_threads())
+    if _ONEDNN is not None and e.dtype == torch.float32 and e.device.type == "cpu":
+        found = _FASTER.get(key)
+        if found is None:
+            if e.shape[0] * e.shape[1] * s.shape[1] < 1 << 20:
+                found = False
+            else:
+                found = faster(
+                    lambda: torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out),
+                    lambda: torch.neg(_ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out),  # type: ignore[misc]
+                )
+            _FASTER[key] = found
+        if found:
+            torch.neg(_ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out)  # type: ignore[misc]
+            return
+    torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out)
+
+
 class TunedMLP:
     """One PC weight update of an MLP, by hand (see the module docstring).
 
@@ -236,12 +259,8 @@ class TunedMLP:
         for l in range(quiet):
             W[l].grad.zero_()  # type: ignore[union-attr]
             b[l].grad.zero_()  # type: ignore[union-attr]
-        if quiet == 0:
-            _mm_t(es[0].t().contiguous(), x0.t(), None, W[0].grad)  # type: ignore[arg-type]
-            W[0].grad.neg_()  # type: ignore[union-attr]
-        for l in range(max(1, quiet), L):
-            _mm_t(es[l].t().contiguous(), ss[l - 1].t(), None, W[l].grad)  # type: ignore[arg-type]
-            W[l].grad.neg_()  # type: ignore[union-attr]
+        for l in range(quiet, L):
+            _grad_w(es[l], x0 if l == 0 else ss[l - 1], W[l].grad)  # type: ignore[arg-type]
         for l in range(quiet, L):
             torch.sum(es[l], 0, out=b[l].grad).neg_()  # type: ignore[call-overload]
         self.optimizer.step()
