@@ -197,12 +197,22 @@ def _rows(t: torch.Tensor) -> tuple[int, int, int] | None:
     return rows, expected, t.stride(0) if rows > 1 else expected
 
 
-def _disjoint_or_same(a: torch.Tensor, b: torch.Tensor, ra: tuple[int, int, int]) -> bool:
+def _span(r: tuple[int, int, int]) -> int:
+    """Bytes from a tensor's first float to one past its last, for (rows, columns, stride)."""
+    return 4 * ((r[0] - 1) * r[2] + r[1])
+
+
+def _disjoint_or_same(
+    a: torch.Tensor, b: torch.Tensor, ra: tuple[int, int, int], rb: tuple[int, int, int]
+) -> bool:
+    """Whether a and b are the same view (in place) or their memory ranges do not meet. Each
+    range is the tensor's own: with one length for both, a fresh output allocated just below
+    a long strided input would be refused by address, and that call would take torch's kernel
+    (other bits) in one run and the native one in the next."""
     if a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
         return True
-    span = 4 * ((ra[0] - 1) * ra[2] + ra[1])
     lo_a, lo_b = a.data_ptr(), b.data_ptr()
-    return lo_a + span <= lo_b or lo_b + span <= lo_a
+    return lo_a + _span(ra) <= lo_b or lo_b + _span(rb) <= lo_a
 
 
 def _plan(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int] | None:
@@ -213,7 +223,7 @@ def _plan(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int] | None:
     ):
         return None
     ra, rb = _rows(a), _rows(b)
-    if ra is None or rb is None or ra[:2] != rb[:2] or not _disjoint_or_same(a, b, ra):
+    if ra is None or rb is None or ra[:2] != rb[:2] or not _disjoint_or_same(a, b, ra, rb):
         return None
     return ra[0], ra[1], ra[2], rb[2]
 
