@@ -50,30 +50,57 @@ class GradientSteps:
                 own = delta[j] if has_own else None
                 fn = message_step(child, delta[tgt], act, x[j], sent[j], own, grad[j])
             self.steps.append((fn, entry))
-        self._quiet: dict[frozenset[int], Planned] = {}
+        # per quiet set: (every step, the steps without the zeroings, the nodes zeroed)
+        self._quiet: dict[frozenset[int], tuple[Planned, Planned, frozenset[int]]] = {}
 
-    def run(self, sent: Sent, quiet: frozenset[int], stacked: Views | None) -> None:
+    def run(
+        self,
+        sent: Sent,
+        quiet: frozenset[int],
+        stacked: Views | None,
+        *,
+        skip_still: bool = False,
+    ) -> None:
         """One evaluation: ``sent`` is σ(x) of the free senders, ``quiet`` the nodes at ε = 0
-        and ``stacked`` the per-node views of the stacked edges' summed messages (or None)."""
-        for fn, entry in self.steps if not quiet else self.quiet_steps(quiet):
+        and ``stacked`` the per-node views of the stacked edges' summed messages (or None).
+
+        ``skip_still``: leave the gradient of the :meth:`still` nodes unwritten instead of
+        zeroing it, for a caller that will not move them (plain SGD steps only the others)."""
+        if not quiet:
+            steps = self.steps
+        else:
+            every, moving, _ = self._quiet_plan(quiet)
+            steps = moving if skip_still else every
+        for fn, entry in steps:
             if fn is not None:
                 fn()
             else:
                 self.general(sent, stacked, *entry)
 
+    def still(self, quiet: frozenset[int]) -> frozenset[int]:
+        """The nodes whose ∂E/∂x is exactly 0 when the nodes in ``quiet`` are at ε = 0: no own
+        error and no child with an error (the error front has not reached them yet)."""
+        return self._quiet_plan(quiet)[2] if quiet else frozenset()
+
     def quiet_steps(self, quiet: frozenset[int]) -> Planned:
         """The steps when the nodes in ``quiet`` are at ε = 0: their messages are dropped, and
         a node with neither an own error nor a message gets ∂E/∂x = 0. Cached per ``quiet``."""
+        return self._quiet_plan(quiet)[0]
+
+    def _quiet_plan(self, quiet: frozenset[int]) -> tuple[Planned, Planned, frozenset[int]]:
         found = self._quiet.get(quiet)
         if found is not None:
             return found
         gv, dv = self.grad, self.delta
         steps: Planned = []
+        still: set[int] = set()
         for fn, entry in self.steps:
             j, has_own, children, act, stacked_out, fresh = entry
             own = has_own and j not in quiet
             live = [(k, c) for k, c in children if c not in quiet]
             if not live and not stacked_out:
+                if not own:
+                    still.add(j)
                 steps.append((copier(dv[j], gv[j]) if own else zeroer(gv[j]), entry))
             elif len(live) == len(children) and own == has_own:
                 steps.append((fn, entry))
@@ -84,8 +111,9 @@ class GradientSteps:
                 steps.append((msg, entry))
             else:
                 steps.append((None, cast(GradEntry, (j, own, live, act, stacked_out, False))))
-        self._quiet[quiet] = steps
-        return steps
+        moving = [(fn, entry) for fn, entry in steps if entry[0] not in still]
+        found = self._quiet[quiet] = (steps, moving, frozenset(still))
+        return found
 
     def general(
         self,

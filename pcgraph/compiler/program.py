@@ -43,6 +43,7 @@ class InferenceProgram(StepPlan):
         self._params = list(net.parameters())  # the same objects for the network's life
         self.error_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
         self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
+        self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def _bind_steps(self, buf: Buffers) -> None:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
@@ -321,11 +322,15 @@ class InferenceProgram(StepPlan):
         buf.ce_mu[i] = mu
 
     @without_grad
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
+    def state_grad(
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+    ) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
-        in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0.
+        in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0, or,
+        with ``skip_still``, nothing: its columns of ``buf.grad`` are left as they were, for a
+        caller that steps only :meth:`update_parts`.
         """
         if self.stacks:
             assert buf.stacked_msg is not None
@@ -333,7 +338,37 @@ class InferenceProgram(StepPlan):
             for st in self.stacks:
                 st.add_messages(self._dv, buf.stacked_msg)
         assert self.gradient_steps is not None, "prepare() binds the gradient steps"
-        self.gradient_steps.run(sent, buf.quiet, self._smsg if self.stacks else None)
+        self.gradient_steps.run(
+            sent, buf.quiet, self._smsg if self.stacks else None, skip_still=skip_still
+        )
+
+    def update_parts(
+        self, x: torch.Tensor, buf: Buffers
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The (states, ∂E/∂x) column ranges that a plain gradient step must move after
+        :meth:`state_grad` with ``skip_still``: the free nodes whose gradient is not known to
+        be exactly 0 at the errors of ``buf.quiet``, adjacent nodes merged into one range (one
+        kernel for a whole chain). Cached per quiet set for the current buffers."""
+        key = (buf.quiet, self._views_key)
+        found = self._parts.get(key)
+        if found is not None:
+            return found
+        assert self.gradient_steps is not None, "prepare() binds the gradient steps"
+        still = self.gradient_steps.still(buf.quiet)
+        spans: list[list[int]] = []
+        for i in sorted(self.free_nodes, key=lambda i: self.net.nodes[i].offset):
+            if i in still:
+                continue
+            node = self.net.nodes[i]
+            if spans and spans[-1][1] == node.offset:
+                spans[-1][1] = node.offset + node.size
+            else:
+                spans.append([node.offset, node.offset + node.size])
+        found = [(x[:, a:b], buf.grad[:, a:b]) for a, b in spans]
+        if len(self._parts) >= 64:  # a few quiet sets per (T, clamp set) in practice
+            self._parts.clear()
+        self._parts[key] = found
+        return found
 
     @without_grad
     def node_energies(

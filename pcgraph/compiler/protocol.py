@@ -43,7 +43,9 @@ class Buffers:
 
     eps: torch.Tensor  # [B·D] prediction errors ε, node-blocked (0 for nodes without parents)
     delta: torch.Tensor  # [B·D] error signals δ = w ε (the same tensor when all w = 1)
-    grad: torch.Tensor  # [B, D] ∂E/∂x, written on free columns only (clamped stay 0)
+    # [B, D] ∂E/∂x, written on free columns only (clamped stay 0); a plain SGD inference from
+    # a forward sweep leaves the columns of nodes its error front has not reached unwritten
+    grad: torch.Tensor
     const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
     sent_buf: torch.Tensor | None = None  # [B·D] σ(x_j) of the free senders, node-blocked
     precision: torch.Tensor | None = None  # [B·D] w_i per entry (non-unit precisions only)
@@ -85,8 +87,21 @@ class Program(Protocol):
         """
         ...
 
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
-        """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``)."""
+    def state_grad(
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+    ) -> None:
+        """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``).
+
+        ``skip_still``: the gradient of nodes known to be at ∂E/∂x = 0 may be left unwritten;
+        the caller then steps only :meth:`update_parts`.
+        """
+        ...
+
+    def update_parts(
+        self, x: torch.Tensor, buf: Buffers
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(states, ∂E/∂x) column ranges that hold every free node with a gradient that may be
+        non-zero at the last errors (all free columns, for a backend that skips nothing)."""
         ...
 
     def node_energies(

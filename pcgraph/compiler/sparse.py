@@ -251,10 +251,21 @@ class SparseProgram(InferenceProgram):
         return {-1: s}
 
     @torch.no_grad()
-    def state_grad(self, x: torch.Tensor, buf: Buffers, sent: Sent) -> None:
+    def state_grad(
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+    ) -> None:
+        # every column at once (the free mask zeroes the rest): nothing is skipped
         msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)
+
+    def update_parts(
+        self, x: torch.Tensor, buf: Buffers
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        span = self.free_range
+        if span is None:
+            return [(x, buf.grad)]
+        return [(x[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])]
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         with torch.no_grad():

@@ -68,6 +68,14 @@ def eager_loop(
         front = swept and not heun  # Heun's predictor moves nodes between the schedule's steps
         quiet = clamp_plan(net, prog.clamp).quiet_schedule(swept, T) if front else None
         g_first = torch.empty_like(g_free) if heun else None
+        # plain gradient steps move only the nodes the front has reached: the others have
+        # ∂E/∂x = 0 exactly, so neither their gradient is written nor their states touched
+        partial = (
+            quiet is not None
+            and step.kind in ("sgd", "euler")
+            and not backtrack
+            and grad_mode == "local"
+        )
         taken = T
         for t in range(T):
             zero = quiet[t].zero if quiet is not None else frozenset()
@@ -95,8 +103,13 @@ def eager_loop(
                     taken = t
                     break
                 e_prev = e_now
-            _state_grad(net, prog, states, buf, sent, grad_mode)
-            step(x_free, g_free)
+            if partial:
+                prog.state_grad(states, buf, sent, skip_still=True)
+                for x_part, g_part in prog.update_parts(states, buf):
+                    step(x_part, g_part)
+            else:
+                _state_grad(net, prog, states, buf, sent, grad_mode)
+                step(x_free, g_free)
             if g_first is not None:  # Heun's corrector: x ← x̃ + γ/2 (g(x) − g(x̃))
                 g_first.copy_(g_free)
                 sent = prog.errors(states, buf)
