@@ -9,10 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pcgraph.cache import BoundedCache
 from pcgraph.names import ACTIVATION_NAMES
 from pcgraph.ops import native
-from pcgraph.ops.matmul import faster
 from pcgraph.registry import Registry
 
 __all__ = ["ACTIVATIONS", "Activation", "get_activation"]
@@ -112,40 +110,12 @@ def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
     to one rounding of the result (|error| ≤ 2.4e-7 in float32)."""
     if native.tanh_into(x, out):
         return
-    if x.device.type != "cpu" or x.numel() < _TANH_SMALL or not _sigmoid_form_wins(x):
+    if x.device.type != "cpu" or x.numel() < _TANH_SMALL:
         torch.tanh(x, out=out)
         return
-    _sigmoid_form(x, out)
-
-
-def _sigmoid_form(x: torch.Tensor, out: torch.Tensor) -> None:
     two, minus_one = _two_minus_one(x)
     torch.sigmoid(torch.mul(x, two, out=out), out=out)
     torch.add(minus_one, out, alpha=2.0, out=out)  # 2σ − 1 in one kernel
-
-
-# (shape, dtype, threads) → whether 2σ(2x) − 1 beat torch.tanh (timed once per key)
-_SIGMOID_FORM: BoundedCache[tuple[object, ...], bool] = BoundedCache(512)
-
-
-def _sigmoid_form_wins(x: torch.Tensor) -> bool:
-    """Whether 2σ(2x) − 1 is faster than torch's tanh for x's shape on this CPU: 2.9 against
-    0.24 ns per element for tanh and sigmoid on an AVX-512 EPYC, but torch's tanh is the faster
-    on an AVX-512 Xeon. Timed once per shape; deterministic mode keeps the sigmoid form."""
-    if torch.are_deterministic_algorithms_enabled():
-        return True
-    key = (tuple(x.shape), x.dtype, torch.get_num_threads())
-    found = _SIGMOID_FORM.get(key)
-    if found is None:
-        a = torch.randn(x.shape, dtype=x.dtype)
-        b = torch.empty_like(a)
-        for _ in range(5):  # the first calls in a process run cold: warm both up first
-            torch.tanh(a, out=b)
-            _sigmoid_form(a, b)
-        found = _SIGMOID_FORM.put(
-            key, faster(lambda: torch.tanh(a, out=b), lambda: _sigmoid_form(a, b), calls=9)
-        )
-    return found
 
 
 def _tanh_derivative(x: torch.Tensor) -> torch.Tensor:

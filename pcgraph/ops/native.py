@@ -16,16 +16,7 @@ uses torch's kernel: nothing else changes. ``PCGRAPH_NATIVE=0`` turns the kernel
 
 Each function returns whether it did the work: only for float32 CPU tensors outside autograd and
 ``torch.compile`` whose rows (the first dimension) are contiguous, and for outputs that do not
-partly overlap their inputs, and only where the kernel is the faster one on this machine.
-
-Which is faster depends on the processor: on an AVX-512 Xeon with torch 2.13, torch's own tanh
-(8.5 µs for 256 × 128 floats, one thread), GELU (17 µs) and GELU derivative (129 µs) beat these
-kernels (13, 23 and 189 µs). So each kernel is timed against torch's op once per (kernel,
-shape, thread count) on random data of that shape, and the faster is used from then on
-(``PCGRAPH_NATIVE=auto``, the default; the choice is cached, so one tensor shape always takes
-the same kernel in a process). ``PCGRAPH_NATIVE=1`` always uses the kernels where they apply,
-and so does deterministic mode (``torch.use_deterministic_algorithms(True)``), whose results
-must not depend on a timing.
+partly overlap their inputs.
 """
 
 from __future__ import annotations
@@ -38,7 +29,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -132,7 +122,7 @@ def _build(cc: str) -> Path | None:
 def _load() -> ctypes.CDLL | None:
     global _tried, _lib, _path
     _tried = True
-    if _mode() == "off":
+    if os.environ.get("PCGRAPH_NATIVE", "1").strip().lower() in ("0", "off", "false", "no"):
         return None
     cc = _compiler()
     path = _build(cc) if cc is not None else None
@@ -175,78 +165,6 @@ def _agrees(lib: ctypes.CDLL) -> bool:
         (g.double() - torch.ops.aten.gelu_backward(torch.ones_like(ref), ref)).abs().max() <= 2e-6
     )
     return ok
-
-
-_MODE: str | None = None  # read from the environment once, on first use
-
-
-def _mode() -> str:
-    """``off``, ``always`` or ``auto`` (timed against torch), from ``PCGRAPH_NATIVE``."""
-    global _MODE
-    if _MODE is None:
-        _MODE = _read_mode()
-    return _MODE
-
-
-def _read_mode() -> str:
-    value = os.environ.get("PCGRAPH_NATIVE", "auto").strip().lower()
-    if value in ("0", "off", "false", "no"):
-        return "off"
-    if value in ("1", "on", "true", "yes", "always"):
-        return "always"
-    if value != "auto":
-        from pcgraph.errors import ConfigError
-
-        raise ConfigError(
-            f"PCGRAPH_NATIVE={value!r} is not one of auto (the default: each kernel where it is "
-            "faster than torch's), 1 (always where it applies) or 0 (never)"
-        )
-    return "auto"
-
-
-def _torch_op(name: str) -> Callable[[torch.Tensor, torch.Tensor], object]:
-    """torch's kernel for what native kernel ``name`` computes, on the same (a, b) pair."""
-    aten = torch.ops.aten
-    if name == "pc_tanh_f32":
-        return lambda a, b: torch.tanh(a, out=b)
-    if name == "pc_gelu_f32":
-        return lambda a, b: aten.gelu.out(a, out=b)
-    return lambda a, b: aten.gelu_backward.grad_input(a, b, grad_input=a)
-
-
-# (kernel, rows, columns, threads) → whether the native kernel was faster than torch's
-_FASTER: BoundedCache[tuple[object, ...], bool] = BoundedCache(512)
-
-
-def _native_wins(lib: ctypes.CDLL, name: str, plan: tuple[int, int, int, int]) -> bool:
-    """Whether kernel ``name`` beats torch's op for this shape here (timed once, cached)."""
-    mode = _mode()
-    if mode == "always" or torch.are_deterministic_algorithms_enabled():
-        return True
-    rows, cols = plan[0], plan[1]
-    key = (name, rows, cols, torch.get_num_threads())
-    found = _FASTER.get(key)
-    if found is None:
-        from pcgraph.ops.matmul import faster
-
-        g = torch.Generator().manual_seed(0)
-        a0 = torch.randn(rows, cols, generator=g)
-        a, b = a0.clone(), torch.randn(rows, cols, generator=g)
-        fn, op = getattr(lib, name), _torch_op(name)
-
-        def torch_side() -> None:
-            a.copy_(a0)  # the vjp scales its first operand in place: start each call afresh
-            op(a, b)
-
-        def native_side() -> None:
-            a.copy_(a0)
-            fn(a.data_ptr(), b.data_ptr(), rows, cols, cols, cols)
-
-        for _ in range(5):  # the first calls in a process run cold: warm both up first
-            torch_side()
-            native_side()
-        found = _FASTER.put(key, faster(torch_side, native_side, calls=9))
-    return found
 
 
 def _library() -> ctypes.CDLL | None:
@@ -337,7 +255,7 @@ def _binary(name: str, a: torch.Tensor, b: torch.Tensor, *, threaded_torch_wins:
     if plan[0] * plan[1] == 0:
         return True
     lib = _library()
-    if lib is None or not _native_wins(lib, name, plan):
+    if lib is None:
         return False
     getattr(lib, name)(a.data_ptr(), b.data_ptr(), *plan)
     torch.autograd.graph.increment_version(a if name.endswith("vjp_f32") else b)  # written
