@@ -158,7 +158,9 @@ _PROBE = (
     "import torch; from pcgraph.ops import native; from pcgraph.activations import get_activation;"
     "x = torch.randn(64, 128); out = torch.empty_like(x);"
     "get_activation('tanh').apply_into(x, out);"
-    "assert torch.allclose(out, torch.tanh(x), atol=1e-6);"
+    # against the float64 math: torch 2.13's own float32 tanh was off by 5e-5 in 4 of 60
+    # processes on an AVX-512 Xeon (2 threads), so it is no reference
+    "assert float((out.double() - torch.tanh(x.double())).abs().max()) <= 1e-6;"
     "print(native.available())"
 )
 
