@@ -332,3 +332,24 @@ def test_check_says_which_weights_get_no_gradient_at_small_T() -> None:
     assert "every weight gets a gradient from T = 4 on" in text
     assert "at T=2 the weights into h1, h2 get none" in text
     assert "get none" not in analyze(mlp([6, 5, 5, 5, 5, 3]), "train", T=4).summary()
+
+
+@pytest.mark.parametrize(("name", "make", "clamp"), GRAPHS, ids=[g[0] for g in GRAPHS])
+def test_sgd_steps_only_what_the_front_reached_and_reads_no_other_gradient(
+    name: str, make, clamp: tuple[str, ...]
+) -> None:  # type: ignore[no-untyped-def]
+    # plain SGD after a sweep writes and steps only the nodes with a possibly non-zero
+    # gradient (Program.update_parts): with every other ∂E/∂x column poisoned with NaN, x(T)
+    # still equals the autograd reference, so those columns are neither read nor stepped
+    net = make()
+    c = frozenset(clamp)
+    for T in (1, 2):
+        x = swept_states(net, c)
+        want, _ = reference(net, x, c, T, "sgd", lr=0.05)
+        prog = program_for(net, c)
+        buf = prog.prepare(x, reuse_consts=True)
+        buf.grad.fill_(float("nan"))
+        got = solve_inference(net, x, c, T, optimizer="sgd", lr=0.05, reuse_consts=True)
+        assert torch.allclose(got.states, want, atol=1e-10, rtol=0), (name, T)
+        if name.startswith("chain") and T == 1:  # h1 … h3 are still at x = μ: never written
+            assert bool(torch.isnan(got.buffers.grad).any())
