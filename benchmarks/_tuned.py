@@ -32,10 +32,12 @@ clamped and μ_l = W_l σ(x_{l−1}) + b_l (σ = identity on the input):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
 
+from pcgraph.activations import get_activation
 from pcgraph.ops import native
 from pcgraph.ops.matmul import faster
 
@@ -192,9 +194,11 @@ class TunedMLP:
         self.W, self.b = list(weights), list(biases)
         self.L = len(self.W)
         self.fn, self.vjp = _FN[activation], _VJP[activation]
+        self.activation = activation
         self.T, self.lr, self.optimizer = T, lr_neurons, optimizer
         self.ce = output_energy == "cross_entropy"
         self._bufs: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self._bound: dict[int, tuple[list[Callable[[], None]], list[Callable[[], None]]]] = {}
         for p in [*self.W, *self.b]:
             p.grad = torch.zeros_like(p)
 
@@ -215,22 +219,39 @@ class TunedMLP:
                 "m": [new(sizes[l]) for l in hidden],  # messages to x_l
                 "mu1": [new(sizes[1])],  # W_1 x_0 + b_1, fixed per batch
             }
+            # σ and the GELU vjp on these fixed buffers with the C kernels' calls bound once
+            # (pcgraph's into_step / vjp_step: no per-call plan lookup), as a loop written for
+            # one network would call them
+            act = get_activation(self.activation)
+            native_act = act.native_into is not None
+            sigma = [
+                act.into_step(x, s) if native_act else functools.partial(self.fn, x, s)
+                for x, s in zip(buf["x"], buf["s"], strict=True)
+            ]
+            vjps = [
+                act.vjp_step(m, x, s)
+                if act.native_vjp is not None
+                else functools.partial(self.vjp, m, s, x)
+                for m, x, s in zip(buf["m"], buf["x"], buf["s"], strict=True)
+            ]
+            self._bound[batch] = (sigma, vjps)
             self._bufs[batch] = buf
         return buf
 
     @torch.no_grad()
     def update(self, x0: torch.Tensor, y: torch.Tensor) -> None:
         """One weight update on the batch (x0 [B, n_0], y [B, n_L])."""
-        W, b, L, fn, vjp, lr = self.W, self.b, self.L, self.fn, self.vjp, self.lr
+        W, b, L, lr = self.W, self.b, self.L, self.lr
         buf = self._buffers(x0.shape[0])
+        sigma, vjps = self._bound[x0.shape[0]]
         xs, ss, es, ms, mu1 = buf["x"], buf["s"], buf["e"], buf["m"], buf["mu1"][0]
         # forward init: x_l = μ_l, σ(x_l) once; hidden errors are exactly 0
         _mm_t(x0, W[0], b[0], mu1)
         xs[0].copy_(mu1)
-        fn(xs[0], ss[0])
+        sigma[0]()
         for l in range(1, L - 1):
             _mm_t(ss[l - 1], W[l], b[l], xs[l])
-            fn(xs[l], ss[l])
+            sigma[l]()
         for l in range(L - 1):
             es[l].zero_()
         self._output_error(ss[L - 2], y, es[L - 1])
@@ -242,12 +263,12 @@ class TunedMLP:
             # all messages from the same errors, then every state moves)
             for l in range(lo, L - 1):
                 _mm_t(es[l + 1], W[l + 1].t(), None, ms[l])
-                vjp(ms[l], ss[l], xs[l])
+                vjps[l]()
                 ms[l].sub_(es[l])
                 xs[l].add_(ms[l], alpha=lr)
             # errors at the new states, σ(x_l) once per node
             for l in range(lo, L - 1):
-                fn(xs[l], ss[l])
+                sigma[l]()
             if lo == 0:
                 torch.sub(xs[0], mu1, out=es[0])
             for l in range(max(1, lo), L - 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ class Activation:
     fused_vjp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     fn_into: Callable[[torch.Tensor, torch.Tensor], object] | None = None
     vjp_inplace: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object] | None = None
+    # the native kernels of σ into out and of the in-place vjp, bound to fixed tensors
+    # (pcgraph.ops.native.bind), for activations that have them
+    native_into: str | None = None
+    native_vjp: str | None = None
 
     def vjp(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """grad ⊙ σ'(x), with one fused kernel where torch has one."""
@@ -61,6 +66,32 @@ class Activation:
             self.vjp_inplace(grad, x, y)
         else:
             grad.copy_(self.vjp(grad, x))
+
+    def into_step(self, x: torch.Tensor, out: torch.Tensor) -> Callable[[], None]:
+        """:meth:`apply_into` on these fixed tensors as a step for a loop that repeats it on
+        the same buffer views: the native kernel's call is bound once where it applies
+        (:func:`pcgraph.ops.native.bind`), so each step skips the per-call checks. It computes
+        what :meth:`apply_into` computes (the same kernel under the same conditions)."""
+        bound = None if self.native_into is None else native.bind(self.native_into, x, out)
+        return _bound_step(bound, self.apply_into, x, out)
+
+    def vjp_step(self, grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+        """:meth:`vjp_` on these fixed tensors as a step (see :meth:`into_step`)."""
+        bound = None if self.native_vjp is None else native.bind(self.native_vjp, grad, x)
+        return _bound_step(bound, self.vjp_, grad, x, y)
+
+
+def _bound_step(
+    bound: native.Bound | None, fallback: Callable[..., None], *args: torch.Tensor
+) -> Callable[[], None]:
+    if bound is None:
+        return functools.partial(fallback, *args)
+
+    def step() -> None:
+        if not bound():
+            fallback(*args)
+
+    return step
 
 
 def _identity_derivative(x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +241,7 @@ _register(
         fused_vjp=lambda g, x: _aten.tanh_backward(g, _tanh(x)),
         fn_into=_tanh_into,
         vjp_inplace=lambda g, x, y: _tanh_bwd(g, y),
+        native_into="tanh",
     ),
 )
 _register(
@@ -280,7 +312,13 @@ def _gelu_native(act: Activation) -> Activation:
             torch_vjp(g, x, y)
 
     return dataclasses.replace(
-        act, fn=_gelu, fn_into=fn_into, fused_vjp=fused_vjp, vjp_inplace=vjp_inplace
+        act,
+        fn=_gelu,
+        fn_into=fn_into,
+        fused_vjp=fused_vjp,
+        vjp_inplace=vjp_inplace,
+        native_into="gelu",
+        native_vjp="gelu_vjp",
     )
 
 

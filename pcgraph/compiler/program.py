@@ -42,6 +42,7 @@ class InferenceProgram(StepPlan):
         self._steps_key: tuple[int, ...] | None = None
         self._params = list(net.parameters())  # the same objects for the network's life
         self.error_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
+        self.sent_steps: dict[int, Step] = {}
         self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
         self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -49,6 +50,10 @@ class InferenceProgram(StepPlan):
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
         parameters; every other node keeps the general path (None)."""
         xv, ev, dv, gv, sent = self._xv, self._ev, self._dv, self._gv, self._sent_views
+        # σ(x_j) into the σ buffer per free sender, its kernel bound to these views
+        self.sent_steps = {
+            j: act.into_step(xv[j], sent[j]) for j, act in self.sent_plan if act is not None
+        }
         self.error_steps = []
         for entry in self.err_plan:
             i = entry[0]
@@ -118,7 +123,7 @@ class InferenceProgram(StepPlan):
         """
         buf = self.prepare(x, reuse_consts=False)
         xv, sent, edges = self._xv, self._sent_views, self.net.edges
-        acts = self.sent_fn
+        sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
         fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer
         for i in order:
             out, acc = xv[i], False
@@ -129,9 +134,9 @@ class InferenceProgram(StepPlan):
             for e in self.var_parents[i]:
                 src = edges[e].source
                 if src not in fresh:
-                    act = acts.get(src)
-                    if act is not None:
-                        act.apply_into(xv[src], sent[src])
+                    step = sigma.get(src)
+                    if step is not None:
+                        step()
                     fresh.add(src)
                 self.kernel(e).forward_into(sent[src], out, accumulate=acc)
                 acc = True
@@ -140,9 +145,9 @@ class InferenceProgram(StepPlan):
                 out.copy_(self.energy_of[i].mean(out))  # inference holds it
         swept = self.sweepable.intersection(order)
         for i in swept:  # σ(x_i) of the swept senders, for the first errors() call
-            act = acts.get(i)
-            if act is not None and i not in fresh:
-                act.apply_into(xv[i], sent[i])
+            step = sigma.get(i)
+            if step is not None and i not in fresh:
+                step()
         self._const_token = self._token(x, buf)
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
@@ -243,9 +248,9 @@ class InferenceProgram(StepPlan):
         sent = buf.sent_free
         skip, fresh = (quiet.zero, quiet.fresh) if quiet is not None else (frozenset(), frozenset())
         was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
-        for j, act in self.sent_plan:
-            if act is not None and j not in fresh:
-                act.apply_into(xv[j], sent[j])
+        for j, step in self.sent_steps.items():
+            if j not in fresh:
+                step()
         const = buf.const
         for i, var in self.hold_plan:  # held nodes first: x_i ← mean(μ_i)
             mu = const[i]

@@ -137,6 +137,8 @@ def message_step(
     w, _ = _weights(kern)
     vjp = None if act is None else act.vjp_
     scratch = torch.empty(delta.shape[0], w.shape[1], device=w.device, dtype=w.dtype)
+    # on MKL the message lands in the scratch every step: its vjp kernel is bound to it
+    bound_vjp = None if act is None else act.vjp_step(scratch, x, y)
     wt = w.t()
     onednn = matmul.onednn_linear_op()
     use_onednn = (
@@ -153,7 +155,10 @@ def message_step(
 
     def step() -> None:
         m = message()
-        if vjp is not None:
+        if m is scratch:
+            if bound_vjp is not None:
+                bound_vjp()
+        elif vjp is not None:
             vjp(m, x, y)
         if own is not None:
             torch.sub(own, m, out=out)

@@ -29,13 +29,14 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from pcgraph.cache import BoundedCache
 
-__all__ = ["available", "gelu_into", "gelu_vjp_", "library_path", "tanh_into"]
+__all__ = ["Bound", "available", "bind", "gelu_into", "gelu_vjp_", "library_path", "tanh_into"]
 
 _log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("_native.c")
@@ -275,3 +276,51 @@ def gelu_into(x: torch.Tensor, out: torch.Tensor) -> bool:
 def gelu_vjp_(g: torch.Tensor, x: torch.Tensor) -> bool:
     """g ← g ⊙ GELU'(x) in place by the native kernel; False where it does not apply."""
     return _binary("pc_gelu_vjp_f32", g, x, threaded_torch_wins=True)
+
+
+Bound = Callable[[], bool]
+
+# kernel → (C function, torch may take large tensors on several threads, the vjp's layout)
+_KERNELS = {
+    "tanh": ("pc_tanh_f32", False),
+    "gelu": ("pc_gelu_f32", True),
+    "gelu_vjp": ("pc_gelu_vjp_f32", True),
+}
+
+
+def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
+    """The kernel's call on this fixed pair, every check done once now: a function that runs
+    it and returns True, or returns False where it must not run at that moment (inside
+    ``torch.compile``; GELU on a tensor large enough for torch's threads when more than one is
+    set). None when the pair is not for the kernel at all (see :func:`tanh_into`).
+
+    For loops that call the same kernel on the same buffer views thousands of times: the call
+    then costs the C function and a version bump, without the per-call plan lookup (~5 µs).
+    The tensors must keep their storage while the function is in use (views of reused
+    buffers). ``kernel``: ``tanh`` (b ← tanh(a)), ``gelu`` (b ← GELU(a)) or ``gelu_vjp``
+    (a ← a ⊙ GELU'(b)).
+    """
+    name, threaded_torch_wins = _KERNELS[kernel]
+    if a.requires_grad or b.requires_grad:
+        return None
+    plan = _plan(a, b)
+    lib = _library()
+    if plan is None or lib is None:
+        return None
+    fn = getattr(lib, name)
+    args = (a.data_ptr(), b.data_ptr(), *plan)
+    written = a if kernel == "gelu_vjp" else b
+    big = threaded_torch_wins and a.numel() > _GRAIN
+    empty = plan[0] * plan[1] == 0
+    is_compiling = torch.compiler.is_compiling
+    bump = torch.autograd.graph.increment_version
+
+    def run() -> bool:
+        if is_compiling() or (big and torch.get_num_threads() > 1):
+            return False
+        if not empty:
+            fn(*args)
+            bump(written)  # behind torch's back: in-place checks must see it
+        return True
+
+    return run
