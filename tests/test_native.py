@@ -178,3 +178,57 @@ def test_without_the_kernels_torch_computes_the_same(env: dict[str, str], tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
     assert not any((tmp_path / "cache").glob("*.so"))  # no half-written library left behind
+
+
+@needs_native
+def test_a_bound_call_computes_what_the_checked_call_computes() -> None:
+    state = torch.randn(64, 300)
+    x = state[:, 100:228]  # a node's columns of a wide state
+    for kernel, checked in (("tanh", native.tanh_into), ("gelu", native.gelu_into)):
+        out, want = torch.empty(64, 128), torch.empty(64, 128)
+        run = native.bind(kernel, x, out)
+        assert run is not None
+        before = out._version
+        assert run() and checked(x, want)
+        assert torch.equal(out, want) and out._version > before  # written, version bumped
+    g, want = torch.randn(64, 128), None
+    want = g.clone()
+    run = native.bind("gelu_vjp", g, x)
+    assert run is not None and run() and native.gelu_vjp_(want, x)
+    assert torch.equal(g, want)
+    # what the checked call refuses, bind refuses once and for all (None)
+    assert native.bind("tanh", x.double(), torch.empty(64, 128, dtype=torch.float64)) is None
+    assert native.bind("tanh", x.t(), torch.empty(128, 64)) is None
+    assert native.bind("tanh", torch.randn(4, 4, requires_grad=True), torch.empty(4, 4)) is None
+
+
+@needs_native
+def test_a_bound_gelu_leaves_large_tensors_to_torch_on_several_threads() -> None:
+    big = torch.randn(2 * native._GRAIN)
+    out = torch.zeros_like(big)
+    run = native.bind("gelu", big, out)
+    assert run is not None
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert not run() and bool((out == 0).all())  # declined, nothing written
+        torch.set_num_threads(1)
+        assert run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "relu", "sigmoid", "silu"])
+def test_activation_steps_equal_the_calls_they_bind(name: str) -> None:
+    act = get_activation(name)
+    state = torch.randn(32, 200) * 2
+    x = state[:, 40:104]
+    out, want = torch.empty(32, 64), torch.empty(32, 64)
+    act.into_step(x, out)()
+    act.apply_into(x, want)
+    assert torch.equal(out, want)
+    g = torch.randn(32, 64)
+    g2 = g.clone()
+    act.vjp_step(g, x, want)()
+    act.vjp_(g2, x, want)
+    assert torch.equal(g, g2)
