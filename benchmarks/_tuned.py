@@ -7,7 +7,9 @@ any waste in pcgraph's general graph machinery:
 - every buffer (states, σ(x), errors, messages, weight gradients) is allocated once per batch
   size and written in place (``out=`` and ``*_`` ops);
 - σ(x_l) is computed once per node and step, and σ'(x_l) comes from it where σ' is a function of
-  σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``;
+  σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``; where pcgraph's C kernels
+  are built, a layer's whole neuron step x ← x − γ (ε − σ' ⊙ m) is one native pass, the same
+  fused step pcgraph takes (:func:`pcgraph.ops.native.bind_sgd_step`);
 - tanh and GELU run on the fastest float32 CPU kernels available, pcgraph's C kernels
   (:mod:`pcgraph.ops.native`) where they are built: a hand-tuned loop would use the fastest
   kernel at hand, and a floor with slower kernels would credit pcgraph's machinery with what
@@ -42,6 +44,7 @@ from pcgraph.ops import native
 from pcgraph.ops.matmul import faster
 
 Vjp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+Step = Callable[[], None]
 
 
 _TWO, _MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)
@@ -198,7 +201,7 @@ class TunedMLP:
         self.T, self.lr, self.optimizer = T, lr_neurons, optimizer
         self.ce = output_energy == "cross_entropy"
         self._bufs: dict[int, dict[str, list[torch.Tensor]]] = {}
-        self._bound: dict[int, tuple[list[Callable[[], None]], list[Callable[[], None]]]] = {}
+        self._bound: dict[int, tuple[list[Step], list[Step], list[native.Bound | None]]] = {}
         for p in [*self.W, *self.b]:
             p.grad = torch.zeros_like(p)
 
@@ -234,7 +237,13 @@ class TunedMLP:
                 else functools.partial(self.vjp, m, s, x)
                 for m, x, s in zip(buf["m"], buf["x"], buf["s"], strict=True)
             ]
-            self._bound[batch] = (sigma, vjps)
+            # x_l ← x_l − γ (ε_l − σ'(x_l) ⊙ m_l) in one native pass where it is built (the
+            # same fused step pcgraph takes), else the vjp, subtraction and update above
+            sgd = [
+                native.bind_sgd_step(self.activation, x, s, e, m, self.lr)
+                for x, s, e, m in zip(buf["x"], buf["s"], buf["e"], buf["m"], strict=False)
+            ]
+            self._bound[batch] = (sigma, vjps, sgd)
             self._bufs[batch] = buf
         return buf
 
@@ -243,7 +252,7 @@ class TunedMLP:
         """One weight update on the batch (x0 [B, n_0], y [B, n_L])."""
         W, b, L, lr = self.W, self.b, self.L, self.lr
         buf = self._buffers(x0.shape[0])
-        sigma, vjps = self._bound[x0.shape[0]]
+        sigma, vjps, sgd = self._bound[x0.shape[0]]
         xs, ss, es, ms, mu1 = buf["x"], buf["s"], buf["e"], buf["m"], buf["mu1"][0]
         # forward init: x_l = μ_l, σ(x_l) once; hidden errors are exactly 0
         _mm_t(x0, W[0], b[0], mu1)
@@ -263,9 +272,11 @@ class TunedMLP:
             # all messages from the same errors, then every state moves)
             for l in range(lo, L - 1):
                 _mm_t(es[l + 1], W[l + 1].t(), None, ms[l])
-                vjps[l]()
-                ms[l].sub_(es[l])
-                xs[l].add_(ms[l], alpha=lr)
+                fused = sgd[l]
+                if fused is None or not fused():
+                    vjps[l]()
+                    ms[l].sub_(es[l])
+                    xs[l].add_(ms[l], alpha=lr)
             # errors at the new states, σ(x_l) once per node
             for l in range(lo, L - 1):
                 sigma[l]()

@@ -26,6 +26,7 @@ from pcgraph.compiler import PCNetwork, compile, program_for
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.engine import PCLearner, solve_inference
 from pcgraph.init import ForwardInit, InitContext
+from pcgraph.ops import native
 from pcgraph.schema import GraphSpec, mlp
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
@@ -353,3 +354,48 @@ def test_sgd_steps_only_what_the_front_reached_and_reads_no_other_gradient(
         assert torch.allclose(got.states, want, atol=1e-10, rtol=0), (name, T)
         if name.startswith("chain") and T == 1:  # h1 … h3 are still at x = μ: never written
             assert bool(torch.isnan(got.buffers.grad).any())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "relu", "sigmoid", "identity"])
+def test_fused_float32_sgd_steps_match_autograd(activation: str) -> None:
+    # float32 on the CPU: the nodes with one linear child take their whole SGD step in one
+    # native pass (steps.sgd_message_step). Against the autograd path (which fuses nothing)
+    # in float32, and against float64 autograd: the same states to float32 rounding
+    if not native.available():
+        pytest.skip("no C compiler: nothing is fused")
+    spec = mlp([12, 16, 16, 16, 16, 5], activation=activation, output_energy="gaussian")
+    c = frozenset({"x", "y"})
+    for T in (1, 3, 8):
+        results = {}
+        first = compile(spec, dtype=torch.float32, seed=0)  # its weights, for every run
+        for dtype, mode in (
+            (torch.float32, "local"),
+            (torch.float32, "autograd"),
+            (F64, "autograd"),
+        ):
+            net = compile(spec, dtype=dtype, seed=0)
+            with torch.no_grad():  # the float32 network's weights, exactly
+                for p, q in zip(net.parameters(), first.parameters(), strict=True):
+                    p.copy_(q)
+            g = torch.Generator().manual_seed(5)
+            x = torch.randn(32, net.state_size, generator=g).to(dtype)
+            ForwardInit().init(x, InitContext(net, c))
+            r = solve_inference(
+                net,
+                x,
+                c,
+                T,
+                lr=0.1,
+                grad_mode=mode,
+                reuse_consts=True,  # type: ignore[arg-type]
+            )
+            results[(dtype, mode)] = r.states.double()
+            if mode == "local":
+                steps = r.program.gradient_steps
+                assert steps is not None and any(
+                    steps.fused(q, 0.1) for q in (frozenset(), *steps._quiet)
+                ), "nothing was fused"
+        fused = results[(torch.float32, "local")]
+        want = results[(F64, "autograd")]
+        assert torch.allclose(fused, results[(torch.float32, "autograd")], atol=2e-5, rtol=0)
+        assert torch.allclose(fused, want, atol=2e-5, rtol=0), (activation, T)

@@ -16,7 +16,14 @@ import torch
 
 from pcgraph.activations import Activation
 from pcgraph.compiler.protocol import Sent
-from pcgraph.compiler.steps import GradEntry, Step, copier, message_step, zeroer
+from pcgraph.compiler.steps import (
+    GradEntry,
+    Step,
+    copier,
+    message_step,
+    sgd_message_step,
+    zeroer,
+)
 from pcgraph.ops.kernel import EdgeKernel, write_into
 from pcgraph.ops.linear_kernel import LinearKernel
 
@@ -52,6 +59,8 @@ class GradientSteps:
             self.steps.append((fn, entry))
         # per quiet set: (every step, the steps without the zeroings, the nodes zeroed)
         self._quiet: dict[frozenset[int], tuple[Planned, Planned, frozenset[int]]] = {}
+        # per (quiet set, γ): the steps of a plain gradient step with the fusable ones fused
+        self._sgd: dict[tuple[frozenset[int], float], tuple[Planned, frozenset[int]]] = {}
 
     def run(
         self,
@@ -76,6 +85,59 @@ class GradientSteps:
                 fn()
             else:
                 self.general(sent, stacked, *entry)
+
+    def run_sgd(
+        self, sent: Sent, quiet: frozenset[int], stacked: Views | None, lr: float
+    ) -> frozenset[int]:
+        """One evaluation for a plain gradient step x ← x − γ ∂E/∂x: like ``run`` with
+        ``skip_still``, except that the nodes whose whole step can be fused
+        (:func:`pcgraph.compiler.steps.sgd_message_step`) take it here and write no gradient.
+        Returns those nodes: the caller steps the others."""
+        steps, fused = self._sgd_plan(quiet, lr)
+        for fn, entry in steps:
+            if fn is not None:
+                fn()
+            else:
+                self.general(sent, stacked, *entry)
+        return fused
+
+    def _sgd_plan(self, quiet: frozenset[int], lr: float) -> tuple[Planned, frozenset[int]]:
+        key = (quiet, lr)
+        found = self._sgd.get(key)
+        if found is not None:
+            return found
+        base = self._quiet_plan(quiet)[1] if quiet else self.steps
+        steps: Planned = []
+        fused: set[int] = set()
+        for fn, entry in base:
+            j, has_own, children, act, stacked_out, fresh = entry
+            step = None
+            if fresh and len(children) == 1 and not stacked_out:
+                child, tgt = children[0]
+                own = has_own and j not in quiet
+                if isinstance(child, LinearKernel) and tgt not in quiet:
+                    step = sgd_message_step(
+                        child,
+                        self.delta[tgt],
+                        act,
+                        self.x[j],
+                        self.sent[j],
+                        self.delta[j] if own else None,
+                        lr,
+                    )
+            if step is not None:
+                steps.append((step, entry))
+                fused.add(j)
+            else:
+                steps.append((fn, entry))
+        if len(self._sgd) >= 64:  # a few (quiet set, γ) pairs per run in practice
+            self._sgd.clear()
+        found = self._sgd[key] = (steps, frozenset(fused))
+        return found
+
+    def fused(self, quiet: frozenset[int], lr: float) -> frozenset[int]:
+        """The nodes whose whole plain gradient step :meth:`run_sgd` takes itself."""
+        return self._sgd_plan(quiet, lr)[1]
 
     def still(self, quiet: frozenset[int]) -> frozenset[int]:
         """The nodes whose ∂E/∂x is exactly 0 when the nodes in ``quiet`` are at ε = 0: no own

@@ -328,14 +328,22 @@ class InferenceProgram(StepPlan):
 
     @without_grad
     def state_grad(
-        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        sent: Sent,
+        *,
+        skip_still: bool = False,
+        sgd_lr: float | None = None,
     ) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
         in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0, or,
         with ``skip_still``, nothing: its columns of ``buf.grad`` are left as they were, for a
-        caller that steps only :meth:`update_parts`.
+        caller that steps only :meth:`update_parts`. With ``sgd_lr`` (γ of a plain gradient
+        step; implies ``skip_still``), the nodes whose whole step fuses into one native pass
+        take it here, x ← x − γ ∂E/∂x, and :meth:`update_parts` leaves them out.
         """
         if self.stacks:
             assert buf.stacked_msg is not None
@@ -343,23 +351,28 @@ class InferenceProgram(StepPlan):
             for st in self.stacks:
                 st.add_messages(self._dv, buf.stacked_msg)
         assert self.gradient_steps is not None, "prepare() binds the gradient steps"
-        self.gradient_steps.run(
-            sent, buf.quiet, self._smsg if self.stacks else None, skip_still=skip_still
-        )
+        stacked = self._smsg if self.stacks else None
+        if sgd_lr is not None:
+            self.gradient_steps.run_sgd(sent, buf.quiet, stacked, sgd_lr)
+        else:
+            self.gradient_steps.run(sent, buf.quiet, stacked, skip_still=skip_still)
 
     def update_parts(
-        self, x: torch.Tensor, buf: Buffers
+        self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The (states, ∂E/∂x) column ranges that a plain gradient step must move after
         :meth:`state_grad` with ``skip_still``: the free nodes whose gradient is not known to
         be exactly 0 at the errors of ``buf.quiet``, adjacent nodes merged into one range (one
-        kernel for a whole chain). Cached per quiet set for the current buffers."""
-        key = (buf.quiet, self._views_key)
+        kernel for a whole chain), less those that :meth:`state_grad` with the same ``sgd_lr``
+        stepped itself. Cached per quiet set and γ for the current buffers."""
+        key = (buf.quiet, self._views_key, sgd_lr)
         found = self._parts.get(key)
         if found is not None:
             return found
         assert self.gradient_steps is not None, "prepare() binds the gradient steps"
         still = self.gradient_steps.still(buf.quiet)
+        if sgd_lr is not None:
+            still = still | self.gradient_steps.fused(buf.quiet, sgd_lr)
         spans: list[list[int]] = []
         for i in sorted(self.free_nodes, key=lambda i: self.net.nodes[i].offset):
             if i in still:

@@ -88,20 +88,29 @@ class Program(Protocol):
         ...
 
     def state_grad(
-        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        sent: Sent,
+        *,
+        skip_still: bool = False,
+        sgd_lr: float | None = None,
     ) -> None:
         """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``).
 
         ``skip_still``: the gradient of nodes known to be at ∂E/∂x = 0 may be left unwritten;
-        the caller then steps only :meth:`update_parts`.
+        the caller then steps only :meth:`update_parts`. ``sgd_lr``: the caller takes a plain
+        gradient step with this γ (implies ``skip_still``); the backend may take a node's
+        whole step here and leave it out of :meth:`update_parts`.
         """
         ...
 
     def update_parts(
-        self, x: torch.Tensor, buf: Buffers
+        self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(states, ∂E/∂x) column ranges that hold every free node with a gradient that may be
-        non-zero at the last errors (all free columns, for a backend that skips nothing)."""
+        non-zero at the last errors and that :meth:`state_grad` with the same ``sgd_lr`` did
+        not step itself (all free columns, for a backend that skips nothing)."""
         ...
 
     def node_energies(

@@ -252,7 +252,13 @@ class SparseProgram(InferenceProgram):
 
     @torch.no_grad()
     def state_grad(
-        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, skip_still: bool = False
+        self,
+        x: torch.Tensor,
+        buf: Buffers,
+        sent: Sent,
+        *,
+        skip_still: bool = False,
+        sgd_lr: float | None = None,
     ) -> None:
         # every column at once (the free mask zeroes the rest): nothing is skipped
         msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
@@ -260,7 +266,7 @@ class SparseProgram(InferenceProgram):
         buf.grad.mul_(self.free_mask)
 
     def update_parts(
-        self, x: torch.Tensor, buf: Buffers
+        self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         span = self.free_range
         if span is None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 import torch
 
 from pcgraph.activations import Activation
-from pcgraph.ops import matmul
+from pcgraph.ops import matmul, native
 from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.ops.linear_kernel import LinearKernel
 
@@ -31,6 +31,7 @@ __all__ = [
     "copier",
     "error_step",
     "message_step",
+    "sgd_message_step",
     "without_grad",
     "zeroer",
 ]
@@ -164,5 +165,50 @@ def message_step(
             torch.sub(own, m, out=out)
         else:
             torch.neg(m, out=out)
+
+    return step
+
+
+def sgd_message_step(
+    kern: LinearKernel,
+    delta: torch.Tensor,
+    act: Activation | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    own: torch.Tensor | None,
+    lr: float,
+) -> Step | None:
+    """The whole plain gradient step of a node whose only child is this edge, fused:
+    x ← x − γ (own − σ'(x) ⊙ (δ W)), the message by MKL into a scratch and the rest in one
+    native pass (:func:`pcgraph.ops.native.bind_sgd_step`), without writing ∂E/∂x. None where
+    that does not apply (oneDNN is the faster product here, no native kernel, not float32 on
+    the CPU, an activation without the kernel's σ'): then :func:`message_step` and the
+    optimizer's update do it.
+
+    Safe inside a synchronous step: the messages of the other nodes read only errors δ and
+    their own σ(x), never x of this node, and σ(x) (``y``) is not written here.
+    """
+    w, _ = _weights(kern)
+    if (
+        matmul.onednn_linear_op() is not None
+        and matmul.dense(w)
+        and matmul.use_onednn(delta, "vjp", delta.shape[0], w.shape[1], w.shape[0])
+    ):
+        return None  # the message is a fresh oneDNN tensor each step: nothing to bind to
+    scratch = torch.empty(delta.shape[0], w.shape[1], device=w.device, dtype=w.dtype)
+    update = native.bind_sgd_step(
+        "identity" if act is None else act.name, x, x if act is None else y, own, scratch, lr
+    )
+    if update is None:
+        return None
+
+    def step() -> None:
+        torch.mm(delta, w, out=scratch)
+        if not update():  # under torch.compile: the same step in torch's kernels
+            if act is not None:
+                act.vjp_(scratch, x, y)
+            if own is not None:
+                scratch.sub_(own)  # −∂E/∂x
+            x.add_(scratch, alpha=lr)
 
     return step

@@ -103,9 +103,9 @@ def eager_loop(
                     taken = t
                     break
                 e_prev = e_now
-            if partial:
-                prog.state_grad(states, buf, sent, skip_still=True)
-                for x_part, g_part in prog.update_parts(states, buf):
+            if partial:  # fusable nodes take their whole step inside state_grad
+                prog.state_grad(states, buf, sent, sgd_lr=step.lr)
+                for x_part, g_part in prog.update_parts(states, buf, sgd_lr=step.lr):
                     step(x_part, g_part)
             else:
                 _state_grad(net, prog, states, buf, sent, grad_mode)

@@ -74,3 +74,47 @@ void pc_gelu_vjp_f32(float *g, const float *x, int64_t rows, int64_t cols, int64
     }
   }
 }
+
+/* One plain gradient step of a node's states, fused: x ← x − γ (d − σ'(x) ⊙ m), where m is the
+ * message Σ δ_c W_c from its children, d its own error signal δ (NULL for none: a root, or an
+ * error known to be 0) and σ' taken from s = σ(x) or from x itself, by `kind`:
+ *   0 identity (σ' = 1), 1 tanh (1 − s²), 2 sigmoid (s (1 − s)), 3 relu ([s > 0], NaN kept),
+ *   4 gelu (Φ(x) + x φ(x), from x, read before it is written).
+ * The separate kernels this replaces (the vjp, the subtraction, the update) each read and write
+ * the whole block; this reads x, s, d, m once and writes x once. Row strides per operand. */
+#define PC_SGD_LOOP(deriv)                                                                      \
+  for (int64_t r = 0; r < rows; r++) {                                                          \
+    float *xr = x + r * xs;                                                                     \
+    const float *sr = s + r * ss, *mr = m + r * ms;                                             \
+    if (d) {                                                                                    \
+      const float *dr = d + r * ds;                                                             \
+      _Pragma("omp simd") for (int64_t c = 0; c < cols; c++) {                                  \
+        float v = xr[c], y = sr[c];                                                             \
+        (void)y;                                                                                \
+        xr[c] = v - lr * (dr[c] - (deriv) * mr[c]);                                             \
+      }                                                                                         \
+    } else {                                                                                    \
+      _Pragma("omp simd") for (int64_t c = 0; c < cols; c++) {                                  \
+        float v = xr[c], y = sr[c];                                                             \
+        (void)y;                                                                                \
+        xr[c] = v + lr * ((deriv) * mr[c]);                                                     \
+      }                                                                                         \
+    }                                                                                           \
+  }
+
+void pc_sgd_step_f32(float *x, const float *s, const float *d, const float *m, float lr, int kind,
+                     int64_t rows, int64_t cols, int64_t xs, int64_t ss, int64_t ds, int64_t ms) {
+  switch (kind) {
+  case 0:
+    PC_SGD_LOOP(1.0f) break;
+  case 1:
+    PC_SGD_LOOP(1.0f - y * y) break;
+  case 2:
+    PC_SGD_LOOP(y * (1.0f - y)) break;
+  case 3:
+    PC_SGD_LOOP((y <= 0.0f ? 0.0f : 1.0f)) break; /* NaN passes, as torch's */
+  case 4:
+    PC_SGD_LOOP((0.5f * (1.0f + erff(v * 0.70710678118654752f)) +
+                 v * 0.3989422804014327f * expf(-0.5f * v * v))) break;
+  }
+}

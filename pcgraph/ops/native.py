@@ -36,7 +36,17 @@ import torch
 
 from pcgraph.cache import BoundedCache
 
-__all__ = ["Bound", "available", "bind", "gelu_into", "gelu_vjp_", "library_path", "tanh_into"]
+__all__ = [
+    "SGD_KINDS",
+    "Bound",
+    "available",
+    "bind",
+    "bind_sgd_step",
+    "gelu_into",
+    "gelu_vjp_",
+    "library_path",
+    "tanh_into",
+]
 
 _log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("_native.c")
@@ -139,6 +149,9 @@ def _load() -> ctypes.CDLL | None:
         fn = getattr(lib, name)
         fn.argtypes = [ptr, ptr, i64, i64, i64, i64]
         fn.restype = None
+    step = lib.pc_sgd_step_f32
+    step.argtypes = [ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_int, i64, i64, i64, i64, i64, i64]
+    step.restype = None
     if not _agrees(lib):
         _log.warning("pcgraph native kernels at %s disagree with torch; using torch's", path)
         return None
@@ -321,6 +334,68 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
         if not empty:
             fn(*args)
             bump(written)  # behind torch's back: in-place checks must see it
+        return True
+
+    return run
+
+
+# the σ' of the fused SGD step, by activation: from σ(x) (tanh, sigmoid, relu) or from x (gelu)
+SGD_KINDS = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "gelu": 4}
+
+
+def bind_sgd_step(
+    activation: str,
+    x: torch.Tensor,
+    s: torch.Tensor,
+    d: torch.Tensor | None,
+    m: torch.Tensor,
+    lr: float,
+) -> Bound | None:
+    """One fused plain gradient step of a node, bound to fixed tensors (see :func:`bind`):
+    x ← x − γ (d − σ'(x) ⊙ m) in one pass, with s = σ(x), d the node's own δ (None: no own
+    error) and m its message Σ δ_c W_c. The three kernels it replaces (σ' ⊙ m, d − ·, the
+    update) compute the same to float32 rounding. None where it does not apply: not float32 on
+    the CPU, shapes or row layouts the kernel does not take, an operand overlapping x (s may
+    be x itself, for the identity), an activation without a closed-form σ' here.
+    """
+    kind = SGD_KINDS.get(activation)
+    lib = _library()
+    reads = [t for t in (s, d, m) if t is not None]
+    if kind is None or lib is None or x.requires_grad or any(t.requires_grad for t in reads):
+        return None
+    plans = [_plan(x, t) for t in reads]  # same shape, row layouts, no partial overlap with x
+    if any(p is None for p in plans):
+        return None
+    for t in (d, m):  # only σ(x) may be x itself (the identity); nothing else may alias it
+        if t is not None and t.data_ptr() == x.data_ptr():
+            return None
+    stride = {id(t): p[3] for t, p in zip(reads, plans, strict=True)}  # type: ignore[index]
+    n_rows, n_cols, x_stride, _ = plans[0]  # type: ignore[misc]
+    args = (
+        x.data_ptr(),
+        s.data_ptr(),
+        None if d is None else d.data_ptr(),
+        m.data_ptr(),
+        float(lr),
+        kind,
+        n_rows,
+        n_cols,
+        x_stride,
+        stride[id(s)],
+        0 if d is None else stride[id(d)],
+        stride[id(m)],
+    )
+    fn = lib.pc_sgd_step_f32
+    is_compiling = torch.compiler.is_compiling
+    bump = torch.autograd.graph.increment_version
+    empty = n_rows * n_cols == 0
+
+    def run() -> bool:
+        if is_compiling():
+            return False
+        if not empty:
+            fn(*args)
+            bump(x)
         return True
 
     return run
