@@ -123,6 +123,7 @@ def plot_history(history: Any, *, path: PathLike | None = None) -> Figure:
     fig = new_figure(4.2 * len(panels), 3.4)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colours = [f"C{i % 10}" for i in range(len(runs))]
+    every_run: dict[str, str] = {}  # label → colour, over all panels
     for ax, (title, keys) in zip(axes, panels, strict=True):
         xlabel = "epoch"
         runs_drawn: dict[str, str] = {}
@@ -142,19 +143,26 @@ def plot_history(history: Any, *, path: PathLike | None = None) -> Figure:
         ax.set_xlabel(xlabel)
         if xlabel in ("epoch", "step"):
             ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs / steps
+            xs = {float(v) for line in ax.get_lines() for v in line.get_xdata()}
+            if len(xs) == 1:  # one record: its own tick (the locator falls back to fractions)
+                ax.set_xticks(sorted(xs))
         if title == "energy":  # the Trainer's energy: the epoch's summed E over its samples
             ax.set_ylabel("energy per sample")
         ax.grid(alpha=0.3)
         if title == "energy" and _spans_decades(ax):
             ax.set_yscale("log")
-        # runs by colour, quantities by line style; each only when there is more than one
-        handles = []
-        if len(runs) > 1:
-            handles += [Line2D([], [], color=c, label=r) for r, c in runs_drawn.items()]
+        # quantities by line style, in the panel, when it has more than one
         if len(keys_drawn) > 1:
-            handles += [Line2D([], [], color="k", ls=s, label=k) for k, s in keys_drawn.items()]
-        if handles:
+            handles = [Line2D([], [], color="k", ls=s, label=k) for k, s in keys_drawn.items()]
             ax.legend(handles=handles, fontsize=8)
+        every_run.update(runs_drawn)
+    if len(runs) > 1:  # runs by colour: one legend for all panels, beside them (covers no curve)
+        fig.legend(
+            handles=[Line2D([], [], color=c, label=r) for r, c in every_run.items()],
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            fontsize=8,
+        )
     if path is not None:
         save_figure(fig, path)
     return fig
