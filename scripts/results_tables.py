@@ -59,6 +59,21 @@ def _bold_max(cells: dict[tuple[str, Any], str], means: dict[tuple[str, Any], fl
             cells[k] = f"**{cells[k]}**"
 
 
+def _accuracy_cells(
+    groups: dict[tuple[str, Any], list[Run]],
+) -> tuple[dict[tuple[str, Any], str], dict[tuple[str, Any], str]]:
+    """The final and the best test accuracy of each group as 'mean ± std', best mean in bold."""
+    out = []
+    for pick in (lambda acc: acc[-1], max):
+        cells = {k: _ms([pick(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
+        means = {
+            k: statistics.fmean(pick(r["test_accuracy"]) for r in v) for k, v in groups.items()
+        }
+        _bold_max(cells, means)
+        out.append(cells)
+    return out[0], out[1]
+
+
 def classification(data: dict[str, Any]) -> str:
     target = float(data["target"])
     groups = _groups(data["runs"])
@@ -67,12 +82,7 @@ def classification(data: dict[str, Any]) -> str:
         f"SMMs to {target:.2f} | train s to {target:.2f} | train s total |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    finals = {k: statistics.fmean(r["test_accuracy"][-1] for r in v) for k, v in groups.items()}
-    bests = {k: statistics.fmean(max(r["test_accuracy"]) for r in v) for k, v in groups.items()}
-    final_cells = {k: _ms([r["test_accuracy"][-1] for r in v]) for k, v in groups.items()}
-    best_cells = {k: _ms([max(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
-    _bold_max(final_cells, finals)
-    _bold_max(best_cells, bests)
+    final_cells, best_cells = _accuracy_cells(groups)
     for k, v in groups.items():
         hits = [(r, i) for r in v if (i := _first(r, target)) is not None]
         smm = f"{statistics.fmean(r['smm_total'][i] for r, i in hits):.0f}" if hits else "—"
@@ -149,12 +159,7 @@ def init_comparison(data: dict[str, Any]) -> str:
 
 def cyclic(data: dict[str, Any]) -> str:
     groups = _groups(data["runs"])
-    finals = {k: statistics.fmean(r["test_accuracy"][-1] for r in v) for k, v in groups.items()}
-    bests = {k: statistics.fmean(max(r["test_accuracy"]) for r in v) for k, v in groups.items()}
-    final_cells = {k: _ms([r["test_accuracy"][-1] for r in v]) for k, v in groups.items()}
-    best_cells = {k: _ms([max(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
-    _bold_max(final_cells, finals)
-    _bold_max(best_cells, bests)
+    final_cells, best_cells = _accuracy_cells(groups)
     lines = [
         "| init | T = T_eval | SMM / update | final acc | best acc | "
         "energy / sample at init (last epoch) | after T steps |",
