@@ -49,6 +49,6 @@ def test_classification_rows_follow_the_pages_definitions(tmp_path: Path) -> Non
     hybrid = [c.strip() for c in rows["hybrid"].split("|")[1:-1]]
     assert hybrid[3] == "**0.855 ± 0.005**"  # the best final mean is bold
     assert hybrid[6] == "90"  # epoch 1 (60 SMMs) and epoch 2 (120) → 90
-    # the targets table: 0.84 reached by one bp seed? no: by neither; hybrid by both (120, 120)
-    target = [line for line in text.splitlines() if line.startswith("| 0.84")][0]
+    # the targets table: 0.84 is reached by no bp seed, by both hybrid seeds (120 and 120)
+    target = next(line for line in text.splitlines() if line.startswith("| 0.84"))
     assert target.split("|")[2].strip() == "never" and target.split("|")[5].strip() == "120"
