@@ -193,6 +193,8 @@ def sgd_message_step(
     Safe inside a synchronous step: the messages of the other nodes read only errors δ and
     their own σ(x), never x of this node, and σ(x) (``y``) is not written here.
     """
+    if not (delta.is_cpu and delta.dtype == torch.float32 and native.available()):
+        return None  # the kernel is float32 CPU only: allocate nothing in vain (CUDA capture)
     w, _ = _weights(kern)
     if _message_on_onednn(delta, w):
         return None  # the message is a fresh oneDNN tensor each step: nothing to bind to

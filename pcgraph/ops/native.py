@@ -293,7 +293,7 @@ def gelu_vjp_(g: torch.Tensor, x: torch.Tensor) -> bool:
 
 Bound = Callable[[], bool]
 
-# kernel → (C function, torch may take large tensors on several threads, the vjp's layout)
+# kernel → (C function, whether torch takes large tensors on several threads instead)
 _KERNELS = {
     "tanh": ("pc_tanh_f32", False),
     "gelu": ("pc_gelu_f32", True),
