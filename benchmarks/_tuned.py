@@ -7,13 +7,13 @@ any waste in pcgraph's general graph machinery:
 - every buffer (states, σ(x), errors, messages, weight gradients) is allocated once per batch
   size and written in place (``out=`` and ``*_`` ops);
 - σ(x_l) is computed once per node and step, and σ'(x_l) comes from it where σ' is a function of
-  σ (tanh, sigmoid, relu); GELU uses torch's fused ``gelu_backward``; where pcgraph's C kernels
+  σ (tanh, sigmoid, relu), GELU's from x; where pcgraph's C kernels
   are built, a layer's whole neuron step x ← x − γ (ε − σ' ⊙ m) is one native pass, the same
   fused step pcgraph takes (:func:`pcgraph.ops.native.bind_sgd_step`);
 - tanh and GELU run on the fastest float32 CPU kernels available, pcgraph's C kernels
-  (:mod:`pcgraph.ops.native`) where they are built: a hand-tuned loop would use the fastest
-  kernel at hand, and a floor with slower kernels would credit pcgraph's machinery with what
-  its kernels save;
+  (:mod:`pcgraph.ops.native`, through ``Activation.into_step`` / ``vjp_step``, which fall back
+  to torch's where they are not built): a hand-tuned loop would use the fastest kernel at hand,
+  and a floor with slower kernels would credit pcgraph's machinery with what its kernels save;
 - the forward sweep leaves every hidden error at exactly 0 and σ(x) known, and the error then
   spreads back one layer per step: step t computes only the messages, σ and errors of the
   layers it has reached, and a layer it has not reached by T gets a zero weight gradient
@@ -47,28 +47,8 @@ Vjp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 Step = Callable[[], None]
 
 
-_TWO, _MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)
-
-
-def _tanh_(x: torch.Tensor, out: torch.Tensor) -> None:
-    if native.tanh_into(x, out):  # the fastest CPU tanh at hand (see the module docstring)
-        return
-    # 2σ(2x) − 1 in three kernels with 0-d tensor scalars (no per-call wrap): torch's CPU tanh
-    # is ~4× slower than these from a few thousand elements up, faster below
-    if x.device.type == "cpu" and x.numel() >= 2048:
-        torch.sigmoid(torch.mul(x, _TWO, out=out), out=out)
-        torch.add(_MINUS_ONE, out, alpha=2.0, out=out)
-    else:
-        torch.tanh(x, out=out)
-
-
 def _relu_(x: torch.Tensor, out: torch.Tensor) -> None:
     torch.clamp(x, min=0.0, out=out)
-
-
-def _gelu_(x: torch.Tensor, out: torch.Tensor) -> None:
-    if not native.gelu_into(x, out):
-        _aten.gelu.out(x, out=out)  # exact (erf) GELU
 
 
 def _sigmoid_(x: torch.Tensor, out: torch.Tensor) -> None:
@@ -76,27 +56,22 @@ def _sigmoid_(x: torch.Tensor, out: torch.Tensor) -> None:
 
 
 _aten = torch.ops.aten
-# σ(x) into ``out``
+# σ(x) into ``out``, by hand, for the activations without a pcgraph C kernel; tanh and GELU run
+# on those kernels, bound to the loop's buffers (see TunedMLP._buffers)
 _FN: dict[str, Callable[[torch.Tensor, torch.Tensor], None]] = {
-    "tanh": _tanh_,
     "relu": _relu_,
-    "gelu": _gelu_,
     "sigmoid": _sigmoid_,
 }
+_NATIVE = ("tanh", "gelu")
 
 
-# m ← m ⊙ σ'(x), from s = σ(x) or from x
+# m ← m ⊙ σ'(x) from s = σ(x), for those whose σ' is a function of σ (GELU's: pcgraph's kernel)
 def _vjp_tanh(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
     _aten.tanh_backward.grad_input(m, s, grad_input=m)
 
 
 def _vjp_relu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
     _aten.threshold_backward.grad_input(m, s, 0, grad_input=m)
-
-
-def _vjp_gelu(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
-    if not native.gelu_vjp_(m, x):
-        _aten.gelu_backward.grad_input(m, x, grad_input=m)
 
 
 def _vjp_sigmoid(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
@@ -106,7 +81,6 @@ def _vjp_sigmoid(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
 _VJP: dict[str, Vjp] = {
     "tanh": _vjp_tanh,
     "relu": _vjp_relu,
-    "gelu": _vjp_gelu,
     "sigmoid": _vjp_sigmoid,
 }
 
@@ -192,11 +166,11 @@ class TunedMLP:
         optimizer: torch.optim.Optimizer,
         output_energy: str = "gaussian",
     ) -> None:
-        if activation not in _FN:
-            raise ValueError(f"tuned loop: activation {activation!r}; valid: {sorted(_FN)}")
+        valid = sorted([*_FN, *_NATIVE])
+        if activation not in valid:
+            raise ValueError(f"tuned loop: activation {activation!r}; valid: {valid}")
         self.W, self.b = list(weights), list(biases)
         self.L = len(self.W)
-        self.fn, self.vjp = _FN[activation], _VJP[activation]
         self.activation = activation
         self.T, self.lr, self.optimizer = T, lr_neurons, optimizer
         self.ce = output_energy == "cross_entropy"
@@ -222,19 +196,16 @@ class TunedMLP:
                 "m": [new(sizes[l]) for l in hidden],  # messages to x_l
                 "mu1": [new(sizes[1])],  # W_1 x_0 + b_1, fixed per batch
             }
-            # σ and the GELU vjp on these fixed buffers with the C kernels' calls bound once
-            # (pcgraph's into_step / vjp_step: no per-call plan lookup), as a loop written for
-            # one network would call them
-            act = get_activation(self.activation)
-            native_act = act.native_into is not None
+            # tanh, GELU and GELU's vjp on these fixed buffers with the C kernels' calls bound
+            # once (pcgraph's into_step / vjp_step: no per-call plan lookup), as a loop written
+            # for one network would call them; the rest by hand
+            act, name = get_activation(self.activation), self.activation
             sigma = [
-                act.into_step(x, s) if native_act else functools.partial(self.fn, x, s)
+                act.into_step(x, s) if name in _NATIVE else functools.partial(_FN[name], x, s)
                 for x, s in zip(buf["x"], buf["s"], strict=True)
             ]
             vjps = [
-                act.vjp_step(m, x, s)
-                if act.native_vjp is not None
-                else functools.partial(self.vjp, m, s, x)
+                act.vjp_step(m, x, s) if name == "gelu" else functools.partial(_VJP[name], m, s, x)
                 for m, x, s in zip(buf["m"], buf["x"], buf["s"], strict=True)
             ]
             # x_l ← x_l − γ (ε_l − σ'(x_l) ⊙ m_l) in one native pass where it is built (the

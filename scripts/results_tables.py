@@ -45,10 +45,11 @@ def _first(run: Run, target: float) -> int | None:
     return next((i for i, a in enumerate(run["test_accuracy"]) if a >= target), None)
 
 
-def _groups(runs: list[Run], key: str = "method") -> dict[tuple[str, Any], list[Run]]:
+def _groups(runs: list[Run]) -> dict[tuple[str, Any], list[Run]]:
+    """The runs by (method, T), in their order of first appearance (seeds together)."""
     out: dict[tuple[str, Any], list[Run]] = defaultdict(list)
     for r in runs:
-        out[(r[key] if key in r else r["method"], r.get("T"))].append(r)
+        out[(r["method"], r.get("T"))].append(r)
     return out
 
 
@@ -142,14 +143,13 @@ def init_comparison(data: dict[str, Any]) -> str:
     out = []
     for title, pick in (("best", max), ("final", lambda acc: acc[-1])):
         cells = {k: _ms([pick(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
-        for t in ts:  # bold the best mean per column
+        for t in ts if title == "best" else ():  # bold the best mean of each T
             col = {
                 k: statistics.fmean(pick(r["test_accuracy"]) for r in v)
                 for k, v in groups.items()
                 if k[1] == t
             }
-            if title == "best":
-                _bold_max(cells, col)
+            _bold_max(cells, col)
         head = "| init | " + " | ".join(f"T={t}" for t in ts) + " |"
         rows = [head, "|---|" + "---|" * len(ts)]
         rows += [f"| {i} | " + " | ".join(cells.get((i, t), "—") for t in ts) + " |" for i in inits]

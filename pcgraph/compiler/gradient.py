@@ -57,30 +57,15 @@ class GradientSteps:
                 own = delta[j] if has_own else None
                 fn = message_step(child, delta[tgt], act, x[j], sent[j], own, grad[j])
             self.steps.append((fn, entry))
-        # per quiet set: (every step, the steps without the zeroings, the nodes zeroed)
+        # per quiet set: (every step, the steps of the nodes that move, the still nodes)
         self._quiet: dict[frozenset[int], tuple[Planned, Planned, frozenset[int]]] = {}
         # per (quiet set, γ): the steps of a plain gradient step with the fusable ones fused
         self._sgd: dict[tuple[frozenset[int], float], tuple[Planned, frozenset[int]]] = {}
 
-    def run(
-        self,
-        sent: Sent,
-        quiet: frozenset[int],
-        stacked: Views | None,
-        *,
-        skip_still: bool = False,
-    ) -> None:
+    def run(self, sent: Sent, quiet: frozenset[int], stacked: Views | None) -> None:
         """One evaluation: ``sent`` is σ(x) of the free senders, ``quiet`` the nodes at ε = 0
-        and ``stacked`` the per-node views of the stacked edges' summed messages (or None).
-
-        ``skip_still``: leave the gradient of the :meth:`still` nodes unwritten instead of
-        zeroing it, for a caller that will not move them (plain SGD steps only the others)."""
-        if not quiet:
-            steps = self.steps
-        else:
-            every, moving, _ = self._quiet_plan(quiet)
-            steps = moving if skip_still else every
-        for fn, entry in steps:
+        and ``stacked`` the per-node views of the stacked edges' summed messages (or None)."""
+        for fn, entry in self.steps if not quiet else self.quiet_steps(quiet):
             if fn is not None:
                 fn()
             else:
@@ -89,10 +74,10 @@ class GradientSteps:
     def run_sgd(
         self, sent: Sent, quiet: frozenset[int], stacked: Views | None, lr: float
     ) -> frozenset[int]:
-        """One evaluation for a plain gradient step x ← x − γ ∂E/∂x: like ``run`` with
-        ``skip_still``, except that the nodes whose whole step can be fused
-        (:func:`pcgraph.compiler.steps.sgd_message_step`) take it here and write no gradient.
-        Returns those nodes: the caller steps the others."""
+        """One evaluation for a plain gradient step x ← x − γ ∂E/∂x: like ``run``, except that
+        the :meth:`still` nodes get no gradient written (the caller does not step them) and the
+        nodes whose whole step can be fused (:func:`pcgraph.compiler.steps.sgd_message_step`)
+        take it here and write no gradient either. Returns the fused nodes."""
         steps, fused = self._sgd_plan(quiet, lr)
         for fn, entry in steps:
             if fn is not None:

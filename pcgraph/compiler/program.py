@@ -328,22 +328,17 @@ class InferenceProgram(StepPlan):
 
     @without_grad
     def state_grad(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        sent: Sent,
-        *,
-        skip_still: bool = False,
-        sgd_lr: float | None = None,
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, sgd_lr: float | None = None
     ) -> None:
         """∂E/∂x into ``buf.grad`` on the free columns (messages only to free sources).
 
         A free cross-entropy node has no own term: errors() holds it at softmax(μ). Children
-        in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0, or,
-        with ``skip_still``, nothing: its columns of ``buf.grad`` are left as they were, for a
-        caller that steps only :meth:`update_parts`. With ``sgd_lr`` (γ of a plain gradient
-        step; implies ``skip_still``), the nodes whose whole step fuses into one native pass
-        take it here, x ← x − γ ∂E/∂x, and :meth:`update_parts` leaves them out.
+        in ``buf.quiet`` (ε = 0) send no message; a node with no error around it gets 0.
+
+        With ``sgd_lr`` (γ of the plain gradient step the caller takes), a node with no error
+        around it gets nothing written instead, and a node whose whole step fuses into one
+        native pass takes it here, x ← x − γ ∂E/∂x; the caller then steps only
+        :meth:`update_parts`.
         """
         if self.stacks:
             assert buf.stacked_msg is not None
@@ -355,13 +350,13 @@ class InferenceProgram(StepPlan):
         if sgd_lr is not None:
             self.gradient_steps.run_sgd(sent, buf.quiet, stacked, sgd_lr)
         else:
-            self.gradient_steps.run(sent, buf.quiet, stacked, skip_still=skip_still)
+            self.gradient_steps.run(sent, buf.quiet, stacked)
 
     def update_parts(
         self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The (states, ∂E/∂x) column ranges that a plain gradient step must move after
-        :meth:`state_grad` with ``skip_still``: the free nodes whose gradient is not known to
+        :meth:`state_grad` with ``sgd_lr``: the free nodes whose gradient is not known to
         be exactly 0 at the errors of ``buf.quiet``, adjacent nodes merged into one range (one
         kernel for a whole chain), less those that :meth:`state_grad` with the same ``sgd_lr``
         stepped itself. Cached per quiet set and γ for the current buffers."""

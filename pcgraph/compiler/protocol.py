@@ -88,20 +88,13 @@ class Program(Protocol):
         ...
 
     def state_grad(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        sent: Sent,
-        *,
-        skip_still: bool = False,
-        sgd_lr: float | None = None,
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, sgd_lr: float | None = None
     ) -> None:
         """∂E/∂x of the free nodes into ``buf.grad`` (no messages from ``buf.quiet``).
 
-        ``skip_still``: the gradient of nodes known to be at ∂E/∂x = 0 may be left unwritten;
-        the caller then steps only :meth:`update_parts`. ``sgd_lr``: the caller takes a plain
-        gradient step with this γ (implies ``skip_still``); the backend may take a node's
-        whole step here and leave it out of :meth:`update_parts`.
+        ``sgd_lr``: the caller takes a plain gradient step with this γ and steps only
+        :meth:`update_parts`; the backend may leave the gradient of nodes at ∂E/∂x = 0
+        unwritten, and take a node's whole step here and leave it out of those parts.
         """
         ...
 

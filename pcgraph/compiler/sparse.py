@@ -252,13 +252,7 @@ class SparseProgram(InferenceProgram):
 
     @torch.no_grad()
     def state_grad(
-        self,
-        x: torch.Tensor,
-        buf: Buffers,
-        sent: Sent,
-        *,
-        skip_still: bool = False,
-        sgd_lr: float | None = None,
+        self, x: torch.Tensor, buf: Buffers, sent: Sent, *, sgd_lr: float | None = None
     ) -> None:
         # every column at once (the free mask zeroes the rest): nothing is skipped
         msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
