@@ -232,3 +232,38 @@ def test_activation_steps_equal_the_calls_they_bind(name: str) -> None:
     act.vjp_step(g, x, want)()
     act.vjp_(g2, x, want)
     assert torch.equal(g, g2)
+
+
+def test_block_energies_are_half_weighted_sums_of_squares() -> None:
+    """One call writes ½ w Σ ε² per block (float64 reference), leaves the other entries of the
+    output alone, takes empty blocks, and lets a NaN through to its own node only."""
+    if not native.available():
+        pytest.skip("no C compiler here: the native kernels are not built")
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn(5000, generator=g) * 3
+    eps[4321] = float("nan")
+    blocks = [(0, 1000, 0.5, 3), (1000, 0, 0.5, 1), (1000, 3000, 1.5, 0), (4000, 1000, 0.25, 4)]
+    run = native.bind_block_energy(eps, blocks)
+    assert run is not None
+    out = torch.full((6,), -7.0)
+    assert run(out)
+    sq = eps.double().square()
+    want = [1.5 * sq[1000:4000].sum(), 0.0, -7.0, 0.5 * sq[:1000].sum(), float("nan"), -7.0]
+    torch.testing.assert_close(
+        out.double(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=0, equal_nan=True
+    )
+
+
+def test_block_energies_refuse_what_they_cannot_read() -> None:
+    if not native.available():
+        pytest.skip("no C compiler here: the native kernels are not built")
+    buf = torch.zeros(100)
+    assert native.bind_block_energy(buf.double(), [(0, 10, 0.5, 0)]) is None
+    assert native.bind_block_energy(torch.zeros(10, 20).t(), [(0, 10, 0.5, 0)]) is None
+    assert native.bind_block_energy(buf, [(95, 10, 0.5, 0)]) is None  # past the end
+    run = native.bind_block_energy(buf, [(0, 10, 0.5, 2)])
+    assert run is not None
+    with pytest.raises(ValueError, match="float32 CPU vector"):
+        run(torch.zeros(2))  # no entry for node 2
+    with pytest.raises(ValueError, match="float32 CPU vector"):
+        run(torch.zeros(3, dtype=torch.float64))

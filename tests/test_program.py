@@ -681,3 +681,43 @@ def test_sparse_backend_inference_and_forward_sweep_match_dense_twin(optimizer: 
     rd = solve_inference(dense, xd, clamp, 12, optimizer=optimizer, lr=0.05, trace=True)
     torch.testing.assert_close(xs, xd, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(rs.trace, rd.trace, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("topology", ["loop", "skip_mlp", "decoder4_fashion"])
+def test_float32_node_energies_match_the_reference_energy(topology: str) -> None:
+    """float32 per-node energies (one native call where the kernels are built) equal
+    ``net.node_energies`` of the same states evaluated in float64."""
+    net = compile(TOPOLOGIES / f"{topology}.yaml", dtype=torch.float32, seed=0)
+    clamp = frozenset(n.name for n in net.nodes if not n.parents)  # the roots
+    x = random_states(net, 4)
+    prog = program_for(net, clamp)
+    buf = prog.prepare(x)
+    prog.errors(x, buf)
+    got = prog.node_energies(buf).double()
+    net64 = compile(TOPOLOGIES / f"{topology}.yaml", dtype=F64, seed=0)
+    net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    want = net64.node_energies(x.double()).detach()
+    assert rel_err(got, want) < 1e-5
+
+
+def test_clamped_input_read_in_place_where_the_products_allow() -> None:
+    """A clamped identity sender whose products run on BLAS is read as its own columns of x
+    (no copy per batch), and the fixed prediction and weight gradient it feeds stay exact."""
+    net = compile(mlp([6, 5, 3]), dtype=F64, seed=0)  # float64: BLAS, never oneDNN
+    clamp = frozenset({"x", "y"})
+    x = random_states(net, 3)
+    prog = program_for(net, clamp)
+    buf = prog.prepare(x)
+    j = net.node("x").index
+    assert buf.sent[j].data_ptr() == x[:, net.node("x").cols].data_ptr()
+    prog.errors(x, buf)
+    net.zero_grad(set_to_none=True)
+    prog.param_grads(x, buf, accumulate=False)
+    for p, r in zip(net.parameters(), autograd_param_grads(net, x), strict=True):
+        assert rel_err(p.grad, r) < REL_TOL
+    x2 = random_states(net, 3, seed=5)  # new data in the same buffer: the view follows it
+    x.copy_(x2)
+    buf = prog.prepare(x)
+    local = local_state_grad(net, x, clamp)
+    mask = free_mask(net, clamp)
+    assert rel_err(local[:, mask], autograd_state_grad(net, x)[:, mask]) < REL_TOL

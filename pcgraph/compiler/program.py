@@ -12,6 +12,8 @@ inference and are computed once per batch; messages are sent only to free source
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from pcgraph.cache import BoundedCache
@@ -21,10 +23,14 @@ from pcgraph.compiler.protocol import Buffers, Quiet, Sent
 from pcgraph.compiler.step_plan import StepPlan
 from pcgraph.compiler.steps import (
     Step,
+    copier,
     error_step,
+    forward_step,
     without_grad,
 )
+from pcgraph.ops import native
 from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["InferenceProgram"]
 
@@ -45,6 +51,12 @@ class InferenceProgram(StepPlan):
         self.sent_steps: dict[int, Step] = {}
         self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
         self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        # per-node energies in one native call, bound to the ε buffer, per set of nodes
+        self._energy_steps: dict[frozenset[int], native.BoundEnergy | None] = {}
+        self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
+        self._consts: (
+            tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
+        ) = None
 
     def _bind_steps(self, buf: Buffers) -> None:
         """The step closures of :mod:`pcgraph.compiler.steps` for the current buffers and
@@ -62,6 +74,8 @@ class InferenceProgram(StepPlan):
             fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
             self.error_steps.append((i, fn, entry))
         self.gradient_steps = GradientSteps(self.grad_plan, xv, dv, gv, sent)
+        self._sweeps = {}
+        self._consts = None
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> Buffers:
@@ -122,38 +136,62 @@ class InferenceProgram(StepPlan):
         inference that follows on the same, unmodified buffer recomputes neither.
         """
         buf = self.prepare(x, reuse_consts=False)
-        xv, sent, edges = self._xv, self._sent_views, self.net.edges
-        sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
-        fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer
-        for i in order:
-            out, acc = xv[i], False
-            c = buf.const[i]
-            if c is not None:
-                out.copy_(c)
-                acc = True
-            for e in self.var_parents[i]:
-                src = edges[e].source
-                if src not in fresh:
-                    step = sigma.get(src)
-                    if step is not None:
-                        step()
-                    fresh.add(src)
-                self.kernel(e).forward_into(sent[src], out, accumulate=acc)
-                acc = True
-            assert acc, f"forward sweep reached {self.net.nodes[i].name!r} too early"
-            if i in self.ce_nodes:  # a held node swept here is free: it starts where
-                out.copy_(self.energy_of[i].mean(out))  # inference holds it
-        swept = self.sweepable.intersection(order)
-        for i in swept:  # σ(x_i) of the swept senders, for the first errors() call
-            step = sigma.get(i)
-            if step is not None and i not in fresh:
-                step()
+        steps, swept = self._sweep_plan(buf, order)
+        for step in steps:
+            step()
         self._const_token = self._token(x, buf)
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
-        self._swept = frozenset(swept) if self._finite(x, swept) else frozenset()
+        self._swept = swept if self._finite(x, swept) else frozenset()
 
-    def _finite(self, x: torch.Tensor, nodes: set[int]) -> bool:
+    def _sweep_plan(self, buf: Buffers, order: list[int]) -> tuple[list[Step], frozenset[int]]:
+        """The forward sweep over ``order`` as a list of steps bound to the current views (a
+        node whose only parent is one plain linear edge: one product straight into its
+        states), with σ(x) of each sender computed once; cached per order until the views or
+        the parameter objects change. Also returns the swept nodes left at ε = 0."""
+        key = tuple(order)
+        found = self._sweeps.get(key)
+        if found is not None:
+            return found
+        xv, sent, edges = self._xv, self._sent_views, self.net.edges
+        sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
+        fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer at that point
+        steps: list[Step] = []
+        for i in order:
+            sources = [edges[e].source for e in self.var_parents[i]]
+            assert sources or self.const_parents[i], (
+                f"forward sweep reached {self.net.nodes[i].name!r} too early"
+            )
+            for src in sources:
+                if src not in fresh and src in sigma:
+                    steps.append(sigma[src])
+                fresh.add(src)
+            kern = self.single_parent.get(i)
+            if kern is not None:  # one plain linear edge from a free node: W σ(x_j) + b
+                steps.append(forward_step(kern, sent[sources[0]], xv[i]))
+            else:
+                steps.append(functools.partial(self._sweep_node, buf, i))
+        swept = self.sweepable.intersection(order)
+        # σ(x_i) of the swept senders, for the first errors() call
+        steps += [sigma[i] for i in sorted(swept) if i in sigma and i not in fresh]
+        found = self._sweeps[key] = (steps, frozenset(swept))
+        return found
+
+    def _sweep_node(self, buf: Buffers, i: int) -> None:
+        """x_i = μ_i in a forward sweep, the general path (fixed part, then each free parent's
+        prediction, accumulated in x_i's view; a held node at its energy's mean)."""
+        out, acc, edges = self._xv[i], False, self.net.edges
+        c = buf.const[i]
+        if c is not None:
+            out.copy_(c)
+            acc = True
+        for e in self.var_parents[i]:
+            self.kernel(e).forward_into(self._sent_views[edges[e].source], out, accumulate=acc)
+            acc = True
+        if i in self.ce_nodes:  # a held node swept here is free: it starts where
+            out.copy_(self.energy_of[i].mean(out))  # inference holds it
+
+    def _finite(self, x: torch.Tensor, nodes: frozenset[int]) -> bool:
         """Whether the states of ``nodes`` are all finite: one reduction over the free columns
         when they are one range (a NaN or ±inf makes the sum non-finite; so may an overflow
         of huge values, which is then taken as non-finite too: only an optimization is lost)."""
@@ -196,11 +234,11 @@ class InferenceProgram(StepPlan):
             buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
             self._views_key = key
             self._steps_key = None
+            self._energy_steps = {}
         weights_key = tuple(id(p) for p in self.bound_params)
         if weights_key != self._steps_key:
             self._bind_steps(buf)
             self._steps_key = weights_key
-        kernels, edges = self.net.kernels, self.net.edges
         if self.stacks:
             if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
                 buf.stacked_mu = torch.zeros_like(x)
@@ -216,18 +254,60 @@ class InferenceProgram(StepPlan):
             return buf
         self._const_token = None
         self._swept = frozenset()
+        if self._consts is None:
+            self._consts = self._const_plan(x, buf)
+        steps, buf.sent, buf.const = self._consts
         with torch.no_grad():
-            # contiguous: the products of every step and the weight gradient read them, and
-            # oneDNN would copy a strided view (a node's columns of x) at each of them
-            buf.sent = {j: self._sent(x, j).contiguous() for j in self.sent_clamped}
-            buf.const = {}
-            for i in self.predicted:
-                mu = None
-                for e in self.const_parents[i]:
-                    out = kernels[e](buf.sent[edges[e].source])
-                    mu = out if mu is None else mu + out
-                buf.const[i] = mu
+            for step in steps:
+                step()
         return buf
+
+    def _const_plan(
+        self, x: torch.Tensor, buf: Buffers
+    ) -> tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]]:
+        """The fixed part of each μ as steps bound to the current views: σ(x_j) of the clamped
+        senders (x_j's own columns where every product reads that view at full speed, else a
+        copy per batch), then Σ f_ji(σ(x_j)) over the clamped parents into one buffer per
+        node (a plain linear edge as one product). Built once per views and parameters."""
+        edges, b = self.net.edges, x.shape[0]
+        steps: list[Step] = []
+        sent: dict[int, torch.Tensor] = {}
+        for j in self.sent_clamped:
+            view = self._view(x, j)
+            act = self.net.nodes[j].activation
+            if act.is_identity and self._reads_strided(j, view):
+                sent[j] = view
+                continue
+            # contiguous: the products of every step and the weight gradient read it, and
+            # oneDNN would copy a strided view (a node's columns of x) at each of them
+            sent[j] = torch.empty(view.shape, device=x.device, dtype=x.dtype)
+            steps.append(copier(view, sent[j]) if act.is_identity else act.into_step(view, sent[j]))
+        const: dict[int, torch.Tensor | None] = {}
+        for i in self.predicted:
+            parents = self.const_parents[i]
+            if not parents:
+                const[i] = None
+                continue
+            node = self.net.nodes[i]
+            out = torch.empty((b, *node.shape), device=x.device, dtype=x.dtype)
+            for k, e in enumerate(parents):
+                kern, src = self.kernel(e), sent[edges[e].source]
+                if k == 0 and isinstance(kern, LinearKernel) and kern.plain:
+                    steps.append(forward_step(kern, src, out))
+                else:
+                    steps.append(functools.partial(kern.forward_into, src, out, accumulate=k > 0))
+            const[i] = out
+        return steps, sent, const
+
+    def _reads_strided(self, j: int, view: torch.Tensor) -> bool:
+        """Whether every product on clamped sender j's σ(x) reads its strided view of x at
+        full speed (see :meth:`EdgeKernel.reads_strided`)."""
+        edges = self.clamped_out[j]
+        return (
+            bool(edges)
+            and not self.stacked_edges.intersection(edges)
+            and all(e < len(self.net.kernels) and self.kernel(e).reads_strided(view) for e in edges)
+        )
 
     @without_grad
     def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
@@ -395,22 +475,21 @@ class InferenceProgram(StepPlan):
                 node that carries error (the clamped output), not one per node.
         """
         n = len(self.net.nodes)
-        gauss, index, half_w = self.gauss_plan(zero | buf.quiet if buf.quiet else zero)
-        if not gauss:
-            energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
+        skip = zero | buf.quiet if buf.quiet else zero
+        gauss, index, half_w = self.gauss_plan(skip)
+        energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
+        fast = self._energy_step(buf, skip, gauss) if gauss else None
+        if not gauss or (fast is not None and fast(energies)):
+            pass  # one native call wrote them (or there are none)
         elif self.per_node_energy:  # few nodes: one norm per node, skipping clamped columns
             norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
-            energies = torch.zeros(n, device=norms.device, dtype=norms.dtype).index_copy_(
-                0, index, norms.square_().mul_(half_w)
-            )
+            energies.index_copy_(0, index, norms.square_().mul_(half_w))
         else:  # many nodes: squares, then a segment sum per node
             sq = buf.eps * buf.eps
             if buf.precision is not None:
                 sq.mul_(buf.precision)
             assert buf.node_of is not None
-            energies = torch.zeros(n, device=sq.device, dtype=sq.dtype).index_add_(
-                0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5
-            )
+            energies.index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
         for i in self.ce_nodes:  # from the μ errors() kept (CE: −w Σ x log softmax(μ), …)
             energies[i] = self.energy_of[i].value(
                 self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
@@ -419,6 +498,21 @@ class InferenceProgram(StepPlan):
             out.copy_(energies)
             return out
         return energies
+
+    def _energy_step(
+        self, buf: Buffers, skip: frozenset[int], gauss: list[int]
+    ) -> native.BoundEnergy | None:
+        """The gaussian energies of ``gauss`` (all but ``skip``) as one native call on the ε
+        buffer of the current views (None: not float32 on the CPU, or no native library)."""
+        if skip in self._energy_steps:
+            return self._energy_steps[skip]
+        b = buf.eps.numel() // self.net.state_size
+        nodes = self.net.nodes
+        blocks = [
+            (b * nodes[i].offset, b * nodes[i].size, 0.5 * nodes[i].precision, i) for i in gauss
+        ]
+        found = self._energy_steps[skip] = native.bind_block_energy(buf.eps, blocks)
+        return found
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with

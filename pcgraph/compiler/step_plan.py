@@ -47,6 +47,10 @@ class StepPlan:
         self.sent_clamped = sorted(
             {net.edges[e].source for e in range(len(net.edges)) if not is_free[net.edges[e].source]}
         )
+        # the edges that read each clamped sender's σ(x), fixed during inference
+        self.clamped_out = {
+            j: [e.index for e in net.edges if e.source == j] for j in self.sent_clamped
+        }
         self.energy_of = [get_energy(n.energy) for n in nodes]
         # nodes whose energy is not gaussian (cross-entropy, Bernoulli): their "ε" and E need μ
         self.ce_nodes = [i for i in self.predicted if self.energy_of[i].held]
@@ -134,7 +138,10 @@ class StepPlan:
             and var[0][0].plain
         }
         fresh = [entry[2][0][0] for entry in self.grad_plan if entry[-1]]
-        bound = {id(k): k for k in (*self.single_parent.values(), *fresh)}
+        # the first clamped parent's plain linear edge: the fixed prediction's one product
+        fixed = [k[self.const_parents[i][0]] for i in self.predicted if self.const_parents[i]]
+        fixed = [kern for kern in fixed if isinstance(kern, LinearKernel) and kern.plain]
+        bound = {id(k): k for k in (*self.single_parent.values(), *fresh, *fixed)}
         self.bound_params = [p for kern in bound.values() for p in kern.parameters()]
         # gaussian nodes a forward sweep may leave at ε = 0 (it sets x_i = μ_i exactly)
         self.sweepable = {i for i in self.free_nodes if nodes[i].parents} - self.free_ce

@@ -30,6 +30,7 @@ __all__ = [
     "Step",
     "copier",
     "error_step",
+    "forward_step",
     "message_step",
     "sgd_message_step",
     "without_grad",
@@ -82,6 +83,40 @@ def zeroer(t: torch.Tensor) -> Step:
 def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:
     with torch.no_grad():
         return kern.weight.detach(), None if kern.bias is None else kern.bias.detach()
+
+
+def forward_step(kern: LinearKernel, s: torch.Tensor, out: torch.Tensor) -> Step:
+    """out ← W s + b (a forward sweep's x = μ for a node whose only parent is this edge).
+
+    Shapes: s [B, in] (σ of the source), out [B, out] (a view of the states).
+    """
+    w, b = _weights(kern)
+    wt = w.t()
+    if b is not None:
+
+        def mkl() -> None:
+            torch.addmm(b, s, wt, out=out)
+
+    else:
+
+        def mkl() -> None:
+            torch.mm(s, wt, out=out)
+
+    onednn = matmul.onednn_linear_op()
+    if (
+        onednn is None
+        or not matmul.dense(w)
+        or not matmul.use_onednn(s, "forward", s.shape[0], w.shape[1], w.shape[0])
+    ):
+        return mkl
+
+    def fast() -> None:
+        if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op here
+            mkl()
+        else:
+            out.copy_(onednn(s, w, b, "none", [], ""))
+
+    return fast
 
 
 def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Step:

@@ -138,6 +138,7 @@ def check_growth(
     bound: float | None,
     states: torch.Tensor | None = None,
     clamp: frozenset[str] = frozenset(),
+    after: torch.Tensor | None = None,
 ) -> None:
     """Raise EnergyError when inference diverged: the energy at T is non-finite or more than
     ``bound`` times the energy at t = 0 (gradient descent with a stable γ never increases it).
@@ -150,13 +151,16 @@ def check_growth(
             the energy through its products (and a forward sweep over non-finite values
             leaves no error taken as 0), so a finite energy rules it out: a healthy update
             pays no pass over its data.
+        after: E at t = T (``final.sum()``) where the caller has it already.
     """
-    after = final.sum()
-    finite = bool(torch.isfinite(after)) and bool(torch.isfinite(before))
+    if after is None:
+        after = final.sum()
+    e0, e1 = torch.stack((before.reshape(()), after.reshape(()))).tolist()  # one sync
+    finite = math.isfinite(e0) and math.isfinite(e1)
     if not finite and states is not None:  # bad data first: name the node that holds it
         check_clamped_states(net, states, clamp)
     # relative to E(0), with a floor of 1 so that rounding above an E(0) ≈ 0 is no "growth"
-    grew = bound is not None and finite and float(after) > bound * max(float(before), 1.0)
+    grew = bound is not None and finite and e1 > bound * max(e0, 1.0)
     if finite and not grew:
         return
     names = [n.name for n in net.nodes]
@@ -167,7 +171,7 @@ def check_growth(
     else:
         growth = final if initial is None else final - initial
         where = f"most at node {names[int(torch.argmax(growth))]!r}"
-        what = f"grew from {float(before):.4g} to {float(after):.4g} (> {bound:g}×)"
+        what = f"grew from {e0:.4g} to {e1:.4g} (> {bound:g}×)"
     raise EnergyError(
         f"inference diverged: the energy {what} within {T} steps, {where}; lower the neuron "
         f"learning rate (γ={lr}) or the weight learning rate, or check the data"

@@ -152,6 +152,7 @@ def solve_inference(
         tol=tol,
     )
     buf, energy_before, final, record, taken = runner.run(RunJob(net, prog, states, T, opts))
+    energy_after = final.sum()
     if check_finite:  # one comparison of two numbers already computed: free
         initial = None if record is None else record[0]
         check_growth(
@@ -164,6 +165,6 @@ def solve_inference(
             bound=divergence,
             states=states,
             clamp=prog.clamp,
+            after=energy_after,
         )
-    energy_after = final.sum()
     return InferenceResult(states, energy_before, energy_after, final, record, prog, buf, taken)

@@ -118,3 +118,20 @@ void pc_sgd_step_f32(float *x, const float *s, const float *d, const float *m, f
                  v * 0.3989422804014327f * expf(-0.5f * v * v))) break;
   }
 }
+
+/* Per-node energies ½ w Σ ε² of a node-blocked error buffer in one call: block k holds
+ * len[k] contiguous floats from base + off[k]; out[idx[k]] = scale[k] · Σ ε² (accumulated in
+ * double, so that a block of 10⁶ floats loses nothing to the order of summation); the other
+ * entries of out are left as they are. NaN and ±inf propagate. */
+void pc_block_energy_f32(const float *base, const int64_t *off, const int64_t *len,
+                         const double *scale, const int64_t *idx, int64_t n, float *out) {
+  for (int64_t k = 0; k < n; k++) {
+    const float *e = base + off[k];
+    double acc = 0.0;
+    _Pragma("omp simd reduction(+ : acc)") for (int64_t c = 0; c < len[k]; c++) {
+      double v = (double)e[c];
+      acc += v * v;
+    }
+    out[idx[k]] = (float)(scale[k] * acc);
+  }
+}

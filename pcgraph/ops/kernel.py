@@ -73,6 +73,12 @@ class EdgeKernel(nn.Module):
         """out ← J_f(s)ᵀ δ, or out ← out + J_f(s)ᵀ δ when ``accumulate``."""
         write_into(out, self.vjp(s, delta), accumulate=accumulate)
 
+    def reads_strided(self, s: torch.Tensor) -> bool:
+        """Whether every product of this kernel on the source ``s`` (a node's columns of the
+        flat state, [B, *in_shape], row stride D) runs as fast on that view as on a contiguous
+        copy. False by default: the caller then makes one copy per batch."""
+        return False
+
     def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
         """p.grad ← ∂E/∂θ (or += when ``accumulate``) for every parameter, reusing the
         existing ``.grad`` tensors where there are some."""

@@ -92,6 +92,17 @@ class LinearKernel(WeightedKernel):
         else:
             torch.mm(delta, self.weight, out=out)
 
+    def reads_strided(self, s: torch.Tensor) -> bool:
+        # BLAS reads a row-major operand with a row stride (lda) at full speed; oneDNN copies it
+        # in each product, so a source its forward or weight-gradient product runs on is copied
+        # once per batch instead
+        if not self.plain or s.dim() != 2 or s.stride(1) != 1:
+            return False
+        m, (n, k) = s.shape[0], self.weight.shape
+        return not (
+            matmul.use_onednn(s, "forward", m, k, n) or matmul.use_onednn(s, "grad", m, k, n)
+        )
+
     def set_param_grads(self, s: torch.Tensor, delta: torch.Tensor, *, accumulate: bool) -> None:
         gw = self.weight.grad
         if self._flat_in or self._flat_out or gw is None or not gw.is_contiguous():

@@ -41,6 +41,7 @@ __all__ = [
     "Bound",
     "available",
     "bind",
+    "bind_block_energy",
     "bind_sgd_step",
     "gelu_into",
     "gelu_vjp_",
@@ -152,6 +153,9 @@ def _load() -> ctypes.CDLL | None:
     step = lib.pc_sgd_step_f32
     step.argtypes = [ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_int, i64, i64, i64, i64, i64, i64]
     step.restype = None
+    energy = lib.pc_block_energy_f32
+    energy.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr]
+    energy.restype = None
     if not _agrees(lib):
         _log.warning("pcgraph native kernels at %s disagree with torch; using torch's", path)
         return None
@@ -178,6 +182,14 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     ok &= bool(
         (g.double() - torch.ops.aten.gelu_backward(torch.ones_like(ref), ref)).abs().max() <= 2e-6
     )
+    e = torch.linspace(-3.0, 3.0, 1000, dtype=torch.float32)
+    out = torch.full((3,), -1.0)
+    off, ln = (ctypes.c_int64 * 2)(0, 600), (ctypes.c_int64 * 2)(600, 400)
+    scale, idx = (ctypes.c_double * 2)(0.5, 2.0), (ctypes.c_int64 * 2)(2, 0)
+    lib.pc_block_energy_f32(e.data_ptr(), off, ln, scale, idx, 2, out.data_ptr())
+    sq = e.double().square()
+    want = torch.tensor([2.0 * float(sq[600:].sum()), -1.0, 0.5 * float(sq[:600].sum())])
+    ok &= bool(torch.allclose(out.double(), want.double(), rtol=1e-6))
     return ok
 
 
@@ -334,6 +346,53 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
         if not empty:
             fn(*args)
             bump(written)  # behind torch's back: in-place checks must see it
+        return True
+
+    return run
+
+
+BoundEnergy = Callable[[torch.Tensor], bool]
+
+
+def bind_block_energy(
+    buf: torch.Tensor, blocks: list[tuple[int, int, float, int]]
+) -> BoundEnergy | None:
+    """Per-node energies ½ w Σ ε² of a node-blocked float32 CPU buffer in one native call,
+    bound to ``buf``: ``blocks`` = (first element, length, ½ w, node index) per node. The
+    function writes out[node] for each block into a float32 CPU vector ``out`` (the other
+    entries untouched) and returns True; False (nothing written) inside ``torch.compile``.
+    Sums are accumulated in double. None where it does not apply (not a contiguous float32 CPU
+    buffer, a block outside it, no native library)."""
+    lib = _library()
+    if (
+        lib is None
+        or buf.dtype != torch.float32
+        or not buf.is_cpu
+        or not buf.is_contiguous()
+        or buf.requires_grad
+        or any(a < 0 or n < 0 or a + n > buf.numel() for a, n, _, _ in blocks)
+    ):
+        return None
+    k = len(blocks)
+    off = (ctypes.c_int64 * k)(*(a for a, _, _, _ in blocks))
+    length = (ctypes.c_int64 * k)(*(n for _, n, _, _ in blocks))
+    scale = (ctypes.c_double * k)(*(w for _, _, w, _ in blocks))
+    index = (ctypes.c_int64 * k)(*(i for _, _, _, i in blocks))
+    top = max((i for _, _, _, i in blocks), default=-1)
+    fn, base, is_compiling = lib.pc_block_energy_f32, buf.data_ptr(), torch.compiler.is_compiling
+
+    def run(out: torch.Tensor) -> bool:
+        if is_compiling():
+            return False
+        if (
+            out.dtype != torch.float32
+            or not out.is_cpu
+            or out.numel() <= top
+            or (out.dim() != 1 or out.stride(0) != 1)
+        ):
+            raise ValueError("block energies go into a contiguous float32 CPU vector [N]")
+        fn(base, off, length, scale, index, k, out.data_ptr())
+        torch.autograd.graph.increment_version(out)
         return True
 
     return run
