@@ -721,3 +721,27 @@ def test_clamped_input_read_in_place_where_the_products_allow() -> None:
     local = local_state_grad(net, x, clamp)
     mask = free_mask(net, clamp)
     assert rel_err(local[:, mask], autograd_state_grad(net, x)[:, mask]) < REL_TOL
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_param_grads_overwrite_whatever_grad_tensors_are_there(dtype: torch.dtype) -> None:
+    """``accumulate=False`` writes ∂E/∂θ over the existing ``.grad`` (NaNs in it ignored),
+    again after ``zero_grad(set_to_none=True)`` and after new ``.grad`` tensors are assigned:
+    always the autograd gradient, never a stale tensor's."""
+    net = compile(TOPOLOGIES / "skip_mlp.yaml", dtype=dtype, seed=0)
+    clamp = frozenset({"x", "y"})
+    x = random_states(net, 4).to(dtype)
+    prog = program_for(net, clamp)
+    ref = autograd_param_grads(net, x)
+    tol = REL_TOL if dtype == F64 else 1e-4
+    for step in range(4):
+        if step == 2:
+            net.zero_grad(set_to_none=True)
+        if step == 3:
+            for p in net.parameters():
+                p.grad = torch.full_like(p, float("nan"))
+        buf = prog.prepare(x)
+        prog.errors(x, buf)
+        prog.param_grads(x, buf, accumulate=False)
+        for p, r in zip(net.parameters(), ref, strict=True):
+            assert rel_err(p.grad, r) < tol, step

@@ -13,6 +13,7 @@ inference and are computed once per batch; messages are sent only to free source
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 
@@ -26,6 +27,7 @@ from pcgraph.compiler.steps import (
     copier,
     error_step,
     forward_step,
+    param_grad_step,
     without_grad,
 )
 from pcgraph.ops import native
@@ -54,6 +56,7 @@ class InferenceProgram(StepPlan):
         # per-node energies in one native call, bound to the ε buffer, per set of nodes
         self._energy_steps: dict[frozenset[int], native.BoundEnergy | None] = {}
         self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
+        self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
         self._consts: (
             tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
         ) = None
@@ -76,6 +79,7 @@ class InferenceProgram(StepPlan):
         self.gradient_steps = GradientSteps(self.grad_plan, xv, dv, gv, sent)
         self._sweeps = {}
         self._consts = None
+        self._grad_steps = {}
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> Buffers:
@@ -518,6 +522,8 @@ class InferenceProgram(StepPlan):
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
         ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
         learning allocates nothing per update)."""
+        if not accumulate and not self.stacks and self._bound_param_grads(buf):
+            return
         edges = self.net.edges
         sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
         stacked, quiet = self.stacked_edges, buf.quiet
@@ -530,12 +536,56 @@ class InferenceProgram(StepPlan):
                     continue
                 if edges[e].target in quiet:  # δ = 0: the gradient is exactly 0
                     if not accumulate:
-                        for p in self.kernel(e).parameters():
-                            if p.grad is not None and p.grad.shape == p.shape:
-                                p.grad.zero_()
-                            else:
-                                p.grad = torch.zeros_like(p)
+                        self._zero_grads(e)
                     continue
                 self.kernel(e).set_param_grads(
                     sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
+                )
+
+    def _zero_grads(self, e: int) -> None:
+        for p in self.kernel(e).parameters():
+            if p.grad is not None and p.grad.shape == p.shape:
+                p.grad.zero_()
+            else:
+                p.grad = torch.zeros_like(p)
+
+    def _bound_param_grads(self, buf: Buffers) -> bool:
+        """``param_grads(accumulate=False)`` as steps bound to the current views and ``.grad``
+        tensors, cached per quiet set: a plain linear edge's gradient is one product straight
+        into ``.grad``. False (nothing written) when some parameter has no ``.grad`` of its
+        shape yet, or one was replaced since the steps were bound: the general path then runs
+        (and the steps are bound again on the next call)."""
+        steps = self._grad_steps.get(buf.quiet)
+        if steps is None:
+            if any(p.grad is None or p.grad.shape != p.shape for p in self._params):
+                return False
+            edges, sent = self.net.edges, buf.sent_free | buf.sent
+            steps = []
+            for e in self.learnable_edges:
+                target = edges[e].target
+                kern = self.kernel(e)
+                if target in buf.quiet:  # δ = 0: the gradient is exactly 0
+                    steps.append(functools.partial(self._zero_grads, e))
+                    continue
+                s, d = sent[edges[e].source], self._dv[target]
+                bound = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None
+                general = functools.partial(kern.set_param_grads, s, d, accumulate=False)
+                steps.append(bound or general)
+            self._grad_steps[buf.quiet] = steps
+        with torch.no_grad():
+            for k, step in enumerate(steps):
+                if step() is False:  # a .grad was replaced (zero_grad(set_to_none=True), …):
+                    self._grad_steps.clear()  # this edge and the rest by the general path
+                    self._general_param_grads(buf, self.learnable_edges[k:])
+                    break
+        return True
+
+    def _general_param_grads(self, buf: Buffers, learnable: list[int]) -> None:
+        edges, sent = self.net.edges, buf.sent_free | buf.sent
+        for e in learnable:
+            if edges[e].target in buf.quiet:
+                self._zero_grads(e)
+            else:
+                self.kernel(e).set_param_grads(
+                    sent[edges[e].source], self._dv[edges[e].target], accumulate=False
                 )

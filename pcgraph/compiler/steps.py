@@ -32,6 +32,7 @@ __all__ = [
     "error_step",
     "forward_step",
     "message_step",
+    "param_grad_step",
     "sgd_message_step",
     "without_grad",
     "zeroer",
@@ -153,6 +154,43 @@ def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.
             torch.sub(x, onednn(s, w, b, "none", [], ""), out=out)
 
     return fast
+
+
+def param_grad_step(
+    kern: LinearKernel, s: torch.Tensor, delta: torch.Tensor
+) -> Callable[[], bool] | None:
+    """∂E/∂W = −δᵀ s and ∂E/∂b = −Σ_batch δ written over the existing ``.grad`` tensors (one
+    product with α = −1, β = 0: their old contents, NaNs included, are ignored), bound to them.
+
+    The step returns False, writing nothing, once a ``.grad`` is no longer the tensor it was
+    bound to (``zero_grad(set_to_none=True)``, a new tensor assigned): the caller then takes
+    the general path. None where this does not apply (no contiguous ``.grad`` of the
+    parameter's shape yet, a reshaping edge, a product oneDNN runs faster).
+
+    Shapes: s [B, in] (σ of the source), δ [B, out] (the target's).
+    """
+    w, b = kern.weight, kern.bias
+    gw, gb = w.grad, None if b is None else b.grad
+    if (
+        not kern.plain
+        or gw is None
+        or gw.shape != w.shape
+        or not gw.is_contiguous()
+        or (b is not None and (gb is None or gb.shape != b.shape))
+        or matmul.use_onednn(s, "grad", s.shape[0], s.shape[1], delta.shape[1])
+    ):
+        return None
+    dt = delta.t()
+
+    def step() -> bool:
+        if w.grad is not gw or (b is not None and b.grad is not gb):
+            return False
+        torch.addmm(gw, dt, s, beta=0, alpha=-1, out=gw)
+        if gb is not None:
+            torch.sum(delta, 0, out=gb).neg_()
+        return True
+
+    return step
 
 
 def _message_on_onednn(delta: torch.Tensor, w: torch.Tensor) -> bool:
