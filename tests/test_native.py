@@ -267,3 +267,17 @@ def test_block_energies_refuse_what_they_cannot_read() -> None:
         run(torch.zeros(2))  # no entry for node 2
     with pytest.raises(ValueError, match="float32 CPU vector"):
         run(torch.zeros(3, dtype=torch.float64))
+
+
+@needs_native
+def test_the_load_check_passes_under_a_float64_default_dtype() -> None:
+    """A process whose first native call comes with ``torch.set_default_dtype(torch.float64)``
+    (a float64 correctness check before float32 timing, say) still loads the kernels: the
+    load-time check builds its float32 vectors explicitly."""
+    code = (
+        "import torch; torch.set_default_dtype(torch.float64)\n"
+        "from pcgraph.ops import native; print(native.available())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True", proc.stderr

@@ -183,7 +183,7 @@ def _agrees(lib: ctypes.CDLL) -> bool:
         (g.double() - torch.ops.aten.gelu_backward(torch.ones_like(ref), ref)).abs().max() <= 2e-6
     )
     e = torch.linspace(-3.0, 3.0, 1000, dtype=torch.float32)
-    out = torch.full((3,), -1.0)
+    out = torch.full((3,), -1.0, dtype=torch.float32)
     off, ln = (ctypes.c_int64 * 2)(0, 600), (ctypes.c_int64 * 2)(600, 400)
     scale, idx = (ctypes.c_double * 2)(0.5, 2.0), (ctypes.c_int64 * 2)(2, 0)
     lib.pc_block_energy_f32(e.data_ptr(), off, ln, scale, idx, 2, out.data_ptr())
