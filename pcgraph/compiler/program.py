@@ -13,6 +13,7 @@ inference and are computed once per batch; messages are sent only to free source
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -56,6 +57,7 @@ class InferenceProgram(StepPlan):
         # per-node energies in one native call, bound to the ε buffer, per set of nodes
         self._energy_steps: dict[frozenset[int], native.BoundEnergy | None] = {}
         self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
+        self._free_x: torch.Tensor | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
         self._consts: (
             tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
@@ -201,10 +203,9 @@ class InferenceProgram(StepPlan):
         of huge values, which is then taken as non-finite too: only an optimization is lost)."""
         if not nodes:
             return True
-        span = self.free_range
-        if span is not None:
-            return bool(torch.isfinite(x[:, span[0] : span[1]].sum()))
-        return all(bool(torch.isfinite(self._xv[i].sum())) for i in nodes)
+        if self._free_x is not None:  # the free columns' view of x, built with the views
+            return math.isfinite(float(self._free_x.sum()))
+        return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
 
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
         """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
@@ -236,6 +237,8 @@ class InferenceProgram(StepPlan):
             identity = [self.net.nodes[i].activation.is_identity for i in n]
             self._sent_views = {j: self._xv[j] if identity[j] else sv[j] for j in n}
             buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
+            span = self.free_range
+            self._free_x = None if span is None else x[:, span[0] : span[1]]
             self._views_key = key
             self._steps_key = None
             self._energy_steps = {}
@@ -481,19 +484,21 @@ class InferenceProgram(StepPlan):
         n = len(self.net.nodes)
         skip = zero | buf.quiet if buf.quiet else zero
         gauss, index, half_w = self.gauss_plan(skip)
-        energies = torch.zeros(n, device=buf.eps.device, dtype=buf.eps.dtype)
-        fast = self._energy_step(buf, skip, gauss) if gauss else None
-        if not gauss or (fast is not None and fast(energies)):
-            pass  # one native call wrote them (or there are none)
+        fast = self._energy_step(buf, skip, gauss)
+        energies = torch.empty(n, device=buf.eps.device, dtype=buf.eps.dtype)
+        if fast is not None and fast(energies):
+            pass  # one native call wrote all N (0 for the nodes outside gauss)
+        elif not gauss:
+            energies.zero_()
         elif self.per_node_energy:  # few nodes: one norm per node, skipping clamped columns
             norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
-            energies.index_copy_(0, index, norms.square_().mul_(half_w))
+            energies.zero_().index_copy_(0, index, norms.square_().mul_(half_w))
         else:  # many nodes: squares, then a segment sum per node
             sq = buf.eps * buf.eps
             if buf.precision is not None:
                 sq.mul_(buf.precision)
             assert buf.node_of is not None
-            energies.index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
+            energies.zero_().index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
         for i in self.ce_nodes:  # from the μ errors() kept (CE: −w Σ x log softmax(μ), …)
             energies[i] = self.energy_of[i].value(
                 self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
@@ -511,9 +516,12 @@ class InferenceProgram(StepPlan):
         if skip in self._energy_steps:
             return self._energy_steps[skip]
         b = buf.eps.numel() // self.net.state_size
-        nodes = self.net.nodes
+        nodes, listed = self.net.nodes, set(gauss)
+        # every node gets a block, so that all N entries are written: an empty one (E = 0)
+        # for the nodes outside ``gauss``
         blocks = [
-            (b * nodes[i].offset, b * nodes[i].size, 0.5 * nodes[i].precision, i) for i in gauss
+            (b * n.offset, b * n.size if n.index in listed else 0, 0.5 * n.precision, n.index)
+            for n in nodes
         ]
         found = self._energy_steps[skip] = native.bind_block_energy(buf.eps, blocks)
         return found
