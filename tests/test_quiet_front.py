@@ -399,3 +399,35 @@ def test_fused_float32_sgd_steps_match_autograd(activation: str) -> None:
         want = results[(F64, "autograd")]
         assert torch.allclose(fused, results[(torch.float32, "autograd")], atol=2e-5, rtol=0)
         assert torch.allclose(fused, want, atol=2e-5, rtol=0), (activation, T)
+
+
+@pytest.mark.parametrize(("name", "make", "clamp"), GRAPHS[:3], ids=[g[0] for g in GRAPHS[:3]])
+@pytest.mark.parametrize("T", [0, 1, 8])
+def test_weight_gradients_stay_exact_over_updates_whatever_grad_tensors_are_there(
+    name: str, make, clamp: tuple[str, ...], T: int
+) -> None:  # type: ignore[no-untyped-def]
+    """The same front update four times in a row, the weight gradients written over ``.grad``
+    each time: the first creates them, the next reuse them (edges the front has not reached are
+    zeroed, the rest overwritten), then ``.grad`` is replaced by NaN-filled tensors and then set
+    to None. Each time: the autograd gradient at x(T), exactly 0 where the error is 0."""
+    net = make()
+    c = frozenset(clamp)
+    x0 = swept_states(net, c)
+    want, _ = reference(net, x0, c, T, "sgd", lr=0.05)
+    with torch.enable_grad():
+        ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
+    x, ctx = torch.empty_like(x0), InitContext(net, c)  # one buffer: the steps stay bound
+    for update in range(4):
+        if update == 2:
+            for p in net.parameters():
+                p.grad = torch.full_like(p, float("nan"))
+        if update == 3:
+            net.zero_grad(set_to_none=True)
+        x.copy_(x0)
+        ForwardInit().init(x, ctx)  # the sweep again, on the same buffer
+        got = solve_inference(net, x, c, T, lr=0.05, reuse_consts=True)
+        assert torch.equal(got.states, want) or torch.allclose(got.states, want, atol=1e-10)
+        got.program.param_grads(got.states, got.buffers, accumulate=False)
+        for p, r in zip(net.parameters(), ref, strict=True):
+            assert p.grad is not None
+            assert torch.allclose(p.grad, r, atol=1e-10, rtol=0), (update, p.shape)

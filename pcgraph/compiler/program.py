@@ -30,6 +30,7 @@ from pcgraph.compiler.steps import (
     forward_step,
     param_grad_step,
     without_grad,
+    zero_grads_step,
 )
 from pcgraph.ops import native
 from pcgraph.ops.kernel import EdgeKernel, write_into
@@ -573,7 +574,7 @@ class InferenceProgram(StepPlan):
                 target = edges[e].target
                 kern = self.kernel(e)
                 if target in buf.quiet:  # δ = 0: the gradient is exactly 0
-                    steps.append(functools.partial(self._zero_grads, e))
+                    steps.append(zero_grads_step(list(kern.parameters())))
                     continue
                 s, d = sent[edges[e].source], self._dv[target]
                 bound = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None

@@ -35,6 +35,7 @@ __all__ = [
     "param_grad_step",
     "sgd_message_step",
     "without_grad",
+    "zero_grads_step",
     "zeroer",
 ]
 
@@ -188,6 +189,24 @@ def param_grad_step(
         torch.addmm(gw, dt, s, beta=0, alpha=-1, out=gw)
         if gb is not None:
             torch.sum(delta, 0, out=gb).neg_()
+        return True
+
+    return step
+
+
+def zero_grads_step(params: list[torch.Tensor]) -> Callable[[], bool]:
+    """Zero the existing ``.grad`` of ``params`` (an edge whose target's error is exactly 0) in
+    one call, bound to those tensors; False, writing nothing, once one was replaced (see
+    :func:`param_grad_step`). The ``.grad`` tensors must exist with their parameters' shapes."""
+    pairs = [(p, p.grad) for p in params]
+    grads = [g for _, g in pairs]
+    assert all(g is not None and g.shape == p.shape for p, g in pairs)
+
+    def step() -> bool:
+        for p, g in pairs:
+            if p.grad is not g:
+                return False
+        torch._foreach_zero_(grads)  # type: ignore[arg-type]
         return True
 
     return step
