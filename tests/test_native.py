@@ -281,3 +281,28 @@ def test_the_load_check_passes_under_a_float64_default_dtype() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True", proc.stderr
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), float("-inf")])
+def test_the_finiteness_check_finds_any_non_finite_value_of_a_strided_view(bad) -> None:  # type: ignore[no-untyped-def]
+    """The bound check of a node range of the state answers what torch.isfinite(...).all()
+    answers, for each position of one bad value, and never looks outside the view."""
+    state = torch.randn(7, 40)
+    view = state[:, 5:29]
+    check = native.bind_all_finite(view)
+    assert check is not None
+    state[:, :5] = float("nan")  # outside the view: never read
+    state[:, 29:] = float("inf")
+    assert check() is True
+    state[0, 5] = 3.4e38  # the largest floats are finite
+    assert check() is True
+    if bad is None:
+        return
+    for r, c in [(0, 5), (3, 17), (6, 28)]:
+        saved = float(state[r, c])
+        state[r, c] = bad
+        assert check() is False, (r, c)
+        assert check() is bool(torch.isfinite(view).all())
+        state[r, c] = saved
+    assert native.bind_all_finite(view.double()) is None

@@ -59,6 +59,7 @@ class InferenceProgram(StepPlan):
         self._energy_steps: dict[frozenset[int], native.BoundEnergy | None] = {}
         self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
         self._free_x: torch.Tensor | None = None
+        self._free_finite: Callable[[], bool | None] | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
         self._consts: (
             tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
@@ -205,7 +206,8 @@ class InferenceProgram(StepPlan):
         if not nodes:
             return True
         if self._free_x is not None:  # the free columns' view of x, built with the views
-            return math.isfinite(float(self._free_x.sum()))
+            found = None if self._free_finite is None else self._free_finite()
+            return math.isfinite(float(self._free_x.sum())) if found is None else found
         return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
 
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
@@ -239,7 +241,9 @@ class InferenceProgram(StepPlan):
             self._sent_views = {j: self._xv[j] if identity[j] else sv[j] for j in n}
             buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
             span = self.free_range
-            self._free_x = None if span is None else x[:, span[0] : span[1]]
+            free_x = None if span is None else x[:, span[0] : span[1]]
+            self._free_x = free_x
+            self._free_finite = None if free_x is None else native.bind_all_finite(free_x)
             self._views_key = key
             self._steps_key = None
             self._energy_steps = {}

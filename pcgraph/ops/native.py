@@ -41,6 +41,7 @@ __all__ = [
     "Bound",
     "available",
     "bind",
+    "bind_all_finite",
     "bind_block_energy",
     "bind_sgd_step",
     "gelu_into",
@@ -153,6 +154,9 @@ def _load() -> ctypes.CDLL | None:
     step = lib.pc_sgd_step_f32
     step.argtypes = [ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_int, i64, i64, i64, i64, i64, i64]
     step.restype = None
+    finite = lib.pc_all_finite_f32
+    finite.argtypes = [ptr, i64, i64, i64]
+    finite.restype = ctypes.c_int
     energy = lib.pc_block_energy_f32
     energy.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr]
     energy.restype = None
@@ -190,6 +194,12 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     sq = e.double().square()
     want = torch.tensor([2.0 * float(sq[600:].sum()), -1.0, 0.5 * float(sq[:600].sum())])
     ok &= bool(torch.allclose(out.double(), want.double(), rtol=1e-6))
+    for bad, want_finite in ((None, 1), (float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)):
+        probe = torch.linspace(-1e38, 1e38, 257, dtype=torch.float32).reshape(1, -1)
+        probe[0, 0], probe[0, 1] = -3.4e38, 3.4e38  # the largest finite floats
+        if bad is not None:
+            probe[0, 200] = bad
+        ok &= lib.pc_all_finite_f32(probe.data_ptr(), 1, 257, 257) == want_finite
     return ok
 
 
@@ -347,6 +357,29 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
             fn(*args)
             bump(written)  # behind torch's back: in-place checks must see it
         return True
+
+    return run
+
+
+def bind_all_finite(x: torch.Tensor) -> Callable[[], bool | None] | None:
+    """Whether every value of ``x`` (float32 CPU rows of contiguous floats, such as a range of
+    columns of the [B, D] state) is finite, as one native pass bound to ``x``: the function
+    returns True or False, or None inside ``torch.compile`` (the caller then asks torch). None
+    where the kernel does not take ``x`` or is not built."""
+    lib = _library()
+    rows = _rows(x) if x.dtype == torch.float32 and x.is_cpu and not x.requires_grad else None
+    if lib is None or rows is None:
+        return None
+    fn, args, is_compiling = (
+        lib.pc_all_finite_f32,
+        (x.data_ptr(), *rows),
+        torch.compiler.is_compiling,
+    )
+
+    def run() -> bool | None:
+        if is_compiling():
+            return None
+        return bool(fn(*args))
 
     return run
 
