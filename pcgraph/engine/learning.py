@@ -146,6 +146,10 @@ class PCLearner:
         self.compile_step = compile_step
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
         self._states: BoundedCache[int, torch.Tensor] = BoundedCache(4)  # per batch size
+        # each node's columns of those buffers, for writing the clamped data
+        self._views: BoundedCache[int, tuple[torch.Tensor, dict[str, torch.Tensor]]] = BoundedCache(
+            4
+        )
 
     def context(
         self, clamp: frozenset[str], *, train: bool, labels: torch.Tensor | None = None
@@ -191,7 +195,18 @@ class PCLearner:
             )
         (b,) = batch
         x = self._states.get_or_create(b, lambda: self.net.new_states(b))
-        self.net.write(x, data)
+        found = self._views.get(b)
+        if found is None or found[0] is not x:
+            found = self._views.put(b, (x, {n.name: x[:, n.cols] for n in self.net.nodes}))
+        views = found[1]
+        for name, value in data.items():
+            view = views[name]
+            if value.shape[0] != b or value.dtype != x.dtype or value.device != x.device:
+                self.net.write(x, {name: value})  # converts, or names what is wrong
+            elif value[0].numel() != view.shape[1]:
+                self.net.write(x, {name: value})  # raises: the node and the shape expected
+            else:
+                view.copy_(value.reshape(b, view.shape[1]))
         return x
 
     def _incremental_step(
