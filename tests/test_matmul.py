@@ -201,3 +201,26 @@ def test_param_grads_overwrite_in_place_without_new_tensors() -> None:
     prog.param_grads(x, buf, accumulate=True)
     for p in net.parameters():
         torch.testing.assert_close(p.grad, 2 * first[id(p)][1])
+
+
+@needs_onednn
+@pytest.mark.parametrize("mode", ["onednn", "mkl"])
+def test_library_choice_of_bound_steps_is_made_outside_autograd(monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """``train_step`` computes the weight gradients with autograd on (as a user calls it), but
+    oneDNN runs only outside it: the choice bound into the gradient steps must be the one for
+    products outside autograd. With oneDNN forced, no weight gradient is bound to MKL (the
+    general path runs oneDNN); with MKL forced, each is one bound product; the gradients are
+    the same either way."""
+    import functools
+
+    monkeypatch.setattr(matmul, "_MODE", mode)
+    net = pc.compile(pc.mlp([12, 9, 5]), seed=0)
+    learner = pc.PCLearner(net, init="forward", T=3)
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(6, 12, generator=g), "y": torch.randn(6, 5, generator=g)}
+    for _ in range(2):  # the first creates the .grad tensors, the second binds to them
+        learner.train_step(data)
+    prog = program_for(net, learner.clamp)
+    (steps,) = prog._grad_steps.values()
+    general = [isinstance(step, functools.partial) for step in steps]
+    assert all(general) if mode == "onednn" else not any(general)

@@ -249,7 +249,8 @@ class InferenceProgram(StepPlan):
             self._energy_steps = {}
         weights_key = tuple(id(p) for p in self.bound_params)
         if weights_key != self._steps_key:
-            self._bind_steps(buf)
+            with torch.no_grad():  # the library choices are made for products outside autograd
+                self._bind_steps(buf)
             self._steps_key = weights_key
         if self.stacks:
             if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
@@ -266,10 +267,10 @@ class InferenceProgram(StepPlan):
             return buf
         self._const_token = None
         self._swept = frozenset()
-        if self._consts is None:
-            self._consts = self._const_plan(x, buf)
-        steps, buf.sent, buf.const = self._consts
         with torch.no_grad():
+            if self._consts is None:
+                self._consts = self._const_plan(x, buf)
+            steps, buf.sent, buf.const = self._consts
             for step in steps:
                 step()
         return buf
@@ -574,16 +575,17 @@ class InferenceProgram(StepPlan):
                 return False
             edges, sent = self.net.edges, buf.sent_free | buf.sent
             steps = []
-            for e in self.learnable_edges:
-                target = edges[e].target
-                kern = self.kernel(e)
-                if target in buf.quiet:  # δ = 0: the gradient is exactly 0
-                    steps.append(zero_grads_step(list(kern.parameters())))
-                    continue
-                s, d = sent[edges[e].source], self._dv[target]
-                bound = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None
-                general = functools.partial(kern.set_param_grads, s, d, accumulate=False)
-                steps.append(bound or general)
+            with torch.no_grad():  # the library choice is made for products outside autograd
+                for e in self.learnable_edges:
+                    target = edges[e].target
+                    kern = self.kernel(e)
+                    if target in buf.quiet:  # δ = 0: the gradient is exactly 0
+                        steps.append(zero_grads_step(list(kern.parameters())))
+                        continue
+                    s, d = sent[edges[e].source], self._dv[target]
+                    bound = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None
+                    general = functools.partial(kern.set_param_grads, s, d, accumulate=False)
+                    steps.append(bound or general)
             self._grad_steps[buf.quiet] = steps
         with torch.no_grad():
             for k, step in enumerate(steps):
