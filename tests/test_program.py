@@ -745,3 +745,29 @@ def test_param_grads_overwrite_whatever_grad_tensors_are_there(dtype: torch.dtyp
         prog.param_grads(x, buf, accumulate=False)
         for p, r in zip(net.parameters(), ref, strict=True):
             assert rel_err(p.grad, r) < tol, step
+
+
+def test_new_parameter_data_is_used_by_the_bound_steps() -> None:
+    """Weights given new storage (``p.data = …``) between two inferences on the same buffer:
+    the second inference uses them (the bound products follow), as a network built with those
+    weights from the start does."""
+    from pcgraph.engine import solve_inference
+    from pcgraph.init import ForwardInit, InitContext
+
+    def run(net: PCNetwork, x: torch.Tensor) -> torch.Tensor:
+        clamp = frozenset({"x", "y"})
+        ForwardInit().init(x, InitContext(net, clamp))
+        return solve_inference(net, x, clamp, 4, lr=0.1, reuse_consts=True).states.clone()
+
+    net = compile(mlp([6, 5, 4, 3], activation="tanh"), dtype=F64, seed=0)
+    other = compile(mlp([6, 5, 4, 3], activation="tanh"), dtype=F64, seed=7)
+    x0 = random_states(net, 3)
+    x = x0.clone()
+    run(net, x)
+    for k, k2 in zip(net.kernels, other.kernels, strict=True):
+        k.weight.data = k2.weight.detach().clone()  # type: ignore[union-attr]
+        k.bias.data = k2.bias.detach().clone()  # type: ignore[union-attr]
+    x.copy_(x0)
+    got = run(net, x)
+    want = run(other, x0.clone())
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)

@@ -247,7 +247,9 @@ class InferenceProgram(StepPlan):
             self._views_key = key
             self._steps_key = None
             self._energy_steps = {}
-        weights_key = tuple(id(p) for p in self.bound_params)
+        # the bound steps hold the weights' storage: a parameter given new data
+        # (``p.data = …``) binds them again
+        weights_key = tuple(p.data_ptr() for p in self.bound_params)
         if weights_key != self._steps_key:
             with torch.no_grad():  # the library choices are made for products outside autograd
                 self._bind_steps(buf)

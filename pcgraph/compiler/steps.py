@@ -6,8 +6,11 @@ step. For the edge that dominates real networks, a plain linear edge that is a n
 parent (prediction) or only child (message), these closures do the same arithmetic with every
 choice made in advance: the tensors (views of the reused buffers, the weight and its transposed
 view) are captured, and the matrix library (oneDNN or MKL, :mod:`pcgraph.ops.matmul`) is chosen
-for the batch size at bind time. They are rebuilt whenever the buffers or the parameter objects
-change, so they never hold stale tensors.
+for the batch size at bind time. They are rebuilt whenever the buffers change or a parameter's
+storage does (``p.data = …``); in-place updates (optimizers, ``load_state_dict``) are seen as they
+are. The same holds for the forward sweep's products (:func:`forward_step`) and the weight
+gradients (:func:`param_grad_step`, :func:`zero_grads_step`), which also check, each call, that
+the ``.grad`` tensors they write are still the parameters' own.
 
 Both compute exactly what the general path computes (the same kernels in the same order).
 """
