@@ -771,3 +771,75 @@ def test_new_parameter_data_is_used_by_the_bound_steps() -> None:
     got = run(net, x)
     want = run(other, x0.clone())
     assert torch.allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_sparse_float32_node_energies_match_the_reference_over_batch_sizes() -> None:
+    """The sparse backend's ε is a flat [B, D] (not node-blocked): its per-node energies in
+    float32 equal ``net.node_energies`` for each batch size in turn, and after the buffers of
+    earlier batch sizes have been dropped and their memory reused."""
+    net = compile(mlp([6, 8, 7, 3], activation="tanh"), backend="sparse", seed=0)
+    prog = program_for(net, frozenset({"x", "y"}))
+    g = torch.Generator().manual_seed(0)
+    for b, scale in [(4, 1.0), (2, 1e3), (5, 1.0), (6, 1.0), (7, 1.0), (8, 1.0), (3, 1.0)]:
+        x = torch.randn(b, net.state_size, generator=g) * scale
+        buf = prog.prepare(x)
+        prog.errors(x, buf)
+        got = prog.node_energies(buf).double()
+        want = net.node_energies(x).detach().double()
+        assert rel_err(got, want) < 1e-5, b
+        _ = [torch.full((4 * net.state_size,), 7.0) for _ in range(20)]  # reuse freed memory
+
+
+def test_weight_gradients_follow_new_weight_data_between_sweep_and_inference() -> None:
+    """``p.data = …`` between a forward sweep and the inference that reuses it, then more
+    updates on new data: every weight gradient equals autograd's at the states reached."""
+    from pcgraph.engine import solve_inference
+
+    net = compile(mlp([6, 5, 4, 3], activation="tanh"), seed=0, dtype=F64)
+    clamp = frozenset({"x", "h1", "y"})  # a clamped tanh sender: its σ(x) is a copy per batch
+    prog = program_for(net, clamp)
+    h2 = net.node("h2").index
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, net.state_size, dtype=F64, generator=g)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    for change, new_data in [(False, False), (True, False), (False, True)]:
+        if new_data:
+            x.copy_(torch.randn(x.shape, dtype=F64, generator=g))
+        prog.forward_sweep(x, [h2])
+        if change:
+            for p in net.parameters():
+                p.data = p.data.clone() * 1.1
+        result = solve_inference(net, x, clamp, 2, lr=0.1, reuse_consts=True)
+        prog.param_grads(x, result.buffers, accumulate=False)
+        with torch.enable_grad():
+            ref = torch.autograd.grad(net.energy(result.states), list(net.parameters()))
+        for p, r in zip(net.parameters(), ref, strict=True):
+            assert rel_err(p.grad, r) < REL_TOL, (change, new_data)
+
+
+def test_weight_gradients_of_an_earlier_batch_size_are_its_own() -> None:
+    """Two inferences of different batch sizes, then the weight gradients of the first: they
+    are the first states' gradients (the program's views follow the buffers passed)."""
+    from pcgraph.engine import PCLearner
+
+    net = compile(mlp([6, 5, 4, 3], activation="tanh"), seed=0, dtype=F64)
+    learner = PCLearner(net, init="forward", T=2)
+    g = torch.Generator().manual_seed(1)
+
+    def batch(b: int) -> dict[str, torch.Tensor]:
+        return {
+            "x": torch.randn(b, 6, dtype=F64, generator=g),
+            "y": torch.randn(b, 3, dtype=F64, generator=g),
+        }
+
+    r1 = learner.infer(batch(4), train=True)
+    net.zero_grad(set_to_none=True)
+    r1.program.param_grads(r1.states, r1.buffers, accumulate=False)  # creates the .grad
+    r2 = learner.infer(batch(7), train=True)
+    r2.program.param_grads(r2.states, r2.buffers, accumulate=False)
+    r1.program.param_grads(r1.states, r1.buffers, accumulate=False)
+    with torch.enable_grad():
+        ref = torch.autograd.grad(net.energy(r1.states), list(net.parameters()))
+    for p, r in zip(net.parameters(), ref, strict=True):
+        assert rel_err(p.grad, r) < REL_TOL

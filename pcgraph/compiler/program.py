@@ -32,6 +32,7 @@ from pcgraph.compiler.steps import (
     without_grad,
     zero_grads_step,
 )
+from pcgraph.errors import ConfigError
 from pcgraph.ops import native
 from pcgraph.ops.kernel import EdgeKernel, write_into
 from pcgraph.ops.linear_kernel import LinearKernel
@@ -42,6 +43,8 @@ __all__ = ["InferenceProgram"]
 class InferenceProgram(StepPlan):
     """Precomputed plan of the local-gradient inference step for one clamp set, with its
     reused buffers per batch size."""
+
+    node_blocked = True  # ε, δ, σ(x) node-blocked (see Buffers): per-node energies by blocks
 
     def __init__(self, net: PCNetwork, clamp: frozenset[str]) -> None:
         super().__init__(net, clamp)
@@ -56,9 +59,10 @@ class InferenceProgram(StepPlan):
         self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
         self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         # per-node energies in one native call, bound to the ε buffer, per set of nodes
-        self._energy_steps: dict[frozenset[int], native.BoundEnergy | None] = {}
+        self._energy_steps: dict[tuple[frozenset[int], int], native.BoundEnergy | None] = {}
         self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
         self._free_x: torch.Tensor | None = None
+        self._views_buf: Buffers | None = None  # the buffers the cached views belong to
         self._free_finite: Callable[[], bool | None] | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
         self._consts: (
@@ -84,6 +88,9 @@ class InferenceProgram(StepPlan):
         self._sweeps = {}
         self._consts = None
         self._grad_steps = {}
+        # new bindings (other buffers, new weight storage): the fixed parts are computed again
+        self._const_token = None
+        self._swept = frozenset()
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> Buffers:
@@ -210,6 +217,19 @@ class InferenceProgram(StepPlan):
             return math.isfinite(float(self._free_x.sum())) if found is None else found
         return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
 
+    def bound_state(self) -> object:
+        """See :meth:`pcgraph.compiler.protocol.Program.bound_state`."""
+        return (
+            self.sent_steps,
+            self.error_steps,
+            self.gradient_steps,
+            self._sweeps,
+            self._consts,
+            self._grad_steps,
+            self._energy_steps,
+            self._parts,
+        )
+
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
         """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
         the weights are unchanged since (empty otherwise)."""
@@ -245,6 +265,7 @@ class InferenceProgram(StepPlan):
             self._free_x = free_x
             self._free_finite = None if free_x is None else native.bind_all_finite(free_x)
             self._views_key = key
+            self._views_buf = buf
             self._steps_key = None
             self._energy_steps = {}
         # the bound steps hold the weights' storage: a parameter given new data
@@ -272,6 +293,7 @@ class InferenceProgram(StepPlan):
         with torch.no_grad():
             if self._consts is None:
                 self._consts = self._const_plan(x, buf)
+                self._grad_steps = {}  # they read the clamped senders' σ(x) bound here
             steps, buf.sent, buf.const = self._consts
             for step in steps:
                 step()
@@ -295,7 +317,7 @@ class InferenceProgram(StepPlan):
                 continue
             # contiguous: the products of every step and the weight gradient read it, and
             # oneDNN would copy a strided view (a node's columns of x) at each of them
-            sent[j] = torch.empty(view.shape, device=x.device, dtype=x.dtype)
+            sent[j] = self._stored(buf, ("sent", j), view.shape, x)
             steps.append(copier(view, sent[j]) if act.is_identity else act.into_step(view, sent[j]))
         const: dict[int, torch.Tensor | None] = {}
         for i in self.predicted:
@@ -303,8 +325,7 @@ class InferenceProgram(StepPlan):
             if not parents:
                 const[i] = None
                 continue
-            node = self.net.nodes[i]
-            out = torch.empty((b, *node.shape), device=x.device, dtype=x.dtype)
+            out = self._stored(buf, ("const", i), (b, *self.net.nodes[i].shape), x)
             for k, e in enumerate(parents):
                 kern, src = self.kernel(e), sent[edges[e].source]
                 if k == 0 and isinstance(kern, LinearKernel) and kern.plain:
@@ -313,6 +334,17 @@ class InferenceProgram(StepPlan):
                     steps.append(functools.partial(kern.forward_into, src, out, accumulate=k > 0))
             const[i] = out
         return steps, sent, const
+
+    @staticmethod
+    def _stored(
+        buf: Buffers, key: tuple[str, int], shape: tuple[int, ...] | torch.Size, x: torch.Tensor
+    ) -> torch.Tensor:
+        """A tensor kept with the buffers (the same memory each time the fixed parts are bound
+        to them again: a captured CUDA graph that writes it stays valid)."""
+        t = buf.store.get(key)
+        if t is None or t.shape != shape or t.dtype != x.dtype or t.device != x.device:
+            t = buf.store[key] = torch.empty(shape, device=x.device, dtype=x.dtype)
+        return t
 
     def _reads_strided(self, j: int, view: torch.Tensor) -> bool:
         """Whether every product on clamped sender j's σ(x) reads its strided view of x at
@@ -521,8 +553,11 @@ class InferenceProgram(StepPlan):
     ) -> native.BoundEnergy | None:
         """The gaussian energies of ``gauss`` (all but ``skip``) as one native call on the ε
         buffer of the current views (None: not float32 on the CPU, or no native library)."""
-        if skip in self._energy_steps:
-            return self._energy_steps[skip]
+        if not self.node_blocked or torch.compiler.is_compiling():
+            return None  # (nothing bound inside a trace: ctypes arrays break the graph)
+        key = (skip, id(buf.eps))  # the bound call keeps buf.eps alive: the id stays its own
+        if key in self._energy_steps:
+            return self._energy_steps[key]
         b = buf.eps.numel() // self.net.state_size
         nodes, listed = self.net.nodes, set(gauss)
         # every node gets a block, so that all N entries are written: an empty one (E = 0)
@@ -531,13 +566,22 @@ class InferenceProgram(StepPlan):
             (b * n.offset, b * n.size if n.index in listed else 0, 0.5 * n.precision, n.index)
             for n in nodes
         ]
-        found = self._energy_steps[skip] = native.bind_block_energy(buf.eps, blocks)
+        if len(self._energy_steps) >= 16:  # a few zero sets × the buffers in use
+            self._energy_steps.clear()
+        found = self._energy_steps[key] = native.bind_block_energy(buf.eps, blocks)
         return found
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
         ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
         learning allocates nothing per update)."""
+        if buf is not self._views_buf:  # another batch size's buffers: their views first
+            self.prepare(x, reuse_consts=True)
+            if buf is not self._views_buf:
+                raise ConfigError(
+                    "param_grads needs the buffers that prepare() returned for these states "
+                    f"(batch {x.shape[0]}); pass the InferenceResult's own states and buffers"
+                )
         if not accumulate and not self.stacks and self._bound_param_grads(buf):
             return
         edges = self.net.edges

@@ -57,6 +57,8 @@ class Buffers:
     stacked_msg: torch.Tensor | None = None  # [B, D] messages of stacked edges
     # nodes whose ε block is exactly 0 since the last errors() call (a forward sweep's front)
     quiet: frozenset[int] = frozenset()
+    # tensors a backend keeps with these buffers (fixed predictions, copies of clamped σ(x))
+    store: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
 
 
 class Program(Protocol):
@@ -77,6 +79,12 @@ class Program(Protocol):
 
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
         """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
+        ...
+
+    def bound_state(self) -> object:
+        """Everything the current bound steps refer to (their closures, scratch tensors): a
+        captured CUDA graph keeps it, so that no tensor it replays on is freed when the steps
+        are bound again for other buffers."""
         ...
 
     def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:

@@ -202,6 +202,7 @@ class SparseProgram(InferenceProgram):
     """The inference step of a :class:`SparsePCNetwork`: two sparse products per step."""
 
     net: SparsePCNetwork
+    node_blocked = False  # ε is a flat [B, D] in the state's layout: no per-node blocks
 
     def __init__(self, net: SparsePCNetwork, clamp: frozenset[str]) -> None:
         super().__init__(net, clamp)

@@ -187,6 +187,7 @@ class CompiledRunner(Runner):
 class _CapturedLoop:
     graph: torch.cuda.CUDAGraph
     outputs: RunOutput
+    keep: object = None  # the program's bound steps at capture: their tensors outlive rebinding
 
 
 class CudaGraphRunner(Runner):
@@ -248,7 +249,7 @@ class CudaGraphRunner(Runner):
                 net, prog, states, T, step, record, grad_mode, False
             )
             outputs = (buf, before, final, record, taken)
-        return _CapturedLoop(graph, outputs)
+        return _CapturedLoop(graph, outputs, keep=prog.bound_state())
 
 
 RUNNERS: dict[str, Runner] = {

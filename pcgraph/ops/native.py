@@ -382,7 +382,7 @@ def bind_all_finite(x: torch.Tensor) -> Callable[[], bool | None] | None:
     )
 
     def run() -> bool | None:
-        if is_compiling():
+        if is_compiling() or x.data_ptr() != args[0]:  # (x kept alive by this closure)
             return None
         return bool(fn(*args))
 
@@ -418,9 +418,10 @@ def bind_block_energy(
     index = (ctypes.c_int64 * k)(*(i for _, _, _, i in blocks))
     top = max((i for _, _, _, i in blocks), default=-1)
     fn, base, is_compiling = lib.pc_block_energy_f32, buf.data_ptr(), torch.compiler.is_compiling
+    keep = buf  # the address stays valid while the bound call lives
 
     def run(out: torch.Tensor) -> bool:
-        if is_compiling():
+        if is_compiling() or keep.data_ptr() != base:
             return False
         if (
             out.dtype != torch.float32
