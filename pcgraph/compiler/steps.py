@@ -90,11 +90,11 @@ def _weights(kern: LinearKernel) -> tuple[torch.Tensor, torch.Tensor | None]:
         return kern.weight.detach(), None if kern.bias is None else kern.bias.detach()
 
 
-def forward_step(kern: LinearKernel, s: torch.Tensor, out: torch.Tensor) -> Step:
-    """out ← W s + b (a forward sweep's x = μ for a node whose only parent is this edge).
-
-    Shapes: s [B, in] (σ of the source), out [B, out] (a view of the states).
-    """
+def _prediction(
+    kern: LinearKernel, s: torch.Tensor, out: torch.Tensor
+) -> tuple[Step, Callable[[], torch.Tensor] | None]:
+    """W s + b for a plain linear edge: a step writing it into ``out`` by MKL, and oneDNN's
+    product (a new tensor) where it was measured faster for this shape (else None)."""
     w, b = _weights(kern)
     wt = w.t()
     if b is not None:
@@ -113,13 +113,29 @@ def forward_step(kern: LinearKernel, s: torch.Tensor, out: torch.Tensor) -> Step
         or not matmul.dense(w)
         or not matmul.use_onednn(s, "forward", s.shape[0], w.shape[1], w.shape[0])
     ):
+        return mkl, None
+
+    def fresh() -> torch.Tensor:
+        assert onednn is not None
+        return onednn(s, w, b, "none", [], "")
+
+    return mkl, fresh
+
+
+def forward_step(kern: LinearKernel, s: torch.Tensor, out: torch.Tensor) -> Step:
+    """out ← W s + b (a forward sweep's x = μ for a node whose only parent is this edge).
+
+    Shapes: s [B, in] (σ of the source), out [B, out] (a view of the states).
+    """
+    mkl, fresh = _prediction(kern, s, out)
+    if fresh is None:
         return mkl
 
     def fast() -> None:
         if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op here
             mkl()
         else:
-            out.copy_(onednn(s, w, b, "none", [], ""))
+            out.copy_(fresh())
 
     return fast
 
@@ -129,33 +145,21 @@ def error_step(kern: LinearKernel, s: torch.Tensor, x: torch.Tensor, out: torch.
 
     Shapes: s [B, in] (σ of the source), x and out [B, out].
     """
-    w, b = _weights(kern)
-    wt = w.t()
-    if b is not None:
+    mkl, fresh = _prediction(kern, s, out)
+    if fresh is None:
 
-        def mkl() -> None:
-            torch.addmm(b, s, wt, out=out)
+        def step() -> None:
+            mkl()
             torch.sub(x, out, out=out)
 
-    else:
-
-        def mkl() -> None:
-            torch.mm(s, wt, out=out)
-            torch.sub(x, out, out=out)
-
-    onednn = matmul.onednn_linear_op()
-    if (
-        onednn is None
-        or not matmul.dense(w)
-        or not matmul.use_onednn(s, "forward", s.shape[0], w.shape[1], w.shape[0])
-    ):
-        return mkl
+        return step
 
     def fast() -> None:
         if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op here
             mkl()
+            torch.sub(x, out, out=out)
         else:
-            torch.sub(x, onednn(s, w, b, "none", [], ""), out=out)
+            torch.sub(x, fresh(), out=out)
 
     return fast
 
