@@ -163,7 +163,7 @@ class InferenceProgram(StepPlan):
         """The forward sweep over ``order`` as a list of steps bound to the current views (a
         node whose only parent is one plain linear edge: one product straight into its
         states), with σ(x) of each sender computed once; cached per order until the views or
-        the parameter objects change. Also returns the swept nodes left at ε = 0."""
+        the parameters' storage change. Also returns the swept nodes left at ε = 0."""
         key = tuple(order)
         found = self._sweeps.get(key)
         if found is not None:
@@ -219,15 +219,16 @@ class InferenceProgram(StepPlan):
 
     def bound_state(self) -> object:
         """See :meth:`pcgraph.compiler.protocol.Program.bound_state`."""
+        # copies of the caches: clearing one later must not drop what a graph refers to
         return (
-            self.sent_steps,
-            self.error_steps,
+            dict(self.sent_steps),
+            list(self.error_steps),
             self.gradient_steps,
-            self._sweeps,
+            dict(self._sweeps),
             self._consts,
-            self._grad_steps,
-            self._energy_steps,
-            self._parts,
+            dict(self._grad_steps),
+            dict(self._energy_steps),
+            dict(self._parts),
         )
 
     def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
