@@ -843,3 +843,27 @@ def test_weight_gradients_of_an_earlier_batch_size_are_its_own() -> None:
         ref = torch.autograd.grad(net.energy(r1.states), list(net.parameters()))
     for p, r in zip(net.parameters(), ref, strict=True):
         assert rel_err(p.grad, r) < REL_TOL
+
+
+def test_bound_state_keeps_the_steps_a_capture_replays_on() -> None:
+    """What ``bound_state`` returned still computes on the first buffers after the program was
+    bound to another batch size (and its caches rebuilt): a captured CUDA graph replays those
+    steps, so the tensors they write must stay alive and keep their meaning."""
+    import gc
+
+    net = compile(mlp([6, 5, 4, 3], activation="tanh"), seed=0)
+    clamp = frozenset({"x", "y"})
+    prog = program_for(net, clamp)
+    x = random_states(net, 3).float()
+    buf = prog.prepare(x)
+    kept = prog.bound_state()
+    sent_steps = kept[0]  # type: ignore[index]
+    assert sent_steps, "tanh senders have bound σ steps"
+    prog.prepare(random_states(net, 5).float())  # rebinds every cache for batch 5
+    gc.collect()
+    _ = [torch.full((4096,), 9.0) for _ in range(20)]  # memory freed would be reused here
+    for step in sent_steps.values():
+        step()
+    for j in sent_steps:
+        want = torch.tanh(x[:, net.nodes[j].cols])
+        assert torch.allclose(prog.node_block(buf.sent_buf, j), want, atol=1e-6)
