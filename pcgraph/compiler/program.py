@@ -552,8 +552,9 @@ class InferenceProgram(StepPlan):
     def _energy_step(
         self, buf: Buffers, skip: frozenset[int], gauss: list[int]
     ) -> native.BoundEnergy | None:
-        """The gaussian energies of ``gauss`` (all but ``skip``) as one native call on the ε
-        buffer of the current views (None: not float32 on the CPU, or no native library)."""
+        """The gaussian energies of ``gauss`` (all but ``skip``) as one native call on
+        ``buf.eps`` (None: not node-blocked, not float32 on the CPU, inside a trace, or no
+        native library)."""
         if not self.node_blocked or torch.compiler.is_compiling():
             return None  # (nothing bound inside a trace: ctypes arrays break the graph)
         key = (skip, id(buf.eps))  # the bound call keeps buf.eps alive: the id stays its own
@@ -585,23 +586,11 @@ class InferenceProgram(StepPlan):
                 )
         if not accumulate and not self.stacks and self._bound_param_grads(buf):
             return
-        edges = self.net.edges
-        sent = buf.sent_free | buf.sent  # σ(x) at the states of the last errors() call
-        stacked, quiet = self.stacked_edges, buf.quiet
         with torch.no_grad():
-            dv = self._dv
             for st in self.stacks:
-                st.param_grads(sent, dv, accumulate=accumulate)
-            for e in self.learnable_edges:
-                if e in stacked:
-                    continue
-                if edges[e].target in quiet:  # δ = 0: the gradient is exactly 0
-                    if not accumulate:
-                        self._zero_grads(e)
-                    continue
-                self.kernel(e).set_param_grads(
-                    sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
-                )
+                st.param_grads(buf.sent_free | buf.sent, self._dv, accumulate=accumulate)
+            unstacked = [e for e in self.learnable_edges if e not in self.stacked_edges]
+            self._general_param_grads(buf, unstacked, accumulate=accumulate)
 
     def _zero_grads(self, e: int) -> None:
         for p in self.kernel(e).parameters():
@@ -638,16 +627,19 @@ class InferenceProgram(StepPlan):
             for k, step in enumerate(steps):
                 if step() is False:  # a .grad was replaced (zero_grad(set_to_none=True), …):
                     self._grad_steps.clear()  # this edge and the rest by the general path
-                    self._general_param_grads(buf, self.learnable_edges[k:])
+                    self._general_param_grads(buf, self.learnable_edges[k:], accumulate=False)
                     break
         return True
 
-    def _general_param_grads(self, buf: Buffers, learnable: list[int]) -> None:
+    def _general_param_grads(self, buf: Buffers, learnable: list[int], *, accumulate: bool) -> None:
+        """Edge by edge through the kernels: σ(x) at the states of the last errors() call; an
+        edge into a node at δ = 0 has a zero gradient (nothing added, or zeros written)."""
         edges, sent = self.net.edges, buf.sent_free | buf.sent
         for e in learnable:
             if edges[e].target in buf.quiet:
-                self._zero_grads(e)
+                if not accumulate:
+                    self._zero_grads(e)
             else:
                 self.kernel(e).set_param_grads(
-                    sent[edges[e].source], self._dv[edges[e].target], accumulate=False
+                    sent[edges[e].source], self._dv[edges[e].target], accumulate=accumulate
                 )

@@ -201,12 +201,11 @@ class PCLearner:
         views = found[1]
         for name, value in data.items():
             view = views[name]
-            if value.shape[0] != b or value.dtype != x.dtype or value.device != x.device:
-                self.net.write(x, {name: value})  # converts, or names what is wrong
-            elif value[0].numel() != view.shape[1]:
-                self.net.write(x, {name: value})  # raises: the node and the shape expected
+            same = value.dtype == x.dtype and value.device == x.device
+            if same and value.numel() == view.numel():  # (the batch sizes agree: checked above)
+                view.copy_(value.reshape(view.shape))
             else:
-                view.copy_(value.reshape(b, view.shape[1]))
+                self.net.write(x, {name: value})  # converts, or names the node and the shape
         return x
 
     def _incremental_step(
