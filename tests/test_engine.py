@@ -139,6 +139,7 @@ def test_local_and_autograd_inference_agree(topology: str, clamp: tuple[str, ...
     ("topology", "clamp"),
     [
         ("loop", ("x", "y")),
+        ("loop", ("x", "b", "y")),  # the free nodes a, c are not one range of columns
         ("skip_mlp", ("x", "y")),
         ("skip_mlp", ("x",)),
         ("dag_unclamped_root", ("x", "y")),
@@ -205,11 +206,13 @@ def test_sgd_matches_hand_written_loop_held_node_with_child(
         ("adam", lambda p, lr: torch.optim.Adam([p], lr=lr)),
     ],
 )
-def test_neuron_optimizers_match_torch(name: str, reference) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("clamped", [("x", "y"), ("x", "b", "y")])
+def test_neuron_optimizers_match_torch(name: str, reference, clamped: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """Momentum and Adam on the neurons step exactly like torch's SGD(momentum)/Adam on the
-    free states (clamped columns get zero gradient and must stay put)."""
+    free states (clamped columns get zero gradient and must stay put), also where the free
+    nodes are not one range of columns (a clamped node between them)."""
     net = loop_net()
-    clamp = frozenset({"x", "y"})
+    clamp = frozenset(clamped)
     x0 = random_states(net, 3) * 0.5
     p = torch.nn.Parameter(x0.clone())
     opt = reference(p, 0.05)

@@ -306,3 +306,43 @@ def test_the_finiteness_check_finds_any_non_finite_value_of_a_strided_view(bad) 
         assert check() is bool(torch.isfinite(view).all())
         state[r, c] = saved
     assert native.bind_all_finite(view.double()) is None
+
+
+@needs_native
+def test_stored_blocks_land_in_their_columns_and_nowhere_else() -> None:
+    """Blocks written into node columns of a [B, D] state with streaming stores: each lands bit
+    for bit in its columns, whatever their alignment and width (tails shorter than a vector,
+    a width of 1), and every other column keeps its bits (NaN sentinels)."""
+    g = torch.Generator().manual_seed(0)
+    state = torch.full((9, 211), float("nan"))
+    spans = [(3, 4), (4, 21), (25, 64), (89, 122), (122, 211)]  # (first, end) columns
+    dst = [state[:, a:b] for a, b in spans]
+    src = [torch.randn(9, b - a, generator=g) for a, b in spans]
+    store = native.bind_store_blocks(dst, src)
+    assert store is not None
+    version = state._version
+    assert store() is True
+    assert state._version > version  # autograd and the sweep's token see the write
+    for d, s in zip(dst, src, strict=True):
+        assert torch.equal(d, s)
+    assert bool(state[:, :3].isnan().all()) and bool(state[:, 4:4].isnan().all())
+    written = torch.zeros(211, dtype=torch.bool)
+    for a, b in spans:
+        written[a:b] = True
+    assert bool(state[:, ~written].isnan().all())
+
+
+@needs_native
+def test_stored_blocks_refuse_what_they_cannot_copy() -> None:
+    """Not contiguous sources, other dtypes, shapes that differ, a source in a destination's
+    memory: None, and the caller copies with torch."""
+    state = torch.zeros(4, 30)
+    ok = torch.ones(4, 10)
+    assert native.bind_store_blocks([state[:, :10]], [ok.double()]) is None
+    assert native.bind_store_blocks([state[:, :10].double()], [ok.double()]) is None
+    assert native.bind_store_blocks([state[:, :10]], [torch.ones(10, 4).t()]) is None
+    assert native.bind_store_blocks([state[:, :10]], [torch.ones(4, 9)]) is None
+    inside = state.view(-1)[5:45].view(4, 10)  # contiguous, in the destination's rows
+    assert native.bind_store_blocks([state[:, :10]], [inside]) is None
+    assert native.bind_store_blocks([], []) is None
+    assert native.bind_store_blocks([state[:, :10]], [ok]) is not None

@@ -67,7 +67,8 @@ def local_state_grad(net: PCNetwork, x: torch.Tensor, clamp: frozenset[str]) -> 
     buf = prog.prepare(x)
     sent = prog.errors(x, buf)
     prog.state_grad(x, buf, sent)
-    return buf.grad.clone()
+    prog.store(x, buf)  # held nodes (free CE) are written into x
+    return prog.as_states(buf.grad)  # ∂E/∂x in the state's [B, D] layout
 
 
 def autograd_state_grad(net: PCNetwork, x: torch.Tensor) -> torch.Tensor:
@@ -399,6 +400,7 @@ def test_cross_entropy_free_node_is_held_at_its_prediction() -> None:
         prog = program_for(net, clamp)
         buf = prog.prepare(x)
         sent = prog.errors(x, buf)
+        prog.store(x, buf)  # the held state, from the working states into x
         torch.testing.assert_close(x[:, 4:], p.detach())  # held at its prediction
         assert torch.equal(x[:, :4], h)  # h untouched
         assert float(prog.node_block(buf.delta, 1).abs().max()) < 1e-15  # δ_y = 0
@@ -693,6 +695,7 @@ def test_float32_node_energies_match_the_reference_energy(topology: str) -> None
     prog = program_for(net, clamp)
     buf = prog.prepare(x)
     prog.errors(x, buf)
+    prog.store(x, buf)  # a free CE node is held at softmax(μ): the reference reads it from x
     got = prog.node_energies(buf).double()
     net64 = compile(TOPOLOGIES / f"{topology}.yaml", dtype=F64, seed=0)
     net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})

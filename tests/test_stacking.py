@@ -49,7 +49,7 @@ def test_stacked_gradients_equal_autograd(bias: bool, activation: str, ce: bool)
     prog.state_grad(x, buf, prog.errors(x, buf))
     xr = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(net.energy(xr), xr)
-    torch.testing.assert_close(buf.grad, g * prog.free_mask, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(prog.as_states(buf.grad), g * prog.free_mask, rtol=1e-10, atol=1e-12)
     net.zero_grad()
     prog.param_grads(x, buf)
     local = [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]

@@ -26,10 +26,12 @@ from pcgraph.compiler.step_plan import StepPlan
 from pcgraph.compiler.steps import (
     Step,
     copier,
+    copy_all,
     error_step,
     forward_step,
     param_grad_step,
     without_grad,
+    write_back,
     zero_grads_step,
 )
 from pcgraph.errors import ConfigError
@@ -61,7 +63,12 @@ class InferenceProgram(StepPlan):
         # per-node energies in one native call, bound to the ε buffer, per set of nodes
         self._energy_steps: dict[tuple[frozenset[int], int], native.BoundEnergy | None] = {}
         self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
-        self._free_x: torch.Tensor | None = None
+        self._free_x: torch.Tensor | None = None  # the free nodes' working states, one range
+        # the free nodes' columns of x and their blocks of the working states (prepare/store)
+        self._x_cols: list[torch.Tensor] = []
+        self._x_blocks: list[torch.Tensor] = []
+        self._target: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._store: Step | None = None  # the working states into x's columns, bound
         self._views_buf: Buffers | None = None  # the buffers the cached views belong to
         self._free_finite: Callable[[], bool | None] | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
@@ -107,8 +114,9 @@ class InferenceProgram(StepPlan):
         buf = Buffers(
             eps=eps,
             delta=eps if self.unit_precision else blocked(),
-            grad=net.new_states(batch_size),
+            grad=blocked(),
             sent_buf=blocked(),
+            states=blocked(),
         )
         counts = torch.tensor([n.size * batch_size for n in net.nodes], device=net.device)
         if not self.unit_precision:
@@ -121,10 +129,24 @@ class InferenceProgram(StepPlan):
         return buf
 
     def node_block(self, t: torch.Tensor, i: int) -> torch.Tensor:
-        """Node i's contiguous [B, *shape] block of a node-blocked buffer (ε, δ, σ)."""
+        """Node i's contiguous [B, *shape] block of a node-blocked buffer (ε, δ, σ, ∂E/∂x)."""
         node = self.net.nodes[i]
         b = t.numel() // self.net.state_size
         return t[b * node.offset : b * (node.offset + node.size)].view(b, *node.shape)
+
+    def _block_range(self, t: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        """Columns [a, b) of a node-blocked buffer: the blocks of the nodes there, one range."""
+        n = t.numel() // self.net.state_size
+        return t[n * a : n * b]
+
+    def as_states(self, t: torch.Tensor) -> torch.Tensor:
+        """A node-blocked buffer (``buf.eps``, ``buf.grad``, ``buf.states``, …) as a new
+        [B, D] tensor in the state's layout (for inspection and tests)."""
+        b = t.numel() // self.net.state_size
+        out = torch.empty(b, self.net.state_size, device=t.device, dtype=t.dtype)
+        for i in range(len(self.net.nodes)):
+            out[:, self.net.nodes[i].cols] = self.node_block(t, i).reshape(b, -1)
+        return out
 
     def _view(self, t: torch.Tensor, i: int) -> torch.Tensor:
         node = self.net.nodes[i]
@@ -144,17 +166,17 @@ class InferenceProgram(StepPlan):
     @torch.no_grad()
     def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
         """Forward initialization x_i = μ_i for ``order`` (free nodes whose parents are clamped
-        or earlier in the order), written straight into x's views.
+        or earlier in the order), into the working states and then into x's columns.
 
         It reuses the fixed parts of μ that :meth:`prepare` computes, and it leaves σ(x_i) of
         the swept senders in the σ buffer and remembers that their errors are exactly 0: the
         inference that follows on the same, unmodified buffer recomputes neither.
         """
-        buf = self.prepare(x, reuse_consts=False)
+        buf = self._prepare(x, reuse_consts=False, load=False)
         steps, swept = self._sweep_plan(buf, order)
         for step in steps:
             step()
-        self._const_token = self._token(x, buf)
+        self._const_token = self._token(x, buf)  # after the steps: the last wrote x
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
         self._swept = swept if self._finite(x, swept) else frozenset()
@@ -172,6 +194,16 @@ class InferenceProgram(StepPlan):
         sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
         fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer at that point
         steps: list[Step] = []
+        # the working states of the free nodes the sweep does not write, read from x; those
+        # it writes are written back into x at the end (the working copy stays current: an
+        # inference that follows on the unchanged x reads nothing again)
+        ordered = set(order)
+        kept = [k for k, i in enumerate(self.free_nodes) if i not in ordered]
+        moved = [k for k, i in enumerate(self.free_nodes) if i in ordered]
+        if kept:
+            steps.append(
+                copy_all([self._x_blocks[k] for k in kept], [self._x_cols[k] for k in kept])
+            )
         for i in order:
             sources = [edges[e].source for e in self.var_parents[i]]
             assert sources or self.const_parents[i], (
@@ -189,6 +221,10 @@ class InferenceProgram(StepPlan):
         swept = self.sweepable.intersection(order)
         # σ(x_i) of the swept senders, for the first errors() call
         steps += [sigma[i] for i in sorted(swept) if i in sigma and i not in fresh]
+        if moved:
+            steps.append(
+                write_back([self._x_cols[k] for k in moved], [self._x_blocks[k] for k in moved])
+            )
         found = self._sweeps[key] = (steps, frozenset(swept))
         return found
 
@@ -207,12 +243,13 @@ class InferenceProgram(StepPlan):
             out.copy_(self.energy_of[i].mean(out))  # inference holds it
 
     def _finite(self, x: torch.Tensor, nodes: frozenset[int]) -> bool:
-        """Whether the states of ``nodes`` are all finite: one reduction over the free columns
-        when they are one range (a NaN or ±inf makes the sum non-finite; so may an overflow
-        of huge values, which is then taken as non-finite too: only an optimization is lost)."""
+        """Whether the states of ``nodes`` are all finite: one reduction over the free nodes'
+        working states when they are one range (a NaN or ±inf makes the sum non-finite; so
+        may an overflow of huge values, which is then taken as non-finite too: only an
+        optimization is lost)."""
         if not nodes:
             return True
-        if self._free_x is not None:  # the free columns' view of x, built with the views
+        if self._free_x is not None:  # the free nodes' working states, bound with the views
             found = None if self._free_finite is None else self._free_finite()
             return math.isfinite(float(self._free_x.sum())) if found is None else found
         return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
@@ -239,32 +276,50 @@ class InferenceProgram(StepPlan):
         return frozenset()
 
     def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
-        """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ.
+        """Start of a batch: cache σ(x_j) of clamped sources and the fixed parts of μ, and read
+        the free nodes' states from x into the working states ``buf.states``.
 
         Args:
             reuse_consts: keep the fixed parts computed by :meth:`forward_sweep` when neither x
                 nor the weights changed since (the caller vouches for the weights: fused
                 optimizers change them without bumping ``_version``; off in CUDA-graph capture).
+                The working states are then the sweep's, which it wrote into x as well.
         """
+        return self._prepare(x, reuse_consts=reuse_consts, load=True)
+
+    def _prepare(self, x: torch.Tensor, *, reuse_consts: bool, load: bool) -> Buffers:
+        """:meth:`prepare`; ``load=False`` leaves the working states unread (a forward sweep
+        reads those of the nodes it does not write itself)."""
         # no zeroing: grad's clamped columns and eps's root columns are never written, and
         # every other column is overwritten each step
         buf = self.buffers(x.shape[0])
         key = (x.data_ptr(), tuple(x.shape), x.stride(), id(buf))
         if key != self._views_key:  # views of the (reused) buffers, built once per buffer
             n = range(len(self.net.nodes))
+            assert buf.sent_buf is not None and buf.states is not None
+            # the steps move the free nodes' contiguous working states, not x's columns
+            self._x_cols = [self._view(x, i) for i in self.free_nodes]
+            self._x_blocks = [self.node_block(buf.states, i) for i in self.free_nodes]
             self._xv = [self._view(x, i) for i in n]
+            for i, block in zip(self.free_nodes, self._x_blocks, strict=True):
+                self._xv[i] = block
             self._ev = [self.node_block(buf.eps, i) for i in n]
             self._dv = [self.node_block(buf.delta, i) for i in n]
-            self._gv = [self._view(buf.grad, i) for i in n]
-            assert buf.sent_buf is not None
+            self._gv = [self.node_block(buf.grad, i) for i in n]
             sv = [self.node_block(buf.sent_buf, i) for i in n]
             identity = [self.net.nodes[i].activation.is_identity for i in n]
             self._sent_views = {j: self._xv[j] if identity[j] else sv[j] for j in n}
             buf.sent_free = {j: self._sent_views[j] for j in self.sent_free}
             span = self.free_range
-            free_x = None if span is None else x[:, span[0] : span[1]]
+            free_x = None if span is None else self._block_range(buf.states, *span)
             self._free_x = free_x
             self._free_finite = None if free_x is None else native.bind_all_finite(free_x)
+            self._target = (
+                (buf.states, buf.grad)
+                if free_x is None or span is None
+                else (free_x, self._block_range(buf.grad, *span))
+            )
+            self._store = write_back(self._x_cols, self._x_blocks) if self._x_cols else None
             self._views_key = key
             self._views_buf = buf
             self._steps_key = None
@@ -288,10 +343,12 @@ class InferenceProgram(StepPlan):
             for st in self.stacks:
                 st.restack()
         if reuse_consts and self._const_token == self._token(x, buf):
-            return buf
+            return buf  # the working states are the ones the sweep wrote into x
         self._const_token = None
         self._swept = frozenset()
         with torch.no_grad():
+            if load and self._x_cols:
+                torch._foreach_copy_(self._x_blocks, self._x_cols)
             if self._consts is None:
                 self._consts = self._const_plan(x, buf)
                 self._grad_steps = {}  # they read the clamped senders' σ(x) bound here
@@ -505,11 +562,38 @@ class InferenceProgram(StepPlan):
                 spans[-1][1] = node.offset + node.size
             else:
                 spans.append([node.offset, node.offset + node.size])
-        found = [(x[:, a:b], buf.grad[:, a:b]) for a, b in spans]
+        assert buf.states is not None
+        found = [
+            (self._block_range(buf.states, a, b), self._block_range(buf.grad, a, b))
+            for a, b in spans
+        ]
         if len(self._parts) >= 64:  # a few quiet sets per (T, clamp set) in practice
             self._parts.clear()
         self._parts[key] = found
         return found
+
+    def store(self, x: torch.Tensor, buf: Buffers) -> None:
+        """See :meth:`pcgraph.compiler.protocol.Program.store`: the free nodes' working states
+        into their columns of x, as one bound step (:func:`~pcgraph.compiler.steps.write_back`)."""
+        if buf is not self._views_buf or x.data_ptr() != self._views_key[0]:  # type: ignore[index]
+            raise ConfigError(
+                "store() needs the states and buffers of the last prepare() on this program"
+            )
+        if self._store is not None:
+            with torch.no_grad():
+                self._store()
+
+    def step_target(self, x: torch.Tensor, buf: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+        """See :meth:`pcgraph.compiler.protocol.Program.step_target`: the free nodes' blocks
+        of the working states and of ∂E/∂x (flat), bound in :meth:`prepare`."""
+        assert self._target is not None and buf is self._views_buf, "prepare() first"
+        return self._target
+
+    def set_state_grad(self, buf: Buffers, g: torch.Tensor) -> None:
+        """See :meth:`pcgraph.compiler.protocol.Program.set_state_grad`."""
+        with torch.no_grad():
+            for i in self.free_nodes:
+                self._gv[i].copy_(self._view(g, i))
 
     @without_grad
     def node_energies(

@@ -35,17 +35,24 @@ class Quiet:
 class Buffers:
     """The reused tensors of one batch size.
 
-    ε, δ and σ(x) are *node-blocked*: one storage of B·D numbers in which node i owns the
-    contiguous block [B, size_i] at B·offset_i, so that each node's operand of a matrix product
-    is contiguous (oneDNN copies strided operands first; see :mod:`pcgraph.ops.matmul`). ∂E/∂x
-    has the state's own [B, D] layout, so that one kernel updates every free node.
+    In the dense backend ε, δ, σ(x), ∂E/∂x and the working states are *node-blocked*: one
+    storage of B·D numbers in which node i owns the contiguous block [B, size_i] at B·offset_i,
+    so that every operand of a matrix product and of an element-wise step is contiguous (a
+    node's columns of the [B, D] state are rows far apart; oneDNN copies strided operands
+    first, see :mod:`pcgraph.ops.matmul`). The free nodes form one range of columns in the
+    usual layout, so their blocks form one range too, and one kernel updates all of them. The
+    sparse backend keeps every buffer in the state's own [B, D] layout.
     """
 
     eps: torch.Tensor  # [B·D] prediction errors ε, node-blocked (0 for nodes without parents)
     delta: torch.Tensor  # [B·D] error signals δ = w ε (the same tensor when all w = 1)
-    # [B, D] ∂E/∂x, written on free columns only (clamped stay 0); a plain SGD inference from
-    # a forward sweep leaves the columns of nodes its error front has not reached unwritten
+    # ∂E/∂x in the layout of ``states`` ([B, D] where that is None), written on the free nodes
+    # only (clamped stay 0); a plain SGD inference from a forward sweep leaves the blocks of
+    # nodes its error front has not reached unwritten
     grad: torch.Tensor
+    # [B·D] node-blocked working copy of the free nodes' states: between Program.prepare and
+    # Program.store the steps read and move these, not x's columns (None: they move x itself)
+    states: torch.Tensor | None = None
     const: dict[int, torch.Tensor | None] = field(default_factory=dict)  # fixed part of μ_i
     sent_buf: torch.Tensor | None = None  # [B·D] σ(x_j) of the free senders, node-blocked
     precision: torch.Tensor | None = None  # [B·D] w_i per entry (non-unit precisions only)
@@ -67,10 +74,28 @@ class Program(Protocol):
 
     clamp: frozenset[str]
     free_mask: torch.Tensor  # [D], 1 on the free columns
-    free_range: tuple[int, int] | None  # the free columns when they form one range
 
     def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
-        """Start of a batch on the state buffer x: the reused buffers, fixed predictions."""
+        """Start of a batch on the state buffer x: the reused buffers, fixed predictions, and
+        the free nodes' states read from x into ``buf.states`` where the backend keeps a
+        working copy. From here until :meth:`store` the steps move that copy: x's free
+        columns are read again only by the next prepare."""
+        ...
+
+    def store(self, x: torch.Tensor, buf: Buffers) -> None:
+        """Write the working states back into x's free columns (end of inference; nothing to
+        do for a backend that moves x itself)."""
+        ...
+
+    def step_target(self, x: torch.Tensor, buf: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states, ∂E/∂x) that one neuron-optimizer step moves element-wise, in the same
+        layout: every free node (and clamped ones, at ∂E/∂x = 0, where the free nodes are not
+        one range)."""
+        ...
+
+    def set_state_grad(self, buf: Buffers, g: torch.Tensor) -> None:
+        """∂E/∂x given in the state's [B, D] layout (autograd's) into ``buf.grad``, on the
+        free nodes only."""
         ...
 
     def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
@@ -109,9 +134,10 @@ class Program(Protocol):
     def update_parts(
         self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(states, ∂E/∂x) column ranges that hold every free node with a gradient that may be
-        non-zero at the last errors and that :meth:`state_grad` with the same ``sgd_lr`` did
-        not step itself (all free columns, for a backend that skips nothing)."""
+        """(states, ∂E/∂x) ranges, like :meth:`step_target`'s, that hold every free node with a
+        gradient that may be non-zero at the last errors and that :meth:`state_grad` with the
+        same ``sgd_lr`` did not step itself (all free nodes, for a backend that skips
+        nothing)."""
         ...
 
     def node_energies(

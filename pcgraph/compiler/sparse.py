@@ -263,10 +263,24 @@ class SparseProgram(InferenceProgram):
     def update_parts(
         self, x: torch.Tensor, buf: Buffers, *, sgd_lr: float | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self.step_target(x, buf)]
+
+    def store(self, x: torch.Tensor, buf: Buffers) -> None:
+        """Nothing to write back: the sparse steps move x itself."""
+
+    def step_target(self, x: torch.Tensor, buf: Buffers) -> tuple[torch.Tensor, torch.Tensor]:
+        """x and ∂E/∂x on the free columns (all columns where they are not one range)."""
         span = self.free_range
         if span is None:
-            return [(x, buf.grad)]
-        return [(x[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])]
+            return x, buf.grad
+        return x[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]]
+
+    def set_state_grad(self, buf: Buffers, g: torch.Tensor) -> None:
+        torch.mul(g, self.free_mask, out=buf.grad)
+
+    def as_states(self, t: torch.Tensor) -> torch.Tensor:
+        """The sparse buffers are in the state's [B, D] layout already: a copy."""
+        return t.clone()
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         with torch.no_grad():

@@ -76,6 +76,30 @@ def copier(src: torch.Tensor, dst: torch.Tensor) -> Step:
     return copy
 
 
+def copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Step:
+    """A step that copies each ``src[k]`` into ``dst[k]`` (one foreach kernel)."""
+
+    def copy() -> None:
+        torch._foreach_copy_(dst, src)
+
+    return copy
+
+
+def write_back(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Step:
+    """A step that copies each contiguous ``src[k]`` into ``dst[k]``, columns of the state
+    that the steps after it do not read: one native call with streaming stores where it is
+    built (:func:`pcgraph.ops.native.bind_store_blocks`), else one foreach kernel."""
+    native_store = native.bind_store_blocks(dst, src)
+    if native_store is None:
+        return copy_all(dst, src)
+
+    def store() -> None:
+        if not native_store():  # inside torch.compile
+            torch._foreach_copy_(dst, src)
+
+    return store
+
+
 def zeroer(t: torch.Tensor) -> Step:
     """A step that zeroes ``t``."""
 

@@ -21,10 +21,11 @@ GradMode = Literal["local", "autograd"]
 
 
 def _autograd_state_grad(net: PCNetwork, prog: Program, x: torch.Tensor, buf: Buffers) -> None:
+    prog.store(x, buf)  # the energy is taken on x: the free nodes' current states first
     with torch.enable_grad():
         x_ = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net.energy(x_), x_)
-    torch.mul(g, prog.free_mask, out=buf.grad)
+    prog.set_state_grad(buf, g)
 
 
 def eager_loop(
@@ -55,12 +56,7 @@ def eager_loop(
         e_prev = 0.0
         buf = prog.prepare(states, reuse_consts=reuse_consts)
         energy_before = None
-        span = prog.free_range  # update only the free columns when they are one range
-        x_free, g_free = (
-            (states, buf.grad)
-            if span is None
-            else (states[:, span[0] : span[1]], buf.grad[:, span[0] : span[1]])
-        )
+        x_free, g_free = prog.step_target(states, buf)  # the free nodes' (working) states
         # after a forward sweep the error travels back from the clamped outputs one edge per
         # step: the schedule says which errors are still exactly 0 and which σ(x) current
         swept = prog.swept_since_prepare(states, buf)
@@ -120,6 +116,7 @@ def eager_loop(
         )  # at x(T), for learning
         if backtrack and T > 0:
             accept_or_halve(prog, states, buf, step, x_free, g_free, e_prev)
+        prog.store(states, buf)  # x(T) into the caller's states
         step.lr = lr0
         final = prog.node_energies(buf)
         if record is not None:

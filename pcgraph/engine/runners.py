@@ -135,15 +135,15 @@ class CompiledRunner(Runner):
             )
         record = trace_buffer(net, states, T, opts.trace)
         cache = self.cache(prog)
-        # the neuron optimizer is reused across minibatches (reset each time), so that the
-        # compiled steps that refer to it stay valid
-        step = cache.get_or_create(
-            ("step", optimizer, lr, states.data_ptr(), tuple(states.shape)),
-            lambda: NeuronStep(optimizer, lr, states),
-        )
         with torch.no_grad():
-            step.reset()
             buf = prog.prepare(states, reuse_consts=opts.reuse_consts)
+            # the neuron optimizer is reused across minibatches (reset each time), so that the
+            # compiled steps that refer to it stay valid; its state has the moved tensor's shape
+            step = cache.get_or_create(
+                ("step", optimizer, lr, states.data_ptr(), tuple(states.shape), id(buf)),
+                lambda: NeuronStep(optimizer, lr, prog.step_target(states, buf)[0]),
+            )
+            step.reset()
             energy_before = None
             for t in range(T):
                 fn = self._compiled(prog, states, buf, step, record is not None or t == 0)
@@ -153,6 +153,7 @@ class CompiledRunner(Runner):
                 if t == 0:
                     energy_before = energies.sum()
             prog.errors(states, buf)
+            prog.store(states, buf)
             final = prog.node_energies(buf)
             if record is not None:
                 record[T] = final
@@ -170,11 +171,13 @@ class CompiledRunner(Runner):
         key = ("fn", states.data_ptr(), tuple(states.shape), id(buf), id(step), with_energy)
 
         def build() -> Callable[[], torch.Tensor]:
+            x_free, g_free = prog.step_target(states, buf)
+
             def body() -> torch.Tensor:
                 sent = prog.errors(states, buf)
                 energies = prog.node_energies(buf) if with_energy else states.new_zeros(())
                 prog.state_grad(states, buf, sent)
-                step(states, buf.grad)
+                step(x_free, g_free)
                 return energies
 
             return torch.compile(body, dynamic=False)

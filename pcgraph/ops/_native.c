@@ -12,6 +12,9 @@
  */
 #include <math.h>
 #include <stdint.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #pragma omp declare simd notinbranch
 extern float erff(float);
@@ -147,4 +150,44 @@ int pc_all_finite_f32(const float *x, int64_t rows, int64_t cols, int64_t xs) {
       return 0;
   }
   return 1;
+}
+
+/* Copy n blocks of contiguous floats (src[k]: rows[k] × cols[k]) into rows of floats that start
+ * dstride[k] apart (dst[k]; a node's columns of the [B, D] state), with streaming stores where
+ * the processor has them: the destination is written without being read into the cache first
+ * and without evicting what the next steps read (the inference loop does not read those
+ * columns again). Addresses are passed as integers. */
+void pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *rows,
+                         const int64_t *cols, const int64_t *dstride, int64_t n) {
+  for (int64_t k = 0; k < n; k++) {
+    float *d0 = (float *)(intptr_t)dst[k];
+    const float *s0 = (const float *)(intptr_t)src[k];
+    const int64_t m = cols[k];
+    for (int64_t r = 0; r < rows[k]; r++) {
+      float *d = d0 + r * dstride[k];
+      const float *s = s0 + r * m;
+      int64_t c = 0;
+#if defined(__AVX512F__)
+      for (; c < m && ((uintptr_t)(d + c) & 63); c++)
+        d[c] = s[c];
+      for (; c + 16 <= m; c += 16)
+        _mm512_stream_ps(d + c, _mm512_loadu_ps(s + c));
+#elif defined(__AVX__)
+      for (; c < m && ((uintptr_t)(d + c) & 31); c++)
+        d[c] = s[c];
+      for (; c + 8 <= m; c += 8)
+        _mm256_stream_ps(d + c, _mm256_loadu_ps(s + c));
+#elif defined(__SSE__)
+      for (; c < m && ((uintptr_t)(d + c) & 15); c++)
+        d[c] = s[c];
+      for (; c + 4 <= m; c += 4)
+        _mm_stream_ps(d + c, _mm_loadu_ps(s + c));
+#endif
+      for (; c < m; c++)
+        d[c] = s[c];
+    }
+  }
+#if defined(__SSE__)
+  _mm_sfence(); /* the streamed stores are visible to every thread before the call returns */
+#endif
 }

@@ -49,6 +49,7 @@ __all__ = [
     "bind_all_finite",
     "bind_block_energy",
     "bind_sgd_step",
+    "bind_store_blocks",
     "gelu_into",
     "gelu_vjp_",
     "library_path",
@@ -165,6 +166,9 @@ def _load() -> ctypes.CDLL | None:
     energy = lib.pc_block_energy_f32
     energy.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr]
     energy.restype = None
+    store = lib.pc_store_blocks_f32
+    store.argtypes = [ptr, ptr, ptr, ptr, ptr, i64]
+    store.restype = None
     if not _agrees(lib):
         _log.warning("pcgraph native kernels at %s disagree with torch; using torch's", path)
         return None
@@ -199,6 +203,14 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     sq = e.double().square()
     want = torch.tensor([2.0 * float(sq[600:].sum()), -1.0, 0.5 * float(sq[:600].sum())])
     ok &= bool(torch.allclose(out.double(), want.double(), rtol=1e-6))
+    # a block into rows that start off any alignment, with a tail shorter than a vector
+    wide = torch.zeros(5, 71, dtype=torch.float32)
+    src = torch.arange(5 * 37, dtype=torch.float32).reshape(5, 37)
+    dst = wide[:, 3:40]
+    args = [(ctypes.c_int64 * 1)(v) for v in (dst.data_ptr(), src.data_ptr(), 5, 37, 71)]
+    lib.pc_store_blocks_f32(*args, 1)
+    outside = float(wide[:, :3].abs().sum() + wide[:, 40:].abs().sum())
+    ok &= bool(torch.equal(dst, src)) and outside == 0.0
     for bad, want_finite in ((None, 1), (float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)):
         probe = torch.linspace(-1e38, 1e38, 257, dtype=torch.float32).reshape(1, -1)
         probe[0, 0], probe[0, 1] = -3.4e38, 3.4e38  # the largest finite floats
@@ -385,6 +397,59 @@ def bind_all_finite(x: torch.Tensor) -> Callable[[], bool | None] | None:
         if is_compiling() or x.data_ptr() != args[0]:  # (x kept alive by this closure)
             return None
         return bool(fn(*args))
+
+    return run
+
+
+def bind_store_blocks(
+    dst: list[torch.Tensor], src: list[torch.Tensor]
+) -> Callable[[], bool] | None:
+    """``dst[k] ← src[k]`` for every k as one native call with streaming stores, bound to these
+    tensors: each ``src[k]`` contiguous, each ``dst[k]`` of its shape in rows of contiguous
+    floats (a node's columns of the state), float32 on the CPU, none overlapping another. The
+    function returns True, or False (nothing written) inside ``torch.compile``. None where it
+    does not apply or the library is not built (the caller copies with torch)."""
+    lib = _library()
+    if lib is None or not dst or len(dst) != len(src):
+        return None
+    found = [_plan(s, d) for s, d in zip(src, dst, strict=True)]
+    plans = [p for p in found if p is not None]
+    if len(plans) < len(found) or any(
+        not s.is_contiguous() or s.requires_grad or d.requires_grad
+        for s, d in zip(src, dst, strict=True)
+    ):
+        return None
+
+    def extent(t: torch.Tensor) -> tuple[int, int]:
+        return t.data_ptr(), t.data_ptr() + _span(_rows(t))  # type: ignore[arg-type]
+
+    # the blocks are copied one after another, as by one copy_ each: a destination may share
+    # rows with another (columns of one state), never memory with a source
+    if any(a < d_hi and d_lo < b for d_lo, d_hi in map(extent, dst) for a, b in map(extent, src)):
+        return None
+    k = len(dst)
+
+    def arr(values: list[int]) -> ctypes.Array[ctypes.c_int64]:
+        return (ctypes.c_int64 * k)(*values)
+
+    args = (
+        arr([d.data_ptr() for d in dst]),
+        arr([s.data_ptr() for s in src]),
+        arr([p[0] for p in plans]),
+        arr([p[1] for p in plans]),
+        arr([p[3] for p in plans]),  # dst's row stride
+        k,
+    )
+    fn, is_compiling = lib.pc_store_blocks_f32, torch.compiler.is_compiling
+    keep = (list(dst), list(src))  # the addresses stay valid while the bound call lives
+
+    def run() -> bool:
+        if is_compiling():
+            return False
+        fn(*args)
+        for d in keep[0]:
+            torch.autograd.graph.increment_version(d)
+        return True
 
     return run
 
