@@ -62,13 +62,15 @@ class InferenceProgram(StepPlan):
         self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         # per-node energies in one native call, bound to the ε buffer, per set of nodes
         self._energy_steps: dict[tuple[frozenset[int], int], native.BoundEnergy | None] = {}
-        self._sweeps: dict[tuple[int, ...], tuple[list[Step], frozenset[int]]] = {}
+        self._sweeps: dict[
+            tuple[int, ...], tuple[list[Step], frozenset[int], Callable[[], bool | None]]
+        ] = {}
         self._free_x: torch.Tensor | None = None  # the free nodes' working states, one range
         # the free nodes' columns of x and their blocks of the working states (prepare/store)
         self._x_cols: list[torch.Tensor] = []
         self._x_blocks: list[torch.Tensor] = []
         self._target: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._store: Step | None = None  # the working states into x's columns, bound
+        self._store: Callable[[], bool | None] | None = None  # working states into x, bound
         self._views_buf: Buffers | None = None  # the buffers the cached views belong to
         self._free_finite: Callable[[], bool | None] | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
@@ -173,19 +175,26 @@ class InferenceProgram(StepPlan):
         inference that follows on the same, unmodified buffer recomputes neither.
         """
         buf = self._prepare(x, reuse_consts=False, load=False)
-        steps, swept = self._sweep_plan(buf, order)
+        steps, swept, write = self._sweep_plan(buf, order)
         for step in steps:
             step()
-        self._const_token = self._token(x, buf)  # after the steps: the last wrote x
+        finite = write()  # the swept states into x: whether they are all finite, if known
+        self._const_token = self._token(x, buf)  # after the write into x
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
-        self._swept = swept if self._finite(x, swept) else frozenset()
+        if finite is None:
+            finite = self._finite(x, swept)
+        self._swept = swept if finite else frozenset()
 
-    def _sweep_plan(self, buf: Buffers, order: list[int]) -> tuple[list[Step], frozenset[int]]:
+    def _sweep_plan(
+        self, buf: Buffers, order: list[int]
+    ) -> tuple[list[Step], frozenset[int], Callable[[], bool | None]]:
         """The forward sweep over ``order`` as a list of steps bound to the current views (a
         node whose only parent is one plain linear edge: one product straight into its
         states), with σ(x) of each sender computed once; cached per order until the views or
-        the parameters' storage change. Also returns the swept nodes left at ε = 0."""
+        the parameters' storage change. Also returns the swept nodes left at ε = 0 and the
+        write of the nodes in ``order`` into x, which says whether they are all finite (None:
+        not known)."""
         key = tuple(order)
         found = self._sweeps.get(key)
         if found is not None:
@@ -221,11 +230,12 @@ class InferenceProgram(StepPlan):
         swept = self.sweepable.intersection(order)
         # σ(x_i) of the swept senders, for the first errors() call
         steps += [sigma[i] for i in sorted(swept) if i in sigma and i not in fresh]
-        if moved:
-            steps.append(
-                write_back([self._x_cols[k] for k in moved], [self._x_blocks[k] for k in moved])
-            )
-        found = self._sweeps[key] = (steps, frozenset(swept))
+        write = (
+            write_back([self._x_cols[k] for k in moved], [self._x_blocks[k] for k in moved])
+            if moved
+            else lambda: True
+        )
+        found = self._sweeps[key] = (steps, frozenset(swept), write)
         return found
 
     def _sweep_node(self, buf: Buffers, i: int) -> None:

@@ -85,17 +85,18 @@ def copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Step:
     return copy
 
 
-def write_back(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Step:
+def write_back(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Callable[[], bool | None]:
     """A step that copies each contiguous ``src[k]`` into ``dst[k]``, columns of the state
     that the steps after it do not read: one native call with streaming stores where it is
-    built (:func:`pcgraph.ops.native.bind_store_blocks`), else one foreach kernel."""
+    built (:func:`pcgraph.ops.native.bind_store_blocks`), which also answers whether every
+    value copied is finite; else one foreach kernel (the answer is then None: not known)."""
     native_store = native.bind_store_blocks(dst, src)
-    if native_store is None:
-        return copy_all(dst, src)
 
-    def store() -> None:
-        if not native_store():  # inside torch.compile
+    def store() -> bool | None:
+        found = None if native_store is None else native_store()
+        if found is None:  # no kernel for these tensors, or inside torch.compile
             torch._foreach_copy_(dst, src)
+        return found
 
     return store
 

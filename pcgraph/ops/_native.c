@@ -156,9 +156,11 @@ int pc_all_finite_f32(const float *x, int64_t rows, int64_t cols, int64_t xs) {
  * dstride[k] apart (dst[k]; a node's columns of the [B, D] state), with streaming stores where
  * the processor has them: the destination is written without being read into the cache first
  * and without evicting what the next steps read (the inference loop does not read those
- * columns again). Addresses are passed as integers. */
-void pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *rows,
-                         const int64_t *cols, const int64_t *dstride, int64_t n) {
+ * columns again). Addresses are passed as integers. Returns whether every value copied is
+ * finite (v · 0 is 0 for finite v, NaN otherwise: one multiply-add per vector on the way). */
+int pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *rows,
+                        const int64_t *cols, const int64_t *dstride, int64_t n) {
+  float acc = 0.0f;
   for (int64_t k = 0; k < n; k++) {
     float *d0 = (float *)(intptr_t)dst[k];
     const float *s0 = (const float *)(intptr_t)src[k];
@@ -168,26 +170,48 @@ void pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *
       const float *s = s0 + r * m;
       int64_t c = 0;
 #if defined(__AVX512F__)
+      __m512 va = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
       for (; c < m && ((uintptr_t)(d + c) & 63); c++)
-        d[c] = s[c];
-      for (; c + 16 <= m; c += 16)
-        _mm512_stream_ps(d + c, _mm512_loadu_ps(s + c));
+        acc += (d[c] = s[c]) * 0.0f;
+      for (; c + 16 <= m; c += 16) {
+        __m512 v = _mm512_loadu_ps(s + c);
+        va = _mm512_fmadd_ps(v, zero, va);
+        _mm512_stream_ps(d + c, v);
+      }
+      acc += _mm512_reduce_add_ps(va);
 #elif defined(__AVX__)
+      __m256 va = _mm256_setzero_ps(), zero = _mm256_setzero_ps();
       for (; c < m && ((uintptr_t)(d + c) & 31); c++)
-        d[c] = s[c];
-      for (; c + 8 <= m; c += 8)
-        _mm256_stream_ps(d + c, _mm256_loadu_ps(s + c));
+        acc += (d[c] = s[c]) * 0.0f;
+      for (; c + 8 <= m; c += 8) {
+        __m256 v = _mm256_loadu_ps(s + c);
+        va = _mm256_add_ps(va, _mm256_mul_ps(v, zero));
+        _mm256_stream_ps(d + c, v);
+      }
+      float lanes[8];
+      _mm256_storeu_ps(lanes, va);
+      for (int i = 0; i < 8; i++)
+        acc += lanes[i];
 #elif defined(__SSE__)
+      __m128 va = _mm_setzero_ps(), zero = _mm_setzero_ps();
       for (; c < m && ((uintptr_t)(d + c) & 15); c++)
-        d[c] = s[c];
-      for (; c + 4 <= m; c += 4)
-        _mm_stream_ps(d + c, _mm_loadu_ps(s + c));
+        acc += (d[c] = s[c]) * 0.0f;
+      for (; c + 4 <= m; c += 4) {
+        __m128 v = _mm_loadu_ps(s + c);
+        va = _mm_add_ps(va, _mm_mul_ps(v, zero));
+        _mm_stream_ps(d + c, v);
+      }
+      float lanes[4];
+      _mm_storeu_ps(lanes, va);
+      for (int i = 0; i < 4; i++)
+        acc += lanes[i];
 #endif
       for (; c < m; c++)
-        d[c] = s[c];
+        acc += (d[c] = s[c]) * 0.0f;
     }
   }
 #if defined(__SSE__)
   _mm_sfence(); /* the streamed stores are visible to every thread before the call returns */
 #endif
+  return acc == 0.0f;
 }

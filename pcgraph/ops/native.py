@@ -168,7 +168,7 @@ def _load() -> ctypes.CDLL | None:
     energy.restype = None
     store = lib.pc_store_blocks_f32
     store.argtypes = [ptr, ptr, ptr, ptr, ptr, i64]
-    store.restype = None
+    store.restype = ctypes.c_int
     if not _agrees(lib):
         _log.warning("pcgraph native kernels at %s disagree with torch; using torch's", path)
         return None
@@ -208,9 +208,11 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     src = torch.arange(5 * 37, dtype=torch.float32).reshape(5, 37)
     dst = wide[:, 3:40]
     args = [(ctypes.c_int64 * 1)(v) for v in (dst.data_ptr(), src.data_ptr(), 5, 37, 71)]
-    lib.pc_store_blocks_f32(*args, 1)
+    ok &= lib.pc_store_blocks_f32(*args, 1) == 1
     outside = float(wide[:, :3].abs().sum() + wide[:, 40:].abs().sum())
     ok &= bool(torch.equal(dst, src)) and outside == 0.0
+    src[4, 36] = float("nan")  # in the tail
+    ok &= lib.pc_store_blocks_f32(*args, 1) == 0
     for bad, want_finite in ((None, 1), (float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)):
         probe = torch.linspace(-1e38, 1e38, 257, dtype=torch.float32).reshape(1, -1)
         probe[0, 0], probe[0, 1] = -3.4e38, 3.4e38  # the largest finite floats
@@ -403,12 +405,13 @@ def bind_all_finite(x: torch.Tensor) -> Callable[[], bool | None] | None:
 
 def bind_store_blocks(
     dst: list[torch.Tensor], src: list[torch.Tensor]
-) -> Callable[[], bool] | None:
+) -> Callable[[], bool | None] | None:
     """``dst[k] ← src[k]`` for every k as one native call with streaming stores, bound to these
     tensors: each ``src[k]`` contiguous, each ``dst[k]`` of its shape in rows of contiguous
-    floats (a node's columns of the state), float32 on the CPU, none overlapping another. The
-    function returns True, or False (nothing written) inside ``torch.compile``. None where it
-    does not apply or the library is not built (the caller copies with torch)."""
+    floats (a node's columns of the state), float32 on the CPU, no source in a destination's
+    memory. The function returns whether every value copied is finite, or None (nothing
+    written) inside ``torch.compile``. None where it does not apply or the library is not
+    built (the caller copies with torch)."""
     lib = _library()
     if lib is None or not dst or len(dst) != len(src):
         return None
@@ -443,13 +446,13 @@ def bind_store_blocks(
     fn, is_compiling = lib.pc_store_blocks_f32, torch.compiler.is_compiling
     keep = (list(dst), list(src))  # the addresses stay valid while the bound call lives
 
-    def run() -> bool:
+    def run() -> bool | None:
         if is_compiling():
-            return False
-        fn(*args)
+            return None
+        finite = bool(fn(*args))
         for d in keep[0]:
             torch.autograd.graph.increment_version(d)
-        return True
+        return finite
 
     return run
 
