@@ -155,7 +155,10 @@ def check_growth(
     """
     if after is None:
         after = final.sum()
-    e0, e1 = torch.stack((before.reshape(()), after.reshape(()))).tolist()  # one sync
+    if before.is_cpu and after.is_cpu:  # two reads, no stacking
+        e0, e1 = float(before), float(after)
+    else:
+        e0, e1 = torch.stack((before.reshape(()), after.reshape(()))).tolist()  # one sync
     finite = math.isfinite(e0) and math.isfinite(e1)
     if not finite and states is not None:  # bad data first: name the node that holds it
         check_clamped_states(net, states, clamp)
