@@ -423,13 +423,19 @@ def bind_store_blocks(
     ):
         return None
 
-    def extent(t: torch.Tensor) -> tuple[int, int]:
-        return t.data_ptr(), t.data_ptr() + _span(_rows(t))  # type: ignore[arg-type]
-
     # the blocks are copied one after another, as by one copy_ each: a destination may share
-    # rows with another (columns of one state), never memory with a source
-    if any(a < d_hi and d_lo < b for d_lo, d_hi in map(extent, dst) for a, b in map(extent, src)):
-        return None
+    # rows with another (columns of one state), never memory with a source. In address order,
+    # a range meets one of the other kind iff it starts below the furthest end of those seen.
+    ranges = sorted(
+        (t.data_ptr(), t.data_ptr() + _span(_rows(t)), kind)  # type: ignore[arg-type]
+        for kind, group in enumerate((dst, src))
+        for t in group
+    )
+    reach = [0, 0]  # the furthest end so far of a destination, of a source
+    for lo, hi, kind in ranges:
+        if lo < reach[1 - kind]:
+            return None
+        reach[kind] = max(reach[kind], hi)
     k = len(dst)
 
     def arr(values: list[int]) -> ctypes.Array[ctypes.c_int64]:
