@@ -158,6 +158,32 @@ int pc_all_finite_f32(const float *x, int64_t rows, int64_t cols, int64_t xs) {
  * and without evicting what the next steps read (the inference loop does not read those
  * columns again). Addresses are passed as integers. Returns whether every value copied is
  * finite (v · 0 is 0 for finite v, NaN otherwise: one multiply-add per vector on the way). */
+#if defined(__AVX512F__)
+#define PC_W 16
+typedef __m512 pc_vec;
+#define PC_LOAD _mm512_loadu_ps
+#define PC_STREAM _mm512_stream_ps
+#define PC_STOREU _mm512_storeu_ps
+#define PC_ZERO _mm512_setzero_ps
+#define PC_MULADD(acc, v, z) _mm512_add_ps(acc, _mm512_mul_ps(v, z))
+#elif defined(__AVX__)
+#define PC_W 8
+typedef __m256 pc_vec;
+#define PC_LOAD _mm256_loadu_ps
+#define PC_STREAM _mm256_stream_ps
+#define PC_STOREU _mm256_storeu_ps
+#define PC_ZERO _mm256_setzero_ps
+#define PC_MULADD(acc, v, z) _mm256_add_ps(acc, _mm256_mul_ps(v, z))
+#elif defined(__SSE__)
+#define PC_W 4
+typedef __m128 pc_vec;
+#define PC_LOAD _mm_loadu_ps
+#define PC_STREAM _mm_stream_ps
+#define PC_STOREU _mm_storeu_ps
+#define PC_ZERO _mm_setzero_ps
+#define PC_MULADD(acc, v, z) _mm_add_ps(acc, _mm_mul_ps(v, z))
+#endif
+
 int pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *rows,
                         const int64_t *cols, const int64_t *dstride, int64_t n) {
   float acc = 0.0f;
@@ -169,48 +195,26 @@ int pc_store_blocks_f32(const int64_t *dst, const int64_t *src, const int64_t *r
       float *d = d0 + r * dstride[k];
       const float *s = s0 + r * m;
       int64_t c = 0;
-#if defined(__AVX512F__)
-      __m512 va = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
-      for (; c < m && ((uintptr_t)(d + c) & 63); c++)
+#ifdef PC_W
+      /* scalar up to the first vector-aligned address, then aligned streaming stores */
+      for (; c < m && ((uintptr_t)(d + c) % (PC_W * sizeof(float))); c++)
         acc += (d[c] = s[c]) * 0.0f;
-      for (; c + 16 <= m; c += 16) {
-        __m512 v = _mm512_loadu_ps(s + c);
-        va = _mm512_fmadd_ps(v, zero, va);
-        _mm512_stream_ps(d + c, v);
+      pc_vec va = PC_ZERO(), zero = PC_ZERO();
+      for (; c + PC_W <= m; c += PC_W) {
+        pc_vec v = PC_LOAD(s + c);
+        va = PC_MULADD(va, v, zero);
+        PC_STREAM(d + c, v);
       }
-      acc += _mm512_reduce_add_ps(va);
-#elif defined(__AVX__)
-      __m256 va = _mm256_setzero_ps(), zero = _mm256_setzero_ps();
-      for (; c < m && ((uintptr_t)(d + c) & 31); c++)
-        acc += (d[c] = s[c]) * 0.0f;
-      for (; c + 8 <= m; c += 8) {
-        __m256 v = _mm256_loadu_ps(s + c);
-        va = _mm256_add_ps(va, _mm256_mul_ps(v, zero));
-        _mm256_stream_ps(d + c, v);
-      }
-      float lanes[8];
-      _mm256_storeu_ps(lanes, va);
-      for (int i = 0; i < 8; i++)
-        acc += lanes[i];
-#elif defined(__SSE__)
-      __m128 va = _mm_setzero_ps(), zero = _mm_setzero_ps();
-      for (; c < m && ((uintptr_t)(d + c) & 15); c++)
-        acc += (d[c] = s[c]) * 0.0f;
-      for (; c + 4 <= m; c += 4) {
-        __m128 v = _mm_loadu_ps(s + c);
-        va = _mm_add_ps(va, _mm_mul_ps(v, zero));
-        _mm_stream_ps(d + c, v);
-      }
-      float lanes[4];
-      _mm_storeu_ps(lanes, va);
-      for (int i = 0; i < 4; i++)
+      float lanes[PC_W];
+      PC_STOREU(lanes, va);
+      for (int i = 0; i < PC_W; i++)
         acc += lanes[i];
 #endif
       for (; c < m; c++)
         acc += (d[c] = s[c]) * 0.0f;
     }
   }
-#if defined(__SSE__)
+#ifdef PC_W
   _mm_sfence(); /* the streamed stores are visible to every thread before the call returns */
 #endif
   return acc == 0.0f;
