@@ -167,14 +167,16 @@ def check_stacked(device: torch.device) -> float:
 
 # --- measuring ---------------------------------------------------------------------------------
 def _state_bytes(net: pc.PCNetwork, states: torch.Tensor, clamp: list[str]) -> int:
-    """Bytes of the state buffer plus the inference plan's [B, D] buffers (distinct storages)."""
+    """Bytes of the state buffer plus the inference plan's per-batch buffers (ε, δ, ∂E/∂x, σ(x)
+    and the working states; distinct storages)."""
     seen: dict[int, int] = {states.untyped_storage().data_ptr(): states.nbytes}
     try:
         from pcgraph.compiler import program_for
 
         buf = program_for(net, net.resolve_clamp(clamp)).buffers(states.shape[0])
-        for t in (buf.eps, buf.delta, buf.grad):
-            seen[t.untyped_storage().data_ptr()] = t.nbytes
+        for t in (buf.eps, buf.delta, buf.grad, buf.sent_buf, buf.states):
+            if t is not None:
+                seen[t.untyped_storage().data_ptr()] = t.nbytes
     except Exception:  # internals changed: count the state buffer only
         pass
     return sum(seen.values())

@@ -394,6 +394,7 @@ def breakdown(
     with torch.no_grad():
         buf = prog.prepare(st)
         sent = prog.errors(st, buf)
+        x_free, g_free = prog.step_target(st, buf)  # what one neuron step moves
         result = pc.solve_inference(net, st.clone(), clamp, T, lr=LR_NEURONS)
         mu1 = torch.addmm(b[0], x, W[0].t())
         h0 = [x0[:, c].contiguous() for c in cols]
@@ -463,7 +464,7 @@ def breakdown(
         "hand_flat.errors": flat_errors,
         "pc.state_grad": lambda: prog.state_grad(st, buf, sent),
         "hand.grad+update": lambda: hand_grad_step(hand_errors()),
-        "pc.state_update": lambda: st.add_(buf.grad, alpha=0.0),
+        "pc.state_update": lambda: x_free.add_(g_free, alpha=0.0),
         "pc.node_energies": lambda: prog.node_energies(buf),
         "pc.update_params": lambda: update_params(net, result, learner.optimizer),
         "hand.learn": hand_learn,

@@ -52,6 +52,15 @@ def test_bench_peers_smoke_json(tmp_path: Path) -> None:
     assert row["check"]["pcgraph_vs_tuned_max_weight_diff_f64"] < 1e-10
 
 
+def test_bench_step_breakdown_runs() -> None:
+    # every part of one update it times, pcgraph's internals included, still runs (~3 s)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--breakdown"]
+    cmd += ["--repeats", "1", "--batches", "2", "--T", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    for part in ("pc.state_update", "pc.errors", "pc.state_grad", "hand.step"):
+        assert part in out.stdout, part
+
+
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "relu"])
 def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
     # the floor against an independent autograd reference of one update (float64, plain SGD

@@ -155,11 +155,6 @@ class InferenceProgram(StepPlan):
         v = t[:, node.cols]
         return v.view(t.shape[0], *node.shape) if len(node.shape) > 1 else v
 
-    def _sent(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        node = self.net.nodes[i]
-        v = self._view(x, i)
-        return v if node.activation.is_identity else node.activation.fn(v)
-
     # --- the step ------------------------------------------------------------------------
     def _token(self, x: torch.Tensor, buf: Buffers) -> tuple[object, ...]:
         """Identifies x's contents and the weights: in-place writes bump ``_version``."""
@@ -293,7 +288,9 @@ class InferenceProgram(StepPlan):
             reuse_consts: keep the fixed parts computed by :meth:`forward_sweep` when neither x
                 nor the weights changed since (the caller vouches for the weights: fused
                 optimizers change them without bumping ``_version``; off in CUDA-graph capture).
-                The working states are then the sweep's, which it wrote into x as well.
+                The working states are then the sweep's, which it wrote into x as well: a write
+                into x that bumps no ``_version`` (through ``.data``, numpy, a C pointer) after
+                the sweep is not read, and the end of inference writes over it.
         """
         return self._prepare(x, reuse_consts=reuse_consts, load=True)
 
@@ -310,9 +307,8 @@ class InferenceProgram(StepPlan):
             # the steps move the free nodes' contiguous working states, not x's columns
             self._x_cols = [self._view(x, i) for i in self.free_nodes]
             self._x_blocks = [self.node_block(buf.states, i) for i in self.free_nodes]
-            self._xv = [self._view(x, i) for i in n]
-            for i, block in zip(self.free_nodes, self._x_blocks, strict=True):
-                self._xv[i] = block
+            blocks = dict(zip(self.free_nodes, self._x_blocks, strict=True))
+            self._xv = [blocks[i] if i in blocks else self._view(x, i) for i in n]
             self._ev = [self.node_block(buf.eps, i) for i in n]
             self._dv = [self.node_block(buf.delta, i) for i in n]
             self._gv = [self.node_block(buf.grad, i) for i in n]
@@ -326,9 +322,10 @@ class InferenceProgram(StepPlan):
             self._free_finite = None if free_x is None else native.bind_all_finite(free_x)
             self._target = (
                 (buf.states, buf.grad)
-                if free_x is None or span is None
+                if span is None or free_x is None
                 else (free_x, self._block_range(buf.grad, *span))
             )
+            self._parts = {}  # they hold blocks of the buffers bound before
             self._store = write_back(self._x_cols, self._x_blocks) if self._x_cols else None
             self._views_key = key
             self._views_buf = buf

@@ -104,9 +104,10 @@ def solve_inference(
             ``tol`` · |E(t−1)| (eager runner; costs one energy and a sync per step). None runs
             all T steps.
         reuse_consts: reuse the fixed predictions a forward sweep of the program just computed
-            on this buffer. Only for callers that know nothing changed the weights in between
-            (``PCLearner.infer`` does: init, then inference); a token check on the buffer and
-            parameter versions guards it as well.
+            on this buffer, and the swept states it holds. Only for callers that know nothing
+            changed the weights or the states in between (``PCLearner.infer`` does: init, then
+            inference); a token check on the buffer and parameter versions guards it against
+            in-place torch writes, not against writes that bump no version (``.data``, numpy).
 
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
