@@ -285,27 +285,26 @@ def test_the_load_check_passes_under_a_float64_default_dtype() -> None:
 
 @needs_native
 @pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), float("-inf")])
-def test_the_finiteness_check_finds_any_non_finite_value_of_a_strided_view(bad) -> None:  # type: ignore[no-untyped-def]
-    """The bound check of a node range of the state answers what torch.isfinite(...).all()
-    answers, for each position of one bad value, and never looks outside the view."""
-    state = torch.randn(7, 40)
+def test_stored_blocks_find_any_non_finite_value_they_copy(bad) -> None:  # type: ignore[no-untyped-def]
+    """The store's answer is what torch.isfinite(src).all() answers, for one bad value at each
+    position of a row (before the aligned part, in it, in the tail), and it never looks at
+    the destination's other columns."""
+    state = torch.full((7, 40), float("nan"))  # the columns outside the view: never read
     view = state[:, 5:29]
-    check = native.bind_all_finite(view)
-    assert check is not None
-    state[:, :5] = float("nan")  # outside the view: never read
-    state[:, 29:] = float("inf")
-    assert check() is True
-    state[0, 5] = 3.4e38  # the largest floats are finite
-    assert check() is True
+    src = torch.randn(7, 24)
+    src[0, 0] = 3.4e38  # the largest floats are finite
+    store = native.bind_store_blocks([view], [src])
+    assert store is not None
+    assert store() is True
     if bad is None:
         return
-    for r, c in [(0, 5), (3, 17), (6, 28)]:
-        saved = float(state[r, c])
-        state[r, c] = bad
-        assert check() is False, (r, c)
-        assert check() is bool(torch.isfinite(view).all())
-        state[r, c] = saved
-    assert native.bind_all_finite(view.double()) is None
+    for r in (0, 3, 6):
+        for c in range(24):
+            saved = float(src[r, c])
+            src[r, c] = bad
+            assert store() is False, (r, c)
+            src[r, c] = saved
+    assert store() is True
 
 
 @needs_native

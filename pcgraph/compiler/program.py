@@ -70,9 +70,10 @@ class InferenceProgram(StepPlan):
         self._x_cols: list[torch.Tensor] = []
         self._x_blocks: list[torch.Tensor] = []
         self._target: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._store: Callable[[], bool | None] | None = None  # working states into x, bound
+        # the free nodes' columns of x into the working states and back, bound with the views
+        self._load: Step | None = None
+        self._store: Callable[[], bool | None] | None = None
         self._views_buf: Buffers | None = None  # the buffers the cached views belong to
-        self._free_finite: Callable[[], bool | None] | None = None
         self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
         self._consts: (
             tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
@@ -178,7 +179,7 @@ class InferenceProgram(StepPlan):
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
         if finite is None:
-            finite = self._finite(x, swept)
+            finite = self._finite(swept)
         self._swept = swept if finite else frozenset()
 
     def _sweep_plan(
@@ -247,7 +248,7 @@ class InferenceProgram(StepPlan):
         if i in self.ce_nodes:  # a held node swept here is free: it starts where
             out.copy_(self.energy_of[i].mean(out))  # inference holds it
 
-    def _finite(self, x: torch.Tensor, nodes: frozenset[int]) -> bool:
+    def _finite(self, nodes: frozenset[int]) -> bool:
         """Whether the states of ``nodes`` are all finite: one reduction over the free nodes'
         working states when they are one range (a NaN or ±inf makes the sum non-finite; so
         may an overflow of huge values, which is then taken as non-finite too: only an
@@ -255,8 +256,7 @@ class InferenceProgram(StepPlan):
         if not nodes:
             return True
         if self._free_x is not None:  # the free nodes' working states, bound with the views
-            found = None if self._free_finite is None else self._free_finite()
-            return math.isfinite(float(self._free_x.sum())) if found is None else found
+            return math.isfinite(float(self._free_x.sum()))
         return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
 
     def bound_state(self) -> object:
@@ -319,13 +319,13 @@ class InferenceProgram(StepPlan):
             span = self.free_range
             free_x = None if span is None else self._block_range(buf.states, *span)
             self._free_x = free_x
-            self._free_finite = None if free_x is None else native.bind_all_finite(free_x)
             self._target = (
                 (buf.states, buf.grad)
                 if span is None or free_x is None
                 else (free_x, self._block_range(buf.grad, *span))
             )
             self._parts = {}  # they hold blocks of the buffers bound before
+            self._load = copy_all(self._x_blocks, self._x_cols) if self._x_cols else None
             self._store = write_back(self._x_cols, self._x_blocks) if self._x_cols else None
             self._views_key = key
             self._views_buf = buf
@@ -354,8 +354,8 @@ class InferenceProgram(StepPlan):
         self._const_token = None
         self._swept = frozenset()
         with torch.no_grad():
-            if load and self._x_cols:
-                torch._foreach_copy_(self._x_blocks, self._x_cols)
+            if load and self._load is not None:
+                self._load()
             if self._consts is None:
                 self._consts = self._const_plan(x, buf)
                 self._grad_steps = {}  # they read the clamped senders' σ(x) bound here

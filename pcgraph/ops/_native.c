@@ -139,19 +139,6 @@ void pc_block_energy_f32(const float *base, const int64_t *off, const int64_t *l
   }
 }
 
-/* Whether every float of the rows is finite: x · 0 is 0 for finite x and NaN for NaN or ±inf,
- * so the sum is 0 exactly when all are finite (one vectorised pass, no branch per element). */
-int pc_all_finite_f32(const float *x, int64_t rows, int64_t cols, int64_t xs) {
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * xs;
-    float acc = 0.0f;
-    _Pragma("omp simd reduction(+ : acc)") for (int64_t c = 0; c < cols; c++) acc += xr[c] * 0.0f;
-    if (acc != 0.0f)
-      return 0;
-  }
-  return 1;
-}
-
 /* Copy n blocks of contiguous floats (src[k]: rows[k] × cols[k]) into rows of floats that start
  * dstride[k] apart (dst[k]; a node's columns of the [B, D] state), with streaming stores where
  * the processor has them: the destination is written without being read into the cache first

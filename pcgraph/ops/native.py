@@ -9,8 +9,9 @@ thread: tanh 17 µs against 124 µs (torch.tanh) and 59 µs (2σ(2x) − 1); GEL
 
 Beside them, three kernels that save the inference loop whole torch calls: a node's fused plain
 SGD step x ← x − γ (δ − σ' ⊙ m) (:func:`bind_sgd_step`), the per-node energies ½ w Σ ε² of a
-node-blocked error buffer in one call (:func:`bind_block_energy`, sums in double) and a
-finiteness check of a range of state columns (:func:`bind_all_finite`).
+node-blocked error buffer in one call (:func:`bind_block_energy`, sums in double) and the write
+of contiguous blocks into columns of the state with streaming stores, which also says whether
+every value written is finite (:func:`bind_store_blocks`).
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``) into
 the user's cache (``$PCGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/pcgraph`` or
@@ -46,7 +47,6 @@ __all__ = [
     "Bound",
     "available",
     "bind",
-    "bind_all_finite",
     "bind_block_energy",
     "bind_sgd_step",
     "bind_store_blocks",
@@ -160,9 +160,6 @@ def _load() -> ctypes.CDLL | None:
     step = lib.pc_sgd_step_f32
     step.argtypes = [ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_int, i64, i64, i64, i64, i64, i64]
     step.restype = None
-    finite = lib.pc_all_finite_f32
-    finite.argtypes = [ptr, i64, i64, i64]
-    finite.restype = ctypes.c_int
     energy = lib.pc_block_energy_f32
     energy.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr]
     energy.restype = None
@@ -211,14 +208,14 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     ok &= lib.pc_store_blocks_f32(*args, 1) == 1
     outside = float(wide[:, :3].abs().sum() + wide[:, 40:].abs().sum())
     ok &= bool(torch.equal(dst, src)) and outside == 0.0
-    src[4, 36] = float("nan")  # in the tail
-    ok &= lib.pc_store_blocks_f32(*args, 1) == 0
-    for bad, want_finite in ((None, 1), (float("nan"), 0), (float("inf"), 0), (float("-inf"), 0)):
-        probe = torch.linspace(-1e38, 1e38, 257, dtype=torch.float32).reshape(1, -1)
-        probe[0, 0], probe[0, 1] = -3.4e38, 3.4e38  # the largest finite floats
-        if bad is not None:
-            probe[0, 200] = bad
-        ok &= lib.pc_all_finite_f32(probe.data_ptr(), 1, 257, 257) == want_finite
+    src[0, 0], src[0, 1] = -3.4e38, 3.4e38  # the largest finite floats
+    ok &= lib.pc_store_blocks_f32(*args, 1) == 1
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for r, c in ((0, 0), (2, 20), (4, 36)):  # before the aligned part, in it, in the tail
+            saved = float(src[r, c])
+            src[r, c] = bad
+            ok &= lib.pc_store_blocks_f32(*args, 1) == 0
+            src[r, c] = saved
     return ok
 
 
@@ -376,29 +373,6 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
             fn(*args)
             bump(written)  # behind torch's back: in-place checks must see it
         return True
-
-    return run
-
-
-def bind_all_finite(x: torch.Tensor) -> Callable[[], bool | None] | None:
-    """Whether every value of ``x`` (float32 CPU rows of contiguous floats, such as a range of
-    columns of the [B, D] state) is finite, as one native pass bound to ``x``: the function
-    returns True or False, or None inside ``torch.compile`` (the caller then asks torch). None
-    where the kernel does not take ``x`` or is not built."""
-    lib = _library()
-    rows = _rows(x) if x.dtype == torch.float32 and x.is_cpu and not x.requires_grad else None
-    if lib is None or rows is None:
-        return None
-    fn, args, is_compiling = (
-        lib.pc_all_finite_f32,
-        (x.data_ptr(), *rows),
-        torch.compiler.is_compiling,
-    )
-
-    def run() -> bool | None:
-        if is_compiling() or x.data_ptr() != args[0]:  # (x kept alive by this closure)
-            return None
-        return bool(fn(*args))
 
     return run
 
