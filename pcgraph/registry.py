@@ -30,11 +30,33 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, item: T, *, aliases: tuple[str, ...] = ()) -> T:
-        """Add ``item`` under ``name`` (and its aliases); returns the item."""
+    def register(
+        self, name: str, item: T, *, aliases: tuple[str, ...] = (), replace: bool = False
+    ) -> T:
+        """Add ``item`` under ``name`` (and its aliases); returns the item.
+
+        Args:
+            replace: put ``item`` in place of an item already registered under ``name`` (its
+                old aliases are dropped). Without it a name registered twice is an error.
+
+        Raises:
+            SpecError: the name is empty or taken (and ``replace`` is off), or an alias is taken.
+        """
+        if not isinstance(name, str) or not normalize_name(name):
+            raise SpecError(f"a {self.kind} needs a non-empty string name, got {name!r}")
         key = normalize_name(name)
-        if key in self._items or key in self._aliases:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if key in self._aliases:
+            raise SpecError(
+                f"{self.kind} {name!r} is already an alias of {self._aliases[key]!r}; "
+                "choose another name"
+            )
+        if key in self._items:
+            if not replace:
+                raise SpecError(
+                    f"{self.kind} {name!r} is registered twice; pass replace=True to put the "
+                    "new one in its place"
+                )
+            self.unregister(key)
         taken = [
             a
             for a in aliases
@@ -43,11 +65,18 @@ class Registry(Generic[T]):
             or normalize_name(a) == key
         ]
         if taken:  # an alias must never shadow another name or alias
-            raise ValueError(f"{self.kind} {name!r}: alias(es) {taken} are already taken")
+            raise SpecError(f"{self.kind} {name!r}: alias(es) {taken} are already taken")
         self._items[key] = item
         for alias in aliases:
             self._aliases[normalize_name(alias)] = key
         return item
+
+    def unregister(self, name: str) -> T:
+        """Remove the item registered under ``name`` (and its aliases); returns it."""
+        key = self.canonical(name)
+        for alias in [a for a, k in self._aliases.items() if k == key]:
+            del self._aliases[alias]
+        return self._items.pop(key)
 
     def canonical(self, name: str, *, where: str = "") -> str:
         """The canonical spelling of ``name``; raises :class:`SpecError` listing the choices."""
