@@ -47,8 +47,8 @@ class Registry(Generic[T]):
         key = normalize_name(name)
         if key in self._aliases:
             raise SpecError(
-                f"{self.kind} {name!r} is already an alias of {self._aliases[key]!r}; "
-                "choose another name"
+                f"{self.kind} {name!r} is registered twice: it is an alias of "
+                f"{self._aliases[key]!r}; choose another name"
             )
         if key in self._items:
             if not replace:

@@ -75,3 +75,16 @@ def test_an_alias_may_not_shadow_an_existing_name(colours: Registry[int]) -> Non
     # the refused registration left nothing behind
     assert colours.names() == ["dark_blue", "red"]
     assert colours.get("red") == 1
+
+
+def test_replace_puts_the_new_item_in_place_and_drops_old_aliases(colours: Registry[int]) -> None:
+    colours.register("red", 7, replace=True)
+    assert colours.get("red") == 7
+    assert "rouge" not in colours  # the old item's alias went with it
+    assert colours.unregister("red") == 7
+    assert "red" not in colours
+
+
+def test_an_empty_name_is_refused(colours: Registry[int]) -> None:
+    with pytest.raises(SpecError, match="non-empty string name"):
+        colours.register("  ", 3)
