@@ -26,6 +26,7 @@ from pcgraph.errors import (
     PCGraphError,
     SpecError,
 )
+from pcgraph.fast import fast_paths
 from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec, chain, decoder, mlp, residual_mlp
 
 __version__ = "0.1.0"
@@ -99,6 +100,7 @@ __all__ = [
     "check_forward_init",
     "compile",
     "decoder",
+    "fast_paths",
     "fuse_optimizer",
     "make_initializer",
     "mlp",

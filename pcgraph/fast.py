@@ -1,0 +1,111 @@
+"""One switch for every fast path of pcgraph.
+
+Beside its plain torch computation, pcgraph has fast paths that compute the same numbers sooner:
+the native float32 C kernels (:mod:`pcgraph.ops.native`), oneDNN for large float32 products on
+the CPU (:mod:`pcgraph.ops.matmul`), the specialised step closures of the inference program
+(:mod:`pcgraph.compiler.steps`: bound products, the fused SGD step, bound weight gradients,
+per-node energies in one native call), 2σ(2x) − 1 for tanh, and the fused Adam/AdamW kernel.
+Each names the plain reference it equals; with the switch off only that reference runs: no C
+compiler is started, no private torch op is called, and every product is a public torch one
+(``torch.addmm``, ``torch.mm``, ``torch.nn.functional.linear``).
+
+The switch starts from the environment variable ``PCGRAPH_FAST`` (``0``, ``false``, ``off`` or
+``no`` turn the fast paths off; ``1``, ``true``, ``on``, ``yes`` or unset leave them on) and is
+set in a program with :func:`fast_paths`, as a call or as a context manager::
+
+    with pcgraph.fast_paths(False):  # the plain reference inside, the previous value after
+        learner.train_step(batch)
+
+A program's cached step closures are bound for one value of the switch and bound again when it
+changes (they key on :func:`enabled`), so no result mixes the two. The switch is global to the
+process (not per thread). This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+from pcgraph.errors import ConfigError
+
+__all__ = ["ENV_VAR", "FastPaths", "enabled", "fast_paths", "generation"]
+
+ENV_VAR = "PCGRAPH_FAST"
+_ON = ("1", "true", "on", "yes")
+_OFF = ("0", "false", "off", "no")
+
+
+def _from_environment() -> bool:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None or not raw.strip():
+        return True
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ConfigError(
+        f"{ENV_VAR}={raw!r} is not one of {', '.join(_ON + _OFF)}; set {ENV_VAR}=0 to run "
+        "only the plain torch reference, or unset it to use the fast paths"
+    )
+
+
+_enabled = _from_environment()
+_generation = 0  # bumped at every change of the switch
+
+
+def enabled() -> bool:
+    """Whether the fast paths are on (the default; see the module docstring)."""
+    return _enabled
+
+
+def generation() -> int:
+    """A counter that changes whenever the switch does: a cache of things built for one value
+    of it keys on this (or on :func:`enabled`)."""
+    return _generation
+
+
+def _set(value: bool) -> None:
+    global _enabled, _generation
+    if value != _enabled:
+        _enabled = value
+        _generation += 1
+
+
+class FastPaths:
+    """The switch set by :func:`fast_paths`; as a context manager it puts the previous value
+    back on exit."""
+
+    def __init__(self, on: bool) -> None:
+        self.previous = _enabled
+        self.enabled = bool(on)
+        _set(self.enabled)
+
+    def __enter__(self) -> FastPaths:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _set(self.previous)
+
+    def __repr__(self) -> str:
+        return f"fast_paths({self.enabled})"
+
+
+def fast_paths(enabled: bool) -> FastPaths:
+    """Turn pcgraph's fast paths on or off (see the module docstring).
+
+    Called plainly it sets the switch for the rest of the process; used as ``with
+    fast_paths(False): ...`` it sets it for the block and restores the previous value after.
+
+    Args:
+        enabled: True for the fast paths (the default state), False for the plain torch
+            reference only.
+    """
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"fast_paths(enabled=...) takes True or False, not {enabled!r}")
+    return FastPaths(enabled)
