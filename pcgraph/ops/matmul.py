@@ -1,4 +1,4 @@
-"""The matrix products of the inference loop, each on the CPU library that runs it fastest.
+"""The matrix products of the inference loop, each on the CPU library a fixed size rule picks.
 
 torch sends a float32 ``torch.mm`` on the CPU to MKL; oneDNN (also inside every x86 torch build)
 can run the same product much faster or slower, depending on the processor. Measured with torch
@@ -11,18 +11,25 @@ can run the same product much faster or slower, depending on the processor. Meas
 | 256 × 784 → 128   | 603 | 322 |  657 |  688 |
 | 1024 × 784 → 128  |     |     | 3275 | 3447 |
 
-No fixed rule is right on both, so the first product of each shape (kind, B, in, out, thread
-count) is timed on both libraries, a few calls each, and the faster is used from then on (a
-bounded cache per process; :func:`choices` lists them). Products below :data:`MEASURE_MIN_MACS`
-multiply-adds always stay on MKL (oneDNN's fixed cost of ~20–50 µs per call never pays there),
-as do float64, CUDA, autograd and ``torch.compile`` products and builds without oneDNN.
+No fixed rule is right on both. By default (``PCGRAPH_CPU_MATMUL=size``) a fixed, documented
+rule decides: a product of at least :data:`ONEDNN_MIN_MACS` multiply-adds (B·in·out; the
+crossover on the AVX-512 machine) runs on oneDNN, a smaller one on MKL. The choice depends on
+the shapes only, so the same seed on the same machine gives bit-identical numbers in every run.
+``PCGRAPH_CPU_MATMUL=mkl`` or ``onednn`` forces one library.
 
-Two runs may thus pick differently for a shape where the two are within noise, and the
-products then differ by float32 rounding. ``torch.use_deterministic_algorithms(True)`` or
-``PCGRAPH_CPU_MATMUL=size`` use the fixed size rule instead (oneDNN from
-:data:`ONEDNN_MIN_MACS`, the crossover on the AVX-512 machine); ``PCGRAPH_CPU_MATMUL=mkl`` or
-``onednn`` forces one library. Both compute the same products up to float32 rounding (checked in
-``tests/test_matmul.py``).
+``PCGRAPH_CPU_MATMUL=auto`` (opt-in) times instead the first product of each shape (kind, B, in,
+out, thread count) on both libraries, a few calls each, and uses the faster from then on (a
+bounded cache per process; :func:`choices` lists them); products below
+:data:`MEASURE_MIN_MACS` multiply-adds stay on MKL without timing. Two runs may then pick
+differently for a shape where the two are within noise, and their products (and everything
+trained on them) differ by float32 rounding; ``torch.use_deterministic_algorithms(True)`` turns
+the timing off again. Both libraries compute the same products up to float32 rounding (checked
+in ``tests/test_matmul.py``).
+
+float64, CUDA, autograd and ``torch.compile`` products, builds without oneDNN and everything
+while pcgraph's fast paths are off (``PCGRAPH_FAST=0``, :func:`pcgraph.fast_paths`) stay on
+torch's public ops (``torch.mm``/``torch.addmm``/``torch.nn.functional.linear``): the oneDNN op
+is then never called, not even probed.
 
 Shapes: s [B, in], W [out, in], b [out], δ [B, out].
 """
@@ -36,6 +43,7 @@ from typing import Any, Literal
 
 import torch
 
+from pcgraph import fast
 from pcgraph.cache import BoundedCache
 from pcgraph.errors import ConfigError
 
@@ -80,18 +88,32 @@ def _onednn_op() -> Callable[..., torch.Tensor] | None:
 
 
 def _mode() -> str:
-    mode = os.environ.get("PCGRAPH_CPU_MATMUL", "auto").strip().lower()
+    mode = os.environ.get("PCGRAPH_CPU_MATMUL", "size").strip().lower()
     if mode not in _MODES:
         raise ConfigError(
-            f"PCGRAPH_CPU_MATMUL={mode!r} is not one of {', '.join(_MODES)}; unset it to let "
-            "pcgraph measure which library is faster per product shape"
+            f"PCGRAPH_CPU_MATMUL={mode!r} is not one of {', '.join(_MODES)}; unset it for the "
+            "fixed size rule (the default), or set auto to time both libraries per shape"
         )
     return mode
 
 
 _MODE = _mode()
-_LINEAR = None if _MODE == "mkl" else _onednn_op()
+_LINEAR: Callable[..., torch.Tensor] | None = None
+_PROBED = False  # whether _LINEAR was looked for (on first use with the fast paths on)
 _CHOICES: BoundedCache[tuple[str, int, int, int, int], bool] = BoundedCache(512)
+
+
+def _op() -> Callable[..., torch.Tensor] | None:
+    """oneDNN's linear op where products may go to it, else None. The gate of this module's
+    fast path: with pcgraph's fast paths off (:func:`pcgraph.fast.enabled`) None, and every
+    product is the reference, torch's public ``mm``/``addmm``/``linear`` (the caller's)."""
+    global _LINEAR, _PROBED
+    if not fast.enabled():
+        return None
+    if not _PROBED:
+        _LINEAR = None if _MODE == "mkl" else _onednn_op()
+        _PROBED = True
+    return _LINEAR
 
 
 def faster(a: Callable[[], object], b: Callable[[], object], *, calls: int = 5) -> bool:
@@ -116,7 +138,7 @@ def faster(a: Callable[[], object], b: Callable[[], object], *, calls: int = 5) 
 
 def _measure(kind: Kind, m: int, k: int, n: int) -> bool:
     """Time MKL against oneDNN on random operands of this product's shape and layout."""
-    op = _LINEAR
+    op = _op()
     assert op is not None
     g = torch.Generator().manual_seed(0)
     w = torch.randn(n, k, generator=g)  # W [out, in]
@@ -137,11 +159,11 @@ def prefer_onednn(kind: Kind, m: int, k: int, n: int) -> bool:
     """Whether a float32 CPU product of this kind and shape runs on oneDNN (see the module
     docstring): ``forward`` s Wᵀ and ``vjp`` δ W with s [m, k], δ [m, n], W [n, k]; ``grad``
     δᵀ s with δ [m, n], s [m, k] (the batch m is the contracted dimension)."""
-    if _LINEAR is None:
+    if _op() is None:
         return False
     macs = m * k * n
-    if _MODE == "onednn":
-        return True
+    if _MODE in ("onednn", "mkl"):
+        return _MODE == "onednn"
     if _MODE == "size" or torch.are_deterministic_algorithms_enabled():
         return macs >= ONEDNN_MIN_MACS
     if macs < MEASURE_MIN_MACS:
@@ -163,19 +185,18 @@ def use_onednn(a: torch.Tensor, kind: Kind, m: int, k: int, n: int) -> bool:
     """Whether a product with operand ``a`` (see :func:`prefer_onednn` for the shape) goes to
     oneDNN."""
     return (
-        _LINEAR is not None
-        and a.dtype == torch.float32
+        a.dtype == torch.float32
         and a.device.type == "cpu"
         and not torch.is_grad_enabled()  # the op has no autograd formula
         and not torch.compiler.is_compiling()  # nor an inductor lowering for plain weights
-        and prefer_onednn(kind, m, k, n)
+        and prefer_onednn(kind, m, k, n)  # (False while the fast paths are off)
     )
 
 
 def onednn_linear_op() -> Callable[..., torch.Tensor] | None:
     """oneDNN's linear product ``op(s, W, b, "none", [], "")`` = s Wᵀ + b, or None where this
-    torch build has none (or ``PCGRAPH_CPU_MATMUL=mkl``)."""
-    return _LINEAR
+    torch build has none, with ``PCGRAPH_CPU_MATMUL=mkl`` and while the fast paths are off."""
+    return _op()
 
 
 def dense(w: torch.Tensor) -> bool:
@@ -186,27 +207,29 @@ def dense(w: torch.Tensor) -> bool:
 
 
 def linear(s: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor | None:
-    """s Wᵀ + b by oneDNN, or None when torch's own kernel is the faster choice."""
-    if _LINEAR is None or not dense(w) or not use_onednn(s, "forward", s.shape[0], *w.shape[::-1]):
+    """s Wᵀ + b by oneDNN, or None when torch's own kernel is the choice (the reference:
+    ``torch.addmm(b, s, W.t())``)."""
+    op = _op()
+    if op is None or not dense(w) or not use_onednn(s, "forward", s.shape[0], *w.shape[::-1]):
         return None
-    return _LINEAR(s, w, b, "none", [], "")
+    return op(s, w, b, "none", [], "")
 
 
 def linear_vjp(delta: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
-    """δ W (the message to the source) by oneDNN, or None (see :func:`linear`)."""
-    if (
-        _LINEAR is None
-        or not dense(w)
-        or not use_onednn(delta, "vjp", delta.shape[0], *w.shape[::-1])
-    ):
+    """δ W (the message to the source) by oneDNN, or None (see :func:`linear`; the reference
+    is ``torch.mm(δ, W)``)."""
+    op = _op()
+    if op is None or not dense(w) or not use_onednn(delta, "vjp", delta.shape[0], *w.shape[::-1]):
         return None
-    return _LINEAR(delta, w.t(), None, "none", [], "")
+    return op(delta, w.t(), None, "none", [], "")
 
 
 def linear_grad(delta: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
-    """δᵀ s (minus ∂E/∂W) by oneDNN, or None (see :func:`linear`)."""
-    if _LINEAR is None or not use_onednn(s, "grad", s.shape[0], s.shape[1], delta.shape[1]):
+    """δᵀ s (minus ∂E/∂W) by oneDNN, or None (see :func:`linear`; the reference is
+    ``torch.mm(δᵀ, s)``)."""
+    op = _op()
+    if op is None or not use_onednn(s, "grad", s.shape[0], s.shape[1], delta.shape[1]):
         return None
     if not dense(s):  # a node's columns of the flat state: one copy, far cheaper than the
         s = s.contiguous()  # reference path
-    return _LINEAR(delta.t(), s.t(), None, "none", [], "")
+    return op(delta.t(), s.t(), None, "none", [], "")

@@ -18,7 +18,10 @@ the user's cache (``$PCGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/pcgraph`` or
 ``~/.cache/pcgraph``), named by a hash of the source, the flags, the compiler and the processor,
 and loaded with :mod:`ctypes`. Where there is no compiler, the build fails, or the loaded library
 does not reproduce torch's results on a check vector, every call returns False and the caller
-uses torch's kernel: nothing else changes. ``PCGRAPH_NATIVE=0`` turns the kernels off.
+uses torch's kernel: nothing else changes. ``PCGRAPH_NATIVE=0`` turns these kernels off;
+``PCGRAPH_FAST=0`` or :func:`pcgraph.fast_paths` ``(False)`` turn them off with every other fast
+path (:mod:`pcgraph.fast`): then nothing is compiled or loaded, :func:`available` is False, every
+``bind*`` returns None and every call, bound ones included, returns False (None for the store).
 
 Each function returns whether it did the work: only for float32 CPU tensors outside autograd and
 ``torch.compile`` whose rows (the first dimension) are contiguous, and for outputs that do not
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+from pcgraph import fast
 from pcgraph.cache import BoundedCache
 
 __all__ = [
@@ -220,18 +224,23 @@ def _agrees(lib: ctypes.CDLL) -> bool:
 
 
 def _library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None. The gate of every kernel here: with the fast paths off
+    (:func:`pcgraph.fast.enabled`) None, without starting a compiler, so that each caller
+    takes its reference, torch's own kernel."""
+    if not fast.enabled():
+        return None
     return _lib if _tried else _load()
 
 
 def available() -> bool:
-    """Whether the native kernels are built, loaded and checked (builds them on first call)."""
+    """Whether the native kernels are built, loaded and checked (builds them on first call);
+    False while the fast paths are off."""
     return _library() is not None
 
 
 def library_path() -> Path | None:
-    """The shared library in use, or None."""
-    _library()
-    return _path
+    """The shared library in use, or None (also while the fast paths are off)."""
+    return _path if _library() is not None else None
 
 
 def _rows(t: torch.Tensor) -> tuple[int, int, int] | None:
@@ -289,8 +298,10 @@ def _binary(name: str, a: torch.Tensor, b: torch.Tensor, *, threaded_torch_wins:
     """Run kernel ``name`` on (a, b) of one shape: ``b`` is written (``a`` for the vjp, which
     reads ``b`` = x), and its version is bumped. With ``threaded_torch_wins``, tensors large
     enough for torch to use several threads are left to torch."""
-    if torch.compiler.is_compiling() or (
-        torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if (
+        not fast.enabled()
+        or torch.compiler.is_compiling()
+        or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
     ):
         return False
     if threaded_torch_wins and a.numel() > _GRAIN and torch.get_num_threads() > 1:
@@ -363,11 +374,11 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
     written = a if kernel == "gelu_vjp" else b
     big = threaded_torch_wins and a.numel() > _GRAIN
     empty = plan[0] * plan[1] == 0
-    is_compiling = torch.compiler.is_compiling
+    is_compiling, on = torch.compiler.is_compiling, fast.enabled
     bump = torch.autograd.graph.increment_version
 
     def run() -> bool:
-        if is_compiling() or (big and torch.get_num_threads() > 1):
+        if is_compiling() or not on() or (big and torch.get_num_threads() > 1):
             return False
         if not empty:
             fn(*args)
@@ -423,11 +434,11 @@ def bind_store_blocks(
         arr([p[3] for p in plans]),  # dst's row stride
         k,
     )
-    fn, is_compiling = lib.pc_store_blocks_f32, torch.compiler.is_compiling
+    fn, is_compiling, on = lib.pc_store_blocks_f32, torch.compiler.is_compiling, fast.enabled
     keep = (list(dst), list(src))  # the addresses stay valid while the bound call lives
 
     def run() -> bool | None:
-        if is_compiling():
+        if is_compiling() or not on():
             return None
         finite = bool(fn(*args))
         for d in keep[0]:
@@ -466,10 +477,10 @@ def bind_block_energy(
     index = (ctypes.c_int64 * k)(*(i for _, _, _, i in blocks))
     top = max((i for _, _, _, i in blocks), default=-1)
     fn, base, is_compiling = lib.pc_block_energy_f32, buf.data_ptr(), torch.compiler.is_compiling
-    keep = buf  # the address stays valid while the bound call lives
+    keep, on = buf, fast.enabled  # the address stays valid while the bound call lives
 
     def run(out: torch.Tensor) -> bool:
-        if is_compiling() or keep.data_ptr() != base:
+        if is_compiling() or not on() or keep.data_ptr() != base:
             return False
         if (
             out.dtype != torch.float32
@@ -532,12 +543,12 @@ def bind_sgd_step(
         stride[id(m)],
     )
     fn = lib.pc_sgd_step_f32
-    is_compiling = torch.compiler.is_compiling
+    is_compiling, on = torch.compiler.is_compiling, fast.enabled
     bump = torch.autograd.graph.increment_version
     empty = n_rows * n_cols == 0
 
     def run() -> bool:
-        if is_compiling():
+        if is_compiling() or not on():
             return False
         if not empty:
             fn(*args)
