@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pcgraph import fast
 from pcgraph.names import ACTIVATION_NAMES
 from pcgraph.ops import native
 from pcgraph.registry import Registry
@@ -108,8 +109,13 @@ def _leaky_relu_derivative(x: torch.Tensor) -> torch.Tensor:
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """`torch.tanh`; on the CPU a native float32 kernel or 2 σ(2x) − 1 (both faster)."""
-    if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+    """`torch.tanh`; on the CPU a native float32 kernel or 2 σ(2x) − 1 (both faster, see
+    :func:`_tanh_into`)."""
+    if (
+        not fast.enabled()
+        or x.device.type != "cpu"
+        or (x.requires_grad and torch.is_grad_enabled())
+    ):
         return torch.tanh(x)  # in-place steps below would break autograd's saved sigmoid
     out = torch.empty_like(x)
     _tanh_into(x, out)
@@ -138,7 +144,11 @@ def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
     (:mod:`pcgraph.ops.native`, ≤ 2.3 ulp, 7× torch's tanh on an AVX2 EPYC), else
     2 σ(2x) − 1: torch's CPU tanh kernel is several times slower than its sigmoid (measured
     2.9 vs 0.24 ns per float32 element on a 2-core x86 VM, torch 2.13), and the identity holds
-    to one rounding of the result (|error| ≤ 2.4e-7 in float32)."""
+    to one rounding of the result (|error| ≤ 2.4e-7 in float32). Both are fast paths whose
+    reference is ``torch.tanh``, the only kernel while they are off (:mod:`pcgraph.fast`)."""
+    if not fast.enabled():
+        torch.tanh(x, out=out)
+        return
     if native.tanh_into(x, out):
         return
     if x.device.type != "cpu" or x.numel() < _TANH_SMALL:
@@ -276,14 +286,17 @@ def _gelu_native(act: Activation) -> Activation:
     """GELU with pcgraph's native float32 CPU kernels where they apply (:mod:`pcgraph.ops.native`:
     glibc's vector erf, ~1.6× torch's kernels per thread), torch's elsewhere. σ and σ' of every
     path (σ(x), into a buffer, the vjps) take the same kernel for the same tensor, so that a
-    forward sweep's x = μ leaves ε = x − μ exactly 0 whichever path computed μ."""
+    forward sweep's x = μ leaves ε = x − μ exactly 0 whichever path computed μ. The reference
+    is torch's GELU and ``gelu_backward``, the only kernels while the fast paths are off
+    (:mod:`pcgraph.fast`: the native calls then return False)."""
     torch_fn, torch_into, torch_vjp = act.fn, act.fn_into, act.vjp_inplace
     torch_fused = act.fused_vjp
     assert torch_into is not None and torch_vjp is not None and torch_fused is not None
 
     def native_may_take(x: torch.Tensor) -> bool:  # no output allocated in vain elsewhere
         return (
-            x.is_cpu
+            fast.enabled()
+            and x.is_cpu
             and x.dtype == torch.float32
             and not (x.requires_grad and torch.is_grad_enabled())
         )

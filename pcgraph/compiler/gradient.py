@@ -5,7 +5,8 @@
 as one step per node over the views of one set of buffers (:class:`GradientSteps`). A plain
 linear only child gets a specialised closure (:func:`pcgraph.compiler.steps.message_step`); every
 other node takes the general path. After a forward sweep, the nodes still at ε = 0 send no
-message, and the steps for such a set are derived once and cached.
+message, and the steps for such a set are derived once and cached. While the fast paths are off
+(:mod:`pcgraph.fast`) no closure is bound: every node takes the general path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import cast
 
 import torch
 
+from pcgraph import fast
 from pcgraph.activations import Activation
 from pcgraph.compiler.protocol import Sent
 from pcgraph.compiler.steps import (
@@ -36,7 +38,8 @@ Planned = list[tuple[Step | None, GradEntry]]
 class GradientSteps:
     """∂E/∂x into the gradient buffer's views, built from the program's gradient plan
     (:attr:`pcgraph.compiler.step_plan.StepPlan.grad_plan`) for one set of views: x, δ, ∂E/∂x
-    and σ(x) per node. Rebuilt whenever the buffers or the parameter objects change."""
+    and σ(x) per node. Rebuilt whenever the buffers, the parameter objects or the switch of
+    the fast paths change."""
 
     def __init__(
         self,
@@ -47,11 +50,14 @@ class GradientSteps:
         sent: dict[int, torch.Tensor],
     ) -> None:
         self.x, self.delta, self.grad, self.sent = x, delta, grad, sent
+        # the specialised closures (message_step, sgd_message_step) are fast paths whose
+        # reference is :meth:`general` (and the caller's plain update for the fused SGD step)
+        self.specialised = fast.enabled()
         self.steps: Planned = []
         for entry in grad_plan:
             j, has_own, children, act, _, fresh = entry
             fn = None
-            if fresh:
+            if fresh and self.specialised:
                 child, tgt = children[0]
                 assert isinstance(child, LinearKernel)
                 own = delta[j] if has_own else None
@@ -97,7 +103,7 @@ class GradientSteps:
         for fn, entry in base:
             j, has_own, children, act, stacked_out, fresh = entry
             step = None
-            if fresh and len(children) == 1 and not stacked_out:
+            if fresh and len(children) == 1 and not stacked_out and self.specialised:
                 child, tgt = children[0]
                 own = has_own and j not in quiet
                 if isinstance(child, LinearKernel) and tgt not in quiet:
@@ -151,7 +157,7 @@ class GradientSteps:
                 steps.append((copier(dv[j], gv[j]) if own else zeroer(gv[j]), entry))
             elif len(live) == len(children) and own == has_own:
                 steps.append((fn, entry))
-            elif fresh and live:  # the one linear child is live, j's own error is 0
+            elif fresh and live and self.specialised:  # the linear child is live, own error 0
                 child, tgt = live[0]
                 assert isinstance(child, LinearKernel)
                 msg = message_step(child, dv[tgt], act, self.x[j], self.sent[j], None, gv[j])

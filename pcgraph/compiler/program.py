@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from pcgraph import fast
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.network import PCNetwork
@@ -88,9 +89,10 @@ class InferenceProgram(StepPlan):
             j: act.into_step(xv[j], sent[j]) for j, act in self.sent_plan if act is not None
         }
         self.error_steps = []
+        single = self._single_parent()
         for entry in self.err_plan:
             i = entry[0]
-            kern = self.single_parent.get(i)
+            kern = single.get(i)
             src = entry[1][0][1] if kern is not None else -1
             fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
             self.error_steps.append((i, fn, entry))
@@ -101,6 +103,13 @@ class InferenceProgram(StepPlan):
         # new bindings (other buffers, new weight storage): the fixed parts are computed again
         self._const_token = None
         self._swept = frozenset()
+
+    def _single_parent(self) -> dict[int, LinearKernel]:
+        """The nodes whose prediction is bound as one product (:func:`error_step`,
+        :func:`forward_step`). A fast path: while the fast paths are off (:mod:`pcgraph.fast`)
+        none, and each node takes the general path it equals (:meth:`_error`,
+        :meth:`_sweep_node`: the kernel's ``error_into``/``forward_into``)."""
+        return self.single_parent if fast.enabled() else {}
 
     # --- buffers ---------------------------------------------------------------------------
     def buffers(self, batch_size: int) -> Buffers:
@@ -196,6 +205,7 @@ class InferenceProgram(StepPlan):
         if found is not None:
             return found
         xv, sent, edges = self._xv, self._sent_views, self.net.edges
+        single = self._single_parent()
         sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
         fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer at that point
         steps: list[Step] = []
@@ -218,7 +228,7 @@ class InferenceProgram(StepPlan):
                 if src not in fresh and src in sigma:
                     steps.append(sigma[src])
                 fresh.add(src)
-            kern = self.single_parent.get(i)
+            kern = single.get(i)
             if kern is not None:  # one plain linear edge from a free node: W σ(x_j) + b
                 steps.append(forward_step(kern, sent[sources[0]], xv[i]))
             else:
@@ -300,7 +310,8 @@ class InferenceProgram(StepPlan):
         # no zeroing: grad's clamped columns and eps's root columns are never written, and
         # every other column is overwritten each step
         buf = self.buffers(x.shape[0])
-        key = (x.data_ptr(), tuple(x.shape), x.stride(), id(buf))
+        # the switch of the fast paths too: every bound step is bound again when it changes
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), id(buf), fast.enabled())
         if key != self._views_key:  # views of the (reused) buffers, built once per buffer
             n = range(len(self.net.nodes))
             assert buf.sent_buf is not None and buf.states is not None
@@ -393,7 +404,8 @@ class InferenceProgram(StepPlan):
             out = self._stored(buf, ("const", i), (b, *self.net.nodes[i].shape), x)
             for k, e in enumerate(parents):
                 kern, src = self.kernel(e), sent[edges[e].source]
-                if k == 0 and isinstance(kern, LinearKernel) and kern.plain:
+                # bound product: a fast path equal to the kernel's forward_into (the reference)
+                if k == 0 and isinstance(kern, LinearKernel) and kern.plain and fast.enabled():
                     steps.append(forward_step(kern, src, out))
                 else:
                     steps.append(functools.partial(kern.forward_into, src, out, accumulate=k > 0))
@@ -644,9 +656,10 @@ class InferenceProgram(StepPlan):
         self, buf: Buffers, skip: frozenset[int], gauss: list[int]
     ) -> native.BoundEnergy | None:
         """The gaussian energies of ``gauss`` (all but ``skip``) as one native call on
-        ``buf.eps`` (None: not node-blocked, not float32 on the CPU, inside a trace, or no
-        native library)."""
-        if not self.node_blocked or torch.compiler.is_compiling():
+        ``buf.eps`` (None: not node-blocked, not float32 on the CPU, inside a trace, no native
+        library, the fast paths off). A fast path; its reference is the norms or segment sums
+        of :meth:`node_energies`."""
+        if not self.node_blocked or not fast.enabled() or torch.compiler.is_compiling():
             return None  # (nothing bound inside a trace: ctypes arrays break the graph)
         key = (skip, id(buf.eps))  # the bound call keeps buf.eps alive: the id stays its own
         if key in self._energy_steps:
@@ -675,7 +688,8 @@ class InferenceProgram(StepPlan):
                     "param_grads needs the buffers that prepare() returned for these states "
                     f"(batch {x.shape[0]}); pass the InferenceResult's own states and buffers"
                 )
-        if not accumulate and not self.stacks and self._bound_param_grads(buf):
+        # bound gradient steps: a fast path equal to _general_param_grads (the reference)
+        if not accumulate and not self.stacks and fast.enabled() and self._bound_param_grads(buf):
             return
         with torch.no_grad():
             for st in self.stacks:

@@ -12,7 +12,9 @@ are. The same holds for the forward sweep's products (:func:`forward_step`) and 
 gradients (:func:`param_grad_step`, :func:`zero_grads_step`), which also check, each call, that
 the ``.grad`` tensors they write are still the parameters' own.
 
-Both compute exactly what the general path computes (the same kernels in the same order).
+Both compute exactly what the general path computes (the same kernels in the same order). They
+are fast paths: while they are off (``PCGRAPH_FAST=0``, :func:`pcgraph.fast_paths`) the program
+binds none of them and runs the general path, the reference they must equal.
 """
 
 from __future__ import annotations
