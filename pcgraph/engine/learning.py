@@ -8,11 +8,13 @@ the neurons, as in the paper, are the defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from pcgraph import fast
 from pcgraph.analysis import inference_smm
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
@@ -28,7 +30,7 @@ from pcgraph.engine.checks import (
 )
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.engine.neurons import TWO_STAGE
-from pcgraph.engine.weights import fuse_optimizer, update_params
+from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
 
@@ -97,7 +99,10 @@ class PCLearner:
             :func:`solve_inference`); may be changed between calls, e.g. for evaluation.
         fuse_optimizer: run a default-built torch ``Adam``/``AdamW`` with its fused kernel
             (the same update to rounding, ~3.6× faster on the CPU; see
-            :func:`fuse_optimizer`); False leaves the optimizer exactly as given.
+            :func:`fuse_optimizer`); False leaves the optimizer exactly as given. A fast
+            path: fused only where the fast paths are on when the learner is built, and run
+            on torch's default loop in the steps taken while they are off
+            (:mod:`pcgraph.fast`).
     """
 
     def __init__(
@@ -224,9 +229,7 @@ class PCLearner:
         for t in range(self.T):
             # after the first update the weights have changed: no reuse of the sweep's products
             result = self._solve(x, self.clamp, 1, trace=trace, reuse_consts=t == 0, tol=None)
-            update_params(
-                self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
-            )
+            self._update_params(result)
             first = first or result
             if result.trace is not None:
                 traces.append(result.trace if t == 0 else result.trace[1:])
@@ -239,6 +242,15 @@ class PCLearner:
         result.trace = torch.cat(traces) if traces else None
         result.steps = t + 1
         return result
+
+    def _update_params(self, result: InferenceResult) -> None:
+        """:func:`update_params` with this learner's optimizer; one that it fused runs torch's
+        default loop (the fused kernel's reference) while the fast paths are off."""
+        off = self.optimizer_fused and not fast.enabled()
+        with unfused(self.optimizer) if off else nullcontext():
+            update_params(
+                self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
+            )
 
     def _initialized(
         self,
@@ -319,9 +331,7 @@ class PCLearner:
             result = self._incremental_step(data, labels=labels, trace=trace)
         else:
             result = self.infer(data, train=True, labels=labels, trace=trace)
-            update_params(
-                self.net, result, self.optimizer, grad_mode=self.grad_mode, dist=self.dist
-            )
+            self._update_params(result)
         ctx = self.context(self.clamp, train=True, labels=labels)
         self.initializer.observe(result.states, ctx)
         # every gradient evaluation is a prediction pass and a message pass; under iPC the

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from pcgraph import fast
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Program
@@ -168,7 +169,9 @@ class CompiledRunner(Runner):
         step: NeuronStep,
         with_energy: bool,
     ) -> Callable[[], torch.Tensor]:
-        key = ("fn", states.data_ptr(), tuple(states.shape), id(buf), id(step), with_energy)
+        shape = tuple(states.shape)
+        # fast.enabled(): the steps traced are the program's, bound for one value of the switch
+        key = ("fn", fast.enabled(), states.data_ptr(), shape, id(buf), id(step), with_energy)
 
         def build() -> Callable[[], torch.Tensor]:
             x_free, g_free = prog.step_target(states, buf)
@@ -209,7 +212,7 @@ class CudaGraphRunner(Runner):
                 "cuda_graph=True supports grad_mode='local' and a fixed T only: a tolerance "
                 "stop reads the energy on the host every step; use the eager runner for tol"
             )
-        key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace)
+        key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace, fast.enabled())
         cached = self.cache(prog).get_or_create(
             key, lambda: self._capture(net, prog, states, T, optimizer, lr, trace, grad_mode)
         )

@@ -3,13 +3,17 @@ at the final states of inference, and the switch of a default Adam/AdamW to its 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
+from pcgraph import fast
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
 from pcgraph.engine.inference import GradMode, InferenceResult
 
-__all__ = ["fuse_optimizer", "update_params"]
+__all__ = ["fuse_optimizer", "unfused", "update_params"]
 
 _FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -25,10 +29,13 @@ def fuse_optimizer(optimizer: torch.optim.Optimizer) -> bool:
     ``AdamW`` (not subclasses), ``foreach`` and ``fused`` left at None, no optimizer state yet,
     float parameters on one CPU or CUDA device, and a float learning rate.
 
+    A fast path: while pcgraph's fast paths are off (:mod:`pcgraph.fast`) the optimizer is
+    left as given, on its reference, torch's default loop (see also :func:`unfused`).
+
     Returns:
         True when the optimizer now runs fused.
     """
-    if type(optimizer) not in _FUSABLE or optimizer.state:
+    if not fast.enabled() or type(optimizer) not in _FUSABLE or optimizer.state:
         return False
     groups = optimizer.param_groups
     for g in groups:
@@ -49,6 +56,20 @@ def fuse_optimizer(optimizer: torch.optim.Optimizer) -> bool:
         g["fused"] = True
     optimizer._step_supports_amp_scaling = True  # type: ignore[attr-defined]  # as fused=True
     return True
+
+
+@contextmanager
+def unfused(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Run an optimizer that :func:`fuse_optimizer` fused on torch's default loop (its
+    reference) for the block, and fused again after: its state is shared by both on the CPU."""
+    groups = [g for g in optimizer.param_groups if g.get("fused")]
+    for g in groups:
+        g["fused"] = None
+    try:
+        yield
+    finally:
+        for g in groups:
+            g["fused"] = True
 
 
 def update_params(
