@@ -17,15 +17,17 @@ The kinds:
 - ``bernoulli``:      E = −w Σ [x log σ(μ) + (1 − x) log(1 − σ(μ))] = w Σ [softplus(μ) − x μ],
                       ε = x − σ(μ), held at σ(μ) (binary or [0, 1] data such as images)
 
-A new energy is one subclass here plus its registration; the schema, the program, the network,
-the initializers and the analysis ask the object. This module imports torch only inside the
-methods, so that the schema can read the names without it.
+A new energy is one :class:`Energy` subclass plus :func:`register_energy`, in this file or in a
+user's own; the schema, the program, the network, the initializers and the analysis ask the
+object. This module imports torch only inside the functions, so that the schema can read the
+names without it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from pcgraph.errors import SpecError
 from pcgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -37,13 +39,23 @@ __all__ = [
     "CrossEntropy",
     "Energy",
     "Gaussian",
+    "check_energy",
     "get_energy",
+    "is_gaussian",
     "node_energy",
+    "register_energy",
 ]
 
 
 class Energy:
-    """One kind of node energy (see the module docstring)."""
+    """One kind of node energy (see the module docstring).
+
+    Subclass it and define ``value`` and ``error``; register an instance with
+    :func:`register_energy`. For a free node that is not ``held``, inference uses ``w · error``
+    both as δ = −∂E/∂μ and as the node's own term ∂E/∂x, which is exact for every energy of the
+    difference x − μ (gaussian, Laplace, Huber, pseudo-Huber, …): registration checks both
+    against autograd of ``value``.
+    """
 
     name: ClassVar[str]
     held: ClassVar[bool] = False  # a free node sits at mean(μ) instead of being stepped
@@ -114,10 +126,102 @@ class Bernoulli(Energy):
         return torch.sigmoid(mu)
 
 
+def is_gaussian(energy: Energy) -> bool:
+    """Whether ``energy`` is the built-in gaussian, whose closed forms (ε = x − μ, E = ½ w ‖ε‖²,
+    ε = 0 at x = μ) the engine's fast paths use; any other energy is asked for ε and E."""
+    return type(energy) is Gaussian
+
+
 ENERGIES: Registry[Energy] = Registry("energy")
 ENERGIES.register("gaussian", Gaussian(), aliases=("mse", "squared_error"))
 ENERGIES.register("cross_entropy", CrossEntropy(), aliases=("ce", "xent"))
 ENERGIES.register("bernoulli", Bernoulli(), aliases=("bce", "binary_cross_entropy"))
+
+
+def register_energy(
+    name: str, energy: Energy, *, aliases: tuple[str, ...] = (), replace: bool = False
+) -> Energy:
+    """Make ``energy`` usable as ``energy: name`` on a node (YAML, Python specs, the CLI with
+    ``--plugin``, every backend that supports it).
+
+    Args:
+        name: the name nodes give in ``energy:``.
+        energy: an instance of an :class:`Energy` subclass defining ``value`` and ``error``.
+        aliases: other names for it.
+        replace: put it in place of an energy already registered as ``name``.
+
+    Raises:
+        SpecError: ``energy`` is not an Energy instance, lacks ``value`` or ``error``, or its
+            ``error`` is not −∂E/∂μ / w (nor ∂E/∂x / w for an energy that is not held) by
+            autograd of its ``value`` at a few random points; or the name is taken.
+    """
+    check_energy(name, energy)
+    return ENERGIES.register(name, energy, aliases=aliases, replace=replace)
+
+
+def check_energy(name: str, energy: object) -> None:
+    """The checks of :func:`register_energy` (see there)."""
+    if isinstance(energy, type) and issubclass(energy, Energy):
+        raise SpecError(f"energy {name!r}: pass an instance, {energy.__name__}(), not the class")
+    if not isinstance(energy, Energy):
+        raise SpecError(
+            f"energy {name!r} must be an instance of a pcgraph.Energy subclass, got "
+            f"{type(energy).__name__}"
+        )
+    missing = [m for m in ("value", "error") if getattr(type(energy), m) is getattr(Energy, m)]
+    if missing:
+        raise SpecError(
+            f"energy {name!r} ({type(energy).__name__}) does not define {' and '.join(missing)}; "
+            "an Energy needs value(x, mu, precision) (E summed over the batch) and "
+            "error(x, mu) (ε with δ = −∂E/∂μ = precision · ε)"
+        )
+    _check_against_autograd(name, energy)
+
+
+def _check_against_autograd(name: str, energy: Energy) -> None:
+    """``error`` against autograd of ``value`` at random points of the data's usual domain."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 4, generator=g, dtype=torch.float64)  # [0, 1]: images, probabilities
+    if energy.needs_vector:
+        x = x / x.sum(-1, keepdim=True)  # class probabilities
+    mu = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    w = 0.7
+    try:
+        xg, mg = x.clone().requires_grad_(True), mu.clone().requires_grad_(True)
+        value = energy.value(xg, mg, w)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise SpecError(
+                f"energy {name!r}: value() must return one number (E summed over the batch), "
+                f"got {type(value).__name__} {getattr(value, 'shape', '')}"
+            )
+        dx, dmu = torch.autograd.grad(value, (xg, mg), allow_unused=True)
+        err = energy.error(x, mu)
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise SpecError(
+            f"energy {name!r} failed on float64 tensors of shape [3, 4]: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(err, torch.Tensor) or err.shape != x.shape:
+        raise SpecError(f"energy {name!r}: error(x, mu) must return a tensor shaped like x")
+    zero = torch.zeros_like(x)
+    dmu = zero if dmu is None else dmu
+    if not torch.allclose(w * err, -dmu, rtol=1e-6, atol=1e-9):
+        raise SpecError(
+            f"energy {name!r}: precision · error(x, mu) is not −∂value/∂mu by autograd "
+            f"(largest difference {float((w * err + dmu).abs().max()):.3g}); error must return "
+            "ε with δ = −∂E/∂μ = precision · ε"
+        )
+    dx = zero if dx is None else dx
+    if not energy.held and not torch.allclose(w * err, dx, rtol=1e-6, atol=1e-9):
+        raise SpecError(
+            f"energy {name!r}: precision · error(x, mu) is −∂E/∂μ but not ∂E/∂x; inference "
+            "steps a free node with precision · error, which is exact for energies of x − mu "
+            "only. Write E as a function of x − mu, or declare held = True with a mean(mu)"
+        )
 
 
 def get_energy(name: str) -> Energy:

@@ -66,6 +66,7 @@ def test_the_documented_ops_are_registered() -> None:
             "identity",
             "flatten",
             "reshape",
+            "module",
         ]
     )
 

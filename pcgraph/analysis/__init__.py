@@ -19,6 +19,7 @@ from pcgraph.analysis.cost import (
     check_init,
     inference_smm,
     init_smm,
+    op_smm,
     resolve_auto,
     smm_per_update,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "information_depths",
     "init_smm",
     "memory_targets",
+    "op_smm",
     "resolve_auto",
     "resolve_clamp",
     "roots",

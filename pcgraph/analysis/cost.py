@@ -10,6 +10,7 @@ import networkx as nx
 
 from pcgraph.analysis.graph import as_digraph, check_forward_init, forward_levels, memory_targets
 from pcgraph.errors import InitError
+from pcgraph.ops import OPS
 from pcgraph.schema import GraphSpec
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "inference_smm",
     "init_smm",
     "longest_chain",
+    "op_smm",
     "resolve_auto",
     "smm_per_update",
 ]
@@ -101,10 +103,24 @@ def resolve_auto(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> str:
     return "forward" if check_forward_init(graph, set(clamp))[0] else "memory"
 
 
-def inference_smm(T: int, *, two_stage: bool = False) -> int:
+def inference_smm(T: int, *, two_stage: bool = False, per_pass: int = 1) -> int:
     """SMMs of T inference steps: a prediction pass and a message pass per gradient evaluation
-    (two evaluations per step for a two-stage solver such as Heun)."""
-    return (4 if two_stage else 2) * T
+    (two evaluations per step for a two-stage solver such as Heun), each pass ``per_pass``
+    sequential products deep (:func:`op_smm`)."""
+    return (4 if two_stage else 2) * T * per_pass
+
+
+def op_smm(graph: GraphSpec | nx.DiGraph) -> int:
+    """Sequential products of one pass over every edge in parallel: the deepest op's (1 for
+    linear and conv; a registered module declares its own, ``register_op(..., smm=k)``). A
+    sweep level costs this too, which is exact when all edges agree and an upper bound
+    otherwise."""
+    g = as_digraph(graph)
+    deepest = 1
+    for _, _, op in g.edges(data="op", default="linear"):
+        if op in OPS:
+            deepest = max(deepest, OPS.get(op).smm)
+    return deepest
 
 
 def check_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str) -> str:
@@ -194,7 +210,8 @@ def _init_smm(
             raise InitError(reason)
         free_levels = [v for n, v in forward_levels(graph, clamped).items() if n not in clamped]
         deepest = max(free_levels, default=0)
-        return deepest if rule.cost == "sweep" or depth is None else min(depth, deepest)
+        levels = deepest if rule.cost == "sweep" or depth is None else min(depth, deepest)
+        return levels * op_smm(graph)
     if rule.cost == "memory":
         targets = memory_targets(graph, clamped)
         if not targets:
@@ -202,7 +219,7 @@ def _init_smm(
         below = forward_levels(graph, clamped | set(targets))
         known = clamped | set(targets)
         deepest = max((v for n, v in below.items() if n not in known), default=0)
-        return MEMORY_RETRIEVAL_SMM + deepest
+        return MEMORY_RETRIEVAL_SMM + deepest * op_smm(graph)
     return 0
 
 
@@ -217,4 +234,4 @@ def smm_per_update(
     """SMMs of one PC weight update: 2 per inference step (predictions, then errors) + the init."""
     if T < 0:
         raise ValueError(f"T must be ≥ 0, got {T}")
-    return inference_smm(T) + init_smm(graph, clamp, init, depth=depth)
+    return inference_smm(T, per_pass=op_smm(graph)) + init_smm(graph, clamp, init, depth=depth)

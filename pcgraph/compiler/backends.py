@@ -14,6 +14,7 @@ each other's subclasses nor this table.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,7 @@ def compile(
     dtype: torch.dtype | None = None,
     seed: int | None = None,
     backend: str = "auto",
+    modules: Mapping[tuple[str, str], torch.nn.Module] | None = None,
 ) -> PCNetwork:
     """Compile a spec (or a YAML path) into a :class:`PCNetwork`.
 
@@ -60,6 +62,9 @@ def compile(
         backend: ``dense`` (one kernel per edge), ``sparse`` (neuron-level message passing over
             an edge_index, see :mod:`pcgraph.compiler.sparse`), or ``auto``: sparse for graphs of
             many tiny groups (≥ 128 nodes of ≤ 16 neurons, linear edges), dense otherwise.
+        modules: the module of each edge declared with ``op: module``, by (source, target).
+            The module becomes the edge's whole transformation f_ji (moved to ``device`` and
+            ``dtype`` in place); its parameters are the network's.
     """
     if isinstance(spec, str | os.PathLike):
         spec = GraphSpec.from_yaml(spec)
@@ -79,6 +84,8 @@ def compile(
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
+        if modules:
+            return cls(spec, device=device, dtype=dtype, modules=modules)
         return cls(spec, device=device, dtype=dtype)
 
 

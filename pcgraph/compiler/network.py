@@ -22,6 +22,7 @@ from pcgraph.analysis import resolve_clamp
 from pcgraph.energies import get_energy, node_energy
 from pcgraph.errors import ClampError, SpecError
 from pcgraph.ops import get_op
+from pcgraph.ops.base import KernelRequest
 from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.schema import GraphSpec
 
@@ -78,6 +79,7 @@ class PCNetwork(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        modules: Mapping[tuple[str, str], nn.Module] | None = None,
     ) -> None:
         reason = self.unsupported_reason(spec)
         if reason is not None:
@@ -101,7 +103,7 @@ class PCNetwork(nn.Module):
             )
             for e, edge in enumerate(spec.edges)
         )
-        self.kernels = nn.ModuleList(self._build_parameters(spec))
+        self.kernels = nn.ModuleList(self._build_parameters(spec, dict(modules or {})))
         edges = self.edges
         parents: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
         children: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
@@ -139,16 +141,44 @@ class PCNetwork(nn.Module):
         """Why this backend cannot compile ``spec``, or None (the dense backend takes all)."""
         return None
 
-    def _build_parameters(self, spec: GraphSpec) -> list[EdgeKernel]:
+    def _build_parameters(
+        self, spec: GraphSpec, modules: dict[tuple[str, str], nn.Module]
+    ) -> list[EdgeKernel]:
         """The edges' parameters, as one kernel per edge (the ``kernels`` list), built on the
-        CPU generator and moved later: the same seed gives the same network on every device."""
+        CPU generator and moved later: the same seed gives the same network on every device.
+        An edge with ``op: module`` takes its module from ``modules``; every module-carried
+        edge is run once on a probe batch to check that it gives the target's shape."""
+        from pcgraph.ops.module_kernel import ModuleKernel, check_module
+
         kernels = []
         for edge in spec.edges:
             op = get_op(edge.op)
             src, dst = spec.node(edge.source), spec.node(edge.target)
             params = op.parse_params(edge.params)
-            kernels.append(
-                op.make_kernel(src.shape, dst.shape, params, bias=edge.bias, dtype=self.dtype)
+            if op.name == "module":
+                module = modules.pop(edge.key, None)
+                if module is None:
+                    raise SpecError(
+                        f"edge {edge.label} is declared with op: module; pass its module as "
+                        f"compile(spec, modules={{{edge.key!r}: your_module}})"
+                    )
+                req = KernelRequest(src.shape, dst.shape, params, False, None, self.dtype)
+                kernel: EdgeKernel = ModuleKernel(req, module)
+            else:
+                try:
+                    kernel = op.make_kernel(
+                        src.shape, dst.shape, params, bias=edge.bias, dtype=self.dtype
+                    )
+                except SpecError as exc:
+                    raise SpecError(f"edge {edge.label}: {exc}") from exc
+            if isinstance(kernel, ModuleKernel):
+                check_module(kernel, edge.label, src.shape, dst.shape)
+            kernels.append(kernel)
+        if modules:
+            unused = ", ".join(f"{s}→{t}" for s, t in modules)
+            raise SpecError(
+                f"modules given for {unused}, but no edge with op: module joins those nodes; "
+                "declare each such edge with op: module in the spec"
             )
         return kernels
 

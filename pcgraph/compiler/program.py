@@ -255,7 +255,7 @@ class InferenceProgram(StepPlan):
         for e in self.var_parents[i]:
             self.kernel(e).forward_into(self._sent_views[edges[e].source], out, accumulate=acc)
             acc = True
-        if i in self.ce_nodes:  # a held node swept here is free: it starts where
+        if i in self.free_ce:  # a held node swept here is free: it starts where
             out.copy_(self.energy_of[i].mean(out))  # inference holds it
 
     def _finite(self, nodes: frozenset[int]) -> bool:
@@ -489,12 +489,12 @@ class InferenceProgram(StepPlan):
         sent: Sent,
         i: int,
         var: list[tuple[EdgeKernel, int]],
-        is_ce: bool,
+        custom: bool,
         stacked_in: bool,
     ) -> None:
         """ε_i = x_i − μ_i, the general path: μ accumulated edge by edge in ε_i's block."""
         xv, ev, const = self._xv, self._ev, buf.const
-        if is_ce:
+        if custom:  # not gaussian: μ, then ε asked of the node's Energy
             mu = const[i]
             for kern, src in var:
                 out = kern(sent[src])
@@ -502,7 +502,7 @@ class InferenceProgram(StepPlan):
             if stacked_in:
                 mu = self._smu[i] if mu is None else mu + self._smu[i]
             assert mu is not None
-            self._held_error(buf, i, mu)
+            self._energy_error(buf, i, mu)
             return
         out = ev[i]
         c = const[i]
@@ -524,9 +524,9 @@ class InferenceProgram(StepPlan):
             write_into(out, self._smu[i], accumulate=acc)
         torch.sub(xv[i], out, out=out)
 
-    def _held_error(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
-        # the energy's "ε" (CE: x − softmax(μ) Σx; Bernoulli: x − σ(μ)), so that δ = w ε as
-        # for gaussian nodes; μ is kept for the energy
+    def _energy_error(self, buf: Buffers, i: int, mu: torch.Tensor) -> None:
+        # the energy's "ε" (CE: x − softmax(μ) Σx; Bernoulli: x − σ(μ); a user's), so that
+        # δ = w ε as for gaussian nodes; μ is kept for the energy
         self._ev[i].copy_(self.energy_of[i].error(self._xv[i], mu))
         buf.ce_mu[i] = mu
 
@@ -643,7 +643,7 @@ class InferenceProgram(StepPlan):
                 sq.mul_(buf.precision)
             assert buf.node_of is not None
             energies.zero_().index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
-        for i in self.ce_nodes:  # from the μ errors() kept (CE: −w Σ x log softmax(μ), …)
+        for i in self.custom_nodes:  # from the μ errors() kept, asked of the Energy object
             energies[i] = self.energy_of[i].value(
                 self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
             )

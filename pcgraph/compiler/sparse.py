@@ -63,9 +63,11 @@ class SparsePCNetwork(PCNetwork):
     def unsupported_reason(cls, spec: GraphSpec) -> str | None:
         return sparse_unsupported_reason(spec)
 
-    def _build_parameters(self, spec: GraphSpec) -> list[EdgeKernel]:
+    def _build_parameters(
+        self, spec: GraphSpec, modules: dict[tuple[str, str], nn.Module]
+    ) -> list[EdgeKernel]:
         """One weight vector over all edges' entries (COO order) and one bias vector; no
-        per-edge kernels."""
+        per-edge kernels (and so no edge modules: ``unsupported_reason`` refuses op: module)."""
         sizes = [n.size for n in spec.nodes]
         offsets = [0, *itertools.accumulate(sizes)]
         index = {n.name: i for i, n in enumerate(spec.nodes)}

@@ -11,7 +11,7 @@ import torch
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
-from pcgraph.energies import get_energy
+from pcgraph.energies import get_energy, is_gaussian
 from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.ops.linear_kernel import LinearKernel
 
@@ -52,12 +52,14 @@ class StepPlan:
             j: [e.index for e in net.edges if e.source == j] for j in self.sent_clamped
         }
         self.energy_of = [get_energy(n.energy) for n in nodes]
-        # nodes whose energy is not gaussian (cross-entropy, Bernoulli): their "ε" and E need μ
-        self.ce_nodes = [i for i in self.predicted if self.energy_of[i].held]
-        # A free node of such an energy is held at its mean (softmax(μ), σ(μ): the minimiser of
+        # The closed forms of the step (ε = x − μ, E = ½ w ‖ε‖², x = μ after a sweep) are the
+        # gaussian energy's. Every other energy (cross-entropy, Bernoulli, a user's) takes the
+        # core path: μ computed, then ε and E asked of its Energy object.
+        self.custom_nodes = [i for i in self.predicted if not is_gaussian(self.energy_of[i])]
+        # A free node of a held energy is held at its mean (softmax(μ), σ(μ): the minimiser of
         # KL(x‖mean)): the energy is linear in x, so gradient steps would leave the domain and
         # never stop.
-        self.free_ce = {i for i in self.ce_nodes if is_free[i]}
+        self.free_ce = {i for i in self.custom_nodes if is_free[i] and self.energy_of[i].held}
         self.unit_precision = all(n.precision == 1.0 for n in nodes)
         precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
         col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
@@ -105,7 +107,7 @@ class StepPlan:
             (
                 i,
                 [(k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked],
-                self.energy_of[i].held,
+                i in self.custom_nodes,
                 i in self.stacked_in,
             )
             for i in self.predicted
@@ -144,8 +146,10 @@ class StepPlan:
         bound = {id(k): k for k in (*self.single_parent.values(), *fresh, *fixed)}
         self.bound_params = [p for kern in bound.values() for p in kern.parameters()]
         # gaussian nodes a forward sweep may leave at ε = 0 (it sets x_i = μ_i exactly)
-        self.sweepable = {i for i in self.free_nodes if nodes[i].parents} - self.free_ce
-        self.gauss_nodes = [i for i in self.predicted if nodes[i].energy == "gaussian"]
+        self.gauss_nodes = [i for i in self.predicted if i not in self.custom_nodes]
+        self.sweepable = {i for i in self.free_nodes if nodes[i].parents}.intersection(
+            self.gauss_nodes
+        )
         self.per_node_energy = len(self.gauss_nodes) <= 16
 
     def fresh_message(self, j: int, k: list[EdgeKernel]) -> bool:

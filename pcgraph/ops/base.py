@@ -63,6 +63,8 @@ class EdgeOp:
     name: ClassVar[str]
     params_model: ClassVar[type[OpParams]] = NoParams
     learnable: ClassVar[bool] = True
+    takes_bias: ClassVar[bool] = True  # False: the op is the whole transformation (a module)
+    smm: int = 1  # sequential matrix multiplications of one pass (pcgraph check's cost)
 
     def parse_params(self, raw: dict[str, Any]) -> OpParams:
         """Validate raw params (pydantic errors are turned into SpecErrors by the schema)."""

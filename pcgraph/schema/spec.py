@@ -166,7 +166,14 @@ class EdgeSpec(_Spec):
                 f"(valid parameters: {valid})"
             ) from None
         data["params"] = parsed.model_dump()
-        if data.get("bias") is None:
+        if not op.takes_bias:  # a module: its own bias, if any, is inside it
+            if data.get("bias"):
+                raise ValueError(
+                    f"op {op.name} is a whole module, so pcgraph adds no bias; put the bias "
+                    "inside the module and drop 'bias'"
+                )
+            data["bias"] = False
+        elif data.get("bias") is None:
             data["bias"] = op.learnable
         elif data["bias"] and not op.learnable:
             raise ValueError(f"{op.name} has no parameters, so it cannot have a bias; drop 'bias'")

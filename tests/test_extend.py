@@ -1,0 +1,352 @@
+"""The public extension surface: a user's energy and module, defined here (outside the package)
+and registered through ``pc.register_energy`` / ``pc.register_op`` / ``compile(modules=...)``.
+
+Expectations come from an independent reference written in this file: the total energy
+E(x) = Σ_i E_i(x_i, μ_i(x)) of :meth:`PCNetwork.energy` (each node's ``Energy.value``), its
+gradient by plain ``torch.autograd``, a hand-written SGD loop on the free states, and one SGD step
+on the parameters at the final states. The matrix is parametrized over the registries
+(every registered energy × {linear, conv2d, identity, a user module}), so an energy registered
+later is tested here as soon as it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import pcgraph as pc
+from pcgraph.energies import ENERGIES, get_energy
+from pcgraph.errors import SpecError
+from pcgraph.ops import OPS
+
+F64, F32 = torch.float64, torch.float32
+T, GAMMA, LR = 4, 0.1, 0.05
+
+
+# --- a user's energy and a user's module (as a researcher would write them) ---------------
+class PseudoHuber(pc.Energy):
+    """E = w Σ (√(1 + (x − μ)²) − 1): quadratic near 0, linear in the tails."""
+
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        d = x - mu
+        return precision * (torch.sqrt(1 + d * d) - 1).sum()
+
+    def error(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        d = x - mu
+        return d / torch.sqrt(1 + d * d)
+
+
+class TwoLayer(nn.Module):
+    """A small MLP on an edge: two sequential products with a tanh between."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(n_in, hidden), nn.Linear(hidden, n_out)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(s)))
+
+
+def two_layer(in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int = 3) -> nn.Module:
+    return TwoLayer(in_shape[0], out_shape[0], hidden)
+
+
+# registered at import, so that the registry-parametrized cases below include them; removed
+# when this module's tests end, so that no other test sees them
+pc.register_energy("test_pseudo_huber", PseudoHuber())
+pc.register_op("test_two_layer", two_layer, smm=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unregister_at_the_end() -> Iterator[None]:
+    yield
+    ENERGIES.unregister("test_pseudo_huber")
+    OPS.unregister("test_two_layer")
+
+
+# --- the graphs of the matrix ---------------------------------------------------------------
+OPS_UNDER_TEST = ("linear", "conv2d", "identity", "test_two_layer", "module")
+
+
+def _spec(op: str, energy: str) -> pc.GraphSpec:
+    """x → h → y with ``op`` on x→h. A held energy (defined on a clamped output) sits on y;
+    any other on h (free) and y."""
+    held = get_energy(energy).held
+    hidden_energy = "gaussian" if held else energy
+    if op == "conv2d":
+        shapes, edge_params = ([1, 4, 4], [2, 4, 4]), {"kernel_size": 3, "padding": 1}
+        second = "dense"
+    else:
+        shapes = ([5], [5]) if op == "identity" else ([5], [4])
+        edge_params, second = ({"hidden": 3} if op == "test_two_layer" else {}), "linear"
+    return pc.GraphSpec.model_validate(
+        {
+            "name": f"{op}-{energy}",
+            "nodes": [
+                {"name": "x", "shape": shapes[0], "role": "input"},
+                {"name": "h", "shape": shapes[1], "activation": "tanh", "energy": hidden_energy},
+                {"name": "y", "shape": [3], "role": "output", "energy": energy},
+            ],
+            "edges": [
+                {"source": "x", "target": "h", "op": op, "params": edge_params},
+                {"source": "h", "target": "y", "op": second},
+            ],
+        }
+    )
+
+
+def _data(spec: pc.GraphSpec, energy: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, *spec.node("x").shape, generator=g, dtype=F64)
+    y = torch.rand(6, 3, generator=g, dtype=F64)  # [0, 1]: fits every registered energy
+    if get_energy(energy).needs_vector:
+        y = y / y.sum(-1, keepdim=True)
+    return {"x": x.to(dtype), "y": y.to(dtype)}
+
+
+def _compile(spec: pc.GraphSpec, dtype: torch.dtype) -> pc.PCNetwork:
+    modules: dict[tuple[str, str], nn.Module] = {}
+    if spec.edges[0].op == "module":
+        torch.manual_seed(11)
+        modules[("x", "h")] = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 4))
+    return pc.compile(spec, seed=0, dtype=dtype, modules=modules or None)
+
+
+# --- the independent reference --------------------------------------------------------------
+def _reference(
+    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """States after T SGD steps on the free node h, then the parameters after one SGD step."""
+    x = torch.zeros(data["x"].shape[0], net.state_size, dtype=data["x"].dtype)
+    net.write(x, data)
+    h = net.node("h")
+    if init == "forward":
+        with torch.no_grad():
+            x[:, h.cols] = net.prediction(x, h.index).reshape(x.shape[0], -1)
+    for _ in range(T):
+        x_ = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(net.energy(x_), x_)
+        x = x.detach()
+        x[:, h.cols] -= GAMMA * grad[:, h.cols]
+    params = list(net.parameters())
+    grads = torch.autograd.grad(net.energy(x), params)
+    return x[:, h.cols], [(p - LR * g).detach() for p, g in zip(params, grads, strict=True)]
+
+
+def _pcgraph(
+    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    learner = pc.PCLearner(
+        net,
+        init=init,
+        T=T,
+        lr_neurons=GAMMA,
+        optimizer=torch.optim.SGD(net.parameters(), lr=LR),
+    )
+    states = learner.infer(data, train=True).states
+    h = states[:, net.node("h").cols].clone()
+    learner.train_step(data)
+    return h, [p.detach().clone() for p in net.parameters()]
+
+
+def _case_ids() -> list[Any]:
+    return [
+        pytest.param(op, energy, id=f"{op}-{energy}")
+        for energy in ENERGIES.names()
+        for op in OPS_UNDER_TEST
+    ]
+
+
+@pytest.mark.parametrize("init", ["zero", "forward"])
+@pytest.mark.parametrize(("op", "energy"), _case_ids())
+def test_states_and_weights_equal_the_autograd_reference_float64(
+    op: str, energy: str, init: str
+) -> None:
+    spec = _spec(op, energy)
+    data = _data(spec, energy, F64)
+    want_h, want_p = _reference(_compile(spec, F64), data, init)
+    got_h, got_p = _pcgraph(_compile(spec, F64), data, init)
+    assert not torch.allclose(want_h, torch.zeros_like(want_h))  # inference moved something
+    torch.testing.assert_close(got_h, want_h, rtol=1e-10, atol=1e-10)
+    for got, want in zip(got_p, want_p, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("op", "energy"), _case_ids())
+def test_float32_with_the_default_paths_equals_the_float64_reference(op: str, energy: str) -> None:
+    """float32 (native kernels and specialised steps where the fast paths are on) against the
+    float64 reference, to 1e-4 relative to each tensor's scale."""
+    spec = _spec(op, energy)
+    net64 = _compile(spec, F64)
+    net32 = _compile(spec, F32)
+    with torch.no_grad():  # the float64 weights, rounded: both start from the same network
+        for p32, p64 in zip(net32.parameters(), net64.parameters(), strict=True):
+            p64.copy_(p32)
+    want_h, want_p = _reference(net64, _data(spec, energy, F64), "forward")
+    got_h, got_p = _pcgraph(net32, _data(spec, energy, F32), "forward")
+    for got, want in zip([got_h, *got_p], [want_h, *want_p], strict=True):
+        scale = float(want.abs().max()) or 1.0
+        assert float((got.double() - want).abs().max()) <= 1e-4 * scale
+
+
+def test_the_user_energy_differs_from_gaussian_here() -> None:
+    """The matrix would not catch the engine treating the user energy as gaussian unless the
+    two give different updates on this graph (they do: that was the bug)."""
+    spec_u, spec_g = _spec("linear", "test_pseudo_huber"), _spec("linear", "gaussian")
+    data = _data(spec_u, "gaussian", F64)
+    _, pu = _reference(_compile(spec_u, F64), data, "forward")
+    _, pg = _reference(_compile(spec_g, F64), data, "forward")
+    assert max(float((a - b).abs().max()) for a, b in zip(pu, pg, strict=True)) > 1e-4
+
+
+def test_a_user_module_keeps_its_parameters_and_declared_cost() -> None:
+    spec = _spec("test_two_layer", "gaussian")
+    net = _compile(spec, F64)
+    assert sum(p.numel() for p in net.parameters()) == (5 * 3 + 3) + (3 * 4 + 4) + (4 * 3 + 3)
+    # T steps of two passes, each two products deep (smm=2), plus a one-level forward sweep
+    assert pc.smm_per_update(spec, {"x", "y"}, 4, "forward") == 2 * 4 * 2 + 1 * 2
+
+
+def test_a_module_with_its_own_closed_forms_is_asked_for_them() -> None:
+    """On h→y, where h is free: its message and its parameter gradient are the module's."""
+    calls: list[str] = []
+
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(1.5, dtype=F64))
+
+        def forward(self, s: torch.Tensor) -> torch.Tensor:
+            return self.w * s
+
+        def vjp(self, s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+            calls.append("vjp")
+            return self.w.detach() * delta
+
+        def param_grads(self, s: torch.Tensor, delta: torch.Tensor) -> list[torch.Tensor]:
+            calls.append("param_grads")
+            return [-(delta * s).sum()]
+
+    spec = pc.GraphSpec.model_validate(
+        {
+            "name": "scale",
+            "nodes": [
+                {"name": "x", "shape": [5], "role": "input"},
+                {"name": "h", "shape": [5], "activation": "tanh"},
+                {"name": "y", "shape": [5], "role": "output"},
+            ],
+            "edges": [
+                {"source": "x", "target": "h"},
+                {"source": "h", "target": "y", "op": "module"},
+            ],
+        }
+    )
+    g = torch.Generator().manual_seed(5)
+    data_t = {
+        "x": torch.randn(6, 5, generator=g, dtype=F64),
+        "y": torch.randn(6, 5, generator=g, dtype=F64),
+    }
+    torch.manual_seed(0)
+    ref_net = pc.compile(spec, seed=0, dtype=F64, modules={("h", "y"): Scale()})
+    want_h, want_p = _reference(ref_net, data_t, "zero")
+    net = pc.compile(spec, seed=0, dtype=F64, modules={("h", "y"): Scale()})
+    got_h, got_p = _pcgraph(net, data_t, "zero")
+    assert {"vjp", "param_grads"} <= set(calls)
+    torch.testing.assert_close(got_h, want_h, rtol=1e-10, atol=1e-10)
+    for got, want in zip(got_p, want_p, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+# --- bad inputs ---------------------------------------------------------------------------------
+def test_register_op_refuses_a_non_callable() -> None:
+    with pytest.raises(SpecError, match=r"register_op\('oops'.*must be callable"):
+        pc.register_op("oops", 3)
+
+
+def test_register_op_refuses_a_factory_without_the_shapes() -> None:
+    with pytest.raises(SpecError, match=r"must take \(in_shape, out_shape"):
+        pc.register_op("oops", lambda: nn.Identity())
+
+
+def test_a_module_of_the_wrong_shape_is_refused_at_compile_naming_edge_and_shapes() -> None:
+    pc.register_op("test_wrong", lambda i, o: nn.Linear(i[0], o[0] + 1))
+    try:
+        spec = _spec("linear", "gaussian").model_dump()
+        spec["edges"][0].update(op="test_wrong", bias=None)
+        with pytest.raises(SpecError, match=r"edge x→h.*\[2, 5\].*needs \[B, 4\]"):
+            pc.compile(pc.GraphSpec.model_validate(spec))
+    finally:
+        OPS.unregister("test_wrong")
+
+
+def test_a_name_registered_twice_is_an_error_unless_replace() -> None:
+    with pytest.raises(SpecError, match=r"registered twice.*replace=True"):
+        pc.register_op("test_two_layer", two_layer)
+    with pytest.raises(SpecError, match=r"registered twice.*replace=True"):
+        pc.register_energy("test_pseudo_huber", PseudoHuber())
+    pc.register_op("test_two_layer", two_layer, smm=2, replace=True)
+    pc.register_energy("test_pseudo_huber", PseudoHuber(), replace=True)
+
+
+def test_unknown_params_of_a_factory_are_refused_by_name() -> None:
+    spec = _spec("test_two_layer", "gaussian").model_dump()
+    spec["edges"][0]["params"] = {"hiden": 3}
+    with pytest.raises(ValueError, match=r"hiden.*valid parameters: hidden"):
+        pc.GraphSpec.model_validate(spec)
+
+
+def test_op_module_without_its_module_names_the_edge_and_the_fix() -> None:
+    spec = _spec("module", "gaussian")
+    with pytest.raises(SpecError, match=r"edge x→h .*modules=\{\('x', 'h'\)"):
+        pc.compile(spec)
+    with pytest.raises(
+        SpecError, match=r"modules given for h→y, but no edge with op: module joins"
+    ):
+        pc.compile(spec, modules={("x", "h"): nn.Linear(5, 4), ("h", "y"): nn.Linear(4, 3)})
+
+
+def test_a_module_op_refuses_a_bias_flag() -> None:
+    spec = _spec("test_two_layer", "gaussian").model_dump()
+    spec["edges"][0]["bias"] = True
+    with pytest.raises(ValueError, match="put the bias inside the module"):
+        pc.GraphSpec.model_validate(spec)
+
+
+class NoError(pc.Energy):
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        return ((x - mu) ** 2).sum()
+
+
+class WrongError(PseudoHuber):
+    def error(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        return x - mu  # the gaussian's, not this energy's
+
+
+class NotOfTheDifference(pc.Energy):
+    """E = Σ x² μ²: error matches −∂E/∂μ, but ∂E/∂x is another function."""
+
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        return precision * (x * x * mu * mu).sum()
+
+    def error(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        return -2 * x * x * mu
+
+
+@pytest.mark.parametrize(
+    ("energy", "words"),
+    [
+        (NoError(), "does not define error"),
+        (PseudoHuber, r"pass an instance, PseudoHuber\(\)"),
+        ("gaussian", "must be an instance of a pcgraph.Energy subclass, got str"),
+        (WrongError(), "is not −∂value/∂mu"),
+        (NotOfTheDifference(), "is −∂E/∂μ but not ∂E/∂x"),
+    ],
+)
+def test_register_energy_refuses_what_the_engine_cannot_use(energy: object, words: str) -> None:
+    with pytest.raises(SpecError, match=words):
+        pc.register_energy("test_bad", energy)  # type: ignore[arg-type]
+    assert "test_bad" not in ENERGIES
