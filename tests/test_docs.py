@@ -31,7 +31,7 @@ DOCS = REPO / "docs"
 TOPOLOGIES = REPO / "topologies"
 HAND_WRITTEN = ("index.md", "getting-started.md", "concepts.md", "initializations.md",
                 "energy-flow.md")  # fmt: skip
-RUNNABLE = ("index.md", "getting-started.md", "energy-flow.md")
+RUNNABLE = ("index.md", "getting-started.md", "energy-flow.md", "extending.md")
 
 
 def _load_gen_docs() -> ModuleType:

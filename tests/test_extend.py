@@ -5,8 +5,8 @@ Expectations come from an independent reference written in this file: the total 
 E(x) = Σ_i E_i(x_i, μ_i(x)) of :meth:`PCNetwork.energy` (each node's ``Energy.value``), its
 gradient by plain ``torch.autograd``, a hand-written SGD loop on the free states, and one SGD step
 on the parameters at the final states. The matrix is parametrized over the registries
-(every registered energy × {linear, conv2d, identity, a user module}), so an energy registered
-later is tested here as soon as it exists.
+(every registered energy × every registered op × every registered solver), so a part
+registered later is tested here as soon as it exists.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import torch
 from torch import nn
 
 import pcgraph as pc
+from pcgraph.analysis import bp_smm
 from pcgraph.energies import ENERGIES, get_energy
 from pcgraph.errors import SpecError
 from pcgraph.ops import OPS
+from pcgraph.solvers import SOLVERS
 
 F64, F32 = torch.float64, torch.float32
 T, GAMMA, LR = 4, 0.1, 0.05
@@ -55,10 +57,20 @@ def two_layer(in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int
     return TwoLayer(in_shape[0], out_shape[0], hidden)
 
 
+class TanhDescent(pc.Solver):
+    """x ← x − γ tanh(g): a bounded step per neuron (smooth, so the reference is exact)."""
+
+    def step(
+        self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], *, lr: float, stage: int
+    ) -> None:
+        x.sub_(torch.tanh(grad), alpha=lr)
+
+
 # registered at import, so that the registry-parametrized cases below include them; removed
 # when this module's tests end, so that no other test sees them
 pc.register_energy("test_pseudo_huber", PseudoHuber())
 pc.register_op("test_two_layer", two_layer, smm=2)
+pc.register_solver("test_tanh_descent", TanhDescent())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,37 +78,54 @@ def _unregister_at_the_end() -> Iterator[None]:
     yield
     ENERGIES.unregister("test_pseudo_huber")
     OPS.unregister("test_two_layer")
+    SOLVERS.unregister("test_tanh_descent")
 
 
 # --- the graphs of the matrix ---------------------------------------------------------------
-OPS_UNDER_TEST = ("linear", "conv2d", "identity", "test_two_layer", "module")
+# Every registered op is placed on the edge x→h by the first of these (x shape, h shape, params)
+# that its shape rules accept; an op that fits none fails the test below until it gets a case.
+PLACEMENTS: list[tuple[list[int], list[int], dict[str, Any]]] = [
+    ([5], [4], {}),
+    ([5], [5], {}),
+    ([1, 4, 4], [2, 4, 4], {"kernel_size": 3, "padding": 1}),
+    ([2, 4, 4], [1, 4, 4], {"kernel_size": 3, "padding": 1}),
+    ([1, 4, 4], [16], {}),
+    ([16], [1, 4, 4], {}),
+]
+
+
+def _spec_dict(op: str, energy: str, x: list[int], h: list[int], params: dict[str, Any]) -> Any:
+    held = get_energy(energy).held
+    return {
+        "name": f"{op}-{energy}",
+        "nodes": [
+            {"name": "x", "shape": x, "role": "input"},
+            {
+                "name": "h",
+                "shape": h,
+                "activation": "tanh",
+                "energy": "gaussian" if held else energy,
+            },
+            {"name": "y", "shape": [3], "role": "output", "energy": energy},
+        ],
+        "edges": [
+            {"source": "x", "target": "h", "op": op, "params": params},
+            {"source": "h", "target": "y", "op": "linear" if len(h) == 1 else "dense"},
+        ],
+    }
 
 
 def _spec(op: str, energy: str) -> pc.GraphSpec:
     """x → h → y with ``op`` on x→h. A held energy (defined on a clamped output) sits on y;
     any other on h (free) and y."""
-    held = get_energy(energy).held
-    hidden_energy = "gaussian" if held else energy
-    if op == "conv2d":
-        shapes, edge_params = ([1, 4, 4], [2, 4, 4]), {"kernel_size": 3, "padding": 1}
-        second = "dense"
-    else:
-        shapes = ([5], [5]) if op == "identity" else ([5], [4])
-        edge_params, second = ({"hidden": 3} if op == "test_two_layer" else {}), "linear"
-    return pc.GraphSpec.model_validate(
-        {
-            "name": f"{op}-{energy}",
-            "nodes": [
-                {"name": "x", "shape": shapes[0], "role": "input"},
-                {"name": "h", "shape": shapes[1], "activation": "tanh", "energy": hidden_energy},
-                {"name": "y", "shape": [3], "role": "output", "energy": energy},
-            ],
-            "edges": [
-                {"source": "x", "target": "h", "op": op, "params": edge_params},
-                {"source": "h", "target": "y", "op": second},
-            ],
-        }
-    )
+    if op == "test_two_layer":
+        return pc.GraphSpec.model_validate(_spec_dict(op, energy, [5], [4], {"hidden": 3}))
+    for x, h, params in PLACEMENTS:
+        try:
+            return pc.GraphSpec.model_validate(_spec_dict(op, energy, x, h, params))
+        except ValueError:
+            continue
+    pytest.fail(f"op {op!r} fits none of PLACEMENTS: add a (x shape, h shape, params) case")
 
 
 def _data(spec: pc.GraphSpec, energy: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -118,33 +147,40 @@ def _compile(spec: pc.GraphSpec, dtype: torch.dtype) -> pc.PCNetwork:
 
 # --- the independent reference --------------------------------------------------------------
 def _reference(
-    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str
+    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str, solver: str = "sgd"
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """States after T SGD steps on the free node h, then the parameters after one SGD step."""
+    """States after T steps of ``solver`` on the free node h (each stage given the autograd
+    gradient of the total energy where the previous stage left the states), then the
+    parameters after one SGD step on the autograd gradient at the final states."""
+    rule = SOLVERS.get(solver)
     x = torch.zeros(data["x"].shape[0], net.state_size, dtype=data["x"].dtype)
     net.write(x, data)
     h = net.node("h")
     if init == "forward":
         with torch.no_grad():
             x[:, h.cols] = net.prediction(x, h.index).reshape(x.shape[0], -1)
+    state = rule.init_state(x[:, h.cols])
     for _ in range(T):
-        x_ = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(net.energy(x_), x_)
-        x = x.detach()
-        x[:, h.cols] -= GAMMA * grad[:, h.cols]
+        for stage in range(rule.stages):
+            x_ = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(net.energy(x_), x_)
+            x = x.detach()
+            with torch.no_grad():
+                rule.step(x[:, h.cols], grad[:, h.cols], state, lr=GAMMA, stage=stage)
     params = list(net.parameters())
     grads = torch.autograd.grad(net.energy(x), params)
     return x[:, h.cols], [(p - LR * g).detach() for p, g in zip(params, grads, strict=True)]
 
 
 def _pcgraph(
-    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str
+    net: pc.PCNetwork, data: dict[str, torch.Tensor], init: str, solver: str = "sgd"
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     learner = pc.PCLearner(
         net,
         init=init,
         T=T,
         lr_neurons=GAMMA,
+        neuron_optimizer=solver,
         optimizer=torch.optim.SGD(net.parameters(), lr=LR),
     )
     states = learner.infer(data, train=True).states
@@ -157,23 +193,34 @@ def _case_ids() -> list[Any]:
     return [
         pytest.param(op, energy, id=f"{op}-{energy}")
         for energy in ENERGIES.names()
-        for op in OPS_UNDER_TEST
+        for op in OPS.names()
     ]
 
 
-@pytest.mark.parametrize("init", ["zero", "forward"])
-@pytest.mark.parametrize(("op", "energy"), _case_ids())
-def test_states_and_weights_equal_the_autograd_reference_float64(
-    op: str, energy: str, init: str
-) -> None:
+def _check_against_reference(op: str, energy: str, init: str, solver: str) -> None:
     spec = _spec(op, energy)
     data = _data(spec, energy, F64)
-    want_h, want_p = _reference(_compile(spec, F64), data, init)
-    got_h, got_p = _pcgraph(_compile(spec, F64), data, init)
+    want_h, want_p = _reference(_compile(spec, F64), data, init, solver)
+    got_h, got_p = _pcgraph(_compile(spec, F64), data, init, solver)
     assert not torch.allclose(want_h, torch.zeros_like(want_h))  # inference moved something
     torch.testing.assert_close(got_h, want_h, rtol=1e-10, atol=1e-10)
     for got, want in zip(got_p, want_p, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("solver", SOLVERS.names())
+@pytest.mark.parametrize(("op", "energy"), _case_ids())
+def test_states_and_weights_equal_the_autograd_reference_float64(
+    op: str, energy: str, solver: str
+) -> None:
+    """Every energy × every op × every solver, from a forward initialization."""
+    _check_against_reference(op, energy, "forward", solver)
+
+
+@pytest.mark.parametrize(("op", "energy"), _case_ids())
+def test_from_zero_states_too(op: str, energy: str) -> None:
+    """From x(0) = 0 (no error front, every message from the first step), plain SGD."""
+    _check_against_reference(op, energy, "zero", "sgd")
 
 
 @pytest.mark.parametrize(("op", "energy"), _case_ids())
@@ -209,6 +256,8 @@ def test_a_user_module_keeps_its_parameters_and_declared_cost() -> None:
     assert sum(p.numel() for p in net.parameters()) == (5 * 3 + 3) + (3 * 4 + 4) + (4 * 3 + 3)
     # T steps of two passes, each two products deep (smm=2), plus a one-level forward sweep
     assert pc.smm_per_update(spec, {"x", "y"}, 4, "forward") == 2 * 4 * 2 + 1 * 2
+    # backprop through the chain x →(2 products)→ h →(1)→ y: 3 forward, 2 backward
+    assert bp_smm(spec) == 2 * 3 - 1
 
 
 def test_a_module_with_its_own_closed_forms_is_asked_for_them() -> None:

@@ -160,9 +160,18 @@ def longest_chain(graph: GraphSpec | nx.DiGraph) -> int | None:
 
 
 def bp_smm(graph: GraphSpec | nx.DiGraph) -> int | None:
-    """SMMs of one backprop update of the equivalent feed-forward network: 2L − 1."""
+    """SMMs of one backprop update of the equivalent feed-forward network: 2L − 1, with L the
+    longest chain counted in sequential products (an op of ``smm=k`` counts k)."""
     layers = longest_chain(graph)
-    return None if layers is None or layers == 0 else 2 * layers - 1
+    if layers is None or layers == 0:
+        return None
+    g = as_digraph(graph)
+    if op_smm(g) > 1:
+        weighted = nx.DiGraph()
+        for u, v, op in g.edges(data="op", default="linear"):
+            weighted.add_edge(u, v, smm=OPS.get(op).smm if op in OPS else 1)
+        layers = int(nx.dag_longest_path_length(weighted, weight="smm"))
+    return 2 * layers - 1
 
 
 def init_smm(
