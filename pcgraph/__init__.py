@@ -46,6 +46,8 @@ _LAZY = {
     "INITIALIZERS": "pcgraph.init",
     "Initializer": "pcgraph.init",
     "make_initializer": "pcgraph.init",
+    "Solver": "pcgraph.solvers",
+    "register_solver": "pcgraph.solvers",
 }
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         update_params,
     )
     from pcgraph.init import INITIALIZERS, Initializer, make_initializer
+    from pcgraph.solvers import Solver, register_solver
 
 
 def __getattr__(name: str) -> Any:
@@ -92,6 +95,7 @@ __all__ = [
     "PCGraphError",
     "PCLearner",
     "PCNetwork",
+    "Solver",
     "SpecError",
     "StepMetrics",
     "__version__",
@@ -104,6 +108,7 @@ __all__ = [
     "fuse_optimizer",
     "make_initializer",
     "mlp",
+    "register_solver",
     "residual_mlp",
     "resolve_clamp",
     "smm_per_update",

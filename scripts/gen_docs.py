@@ -9,8 +9,8 @@ Generated pages:
 
 - ``docs/yaml-reference.md``: every key of a topology file (from the pydantic schema and the
   ``Attributes:`` sections of the NodeSpec/EdgeSpec/GraphSpec docstrings), the registries of names
-  (edge ops with their parameters, activations, energies, initializations), the clamp tasks, and
-  the ``pcgraph train --config`` keys (from the CLI's argument parser);
+  (edge ops with their parameters, activations, energies, initializations, neuron solvers), the
+  clamp tasks, and the ``pcgraph train --config`` keys (from the CLI's argument parser);
 - ``docs/gallery.md``: every ``topologies/*.yaml`` with its description, its drawing (the PNGs that
   ``scripts/make_figures.py --out docs/figures`` writes) and its ``pcgraph check`` summary.
 
@@ -44,6 +44,7 @@ from pcgraph.init import INITIALIZERS  # noqa: E402
 from pcgraph.ops import OPS  # noqa: E402
 from pcgraph.registry import Registry  # noqa: E402
 from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec  # noqa: E402
+from pcgraph.solvers import SOLVERS  # noqa: E402
 
 DOCS = REPO / "docs"
 TOPOLOGIES = REPO / "topologies"
@@ -379,6 +380,28 @@ def _inits_section() -> list[str]:
     return lines
 
 
+def _solvers_section() -> list[str]:
+    lines = [
+        "## Neuron solvers",
+        "",
+        "Names for `--neuron-optimizer` (and `neuron_optimizer:` of `--config`),",
+        "`PCLearner(neuron_optimizer=...)` and `solve_inference(optimizer=...)`, looked up in",
+        "`pcgraph.solvers.SOLVERS`; `pcgraph.register_solver(name, solver)` adds one (from the",
+        "CLI: `--plugin MODULE`). *stages*: gradient evaluations per inference step.",
+        "",
+        "| solver | stages | update | class |",
+        "|---|---|---|---|",
+    ]
+    for name in SOLVERS.names():
+        solver = SOLVERS.get(name)
+        cls = type(solver)
+        lines.append(
+            f"| `{name}` | {solver.stages} | {_cell(_summary(cls))} | "
+            f"`{cls.__module__}.{cls.__name__}` |"
+        )
+    return lines
+
+
 def _train_config_section() -> list[str]:
     from pcgraph.cli.main import build_parser
     from pcgraph.cli.train import TRAIN_DEFAULTS
@@ -442,6 +465,8 @@ def render_yaml_reference() -> str:
         *_clamp_section(),
         "",
         *_inits_section(),
+        "",
+        *_solvers_section(),
         "",
         *_train_config_section(),
         "",

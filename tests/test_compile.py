@@ -53,5 +53,5 @@ def test_compiled_steps_equal_eager_in_float32_where_eager_uses_onednn() -> None
 def test_compile_step_refuses_adam_neurons() -> None:
     net = pc.compile("topologies/mlp5_fashion.yaml", seed=0)
     x = net.new_states(4)
-    with pytest.raises(ConfigError, match="sgd, euler and momentum"):
+    with pytest.raises(ConfigError, match="euler, momentum, sgd neuron optimizers"):
         pc.solve_inference(net, x, "train", 2, optimizer="adam", compile_step=True)

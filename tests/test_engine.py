@@ -520,7 +520,7 @@ def test_bad_states_shape_and_T() -> None:
         solve_inference(net, torch.zeros(net.state_size, dtype=F64), "train", 3)
     with pytest.raises(ConfigError, match=r"T \(inference steps\) must be ≥ 0"):
         solve_inference(net, net.new_states(2), "train", -1)
-    with pytest.raises(ConfigError, match="sgd, momentum, adam"):
+    with pytest.raises(ConfigError, match="adam, euler, heun, momentum, sgd"):
         solve_inference(net, net.new_states(2), "train", 1, optimizer="rmsprop")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="learning rate"):
         solve_inference(net, net.new_states(2), "train", 1, lr=0.0)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pcgraph.cli.command import add_topology_command
 from pcgraph.cli.validate import check_output_dir, check_train
 from pcgraph.errors import ConfigError, SpecError
+from pcgraph.solvers import SOLVERS
 from pcgraph.yamlio import bool_hint, load_yaml
 
 if TYPE_CHECKING:
@@ -83,7 +84,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, help="AdamW learning rate of the weights")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--lr-neurons", type=float, help="γ, the neuron learning rate")
-    p.add_argument("--neuron-optimizer", help="sgd | momentum | adam")
+    p.add_argument(
+        "--neuron-optimizer",
+        help=f"the neuron solver: {' | '.join(SOLVERS.names())} (default sgd), or one a --plugin "
+        "registers",
+    )
     p.add_argument("--train-size", type=int, help="use this many training images")
     p.add_argument("--test-size", type=int, help="use this many test images")
     p.add_argument("--task", help="auto | classification | generation")

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import torch
 
 from pcgraph.errors import ConfigError
+from pcgraph.solvers import get_solver
 
 __all__ = ["check_device", "check_output_dir", "check_output_file", "check_train"]
 
@@ -20,7 +21,6 @@ _POSITIVE_INTS = ("T", "epochs", "batch_size")
 _OPTIONAL_POSITIVE_INTS = ("train_size", "test_size")
 _POSITIVE_FLOATS = ("lr", "lr_neurons")
 _CHOICES = {
-    "neuron_optimizer": ("sgd", "momentum", "adam"),
     "task": ("auto", "classification", "generation"),
     "data": ("fashion-mnist", "mnist", "kmnist", "cifar10"),
 }
@@ -50,6 +50,7 @@ def check_train(opts: dict[str, Any]) -> None:
                 f"{_flag(key)} {value!r} is not one of: {', '.join(valid)}"
                 + (" (regression is not a task pcgraph trains)" if value == "regression" else "")
             )
+    get_solver(opts.get("neuron_optimizer"), what="--neuron-optimizer")  # any registered solver
     for key in ("data_root", "log_dir"):
         if opts.get(key) is not None and not isinstance(opts[key], str):
             raise ConfigError(f"{_flag(key)} must be a folder path, got {opts[key]!r}")

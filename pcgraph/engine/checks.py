@@ -18,7 +18,6 @@ from pcgraph.errors import ClampError, ConfigError, EnergyError
 
 __all__ = [
     "GRAD_MODES",
-    "NEURON_OPTIMIZERS",
     "check_choice",
     "check_clamped_data",
     "check_growth",
@@ -28,7 +27,6 @@ __all__ = [
 ]
 
 GRAD_MODES = ("local", "autograd")
-NEURON_OPTIMIZERS = ("sgd", "momentum", "adam", "euler", "heun")
 
 
 def check_steps(T: Any, name: str = "T") -> int:

@@ -1,7 +1,8 @@
 """Inference (the E-step, paper Eq. 3): move the free neurons down the energy gradient.
 
 x_i ← x_i − γ ∂E/∂x_i for every free node, all nodes from the same snapshot (synchronous),
-for T steps. Plain SGD is the reference; momentum and Adam are options.
+for T steps. Plain SGD is the reference; the update is a registered neuron solver
+(:mod:`pcgraph.solvers`: momentum, Adam, Heun, or one of the user's).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.checks import (
     GRAD_MODES,
-    NEURON_OPTIMIZERS,
     check_choice,
     check_growth,
     check_positive,
     check_steps,
 )
-from pcgraph.engine.neurons import NeuronOptimizer
 from pcgraph.engine.runners import RUNNERS, GradMode, RunJob, RunOptions
 from pcgraph.errors import ConfigError
+from pcgraph.solvers import SOLVERS, NeuronOptimizer, get_solver, is_gradient_descent
 
 __all__ = ["GradMode", "InferenceResult", "NeuronOptimizer", "solve_inference"]
 
@@ -77,9 +77,10 @@ def solve_inference(
             their initial values.
         clamp: the clamp set (task name or node names); clamped nodes never move.
         T: number of inference steps (0 only evaluates the energy).
-        optimizer: ``sgd`` (reference), ``momentum`` or ``adam`` for the neurons, or an ODE
-            solver of dx/dt = −∂E/∂x with step γ: ``euler`` (the same update as sgd) or
-            ``heun`` (second order: two gradient evaluations per step).
+        optimizer: the neuron solver, a name in :data:`pcgraph.solvers.SOLVERS`: ``sgd``
+            (the reference), ``momentum``, ``adam``, the ODE solvers of dx/dt = −∂E/∂x with
+            step γ ``euler`` (the same update as sgd) and ``heun`` (second order: two gradient
+            evaluations per step), or one registered with :func:`pcgraph.register_solver`.
         lr: the neuron learning rate γ.
         trace: also return the per-node energy at every step, [T+1, N].
         grad_mode: ``local`` (closed-form messages; autograd per edge only for ops without them)
@@ -97,9 +98,10 @@ def solve_inference(
             kernel launches. The graph is reused while ``states`` (the same buffer), T and the
             options stay the same; parameters may change in place between calls.
         compile_step: run each step (errors, gradient, update) as a ``torch.compile``d function
-            (sgd/momentum neurons). Opt-in: compiling takes seconds to tens of seconds, and on
-            the CPU it was measured slower than eager (docs/performance.md); it is meant for
-            accelerators where fusing the element-wise work pays.
+            (solvers that declare ``compilable``: sgd, euler, momentum). Opt-in: compiling
+            takes seconds to tens of seconds, and on the CPU it was measured slower than eager
+            (docs/performance.md); it is meant for accelerators where fusing the element-wise
+            work pays.
         tol: stop early, after the first step whose energy change |E(t) − E(t−1)| is at most
             ``tol`` · |E(t−1)| (eager runner; costs one energy and a sync per step). None runs
             all T steps.
@@ -113,7 +115,7 @@ def solve_inference(
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
     """
     check_steps(T)
-    check_choice(optimizer, "neuron optimizer", NEURON_OPTIMIZERS)
+    optimizer, solver = get_solver(optimizer, what="neuron optimizer")
     check_choice(grad_mode, "grad_mode", GRAD_MODES)
     check_positive(lr, "the neuron learning rate γ (lr)")
     if divergence is not None:
@@ -136,10 +138,12 @@ def solve_inference(
         check_positive(tol, "tol (the relative energy change that stops inference)")
     check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
     backtrack = step_rule == "backtrack"
-    if backtrack and (optimizer != "sgd" or cuda_graph or compile_step):
+    if backtrack and (not is_gradient_descent(solver) or cuda_graph or compile_step):
+        plain = [n for n in SOLVERS.names() if is_gradient_descent(SOLVERS.get(n))]
         raise ConfigError(
-            "step_rule='backtrack' needs the sgd neuron optimizer and the eager runner "
-            "(not cuda_graph or compile_step)"
+            "step_rule='backtrack' needs the sgd neuron optimizer (plain gradient steps: "
+            f"{', '.join(plain)}) and the eager runner (not cuda_graph or compile_step); got "
+            f"{optimizer!r}"
         )
     prog = program_for(net, net.resolve_clamp(clamp))
     runner = RUNNERS["cuda_graph" if cuda_graph else "compiled" if compile_step else "eager"]

@@ -21,7 +21,6 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
 from pcgraph.engine.checks import (
     GRAD_MODES,
-    NEURON_OPTIMIZERS,
     check_choice,
     check_clamped_data,
     check_optimizer_params,
@@ -29,10 +28,10 @@ from pcgraph.engine.checks import (
     check_steps,
 )
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
-from pcgraph.engine.neurons import TWO_STAGE
 from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
 from pcgraph.errors import ClampError
 from pcgraph.init import InitContext, Initializer, make_initializer
+from pcgraph.solvers import SOLVERS, get_solver
 
 # fuse_optimizer and update_params (engine/weights.py) are re-exported for PCLearner's users
 __all__ = ["PCLearner", "StepMetrics", "fuse_optimizer", "update_params"]
@@ -78,8 +77,10 @@ class PCLearner:
         init: an initializer or its name (``auto`` = forward when possible, else memory).
         T: inference steps per weight update.
         lr_neurons: γ, the neuron learning rate.
-        neuron_optimizer: ``sgd`` (paper), ``momentum`` or ``adam``, or the ODE solvers
-            ``euler`` (= sgd) and ``heun`` (second order, two gradient evaluations per step).
+        neuron_optimizer: the neuron solver, a name in :data:`pcgraph.solvers.SOLVERS`:
+            ``sgd`` (paper), ``momentum`` or ``adam``, the ODE solvers ``euler`` (= sgd) and
+            ``heun`` (second order, two gradient evaluations per step), or one registered
+            with :func:`pcgraph.register_solver`.
         schedule: ``standard`` (T inference steps, then one weight update: the paper's) or
             ``incremental`` (incremental PC, iPC: a weight update after every inference step,
             from the same local errors; T weight updates per ``train_step``).
@@ -130,7 +131,7 @@ class PCLearner:
         self.initializer = make_initializer(init, **dict(init_options or {}))
         check_steps(T)
         check_positive(lr_neurons, "lr_neurons (γ)")
-        check_choice(neuron_optimizer, "neuron_optimizer", NEURON_OPTIMIZERS)
+        neuron_optimizer = get_solver(neuron_optimizer, what="neuron_optimizer")[0]
         check_choice(grad_mode, "grad_mode", GRAD_MODES)
         self.step_rule = check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
         self.schedule = check_choice(schedule, "schedule", SCHEDULES)
@@ -338,8 +339,8 @@ class PCLearner:
         # weight gradient of a step reads the errors that step computed and runs beside its
         # message products, so it adds no sequential product
         steps = result.steps if result.steps >= 0 else self.T
-        two_stage = self.neuron_optimizer in TWO_STAGE
-        smm = inference_smm(steps, two_stage=two_stage) + self.initializer.smm(ctx)
+        evaluations = steps * SOLVERS.get(self.neuron_optimizer).stages
+        smm = inference_smm(evaluations) + self.initializer.smm(ctx)
         self.smm_total += smm
         self.steps += 1
         return StepMetrics(

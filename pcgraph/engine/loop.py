@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from pcgraph.compiler.plan import clamp_plan
-from pcgraph.engine.neurons import TWO_STAGE, NeuronStep
+from pcgraph.engine.neurons import NeuronStep
 
 if TYPE_CHECKING:
     from pcgraph.compiler.network import PCNetwork
@@ -44,9 +44,10 @@ def eager_loop(
     and the number of steps taken (T, or fewer when ``tol`` stopped it).
 
     With ``backtrack`` (SGD neurons), a step that raised the energy is undone and retried with
-    half the step size (see :func:`accept_or_halve`). With Heun neurons each step is Heun's
-    method for dx/dt = −∂E/∂x: an Euler predictor x̃ = x − γ g(x), then
-    x ← x − γ/2 (g(x) + g(x̃)) (two gradient evaluations). With ``tol``, the loop stops after
+    half the step size (see :func:`accept_or_halve`). A solver of several stages (Heun's
+    method: an Euler predictor x̃ = x − γ g(x), then x ← x − γ/2 (g(x) + g(x̃))) gets the
+    gradient at the states each stage left before the next (:class:`pcgraph.solvers.Solver`).
+    With ``tol``, the loop stops after
     the first step t ≥ 1 whose energy change is at most ``tol`` times the energy before it (one
     energy and a sync per step).
     """
@@ -60,18 +61,13 @@ def eager_loop(
         # after a forward sweep the error travels back from the clamped outputs one edge per
         # step: the schedule says which errors are still exactly 0 and which σ(x) current
         swept = prog.swept_since_prepare(states, buf)
-        heun = step.kind in TWO_STAGE
-        front = swept and not heun  # Heun's predictor moves nodes between the schedule's steps
+        # a later stage's predictor moves nodes between the schedule's steps; a solver that
+        # may move a node at zero gradient would move it before the front reaches it
+        front = swept and step.stages == 1 and step.solver.rests_at_zero_gradient
         quiet = clamp_plan(net, prog.clamp).quiet_schedule(swept, T) if front else None
-        g_first = torch.empty_like(g_free) if heun else None
         # plain gradient steps move only the nodes the front has reached: the others have
         # ∂E/∂x = 0 exactly, so neither their gradient is written nor their states touched
-        partial = (
-            quiet is not None
-            and step.kind in ("sgd", "euler")
-            and not backtrack
-            and grad_mode == "local"
-        )
+        partial = quiet is not None and step.plain and not backtrack and grad_mode == "local"
         taken = T
         for t in range(T):
             zero = quiet[t].zero if quiet is not None else frozenset()
@@ -106,11 +102,10 @@ def eager_loop(
             else:
                 _state_grad(net, prog, states, buf, sent, grad_mode)
                 step(x_free, g_free)
-            if g_first is not None:  # Heun's corrector: x ← x̃ + γ/2 (g(x) − g(x̃))
-                g_first.copy_(g_free)
+            for stage in range(1, step.stages):  # the gradient at the states stage − 1 left
                 sent = prog.errors(states, buf)
                 _state_grad(net, prog, states, buf, sent, grad_mode)
-                x_free.add_(g_first, alpha=step.lr / 2).add_(g_free, alpha=-step.lr / 2)
+                step(x_free, g_free, stage)
         prog.errors(
             states, buf, quiet[taken] if quiet is not None else None
         )  # at x(T), for learning

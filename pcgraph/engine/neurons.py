@@ -1,76 +1,67 @@
-"""The neuron optimizers of inference: x ← x − γ g (SGD, the paper's), momentum and Adam, and
-the ODE solvers of inference dx/dt = −∂E/∂x: explicit Euler (the same update as SGD, named as a
-solver) and Heun's second-order method (one Euler predictor, then the average of the two
-gradients; run by the eager loop, :func:`pcgraph.engine.loop.eager_loop`)."""
+"""One inference run's neuron update: a registered solver (:mod:`pcgraph.solvers`) bound to its
+state and to γ. The loops call it once per stage of every step (:func:`pcgraph.engine.loop.
+eager_loop`); what a solver computes, and how many gradient evaluations a step takes, is the
+solver's."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 
 from pcgraph.errors import ConfigError
+from pcgraph.solvers import NeuronOptimizer, get_solver, is_gradient_descent
 
-__all__ = ["TWO_STAGE", "NeuronOptimizer", "NeuronStep"]
-
-NeuronOptimizer = Literal["sgd", "momentum", "adam", "euler", "heun"]
-# the ones whose update needs a second gradient evaluation per step
-TWO_STAGE = frozenset({"heun"})
+__all__ = ["NeuronOptimizer", "NeuronStep"]
 
 
 class NeuronStep:
-    """x ← x − γ g (SGD), with momentum or Adam as options; state reset per minibatch."""
+    """The solver registered as ``name``, with its state for the states ``x`` and γ; the
+    state is reset per minibatch (:meth:`reset`).
+
+    Args:
+        name: a name in :data:`pcgraph.solvers.SOLVERS`.
+        lr: γ (> 0); the backtracking step rule halves it within a run.
+        x: the states the solver steps (its state is remade when it steps another shape).
+        check_in_place: on the first call, raise if the solver left ``x`` untouched (a step
+            that rebinds ``x`` instead of writing into it). Off inside ``torch.compile``.
+    """
 
     def __init__(
-        self,
-        kind: str,
-        lr: float,
-        x: torch.Tensor,
-        momentum: float = 0.9,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
+        self, name: str, lr: float, x: torch.Tensor, *, check_in_place: bool = True
     ) -> None:
-        if kind not in ("sgd", "momentum", "adam", "euler", "heun"):
-            raise ConfigError(
-                f"unknown neuron optimizer {kind!r}; valid: sgd, momentum, adam, euler, heun"
-            )
+        self.name, self.solver = get_solver(name, what="neuron optimizer")
         if not lr > 0:
             raise ConfigError(f"the neuron learning rate γ must be > 0, got {lr}")
-        self.kind, self.lr, self.momentum, self.betas, self.eps = kind, lr, momentum, betas, eps
-        self.t = 0
-        self.m: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
-        if kind in ("momentum", "adam"):
-            self.m = torch.zeros_like(x)
-        if kind == "adam":
-            self.v = torch.zeros_like(x)
+        self.lr = lr
+        self.state = self.solver.init_state(x)
+        self._shape = x.shape
+        self._check = check_in_place
+
+    @property
+    def stages(self) -> int:
+        """Gradient evaluations per inference step."""
+        return self.solver.stages
+
+    @property
+    def plain(self) -> bool:
+        """x ← x − γ g exactly (sgd, euler): the update the engine's fused paths compute."""
+        return is_gradient_descent(self.solver)
 
     def reset(self) -> None:
-        """Start a new minibatch (zero the optimizer state, in place)."""
-        self.t = 0
-        if self.m is not None:
-            self.m.zero_()
-        if self.v is not None:
-            self.v.zero_()
+        """Start a new minibatch (the solver's state reset in place)."""
+        self.solver.reset(self.state)
 
-    def __call__(self, x: torch.Tensor, grad: torch.Tensor) -> None:
-        if self.kind in ("sgd", "euler", "heun"):  # heun: the loop adds its corrector
-            x.add_(grad, alpha=-self.lr)
+    def __call__(self, x: torch.Tensor, grad: torch.Tensor, stage: int = 0) -> None:
+        if x.shape != self._shape:  # the free states are narrower than the buffer made with
+            self.state, self._shape = self.solver.init_state(x), x.shape
+        if not self._check or x.is_inference():
+            self.solver.step(x, grad, self.state, lr=self.lr, stage=stage)
             return
-        if self.m is not None and self.m.shape != x.shape:  # stepping a column range of x
-            self.m = torch.zeros_like(x)
-            self.v = torch.zeros_like(x) if self.v is not None else None
-        m = self.m
-        assert m is not None
-        if self.kind == "momentum":
-            m.mul_(self.momentum).add_(grad)
-            x.add_(m, alpha=-self.lr)
-            return
-        v = self.v
-        assert v is not None
-        self.t += 1
-        b1, b2 = self.betas
-        m.lerp_(grad, 1 - b1)
-        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)
-        x.addcdiv_(m, denom, value=-self.lr / (1 - b1**self.t))
+        before = x._version
+        self.solver.step(x, grad, self.state, lr=self.lr, stage=stage)
+        if x._version == before:
+            raise ConfigError(
+                f"neuron solver {self.name!r} ({type(self.solver).__name__}) did not write "
+                "into x: its step must update the states in place (x.add_(...), "
+                "x.copy_(...)); assigning to x moves nothing"
+            )
+        self._check = False

@@ -26,6 +26,7 @@ from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.loop import GradMode, eager_loop, trace_buffer
 from pcgraph.engine.neurons import NeuronStep
 from pcgraph.errors import ConfigError
+from pcgraph.solvers import SOLVERS
 
 __all__ = [
     "RUNNERS",
@@ -120,7 +121,8 @@ class EagerRunner(Runner):
 class CompiledRunner(Runner):
     """Each step (errors, gradient, update) as a ``torch.compile`` d function.
 
-    Compiled once per (buffer, options) and cached; sgd/momentum neurons, local gradients.
+    Compiled once per (buffer, options) and cached; neuron solvers that declare
+    ``compilable`` (sgd, euler, momentum), local gradients.
     """
 
     name = "compiled"
@@ -128,11 +130,14 @@ class CompiledRunner(Runner):
     def run(self, job: RunJob) -> RunOutput:
         net, prog, states, T, opts = job
         optimizer, lr, grad_mode = opts.optimizer, opts.lr, opts.grad_mode
-        if optimizer in ("adam", "heun") or grad_mode != "local" or opts.tol is not None:
+        solver = SOLVERS.get(optimizer)
+        if not _compilable(optimizer) or grad_mode != "local" or opts.tol is not None:
+            names = [n for n in SOLVERS.names() if _compilable(n)]
             raise ConfigError(
-                "compile_step=True supports the sgd, euler and momentum neuron optimizers "
-                "with grad_mode='local' and no tol; use the eager runner (the default) for "
-                f"{optimizer!r}" + (" with a tolerance stop" if opts.tol is not None else "")
+                f"compile_step=True supports the {', '.join(names)} neuron optimizers (solvers "
+                "that declare compilable) with grad_mode='local' and no tol; use the eager "
+                f"runner (the default) for {optimizer!r}"
+                + (" with a tolerance stop" if opts.tol is not None else "")
             )
         record = trace_buffer(net, states, T, opts.trace)
         cache = self.cache(prog)
@@ -141,8 +146,10 @@ class CompiledRunner(Runner):
             # the neuron optimizer is reused across minibatches (reset each time), so that the
             # compiled steps that refer to it stay valid; its state has the moved tensor's shape
             step = cache.get_or_create(
-                ("step", optimizer, lr, states.data_ptr(), tuple(states.shape), id(buf)),
-                lambda: NeuronStep(optimizer, lr, prog.step_target(states, buf)[0]),
+                ("step", id(solver), lr, states.data_ptr(), tuple(states.shape), id(buf)),
+                lambda: NeuronStep(
+                    optimizer, lr, prog.step_target(states, buf)[0], check_in_place=False
+                ),
             )
             step.reset()
             energy_before = None
@@ -212,7 +219,8 @@ class CudaGraphRunner(Runner):
                 "cuda_graph=True supports grad_mode='local' and a fixed T only: a tolerance "
                 "stop reads the energy on the host every step; use the eager runner for tol"
             )
-        key = (states.data_ptr(), tuple(states.shape), T, optimizer, lr, trace, fast.enabled())
+        solver = id(SOLVERS.get(optimizer))  # not the one a name held when it was captured
+        key = (states.data_ptr(), tuple(states.shape), T, solver, lr, trace, fast.enabled())
         cached = self.cache(prog).get_or_create(
             key, lambda: self._capture(net, prog, states, T, optimizer, lr, trace, grad_mode)
         )
@@ -256,6 +264,11 @@ class CudaGraphRunner(Runner):
             )
             outputs = (buf, before, final, record, taken)
         return _CapturedLoop(graph, outputs, keep=prog.bound_state())
+
+
+def _compilable(name: str) -> bool:
+    solver = SOLVERS.get(name)
+    return solver.compilable and solver.stages == 1
 
 
 RUNNERS: dict[str, Runner] = {
