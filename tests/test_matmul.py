@@ -15,12 +15,16 @@ import pytest
 import torch
 
 import pcgraph as pc
+from pcgraph import fast
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler import program_for
 from pcgraph.ops import matmul
 
 needs_onednn = pytest.mark.skipif(
-    matmul.onednn_linear_op() is None, reason="this torch build has no oneDNN linear op"
+    matmul.onednn_linear_op() is None,
+    reason="this torch build has no oneDNN linear op"
+    if fast.enabled()
+    else "the fast paths are off (PCGRAPH_FAST=0): every product is a public torch op",
 )
 
 
@@ -124,6 +128,34 @@ def test_deterministic_mode_uses_the_fixed_size_rule(monkeypatch: pytest.MonkeyP
         torch.use_deterministic_algorithms(was)
 
 
+def test_the_fixed_size_rule_is_the_default_and_measures_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # same seed, same machine → same library for each product → bit-identical runs
+    env = {k: v for k, v in os.environ.items() if k != "PCGRAPH_CPU_MATMUL"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pcgraph.ops import matmul; print(matmul._MODE)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "size"
+
+    def never(*args: object) -> bool:
+        raise AssertionError("measured under the fixed size rule")
+
+    monkeypatch.setattr(matmul, "_MODE", "size")
+    monkeypatch.setattr(matmul, "_measure", never)
+    on = matmul.onednn_linear_op() is not None  # no op (or fast paths off): always MKL
+    big, small = (256, 128, 128), (64, 128, 128)  # 4 M and 1 M multiply-adds
+    assert 64 * 128 * 128 < matmul.ONEDNN_MIN_MACS <= 256 * 128 * 128
+    for kind in ("forward", "vjp", "grad"):
+        assert matmul.prefer_onednn(kind, *big) is on  # type: ignore[arg-type]
+        assert not matmul.prefer_onednn(kind, *small)  # type: ignore[arg-type]
+
+
 def test_an_unknown_matmul_mode_is_one_clear_error() -> None:
     env = {**os.environ, "PCGRAPH_CPU_MATMUL": "fastest"}
     proc = subprocess.run(
@@ -167,8 +199,11 @@ def test_fast_step_equals_autograd_of_the_energy(activation: str, dtype: torch.d
     x = torch.randn(256, net.state_size, generator=g, dtype=dtype)
     prog = program_for(net, clamp)
     buf = prog.prepare(x)
-    assert any(fn is not None for _, fn, _ in prog.error_steps)  # h2: one linear parent
-    assert any(fn is not None for fn, _ in prog.gradient_steps.steps)  # h2: one linear child
+    # h2 has one linear parent and one linear child: specialised closures, unless the fast
+    # paths are off (PCGRAPH_FAST=0), where this checks the general path alone
+    bound = fast.enabled()
+    assert any(fn is not None for _, fn, _ in prog.error_steps) is bound
+    assert any(fn is not None for fn, _ in prog.gradient_steps.steps) is bound
     sent = prog.errors(x, buf)
     prog.state_grad(x, buf, sent)
     net.zero_grad(set_to_none=True)
