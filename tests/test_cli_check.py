@@ -173,3 +173,22 @@ def test_check_runs_without_importing_torch() -> None:
         [sys.executable, "-c", code, str(topo)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_cli_prints_no_warning(command: str, tmp_path: Path) -> None:
+    """No command prints a warning, not even a deprecation warning (shown here with
+    PYTHONWARNINGS=default): ``train`` compiles, which once imported torch_geometric and its
+    ``torch.jit.script`` warnings."""
+    import os
+    import sys
+
+    topo = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml"
+    argv = [sys.executable, "-m", "pcgraph", command, str(topo)]
+    if command == "train":
+        argv += ["--embedded", "--train-size", "20", "--test-size", "10", "--batch-size", "10"]
+        argv += ["--T", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    env = dict(os.environ, PYTHONWARNINGS="default")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr

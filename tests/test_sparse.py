@@ -115,3 +115,27 @@ def test_sparse_autograd_and_local_gradients_agree_with_unbiased_edges() -> None
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     unbiased = net.bias_mask == 0
     assert bool(unbiased.any()) and float(net.bias.grad[unbiased].abs().max()) == 0.0  # type: ignore[index]
+
+
+def test_torch_geometric_is_imported_by_the_sparse_backend_only() -> None:
+    """A dense compile leaves torch_geometric unimported (its import costs time and warns);
+    the sparse backend imports it for its one ``coalesce`` and shows none of its warnings."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "import pcgraph as pc\n"
+        "pc.compile(pc.mlp([4, 3, 2]))\n"
+        "assert 'torch_geometric' not in sys.modules, 'imported by a dense compile'\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    pc.compile(pc.mlp([4, 3, 2]), backend='sparse')\n"
+        "assert 'torch_geometric' in sys.modules\n"
+        "assert not seen, [str(w.message) for w in seen]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr

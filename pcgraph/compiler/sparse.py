@@ -20,7 +20,6 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch_geometric.utils import coalesce
 
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram
@@ -30,6 +29,22 @@ from pcgraph.ops.kernel import EdgeKernel, store_grad
 from pcgraph.schema import GraphSpec
 
 __all__ = ["SparsePCNetwork", "SparseProgram", "sparse_unsupported_reason"]
+
+
+def _coalesce(
+    edge_index: torch.Tensor, values: torch.Tensor, num_nodes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch_geometric.utils.coalesce``: the entries sorted by (row, column), duplicates
+    summed. torch_geometric is imported here, by the one backend that needs it, so that every
+    other ``compile`` (and the CLI) starts without it; the deprecation warnings of its import
+    (``torch.jit.script``, …), which concern its own code, are not shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        from torch_geometric.utils import coalesce
+
+    found: tuple[torch.Tensor, torch.Tensor] = coalesce(edge_index, values, num_nodes=num_nodes)
+    return found
 
 
 def sparse_unsupported_reason(spec: GraphSpec) -> str | None:
@@ -84,7 +99,7 @@ class SparsePCNetwork(PCNetwork):
         total = offsets[-1]
         if rows:
             ei = torch.stack([torch.cat(rows), torch.cat(cols)])
-            ei, order = coalesce(ei, torch.cat(block_of), num_nodes=total)
+            ei, order = _coalesce(ei, torch.cat(block_of), total)
         else:
             ei, order = torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         bound_col = torch.zeros(total, dtype=torch.float64)
