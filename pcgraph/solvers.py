@@ -264,19 +264,19 @@ def register_solver(name: str, solver: Solver | type[Solver], *, replace: bool =
     return SOLVERS.register(name, solver, replace=replace)
 
 
-def get_solver(name: str, *, what: str = "neuron_optimizer") -> tuple[str, Solver]:
+def get_solver(name: object, *, what: str = "neuron_optimizer") -> tuple[str, Solver]:
     """The canonical name and the solver registered as ``name``.
 
     Raises:
         ConfigError: naming ``what`` (the argument or option), the valid names and the fix.
     """
-    try:
-        key = SOLVERS.canonical(name)
-    except SpecError:
+    if not isinstance(name, str) or name not in SOLVERS:
         raise ConfigError(
             f"{what} {name!r} is not one of: {', '.join(SOLVERS.names())} (a solver of your "
-            "own is registered with pcgraph.register_solver)"
-        ) from None
+            "own is registered with pcgraph.register_solver; on the command line, by a "
+            "--plugin MODULE)"
+        )
+    key = SOLVERS.canonical(name)
     return key, SOLVERS.get(key)
 
 

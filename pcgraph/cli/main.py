@@ -1,4 +1,5 @@
-"""Entry point: parses the sub-command and turns every pcgraph error into one line + exit 2."""
+"""Entry point: imports the ``--plugin`` modules, parses the sub-command and turns every pcgraph
+error into one line + exit 2."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pcgraph.cli import check, draw, evaluate, train
+from pcgraph.cli import check, draw, evaluate, plugins, train
 from pcgraph.errors import PCGraphError
 
 __all__ = ["build_parser", "main"]
@@ -25,21 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="on an error, print the full chain of causes"
     )
+    parser.add_argument(plugins.FLAG, action="append", metavar="MODULE", help=plugins.HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check.add_parser(sub)
     draw.add_parser(sub)
     train.add_parser(sub)
     evaluate.add_parsers(sub)
+    for command in sub.choices.values():  # (main takes them out of argv wherever they stand)
+        command.add_argument(plugins.FLAG, action="append", metavar="MODULE", help=plugins.HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 invalid input)."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere, not only before the command
-    args = parser.parse_args([a for a in argv if a != "--debug"])
-    args.debug = debug
+    argv = [a for a in argv if a != "--debug"]
+    try:  # before the parser, so that its help lists what the plugins register
+        names, argv = plugins.split_plugins(argv)
+        plugins.load_plugins(names)
+    except PCGraphError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"pcgraph: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug, args.plugin = debug, names
     try:
         return int(args.handler(args))
     except PCGraphError as exc:
