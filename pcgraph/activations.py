@@ -288,10 +288,36 @@ def _gelu_native(act: Activation) -> Activation:
     path (σ(x), into a buffer, the vjps) take the same kernel for the same tensor, so that a
     forward sweep's x = μ leaves ε = x − μ exactly 0 whichever path computed μ. The reference
     is torch's GELU and ``gelu_backward``, the only kernels while the fast paths are off
-    (:mod:`pcgraph.fast`: the native calls then return False)."""
-    torch_fn, torch_into, torch_vjp = act.fn, act.fn_into, act.vjp_inplace
-    torch_fused = act.fused_vjp
-    assert torch_into is not None and torch_vjp is not None and torch_fused is not None
+    (:mod:`pcgraph.fast`: the native calls then return False).
+
+    torch's float32 CPU GELU rounds a strided operand (scalar erf) differently from a
+    contiguous one (vector erf; measured up to 5e-7 apart, torch 2.13): its CPU operands are
+    made contiguous first, so that torch's σ does not depend on the layout either (a forward
+    sweep on x's columns and the inference step on its working blocks then agree to the bit).
+    """
+    act_fn, act_into, act_vjp, act_fused = act.fn, act.fn_into, act.vjp_inplace, act.fused_vjp
+    assert act_into is not None and act_vjp is not None and act_fused is not None
+
+    def packed(t: torch.Tensor) -> torch.Tensor:
+        return t if t.is_contiguous() or not t.is_cpu else t.contiguous()
+
+    def torch_fn(x: torch.Tensor) -> torch.Tensor:
+        return act_fn(packed(x))
+
+    def torch_into(x: torch.Tensor, out: torch.Tensor) -> None:
+        if packed(out) is out:
+            act_into(packed(x), out)
+        else:
+            out.copy_(act_fn(packed(x)))
+
+    def torch_fused(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return act_fused(packed(g), packed(x))
+
+    def torch_vjp(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        if packed(g) is g:
+            act_vjp(g, packed(x), y)
+        else:
+            g.copy_(act_fused(packed(g), packed(x)))
 
     def native_may_take(x: torch.Tensor) -> bool:  # no output allocated in vain elsewhere
         return (

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+import pcgraph as pc
 from pcgraph.activations import ACTIVATIONS, get_activation
 from pcgraph.errors import SpecError
 
@@ -141,3 +142,26 @@ def test_tanh_keeps_autograd_and_float32_accuracy() -> None:
     torch.testing.assert_close(grad, 1 - torch.tanh(x.detach()) ** 2)
     with torch.no_grad():  # the 2σ(2x) − 1 form: within a few float32 roundings of tanh
         assert float((act.fn(x) - torch.tanh(x)).abs().max()) < 4e-7
+
+
+def test_torch_gelu_does_not_depend_on_the_layout() -> None:
+    # torch's float32 CPU GELU alone rounds a strided operand differently from a contiguous
+    # one; with the fast paths off (torch's kernels only) σ and σ' of a node's columns of the
+    # state must equal those of its contiguous block to the bit, or a forward sweep's x = μ
+    # would not leave ε = x − μ exactly 0
+    act = get_activation("gelu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 600, generator=g)[:, 100:356]  # a node's columns of the state
+    grad = torch.randn(64, 256, generator=g)
+    with pc.fast_paths(False):
+        want, want_vjp = act.fn(x.contiguous()), act.vjp(grad, x.contiguous())
+        assert torch.equal(act.fn(x), want)
+        out = torch.zeros(64, 600)[:, 7:263]
+        act.apply_into(x, out)
+        assert torch.equal(out, want)
+        assert torch.equal(act.vjp(grad, x), want_vjp)
+        g_view = torch.zeros(64, 600)[:, 3:259]
+        g_view.copy_(grad)
+        act.vjp_(g_view, x, want)
+        assert torch.equal(g_view, want_vjp)
+    torch.testing.assert_close(want.double(), DEFINITIONS["gelu"](x.double()), rtol=0, atol=1e-6)
