@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pcgraph import fast
 from pcgraph.compiler import PCNetwork, compile, program_for
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.engine import PCLearner, solve_inference
@@ -364,7 +365,11 @@ def test_fused_float32_sgd_steps_match_autograd(activation: str) -> None:
     # native pass (steps.sgd_message_step). Against the autograd path (which fuses nothing)
     # in float32, and against float64 autograd: the same states to float32 rounding
     if not native.available():
-        pytest.skip("no C compiler: nothing is fused")
+        pytest.skip(
+            "no C compiler: nothing is fused"
+            if fast.enabled()
+            else "the fast paths are off (PCGRAPH_FAST=0): nothing is fused"
+        )
     spec = mlp([12, 16, 16, 16, 16, 5], activation=activation, output_energy="gaussian")
     c = frozenset({"x", "y"})
     for T in (1, 3, 8):
