@@ -17,6 +17,7 @@ from pcgraph.analysis import (
     resolve_clamp,
     smm_per_update,
 )
+from pcgraph.energies import Energy, register_energy
 from pcgraph.errors import (
     CheckpointError,
     ClampError,
@@ -27,6 +28,7 @@ from pcgraph.errors import (
     SpecError,
 )
 from pcgraph.fast import fast_paths
+from pcgraph.ops import register_op
 from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec, chain, decoder, mlp, residual_mlp
 
 __version__ = "0.1.0"
@@ -85,6 +87,7 @@ __all__ = [
     "ClampError",
     "ConfigError",
     "EdgeSpec",
+    "Energy",
     "EnergyError",
     "GraphAnalysis",
     "GraphSpec",
@@ -108,6 +111,8 @@ __all__ = [
     "fuse_optimizer",
     "make_initializer",
     "mlp",
+    "register_energy",
+    "register_op",
     "register_solver",
     "residual_mlp",
     "resolve_clamp",

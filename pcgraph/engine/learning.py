@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from pcgraph import fast
-from pcgraph.analysis import inference_smm
+from pcgraph.analysis import inference_smm, op_smm
 from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
@@ -128,6 +128,7 @@ class PCLearner:
         tol: float | None = None,
     ) -> None:
         self.net = net
+        self._per_pass = op_smm(net.graph)  # sequential products of one pass (deepest op)
         self.initializer = make_initializer(init, **dict(init_options or {}))
         check_steps(T)
         check_positive(lr_neurons, "lr_neurons (γ)")
@@ -340,7 +341,7 @@ class PCLearner:
         # message products, so it adds no sequential product
         steps = result.steps if result.steps >= 0 else self.T
         evaluations = steps * SOLVERS.get(self.neuron_optimizer).stages
-        smm = inference_smm(evaluations) + self.initializer.smm(ctx)
+        smm = inference_smm(evaluations, per_pass=self._per_pass) + self.initializer.smm(ctx)
         self.smm_total += smm
         self.steps += 1
         return StepMetrics(
