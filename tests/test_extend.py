@@ -66,19 +66,23 @@ class TanhDescent(pc.Solver):
         x.sub_(torch.tanh(grad), alpha=lr)
 
 
-# registered at import, so that the registry-parametrized cases below include them; removed
-# when this module's tests end, so that no other test sees them
-pc.register_energy("test_pseudo_huber", PseudoHuber())
-pc.register_op("test_two_layer", two_layer, smm=2)
-pc.register_solver("test_tanh_descent", TanhDescent())
+# Registered for this module's tests only (other test files must not see them); the matrix
+# below is parametrized over the registries as they are when tests are collected, plus these.
+OWN = {"energy": "test_pseudo_huber", "op": "test_two_layer", "solver": "test_tanh_descent"}
+ENERGY_NAMES = sorted({*ENERGIES.names(), OWN["energy"]})
+OP_NAMES = sorted({*OPS.names(), OWN["op"]})
+SOLVER_NAMES = sorted({*SOLVERS.names(), OWN["solver"]})
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _unregister_at_the_end() -> Iterator[None]:
+def _registered() -> Iterator[None]:
+    pc.register_energy(OWN["energy"], PseudoHuber())
+    pc.register_op(OWN["op"], two_layer, smm=2)
+    pc.register_solver(OWN["solver"], TanhDescent())
     yield
-    ENERGIES.unregister("test_pseudo_huber")
-    OPS.unregister("test_two_layer")
-    SOLVERS.unregister("test_tanh_descent")
+    ENERGIES.unregister(OWN["energy"])
+    OPS.unregister(OWN["op"])
+    SOLVERS.unregister(OWN["solver"])
 
 
 # --- the graphs of the matrix ---------------------------------------------------------------
@@ -191,9 +195,7 @@ def _pcgraph(
 
 def _case_ids() -> list[Any]:
     return [
-        pytest.param(op, energy, id=f"{op}-{energy}")
-        for energy in ENERGIES.names()
-        for op in OPS.names()
+        pytest.param(op, energy, id=f"{op}-{energy}") for energy in ENERGY_NAMES for op in OP_NAMES
     ]
 
 
@@ -208,7 +210,7 @@ def _check_against_reference(op: str, energy: str, init: str, solver: str) -> No
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("solver", SOLVERS.names())
+@pytest.mark.parametrize("solver", SOLVER_NAMES)
 @pytest.mark.parametrize(("op", "energy"), _case_ids())
 def test_states_and_weights_equal_the_autograd_reference_float64(
     op: str, energy: str, solver: str

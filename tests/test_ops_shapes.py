@@ -93,7 +93,7 @@ def test_unknown_op_lists_choices() -> None:
 
 def test_learnable_ops() -> None:
     learnable = {name for name in OPS.names() if get_op(name).learnable}
-    assert learnable == {"linear", "dense", "scaled_linear", "conv2d", "conv_transpose2d"}
+    assert learnable == {"linear", "dense", "scaled_linear", "conv2d", "conv_transpose2d", "module"}
 
 
 # --- conv2d -------------------------------------------------------------------------------------
