@@ -22,7 +22,7 @@ from pcgraph import fast
 from pcgraph.compiler import program_for
 from pcgraph.compiler.program import InferenceProgram
 from pcgraph.errors import ConfigError
-from pcgraph.ops import matmul, native
+from pcgraph.ops import matmul, native, native_build
 
 SIZES = [20, 16, 16, 5]
 
@@ -119,14 +119,14 @@ def test_off_in_the_environment_compiles_nothing_and_calls_no_private_op(tmp_pat
     # no compiler is looked for, the library cache stays empty, the oneDNN op is never probed
     code = """
 import torch, pcgraph as pc
-from pcgraph.ops import matmul, native
+from pcgraph.ops import matmul, native, native_build
 net = pc.compile(pc.mlp([96, 128, 128, 10], activation="gelu"), seed=0)
 learner = pc.PCLearner(net, init="forward", T=3)
 g = torch.Generator().manual_seed(0)
 data = {"x": torch.randn(256, 96, generator=g), "y": torch.randn(256, 10, generator=g)}
 for _ in range(2):
     learner.train_step(data)
-print(native._tried, native.available(), matmul._PROBED, learner.optimizer_fused)
+print(native_build._tried, native.available(), matmul._PROBED, learner.optimizer_fused)
 """
     proc = _python(code, PCGRAPH_FAST="0", PCGRAPH_CACHE_DIR=str(tmp_path), CC="/bin/false")
     assert proc.returncode == 0, proc.stderr
@@ -141,8 +141,8 @@ def test_off_binds_no_closure_and_calls_neither_compiler_nor_onednn(
         raise AssertionError("a fast path ran with the fast paths off")
 
     # whatever was loaded or probed before in this process: reaching either raises
-    monkeypatch.setattr(native, "_load", forbidden)
-    monkeypatch.setattr(native, "_build", forbidden)
+    monkeypatch.setattr(native_build, "_load", forbidden)
+    monkeypatch.setattr(native_build, "_build", forbidden)
     monkeypatch.setattr(subprocess, "run", forbidden)
     monkeypatch.setattr(matmul, "_LINEAR", forbidden)
     monkeypatch.setattr(matmul, "_PROBED", True)
