@@ -12,7 +12,7 @@ import torch
 
 from pcgraph import fast
 from pcgraph.names import ACTIVATION_NAMES
-from pcgraph.ops import native
+from pcgraph.ops import native, native_ops
 from pcgraph.registry import Registry
 
 __all__ = ["ACTIVATIONS", "Activation", "get_activation"]
@@ -149,6 +149,9 @@ def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
     if not fast.enabled():
         torch.tanh(x, out=out)
         return
+    if _traced_native(x):  # inside torch.compile: the kernel as a custom op in the graph
+        native_ops.tanh_into(x, out)
+        return
     if native.tanh_into(x, out):
         return
     if x.device.type != "cpu" or x.numel() < _TANH_SMALL:
@@ -157,6 +160,13 @@ def _tanh_into(x: torch.Tensor, out: torch.Tensor) -> None:
     two, minus_one = _two_minus_one(x)
     torch.sigmoid(torch.mul(x, two, out=out), out=out)
     torch.add(minus_one, out, alpha=2.0, out=out)  # 2σ − 1 in one kernel
+
+
+def _traced_native(x: torch.Tensor) -> bool:
+    """Whether ``torch.compile`` is tracing a float32 CPU operand with the fast paths on: the
+    native kernels then enter the graph as custom ops (:mod:`pcgraph.ops.native_ops`), which
+    fall back to torch's kernels themselves where the library is missing."""
+    return torch.compiler.is_compiling() and x.is_cpu and x.dtype == torch.float32
 
 
 def _tanh_derivative(x: torch.Tensor) -> torch.Tensor:
@@ -336,7 +346,9 @@ def _gelu_native(act: Activation) -> Activation:
         return torch_fn(x)
 
     def fn_into(x: torch.Tensor, out: torch.Tensor) -> None:
-        if not native.gelu_into(x, out):
+        if fast.enabled() and _traced_native(x):
+            native_ops.gelu_into(x, out)
+        elif not native.gelu_into(x, out):
             torch_into(x, out)
 
     def fused_vjp(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -347,7 +359,9 @@ def _gelu_native(act: Activation) -> Activation:
         return torch_fused(g, x)
 
     def vjp_inplace(g: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
-        if not native.gelu_vjp_(g, x):
+        if fast.enabled() and _traced_native(x):
+            native_ops.gelu_vjp_(g, x)
+        elif not native.gelu_vjp_(g, x):
             torch_vjp(g, x, y)
 
     return dataclasses.replace(
