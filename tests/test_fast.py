@@ -159,7 +159,7 @@ def test_off_binds_no_closure_and_calls_neither_compiler_nor_onednn(
     for _ in range(2):
         learner.train_step(data)
     prog = _program(learner)
-    assert all(fn is None for _, fn, _ in prog.error_steps)  # ε: the general path
+    assert all(fn is None for _, fn in prog.error_steps)  # ε: the general path
     assert prog.gradient_steps is not None
     assert all(fn is None for fn, _ in prog.gradient_steps.steps)  # ∂E/∂x: the general path
     assert not prog._grad_steps  # ∂E/∂θ: never bound
@@ -191,7 +191,7 @@ def _train(
             states = learner.infer(data, train=True).states.clone()
             learner.train_step(data)
         prog = _program(learner)
-        bound.append(any(fn is not None for _, fn, _ in prog.error_steps))
+        bound.append(any(fn is not None for _, fn in prog.error_steps))
         assert prog.gradient_steps is not None and prog.gradient_steps.specialised is bound[-1]
         weights.append(_flat(net))
     return states, weights, learner, bound

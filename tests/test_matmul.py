@@ -202,7 +202,7 @@ def test_fast_step_equals_autograd_of_the_energy(activation: str, dtype: torch.d
     # h2 has one linear parent and one linear child: specialised closures, unless the fast
     # paths are off (PCGRAPH_FAST=0), where this checks the general path alone
     bound = fast.enabled()
-    assert any(fn is not None for _, fn, _ in prog.error_steps) is bound
+    assert any(fn is not None for _, fn in prog.error_steps) is bound
     assert any(fn is not None for fn, _ in prog.gradient_steps.steps) is bound
     sent = prog.errors(x, buf)
     prog.state_grad(x, buf, sent)

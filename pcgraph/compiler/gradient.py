@@ -11,28 +11,27 @@ message, and the steps for such a set are derived once and cached. While the fas
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import replace
 
 import torch
 
 from pcgraph import fast
-from pcgraph.activations import Activation
 from pcgraph.compiler.protocol import Sent
+from pcgraph.compiler.recipes import GradRecipe
 from pcgraph.compiler.steps import (
-    GradEntry,
     Step,
     copier,
     message_step,
     sgd_message_step,
     zeroer,
 )
-from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.kernel import write_into
 from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["GradientSteps"]
 
 Views = list[torch.Tensor]
-Planned = list[tuple[Step | None, GradEntry]]
+Planned = list[tuple[Step | None, GradRecipe]]
 
 
 class GradientSteps:
@@ -43,7 +42,7 @@ class GradientSteps:
 
     def __init__(
         self,
-        grad_plan: list[GradEntry],
+        grad_plan: list[GradRecipe],
         x: Views,
         delta: Views,
         grad: Views,
@@ -54,15 +53,14 @@ class GradientSteps:
         # reference is :meth:`general` (and the caller's plain update for the fused SGD step)
         self.specialised = fast.enabled()
         self.steps: Planned = []
-        for entry in grad_plan:
-            j, has_own, children, act, _, fresh = entry
-            fn = None
-            if fresh and self.specialised:
-                child, tgt = children[0]
+        for r in grad_plan:
+            j, fn = r.node, None
+            if r.fresh and self.specialised:
+                child, tgt = r.children[0]
                 assert isinstance(child, LinearKernel)
-                own = delta[j] if has_own else None
-                fn = message_step(child, delta[tgt], act, x[j], sent[j], own, grad[j])
-            self.steps.append((fn, entry))
+                own = delta[j] if r.has_own else None
+                fn = message_step(child, delta[tgt], r.activation, x[j], sent[j], own, grad[j])
+            self.steps.append((fn, r))
         # per quiet set: (every step, the steps of the nodes that move, the still nodes)
         self._quiet: dict[frozenset[int], tuple[Planned, Planned, frozenset[int]]] = {}
         # per (quiet set, γ): the steps of a plain gradient step with the fusable ones fused
@@ -71,11 +69,11 @@ class GradientSteps:
     def run(self, sent: Sent, quiet: frozenset[int], stacked: Views | None) -> None:
         """One evaluation: ``sent`` is σ(x) of the free senders, ``quiet`` the nodes at ε = 0
         and ``stacked`` the per-node views of the stacked edges' summed messages (or None)."""
-        for fn, entry in self.steps if not quiet else self.quiet_steps(quiet):
+        for fn, recipe in self.steps if not quiet else self.quiet_steps(quiet):
             if fn is not None:
                 fn()
             else:
-                self.general(sent, stacked, *entry)
+                self.general(sent, stacked, recipe)
 
     def run_sgd(
         self, sent: Sent, quiet: frozenset[int], stacked: Views | None, lr: float
@@ -85,11 +83,11 @@ class GradientSteps:
         nodes whose whole step can be fused (:func:`pcgraph.compiler.steps.sgd_message_step`)
         take it here and write no gradient either. Returns the fused nodes."""
         steps, fused = self._sgd_plan(quiet, lr)
-        for fn, entry in steps:
+        for fn, recipe in steps:
             if fn is not None:
                 fn()
             else:
-                self.general(sent, stacked, *entry)
+                self.general(sent, stacked, recipe)
         return fused
 
     def _sgd_plan(self, quiet: frozenset[int], lr: float) -> tuple[Planned, frozenset[int]]:
@@ -100,27 +98,26 @@ class GradientSteps:
         base = self._quiet_plan(quiet)[1] if quiet else self.steps
         steps: Planned = []
         fused: set[int] = set()
-        for fn, entry in base:
-            j, has_own, children, act, stacked_out, fresh = entry
-            step = None
-            if fresh and len(children) == 1 and not stacked_out and self.specialised:
-                child, tgt = children[0]
-                own = has_own and j not in quiet
+        for fn, r in base:
+            j, step = r.node, None
+            if r.fresh and len(r.children) == 1 and not r.stacked_out and self.specialised:
+                child, tgt = r.children[0]
+                own = r.has_own and j not in quiet
                 if isinstance(child, LinearKernel) and tgt not in quiet:
                     step = sgd_message_step(
                         child,
                         self.delta[tgt],
-                        act,
+                        r.activation,
                         self.x[j],
                         self.sent[j],
                         self.delta[j] if own else None,
                         lr,
                     )
             if step is not None:
-                steps.append((step, entry))
+                steps.append((step, r))
                 fused.add(j)
             else:
-                steps.append((fn, entry))
+                steps.append((fn, r))
         if len(self._sgd) >= 64:  # a few (quiet set, γ) pairs per run in practice
             self._sgd.clear()
         found = self._sgd[key] = (steps, frozenset(fused))
@@ -147,40 +144,34 @@ class GradientSteps:
         gv, dv = self.grad, self.delta
         steps: Planned = []
         still: set[int] = set()
-        for fn, entry in self.steps:
-            j, has_own, children, act, stacked_out, fresh = entry
-            own = has_own and j not in quiet
-            live = [(k, c) for k, c in children if c not in quiet]
-            if not live and not stacked_out:
+        for fn, r in self.steps:
+            j = r.node
+            own = r.has_own and j not in quiet
+            live = tuple((k, c) for k, c in r.children if c not in quiet)
+            if not live and not r.stacked_out:
                 if not own:
                     still.add(j)
-                steps.append((copier(dv[j], gv[j]) if own else zeroer(gv[j]), entry))
-            elif len(live) == len(children) and own == has_own:
-                steps.append((fn, entry))
-            elif fresh and live and self.specialised:  # the linear child is live, own error 0
+                steps.append((copier(dv[j], gv[j]) if own else zeroer(gv[j]), r))
+            elif len(live) == len(r.children) and own == r.has_own:
+                steps.append((fn, r))
+            elif r.fresh and live and self.specialised:  # the linear child is live, own error 0
                 child, tgt = live[0]
                 assert isinstance(child, LinearKernel)
-                msg = message_step(child, dv[tgt], act, self.x[j], self.sent[j], None, gv[j])
-                steps.append((msg, entry))
-            else:
-                steps.append((None, cast(GradEntry, (j, own, live, act, stacked_out, False))))
-        moving = [(fn, entry) for fn, entry in steps if entry[0] not in still]
+                msg = message_step(
+                    child, dv[tgt], r.activation, self.x[j], self.sent[j], None, gv[j]
+                )
+                steps.append((msg, r))
+            else:  # the nodes at ε = 0 send nothing: the recipe without them
+                steps.append((None, replace(r, has_own=own, children=live, fresh=False)))
+        moving = [(fn, r) for fn, r in steps if r.node not in still]
         found = self._quiet[quiet] = (steps, moving, frozenset(still))
         return found
 
-    def general(
-        self,
-        sent: Sent,
-        stacked: Views | None,
-        j: int,
-        has_own: bool,
-        children: list[tuple[EdgeKernel, int]],
-        act: Activation | None,
-        stacked_out: bool,
-        fresh: bool,
-    ) -> None:
+    def general(self, sent: Sent, stacked: Views | None, recipe: GradRecipe) -> None:
         """∂E/∂x_j, the general path: messages accumulated in its block of ∂E/∂x."""
         xv, dv = self.x, self.delta
+        j, has_own, children, act = recipe.node, recipe.has_own, recipe.children, recipe.activation
+        stacked_out = recipe.stacked_out
         out, acc = self.grad[j], False
         for kern, tgt in children:  # Σ_c J_fᵀ δ_c accumulated in ∂E/∂x_j's columns
             kern.vjp_into(sent[j], dv[tgt], out, accumulate=acc)

@@ -19,6 +19,7 @@ from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.program_readout import Readout
 from pcgraph.compiler.program_sweep import ForwardSweep
 from pcgraph.compiler.protocol import Buffers, Quiet, Sent
+from pcgraph.compiler.recipes import ErrorRecipe
 from pcgraph.compiler.steps import (
     copy_all,
     error_step,
@@ -26,7 +27,7 @@ from pcgraph.compiler.steps import (
     write_back,
 )
 from pcgraph.errors import ConfigError
-from pcgraph.ops.kernel import EdgeKernel, write_into
+from pcgraph.ops.kernel import write_into
 
 __all__ = ["InferenceProgram"]
 
@@ -45,12 +46,12 @@ class InferenceProgram(ForwardSweep, Readout):
         }
         self.error_steps = []
         single = self._single_parent()
-        for entry in self.err_plan:
-            i = entry[0]
+        for recipe in self.err_plan:
+            i = recipe.node
             kern = single.get(i)
-            src = entry[1][0][1] if kern is not None else -1
+            src = recipe.parents[0][1] if kern is not None else -1
             fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
-            self.error_steps.append((i, fn, entry))
+            self.error_steps.append((recipe, fn))
         self.gradient_steps = GradientSteps(self.grad_plan, xv, dv, gv, sent)
         self._sweeps = {}
         self._consts = None
@@ -196,30 +197,24 @@ class InferenceProgram(ForwardSweep, Readout):
             buf.stacked_mu.zero_()
             for st in self.stacks:
                 st.add_predictions(sent, buf.stacked_mu)
-        for i, fn, entry in self.error_steps:
+        for recipe, fn in self.error_steps:
+            i = recipe.node
             if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
                 if i not in was_zero:
                     ev[i].zero_()
             elif fn is not None:
                 fn()
             else:
-                self._error(buf, sent, *entry)  # type: ignore[arg-type]
+                self._error(buf, sent, recipe)
         if buf.precision is not None:
             torch.mul(buf.eps, buf.precision, out=buf.delta)
         return sent
 
-    def _error(
-        self,
-        buf: Buffers,
-        sent: Sent,
-        i: int,
-        var: list[tuple[EdgeKernel, int]],
-        custom: bool,
-        stacked_in: bool,
-    ) -> None:
+    def _error(self, buf: Buffers, sent: Sent, recipe: ErrorRecipe) -> None:
         """ε_i = x_i − μ_i, the general path: μ accumulated edge by edge in ε_i's block."""
         xv, ev, const = self._xv, self._ev, buf.const
-        if custom:  # not gaussian: μ, then ε asked of the node's Energy
+        i, var, stacked_in = recipe.node, recipe.parents, recipe.stacked_in
+        if recipe.custom:  # not gaussian: μ, then ε asked of the node's Energy
             mu = const[i]
             for kern, src in var:
                 out = kern(sent[src])

@@ -16,6 +16,7 @@ from pcgraph.cache import BoundedCache
 from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers
+from pcgraph.compiler.recipes import ErrorRecipe
 from pcgraph.compiler.step_plan import StepPlan
 from pcgraph.compiler.steps import (
     Step,
@@ -49,7 +50,7 @@ class ProgramBase(StepPlan):
         self._swept: frozenset[int] = frozenset()
         self._steps_key: tuple[int, ...] | None = None
         self._params = list(net.parameters())  # the same objects for the network's life
-        self.error_steps: list[tuple[int, Step | None, tuple[object, ...]]] = []
+        self.error_steps: list[tuple[ErrorRecipe, Step | None]] = []
         self.sent_steps: dict[int, Step] = {}
         self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
         self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}

@@ -10,6 +10,7 @@ import torch
 
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
+from pcgraph.compiler.recipes import ErrorRecipe, GradRecipe
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
 from pcgraph.energies import get_energy, is_gaussian
 from pcgraph.ops.kernel import EdgeKernel
@@ -104,22 +105,26 @@ class StepPlan:
             for j in self.sent_free
         ]
         self.err_plan = [
-            (
-                i,
-                [(k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked],
-                i in self.custom_nodes,
-                i in self.stacked_in,
+            ErrorRecipe(
+                node=i,
+                parents=tuple(
+                    (k[e], net.edges[e].source) for e in self.var_parents[i] if e not in stacked
+                ),
+                custom=i in self.custom_nodes,
+                stacked_in=i in self.stacked_in,
             )
             for i in self.predicted
         ]
         self.grad_plan = [
-            (
-                j,
-                bool(nodes[j].parents) and j not in self.free_ce,
-                [(k[e], net.edges[e].target) for e in nodes[j].children if e not in stacked],
-                None if nodes[j].activation.is_identity else nodes[j].activation,
-                j in self.stacked_out,
-                self.fresh_message(j, k),
+            GradRecipe(
+                node=j,
+                has_own=bool(nodes[j].parents) and j not in self.free_ce,
+                children=tuple(
+                    (k[e], net.edges[e].target) for e in nodes[j].children if e not in stacked
+                ),
+                activation=None if nodes[j].activation.is_identity else nodes[j].activation,
+                stacked_out=j in self.stacked_out,
+                fresh=self.fresh_message(j, k),
             )
             for j in self.free_nodes
         ]
@@ -130,16 +135,16 @@ class StepPlan:
         self.sent_fn = dict(self.sent_plan)
         # nodes whose prediction / message is one plain linear edge: specialised closures
         self.single_parent = {
-            i: var[0][0]
-            for i, var, is_ce, stacked_in in self.err_plan
-            if not is_ce
-            and not stacked_in
-            and not self.const_parents[i]
-            and len(var) == 1
-            and isinstance(var[0][0], LinearKernel)
-            and var[0][0].plain
+            r.node: r.parents[0][0]
+            for r in self.err_plan
+            if not r.custom
+            and not r.stacked_in
+            and not self.const_parents[r.node]
+            and len(r.parents) == 1
+            and isinstance(r.parents[0][0], LinearKernel)
+            and r.parents[0][0].plain
         }
-        fresh = [entry[2][0][0] for entry in self.grad_plan if entry[-1]]
+        fresh = [r.children[0][0] for r in self.grad_plan if r.fresh]
         # the first clamped parent's plain linear edge: the fixed prediction's one product
         fixed = [k[self.const_parents[i][0]] for i in self.predicted if self.const_parents[i]]
         fixed = [kern for kern in fixed if isinstance(kern, LinearKernel) and kern.plain]

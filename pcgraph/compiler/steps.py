@@ -27,11 +27,9 @@ import torch
 
 from pcgraph.activations import Activation
 from pcgraph.ops import matmul, native
-from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = [
-    "GradEntry",
     "Step",
     "copier",
     "copy_all",
@@ -65,10 +63,6 @@ def without_grad(fn: _F) -> _F:
         return fn(*args, **kwargs)
 
     return cast(_F, wrapper)
-
-
-# (node, has own error, [(kernel, child)], activation, stacked messages, fresh message)
-GradEntry = tuple[int, bool, list[tuple[EdgeKernel, int]], Activation | None, bool, bool]
 
 
 def copier(src: torch.Tensor, dst: torch.Tensor) -> Step:
