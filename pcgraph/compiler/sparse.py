@@ -21,9 +21,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from pcgraph.cache import BoundedCache
 from pcgraph.compiler.network import PCNetwork
-from pcgraph.compiler.program import InferenceProgram
 from pcgraph.compiler.protocol import Buffers, Quiet, Sent
+from pcgraph.compiler.step_plan import StepPlan
 from pcgraph.errors import SpecError
 from pcgraph.ops.kernel import EdgeKernel, store_grad
 from pcgraph.schema import GraphSpec
@@ -215,18 +216,48 @@ class SparsePCNetwork(PCNetwork):
         return w
 
 
-class SparseProgram(InferenceProgram):
-    """The inference step of a :class:`SparsePCNetwork`: two sparse products per step."""
+class SparseProgram(StepPlan):
+    """The inference step of a :class:`SparsePCNetwork`: two sparse products per step, on
+    flat [B, D] buffers in the state's layout (it implements
+    :class:`~pcgraph.compiler.protocol.Program` by itself; of the dense program it shares only
+    the static :class:`StepPlan`: free nodes, masks, precisions)."""
 
     net: SparsePCNetwork
-    node_blocked = False  # ε is a flat [B, D] in the state's layout: no per-node blocks
 
     def __init__(self, net: SparsePCNetwork, clamp: frozenset[str]) -> None:
         super().__init__(net, clamp)
         self.predicted_mask = net.predicted_mask_all()
-        self.learnable_edges = []
-        # energies by column sums: the sparse network has no per-node views
-        self.gauss_nodes = list(range(len(net.nodes)))
+        self._buffers: BoundedCache[int, Buffers] = BoundedCache(4)  # per batch size
+        self._w: torch.Tensor | None = None  # W and Wᵀ as CSR, converted once per batch
+        self._wt: torch.Tensor | None = None
+
+    def buffers(self, batch_size: int) -> Buffers:
+        """The reusable [B, D] buffers for this batch size."""
+        return self._buffers.get_or_create(batch_size, lambda: self._new_buffers(batch_size))
+
+    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
+        """None: the sparse step computes every error each step (a front saves nothing)."""
+        return frozenset()
+
+    def bound_state(self) -> object:
+        return (self._w, self._wt)
+
+    @torch.no_grad()
+    def node_energies(
+        self, buf: Buffers, out: torch.Tensor | None = None, *, zero: frozenset[int] = frozenset()
+    ) -> torch.Tensor:
+        """Per-node energies ½ w Σ ε² [N] by a segment sum over the columns (every node is
+        gaussian here; ``zero`` changes nothing: their ε is 0 in the buffer)."""
+        sq = buf.eps * buf.eps
+        if buf.precision is not None:
+            sq.mul_(buf.precision)
+        assert buf.node_of is not None
+        energies = torch.zeros(len(self.net.nodes), device=sq.device, dtype=sq.dtype)
+        energies.index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
+        if out is not None:
+            out.copy_(energies)
+            return out
+        return energies
 
     def _new_buffers(self, batch_size: int) -> Buffers:
         """Flat [B, D] buffers: the sparse products work on the whole state at once."""
