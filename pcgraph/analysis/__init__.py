@@ -6,6 +6,7 @@ whether forward initialization is possible (Proposition 3.2 of the paper) and wh
 - :mod:`pcgraph.analysis.graph` — clamp sets, cycles, roots, forward levels, Proposition 3.2,
   memory targets, the error front;
 - :mod:`pcgraph.analysis.cost` — what each initialization needs, ``auto``, SMM counts;
+- :mod:`pcgraph.analysis.memory` — what a memory reads, and which clamp sets it serves;
 - :mod:`pcgraph.analysis.report` — :func:`analyze`, the report of ``pcgraph check``.
 """
 
@@ -38,6 +39,13 @@ from pcgraph.analysis.graph import (
     roots,
     unreached_nodes,
 )
+from pcgraph.analysis.memory import (
+    check_memory,
+    check_memory_evaluation,
+    evaluation_clamp,
+    memory_observations,
+    memory_serves,
+)
 from pcgraph.analysis.report import (
     GraphAnalysis,
     analyze,
@@ -54,14 +62,19 @@ __all__ = [
     "bp_smm",
     "check_forward_init",
     "check_init",
+    "check_memory",
+    "check_memory_evaluation",
     "describe_cycle",
     "error_front",
+    "evaluation_clamp",
     "find_cycles",
     "forward_levels",
     "front_steps",
     "inference_smm",
     "information_depths",
     "init_smm",
+    "memory_observations",
+    "memory_serves",
     "memory_targets",
     "op_smm",
     "resolve_auto",

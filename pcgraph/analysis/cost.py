@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from pcgraph.analysis.graph import as_digraph, check_forward_init, forward_levels, memory_targets
+from pcgraph.analysis.memory import check_memory_evaluation, evaluation_clamp
 from pcgraph.errors import InitError
 from pcgraph.ops import OPS
 from pcgraph.schema import GraphSpec
@@ -131,13 +132,21 @@ def check_init(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str], init: str) -
 
     Raises:
         InitError: unknown name (listing the valid ones), forward/hybrid where Proposition 3.2
-            fails (with its reason), average/hybrid without a clamped output to read labels from.
+            fails (with its reason), average/hybrid without a clamped output to read labels from,
+            a memory (``memory``, or ``auto`` where forward init is impossible in training or
+            at evaluation) that evaluation would need for nodes training never gives one
+            (:func:`pcgraph.analysis.memory.check_memory_evaluation`).
     """
     rule = _rule(init)
     clamped = set(clamp)
     g = as_digraph(graph)
     if rule.name == "auto":
+        evaluation = evaluation_clamp(g, clamped)
+        if any(resolve_auto(g, c) == "memory" for c in (clamped, evaluation)):
+            check_memory_evaluation(g, clamped)
         return resolve_auto(g, clamped)
+    if rule.cost == "memory":
+        check_memory_evaluation(g, clamped)
     possible, reason = check_forward_init(g, clamped)
     if rule.needs_forward and not possible:
         raise InitError(f"initialization {rule.name!r} cannot be used here: {reason}")

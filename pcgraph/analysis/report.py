@@ -21,12 +21,53 @@ from pcgraph.analysis.graph import (
     roots,
     unreached_nodes,
 )
+from pcgraph.analysis.memory import evaluation_clamp, format_nodes, memory_observations
+from pcgraph.errors import InitError
 from pcgraph.schema import GraphSpec
 
 __all__ = [
+    "ClampInit",
     "GraphAnalysis",
     "analyze",
 ]
+
+
+@dataclass(frozen=True)
+class ClampInit:
+    """What an initialization does under one clamp set of a run (``pcgraph check``).
+
+    Attributes:
+        role: ``training``, ``evaluation`` or ``training and evaluation``.
+        clamp: the clamp set, in graph order.
+        init: the initialization used there (``auto`` resolved).
+        observe: memory only: the nodes it reads (clamped in training and at evaluation).
+        targets: memory only: the nodes it retrieves; the other free nodes are swept below.
+        unread: memory only: nodes clamped in training that it does not read (free at
+            evaluation, such as a label).
+    """
+
+    role: str
+    clamp: list[str]
+    init: str
+    observe: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line of the summary."""
+        head = f"{self.role} {format_nodes(self.clamp)}: "
+        if self.init != "memory":
+            return head + self.init
+        if not self.targets:
+            return head + "memory with nothing to retrieve (a forward sweep)"
+        reads = f"reading {', '.join(self.observe)}" if self.observe else "reading nothing"
+        targets = ", ".join(self.targets)
+        if self.role == "evaluation":
+            return head + f"the training memory for {targets}, {reads}, forward below"
+        text = f"memory for {targets} {reads}"
+        if self.unread:
+            text += f" (not {', '.join(self.unread)}: free at evaluation)"
+        return head + text + ", forward below"
 
 
 @dataclass(frozen=True)
@@ -52,6 +93,12 @@ class GraphAnalysis:
     smm_bp: int | None
     # after a forward sweep: the nodes whose error is still exactly 0 at each step (until none)
     error_front: list[list[str]] = field(default_factory=list)
+    # the clamp set a run trained under ``clamp`` is evaluated with (predict: the inputs)
+    evaluation_clamp: list[str] = field(default_factory=list)
+    # for init auto or memory (named by init_explained): what it does in training and at
+    # evaluation; empty for the other initializations
+    init_explained: str = ""
+    init_per_clamp: list[ClampInit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the stable keys of ``pcgraph check --json``)."""
@@ -86,6 +133,16 @@ class GraphAnalysis:
                 else ""
             )
         )
+        if self.init_per_clamp:
+            auto = self.init_explained == "auto"
+            lines.append(f"- initialization '{self.init_explained}' per clamp set:")
+            lines.extend(f"  - {c.describe()}" for c in self.init_per_clamp)
+            lines.append(
+                "  - other clamp sets (queries): "
+                + ("forward where Proposition 3.2 allows it, else " if auto else "")
+                + "a memory trained reading only nodes clamped there; none: InitError "
+                "(use query(..., init='zero'))"
+            )
         if self.information_depths:
             reach = max(self.information_depths.values())
             lines.append(f"- data reaches every connected node after {reach} inference step(s)")
@@ -136,6 +193,8 @@ def analyze(
     recommended = resolve_auto(g, clamped)
     chosen = recommended if init == "auto" else init
     all_roots = roots(g)
+    evaluation = evaluation_clamp(g, clamped)
+    explained = init if init in ("auto", "memory") else ""
     return GraphAnalysis(
         name=str(g.graph.get("name", "graph")),
         clamp=sorted(clamped, key=order.__getitem__),
@@ -157,4 +216,37 @@ def analyze(
         smm_per_update=smm_per_update(g, clamped, T, chosen),
         smm_bp=bp_smm(g),
         error_front=error_front(g, clamped) if possible else [],
+        evaluation_clamp=sorted(evaluation, key=order.__getitem__),
+        init_explained=explained,
+        init_per_clamp=_per_clamp(g, clamped, evaluation, explained) if explained else [],
     )
+
+
+def _per_clamp(
+    g: nx.DiGraph, clamp: frozenset[str], evaluation: frozenset[str], init: str
+) -> list[ClampInit]:
+    """What ``init`` (auto or memory) does in training under ``clamp`` and at evaluation."""
+    order = {n: i for i, n in enumerate(g.nodes)}
+    try:
+        observe = memory_observations(g, clamp)
+    except InitError:  # nothing clamped: the memory would read nothing
+        observe = []
+    unread = [n for n in g.nodes if n in clamp and n not in observe]
+    sets = [("training", clamp), ("evaluation", evaluation)]
+    if evaluation == clamp:
+        sets = [("training and evaluation", clamp)]
+    rows = []
+    for role, c in sets:
+        chosen = resolve_auto(g, c) if init == "auto" else init
+        memory = chosen == "memory"
+        rows.append(
+            ClampInit(
+                role=role,
+                clamp=sorted(c, key=order.__getitem__),
+                init=chosen,
+                observe=observe if memory else [],
+                targets=memory_targets(g, c) if memory else [],
+                unread=unread if memory else [],
+            )
+        )
+    return rows

@@ -10,6 +10,7 @@ from typing import Any
 from pcgraph.analysis import analyze, check_init, resolve_clamp
 from pcgraph.cli.command import add_topology_command
 from pcgraph.errors import ConfigError
+from pcgraph.registry import normalize_name
 from pcgraph.schema import GraphSpec
 
 __all__ = ["add_parser", "run_check"]
@@ -57,7 +58,9 @@ def run_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--T must be ≥ 0, got {args.T}")
     clamp = resolve_clamp(spec, args.clamp)
     init = check_init(spec, clamp, args.init)
-    result = analyze(spec, clamp, T=args.T, init=init)
+    # auto is explained per clamp set (training, evaluation), so it is passed on as itself
+    auto = normalize_name(args.init) == "auto"
+    result = analyze(spec, clamp, T=args.T, init="auto" if auto else init)
     if args.json:
         payload = result.to_dict() | {"init": init}
         print(json.dumps(payload, indent=2))
