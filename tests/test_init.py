@@ -479,7 +479,7 @@ def test_memory_pseudo_inverse_fit_reproduces_first_batch(patterns: int, batch: 
     z, z_ref = net.view(x, "z"), net.view(final, "z")
     assert float((z - z_ref).norm() / z_ref.norm()) < 1e-3
     # the retrieval is the Hopfield formula computed by hand
-    mem = init.memories[f"n{net.node_index['z']}"]
+    mem = init.banks[GEN].memory(net, "z")
     torch.testing.assert_close(z, hand_retrieval(mem, img))
     h1 = lin(net, "z", "h1", torch.tanh(z))
     torch.testing.assert_close(net.view(x, "h1"), h1.detach())
@@ -514,7 +514,7 @@ def test_memory_extra_parameters_counted_by_hand() -> None:
     x = loop.new_states(4)
     init.init(x, ctx)
     init.observe(x, ctx)
-    obs = 32 + 10  # x and y, concatenated
+    obs = 32  # x only: y is clamped in training but free at evaluation (predict)
     assert init.extra_parameters() == 3 * (obs * e + e + m * e + m * 64)
 
 
@@ -543,15 +543,16 @@ def test_memory_on_loop_targets_cycle_and_forward_below_in_predict() -> None:
     for name in ("a", "b", "c"):
         ref = net.view(final, name)
         assert float((net.view(x2, name) - ref).norm() / ref.norm()) < 1e-3, name
-    # predict mode: y is free; the observations are x and zeros for y (not clamped now);
-    # a, b, c are retrieved, y is forward-initialized from c
+    # predict mode: y is free; the memory trained with {x, y} reads x only (the nodes clamped
+    # in training and at evaluation), so the same o = x; a, b, c are retrieved, y is
+    # forward-initialized from c
     xp = garbage_states(net, 8)
     net.write(xp, {"x": data})
-    init.init(xp, InitContext(net, frozenset({"x"})))
-    o = torch.cat([data, torch.zeros(8, 10, dtype=F64)], 1)
+    init.init(xp, InitContext(net, frozenset({"x"}), train=False))
     for name in ("a", "b", "c"):
-        mem = init.memories[f"n{net.node_index[name]}"]
-        torch.testing.assert_close(net.view(xp, name), hand_retrieval(mem, o))
+        mem = init.banks[TRAIN].memory(net, name)
+        assert mem.query.shape[0] == 32  # x's width: the label is not an observation
+        torch.testing.assert_close(net.view(xp, name), hand_retrieval(mem, data))
     y = lin(net, "c", "y", torch.tanh(net.view(xp, "c")))
     torch.testing.assert_close(net.view(xp, "y"), y.detach())
     assert torch.equal(net.view(xp, "x"), data)
@@ -579,7 +580,9 @@ def test_characterises_memory_training_lowering_the_initial_energy() -> None:
 
     e_memory = start_energy(memory)
     e_zero = start_energy(ZeroInit())
-    e_fresh = start_energy(MemoryInit(patterns=64, heads=2, embed_dim=16))
+    fresh = MemoryInit(patterns=64, heads=2, embed_dim=16)
+    fresh.prepare(net, GEN)  # an untrained memory for {image}, as a new learner's
+    e_fresh = start_energy(fresh)
     # measured over seeds 0-4: e_memory / e_zero = 0.41-0.55, e_memory / e_fresh = 0.56-0.66
     assert e_memory < 0.7 * e_zero, (e_memory, e_zero)
     assert e_memory < 0.8 * e_fresh, (e_memory, e_fresh)
@@ -637,7 +640,7 @@ def _memory_after_first_batch(
     net.write(x, {"image": img})
     init.init(x, ctx)
     init.observe(x, ctx)  # z(T) = z(0) = 0: nothing to fit
-    mem = init.memories[f"n{net.node_index['z']}"]
+    mem = init.banks[GEN].memory(net, "z")
     assert torch.all(mem.values == 0), "a fit on targets that did not move stores zeros"
     with torch.no_grad():
         g = torch.Generator().manual_seed(5)
@@ -741,7 +744,7 @@ def test_memory_skips_an_uninformative_first_fit_and_learns_at_T2() -> None:
         weights = [p.detach().clone() for p in net.parameters()]
         grads = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
         init.observe(x, learner.context(learner.clamp, train=True))
-        mem = init.memories[f"n{net.node_index['z']}"]
+        mem = init.banks[GEN].memory(net, "z")
         assert (float(mem.values.detach().abs().max()) > 0) == (steps > 0), steps
         assert all(torch.equal(p, w) for p, w in zip(net.parameters(), weights, strict=True))
         assert all(
@@ -832,7 +835,7 @@ def test_memory_learns_at_T1_on_a_dag_with_two_unclamped_roots() -> None:
     assert sorted(ctx.plan.memory_targets) == ["z1", "z2"]
     x = learner.infer({"image": img}, train=True).states.clone()
     init.observe(x, ctx)  # creates both memories (the first fit is skipped: z did not move)
-    mems = [init.memories[f"n{net.node_index[n]}"] for n in ("z1", "z2")]
+    mems = [init.banks[learner.clamp].memory(net, n) for n in ("z1", "z2")]
     o = init.observations(x, ctx)
     with torch.enable_grad():
         loss = init.memory_loss(x, o, ctx)

@@ -144,6 +144,8 @@ class PCLearner:
         check_optimizer_params(net, self.optimizer)
         self.optimizer_fused = fuse_optimizer and _fuse(self.optimizer)
         self.clamp = net.resolve_clamp(clamp)
+        # a memory reads only nodes clamped in training and at evaluation: refused here if not
+        self.initializer.prepare(net, self.clamp)
         self.grad_mode: GradMode = grad_mode
         self.generator = generator
         self.smm_total = 0
@@ -261,12 +263,14 @@ class PCLearner:
         *,
         train: bool,
         labels: torch.Tensor | None,
+        initializer: Initializer | None = None,
     ) -> torch.Tensor:
-        """The state buffer with ``data`` clamped and the free nodes initialized."""
+        """The state buffer with ``data`` clamped and the free nodes initialized (by
+        ``initializer``, default the learner's)."""
         x = self.prepare_states(data, clamp, check_finite=False)  # the monitor names bad data
         ctx = self.context(clamp, train=train, labels=labels)
         with torch.no_grad():
-            self.initializer.init(x, ctx)
+            (initializer or self.initializer).init(x, ctx)
         return x
 
     def _solve(
@@ -305,11 +309,16 @@ class PCLearner:
         train: bool = False,
         labels: torch.Tensor | None = None,
         trace: bool = False,
+        init: str | Initializer | None = None,
     ) -> InferenceResult:
         """Initialize, clamp ``data`` and run inference (no learning). Returns the result whose
-        ``states`` buffer is reused by the next call: clone what you keep."""
+        ``states`` buffer is reused by the next call: clone what you keep.
+
+        ``init`` initializes this call instead of the learner's initializer (a name or an
+        initializer), e.g. ``"zero"`` for a clamp set no memory was trained for."""
         clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
-        x = self._initialized(data, clamp_set, train=train, labels=labels)
+        initializer = None if init is None else make_initializer(init)
+        x = self._initialized(data, clamp_set, train=train, labels=labels, initializer=initializer)
         # reuse_consts: the init just above changed nothing but the free states
         return self._solve(
             x, clamp_set, self.T if T is None else T, trace=trace, reuse_consts=True, tol=self.tol
@@ -372,9 +381,13 @@ class PCLearner:
         return reconstruct(self, observed, T=T)
 
     def query(
-        self, observed: Mapping[str, torch.Tensor], *, T: int | None = None
+        self,
+        observed: Mapping[str, torch.Tensor],
+        *,
+        T: int | None = None,
+        init: str | Initializer | None = None,
     ) -> dict[str, torch.Tensor]:
         """See :func:`pcgraph.engine.readout.query`."""
         from pcgraph.engine.readout import query
 
-        return query(self, observed, T=T)
+        return query(self, observed, T=T, init=init)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pcgraph.analysis import check_forward_init
-from pcgraph.init import ForwardInit, forward_order
+from pcgraph.init import ForwardInit, Initializer, forward_order
 
 if TYPE_CHECKING:
     from pcgraph.engine.learning import PCLearner
@@ -18,16 +18,24 @@ __all__ = ["predict", "query", "reconstruct"]
 
 
 def query(
-    learner: PCLearner, observed: Mapping[str, torch.Tensor], *, T: int | None = None
+    learner: PCLearner,
+    observed: Mapping[str, torch.Tensor],
+    *,
+    T: int | None = None,
+    init: str | Initializer | None = None,
 ) -> dict[str, torch.Tensor]:
     """Clamp ``observed`` (any subset of nodes), initialize the rest with the learner's
     initializer (evaluation mode: no labels), infer T steps, and return every free node's state.
+
+    Args:
+        init: initialize with this instead (a name or an initializer), e.g. ``"zero"`` under a
+            clamp set the learner's memory was not trained for (where it raises InitError).
 
     Returns:
         name → [B, *shape] (copies) for the free nodes.
     """
     clamp = frozenset(observed)
-    result = learner.infer(observed, clamp=clamp, T=T, train=False)
+    result = learner.infer(observed, clamp=clamp, T=T, train=False, init=init)
     net = learner.net
     return {
         n.name: net.view(result.states, n.name).clone() for n in net.nodes if n.name not in clamp

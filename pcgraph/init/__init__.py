@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from pcgraph.analysis import check_forward_init, evaluation_clamp
+from pcgraph.compiler.network import PCNetwork
 from pcgraph.errors import InitError
 from pcgraph.init.average import AverageInit, HybridInit
 from pcgraph.init.base import InitContext, Initializer, forward_order
@@ -37,6 +39,11 @@ __all__ = [
 class AutoInit(Initializer):
     """Forward init where Proposition 3.2 allows it under the current clamp set, memory otherwise.
 
+    Per clamp set: training and evaluation each use forward init where it is possible there;
+    where it is not, the memory trained under the training clamp set (reading the nodes clamped
+    in both). Under a clamp set no memory was trained for (a query that forward init cannot
+    serve), :meth:`init` raises :class:`InitError` naming it and the fix.
+
     Args:
         memory: options for the memory initializer it falls back to.
     """
@@ -51,8 +58,23 @@ class AutoInit(Initializer):
         """The initializer used under ``ctx.clamp``."""
         return self.forward if ctx.forward_check[0] else self.memory
 
+    def prepare(self, net: PCNetwork, clamp: frozenset[str]) -> None:
+        """Prepare the memory where training or evaluation cannot use forward init."""
+        evaluation = evaluation_clamp(net.graph, clamp)
+        if not all(check_forward_init(net.graph, c)[0] for c in (clamp, evaluation)):
+            self.memory.prepare(net, clamp)
+
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
-        self.choose(ctx).init(x, ctx)
+        chosen = self.choose(ctx)
+        try:
+            chosen.init(x, ctx)
+        except InitError as exc:
+            if chosen is not self.memory:
+                raise
+            raise InitError(
+                f"init 'auto' uses a memory under clamp set {{{', '.join(sorted(ctx.clamp))}}} "
+                f"because {ctx.forward_check[1]}; {exc}"
+            ) from None
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         self.choose(ctx).observe(x_final, ctx)

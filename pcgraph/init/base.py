@@ -63,7 +63,8 @@ class Initializer:
     """Base class of the neuron initializations (paper §3). Subclasses implement :meth:`init`.
 
     ``init`` writes the free nodes of the flat state ``x`` in place; ``observe`` sees the states
-    after inference; ``smm`` is the sequential-matmul cost of ``init``.
+    after inference; ``smm`` is the sequential-matmul cost of ``init``; ``prepare`` is told the
+    training clamp set once, before any minibatch.
     """
 
     name: str = "base"
@@ -71,6 +72,14 @@ class Initializer:
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:  # pragma: no cover - abstract
         """Set x_i(0) for every free node of the minibatch."""
         raise NotImplementedError
+
+    def prepare(self, net: PCNetwork, clamp: frozenset[str]) -> None:
+        """Declare the training clamp set before any minibatch (:class:`PCLearner` calls it once):
+        an initializer that learns per clamp set checks its options against it here.
+
+        Raises:
+            InitError: options this network and clamp set cannot use, naming the fix.
+        """
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         """Learn from one minibatch's converged states x(T) (after inference)."""

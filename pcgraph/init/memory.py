@@ -4,10 +4,20 @@ A modern Hopfield retrieval layer per target node i,
 
     x_i(0) = softmax(β (o Q_i + b_i) K_iᵀ) V_i,
 
-queried with the observations o (the clamped values, concatenated and standardized per sample).
-Targets are the free nodes forward init cannot reach: unclamped roots and free nodes on cycles
-(:func:`pcgraph.analysis.memory_targets`); every other free node is then forward-initialized from
-them, so the whole initial state is a function x(0) = S(m(o)) of the retrievals m.
+queried with the observations o (the observation nodes' values, concatenated and standardized
+per sample). Targets are the free nodes forward init cannot reach: unclamped roots and free nodes
+on cycles (:func:`pcgraph.analysis.memory_targets`); every other free node is then
+forward-initialized from them, so the whole initial state is a function x(0) = S(m(o)) of the
+retrievals m.
+
+Memories are kept per training clamp set (a :class:`MemoryBank`): a bank is built and trained
+under the clamp set it is trained with, and reads only its observation nodes — by default the
+nodes clamped both in training and at evaluation (:func:`pcgraph.analysis.memory_observations`:
+the inputs of a supervised classifier, never its label; the image of a generative decoder).
+Under another clamp set (evaluation, a query) a bank is used only if every node it reads is
+clamped there and it has a memory for every node that needs one
+(:func:`pcgraph.analysis.memory_serves`); otherwise :meth:`MemoryInit.init` raises
+:class:`~pcgraph.errors.InitError` naming the clamp set, never retrieving from nothing.
 
 Training (``observe``, after each training minibatch's inference), with the weights held fixed:
 
@@ -31,20 +41,52 @@ Training (``observe``, after each training minibatch's inference), with the weig
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
 from pcgraph.analysis.cost import MEMORY_RETRIEVAL_SMM, init_smm
+from pcgraph.analysis.memory import (
+    check_memory,
+    format_nodes,
+    memory_observations,
+    memory_serves,
+)
+from pcgraph.compiler.network import PCNetwork
 from pcgraph.energies import get_energy
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer
 
-__all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryInit", "MemoryLoss"]
+__all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryBank", "MemoryInit", "MemoryLoss"]
 
 MemoryLoss = Literal["sweep", "target", "energy"]
 MEMORY_LOSSES: tuple[str, ...] = ("sweep", "target", "energy")
+
+
+def _check_whole(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InitError(f"memory: {name} must be a whole number ≥ {low}, got {value!r}")
+
+
+def _check_heads(heads: int, embed_dim: int) -> None:
+    if embed_dim % heads:
+        raise InitError(
+            f"memory: heads={heads} must divide embed_dim={embed_dim} (each head gets "
+            f"embed_dim / heads dimensions); e.g. embed_dim={heads * max(1, embed_dim // heads)}"
+        )
+
+
+def _check_beta(beta: float | None) -> None:
+    ok = beta is None or (
+        isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta < math.inf
+    )
+    if not ok:
+        raise InitError(
+            f"memory: beta (the inverse temperature β) must be a finite number > 0, got "
+            f"{beta!r}; None uses 1/√(embed_dim / heads)"
+        )
 
 
 class HopfieldMemory(nn.Module):
@@ -73,8 +115,16 @@ class HopfieldMemory(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if embed_dim % heads:
-            raise InitError(f"memory: embed_dim={embed_dim} must be divisible by heads={heads}")
+        for name, value in (
+            ("obs_dim", obs_dim),
+            ("out_dim", out_dim),
+            ("patterns", patterns),
+            ("heads", heads),
+            ("embed_dim", embed_dim),
+        ):
+            _check_whole(name, value, 1)
+        _check_heads(heads, embed_dim)
+        _check_beta(beta)
         self.heads, self.head_dim = heads, embed_dim // heads
         self.beta = beta if beta is not None else 1.0 / math.sqrt(self.head_dim)
         g = generator
@@ -102,12 +152,44 @@ class HopfieldMemory(nn.Module):
         self.values.copy_((torch.linalg.pinv(a) @ states.double()).to(self.values.dtype))
 
 
+class MemoryBank:
+    """The memories learned under one training clamp set: one Hopfield memory per target.
+
+    Attributes:
+        clamp: the training clamp set.
+        observe: the observation nodes (graph order), clamped in training and at evaluation.
+        memories: one :class:`HopfieldMemory` per target, keyed ``n<node index>`` (a
+            ModuleDict key may not contain '.').
+        fitted: targets whose first minibatch has been handled.
+        optimizer: Adam over ``memories`` (None before the first memory).
+    """
+
+    def __init__(self, clamp: frozenset[str], observe: Sequence[str]) -> None:
+        self.clamp, self.observe = clamp, tuple(observe)
+        self.memories = nn.ModuleDict()
+        self.fitted: set[str] = set()
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def memory(self, net: PCNetwork, name: str) -> HopfieldMemory:
+        """The memory of target ``name`` (KeyError before it is built)."""
+        found = self.memories[f"n{net.node_index[name]}"]
+        assert isinstance(found, HopfieldMemory)
+        return found
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryBank(clamp={format_nodes(sorted(self.clamp))}, "
+            f"observe={format_nodes(self.observe)}, memories={len(self.memories)})"
+        )
+
+
 class MemoryInit(Initializer):
     """Hopfield memories for the targets, forward init below them (see the module docstring).
 
     Args:
         patterns: stored patterns M per memory (≥ the batch size for an exact first fit).
-        heads, embed_dim, beta: the retrieval's attention (β default 1/√head_dim).
+        heads, embed_dim, beta: the retrieval's attention (β default 1/√head_dim); heads must
+            divide embed_dim.
         lr: learning rate of the memory's own Adam optimizer.
         steps: gradient steps on L_mem after each minibatch.
         loss: ``energy`` (E at initialization, through the forward sweep), ``sweep`` (Eq. 9
@@ -115,6 +197,13 @@ class MemoryInit(Initializer):
             targets only, the paper's text).
         fit: fit V = A⁺ H on the first minibatch whose targets moved during inference.
         seed: seeds the memory's parameter initialization.
+        observe: the nodes every memory reads (its observations o); None: per training clamp
+            set, the nodes clamped both in training and at evaluation
+            (:func:`pcgraph.analysis.memory_observations`). A node that is not clamped in
+            training, or is free at evaluation (a classifier's label), is refused.
+
+    Raises:
+        InitError: an option out of range, naming it and its value.
     """
 
     name = "memory"
@@ -131,33 +220,101 @@ class MemoryInit(Initializer):
         loss: MemoryLoss = "energy",
         fit: bool = True,
         seed: int = 0,
+        observe: Sequence[str] | None = None,
     ) -> None:
-        if patterns <= 0 or heads <= 0 or embed_dim <= 0 or lr <= 0 or steps < 0:
-            raise InitError("memory: patterns, heads, embed_dim and lr must be > 0, steps ≥ 0")
+        _check_whole("patterns", patterns, 1)
+        _check_whole("heads", heads, 1)
+        _check_whole("embed_dim", embed_dim, 1)
+        _check_heads(heads, embed_dim)
+        _check_beta(beta)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
+            raise InitError(f"memory: lr must be a finite number > 0, got {lr!r}")
+        _check_whole("steps", steps, 0)
+        _check_whole("seed", seed, 0)
         if loss not in MEMORY_LOSSES:
             raise InitError(f"memory: unknown loss {loss!r}; valid choices: {MEMORY_LOSSES}")
+        if observe is not None and (
+            isinstance(observe, str) or not all(isinstance(n, str) for n in observe)
+        ):
+            raise InitError(
+                f"memory: observe must be a list of node names, got {observe!r}; e.g. observe=['x']"
+            )
         self.patterns, self.heads, self.embed_dim, self.beta = patterns, heads, embed_dim, beta
         self.lr, self.steps, self.loss, self.fit, self.seed = lr, steps, loss, fit, seed
-        self.memories = nn.ModuleDict()
-        self.fitted: set[str] = set()  # targets whose first minibatch has been handled
-        self.obs_nodes: list[str] | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.observe_nodes = None if observe is None else tuple(observe)
+        self.banks: dict[frozenset[str], MemoryBank] = {}
+        self._prepared: set[frozenset[str]] = set()  # training clamp sets a learner declared
+        self._served: dict[frozenset[str], frozenset[str]] = {}  # clamp set → its bank's key
         self._cost: int | None = None
         self.last_loss: float | None = None
 
+    # --- banks: the memories of each training clamp set ----------------------------------
+    def prepare(self, net: PCNetwork, clamp: frozenset[str]) -> None:
+        """Check the memory of a learner trained under ``clamp`` and build its (empty) bank, so
+        that evaluation before any training is served (untrained: targets start at 0).
+
+        Raises:
+            InitError: observations that are not clamped in training or are free at
+                evaluation, or evaluation needing memories training never learns (naming the
+                nodes; see :func:`pcgraph.analysis.check_memory`).
+        """
+        observe = check_memory(net.graph, clamp, self.observe_nodes)
+        self._prepared.add(clamp)
+        if clamp not in self.banks:
+            self.banks[clamp] = MemoryBank(clamp, observe)
+
+    def bank(self, ctx: InitContext) -> MemoryBank:
+        """The bank used under ``ctx.clamp``: its own; in training a new one; at evaluation one
+        trained under another clamp set that serves it (:func:`memory_serves`).
+
+        Raises:
+            InitError: at evaluation, no bank serves the clamp set (naming it and the fix).
+        """
+        found = self.banks.get(ctx.clamp)
+        if found is not None:
+            return found
+        if ctx.train:  # a clamp set trained for the first time: its own memories
+            observe = memory_observations(ctx.net.graph, ctx.clamp, self.observe_nodes)
+            self._served.clear()
+            bank = self.banks[ctx.clamp] = MemoryBank(ctx.clamp, observe)
+            return bank
+        key = self._served.get(ctx.clamp)
+        if key is None or key not in self.banks:
+            key = self._serving(ctx)
+            self._served[ctx.clamp] = key
+        return self.banks[key]
+
+    def _serving(self, ctx: InitContext) -> frozenset[str]:
+        """The key of the bank that serves ``ctx.clamp`` (the one reading the most nodes)."""
+        graph, why = ctx.net.graph, []
+        usable = []
+        for key, bank in self.banks.items():
+            reason = memory_serves(graph, key, bank.observe, ctx.clamp)
+            if reason is None:
+                usable.append((len(bank.observe), key))
+            else:
+                why.append(
+                    f"the memory trained with clamp set {_named(ctx.net, key)} reads "
+                    f"{format_nodes(bank.observe)}, but {reason}"
+                )
+        if usable:
+            return max(usable, key=lambda u: u[0])[1]
+        here = _named(ctx.net, ctx.clamp)
+        raise InitError(
+            f"memory initialization has no memory for clamp set {here}: "
+            + ("; ".join(why) if why else "it has not been trained under any clamp set")
+            + ". A memory learns under the clamp set it is trained with: train with clamp set "
+            f"{here} first (PCLearner(net, clamp={sorted(ctx.clamp)!r}, init=...), sharing the "
+            "network and this initializer), or initialize this query without a memory: "
+            "learner.query(observed, init='zero') (or 'random')"
+        )
+
     # --- observations and targets ---------------------------------------------------------
     def observations(self, x: torch.Tensor, ctx: InitContext) -> torch.Tensor:
-        """o: the observation nodes' values concatenated, [B, obs_dim]. Observation nodes are
-        the clamp set of the first call; one that is not clamped later enters as zeros."""
+        """o: the observation nodes' values concatenated, [B, obs_dim]. The nodes are those of
+        the bank used under ``ctx.clamp`` (:meth:`bank`), all clamped there."""
         net = ctx.net
-        if self.obs_nodes is None:
-            self.obs_nodes = [n.name for n in net.nodes if n.name in ctx.clamp]
-            if not self.obs_nodes:
-                raise InitError("memory init needs observations: clamp at least one node")
-        parts = []
-        for name in self.obs_nodes:
-            v = net.view(x, name).reshape(x.shape[0], -1)
-            parts.append(v if name in ctx.clamp else torch.zeros_like(v))
+        parts = [net.view(x, name).reshape(x.shape[0], -1) for name in self.bank(ctx).observe]
         return torch.cat(parts, dim=1)
 
     def _targets(self, ctx: InitContext) -> list[str]:
@@ -168,9 +325,11 @@ class MemoryInit(Initializer):
         return ctx.plan.forward_order(ctx.clamp | frozenset(ctx.plan.memory_targets))
 
     def _memory(self, name: str, obs_dim: int, ctx: InitContext) -> HopfieldMemory:
+        bank = self.bank(ctx)
         key = f"n{ctx.net.node_index[name]}"  # ModuleDict keys may not contain '.'
-        if key not in self.memories:
-            g = torch.Generator().manual_seed(self.seed + len(self.memories))
+        if key not in bank.memories:
+            built = sum(len(b.memories) for b in self.banks.values())
+            g = torch.Generator().manual_seed(self.seed + built)
             mem = HopfieldMemory(
                 obs_dim,
                 ctx.net.node(name).size,
@@ -180,9 +339,9 @@ class MemoryInit(Initializer):
                 beta=self.beta,
                 generator=g,
             ).to(device=ctx.net.device, dtype=ctx.net.dtype)
-            self.memories[key] = mem
-            self.optimizer = torch.optim.Adam(self.memories.parameters(), lr=self.lr)
-        found = self.memories[key]
+            bank.memories[key] = mem
+            bank.optimizer = torch.optim.Adam(bank.memories.parameters(), lr=self.lr)
+        found = bank.memories[key]
         assert isinstance(found, HopfieldMemory)
         return found
 
@@ -225,14 +384,15 @@ class MemoryInit(Initializer):
     # --- protocol --------------------------------------------------------------------------
     def init(self, x: torch.Tensor, ctx: InitContext) -> None:
         targets = self._targets(ctx)
+        bank = self.bank(ctx)  # at evaluation: refuses a clamp set no memory was trained for
         o = self.observations(x, ctx)
         x[:, ctx.free_cols] = 0.0
         full = init_smm(ctx.net.graph, ctx.clamp, "memory")
-        retrieved = any(t in self.fitted for t in targets)
+        retrieved = any(t in bank.fitted for t in targets)
         self._cost = full if retrieved or not targets else full - MEMORY_RETRIEVAL_SMM
         with torch.no_grad():
             for name in targets:
-                if name in self.fitted:
+                if name in bank.fitted:
                     x[:, ctx.net.node(name).cols] = self._memory(name, o.shape[1], ctx)(o)
             ctx.net.forward_sweep(x, self._order(ctx))
 
@@ -242,13 +402,14 @@ class MemoryInit(Initializer):
         targets = self._targets(ctx)
         if not targets:
             return
+        bank = self.bank(ctx)
         o = self.observations(x_final, ctx).detach()
         mems = {t: self._memory(t, o.shape[1], ctx) for t in targets}
         just_fitted = False
         for name, mem in mems.items():
-            if name in self.fitted:
+            if name in bank.fitted:
                 continue
-            self.fitted.add(name)
+            bank.fitted.add(name)
             states = x_final[:, ctx.net.node(name).cols]
             if ctx.dist is not None:  # fit on the global batch: the same V on every rank
                 o_all, states = ctx.dist.all_gather_cat(o), ctx.dist.all_gather_cat(states)
@@ -261,9 +422,9 @@ class MemoryInit(Initializer):
                 just_fitted = True
         if just_fitted:
             return  # the fit is exact on this batch: a gradient step would only add noise
-        assert self.optimizer is not None
+        assert bank.optimizer is not None
         batch = o.shape[0] * (ctx.dist.world_size if ctx.dist is not None else 1)
-        params = [p for p in self.memories.parameters() if p.requires_grad]
+        params = [p for p in bank.memories.parameters() if p.requires_grad]
         with torch.enable_grad():
             for _ in range(self.steps):
                 loss = self.memory_loss(x_final, o, ctx) / batch
@@ -273,7 +434,7 @@ class MemoryInit(Initializer):
                     p.grad = g
                 if ctx.dist is not None:  # L_mem of the global batch, the same on every rank
                     ctx.dist.all_reduce_many_(p.grad for p in params if p.grad is not None)
-                self.optimizer.step()
+                bank.optimizer.step()
                 self.last_loss = float(loss.detach())
 
     def smm(self, ctx: InitContext) -> int:
@@ -284,25 +445,80 @@ class MemoryInit(Initializer):
         return init_smm(ctx.net.graph, ctx.clamp, "memory")
 
     def extra_parameters(self) -> int:
-        return sum(p.numel() for p in self.memories.parameters())
+        return sum(p.numel() for b in self.banks.values() for p in b.memories.parameters())
 
     def reset(self) -> None:
-        self.memories = nn.ModuleDict()
-        self.fitted = set()
-        self.obs_nodes = None
-        self.optimizer = None
+        """Forget every memory; the clamp sets a learner declared keep an empty bank."""
+        prepared = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
+        self.banks = {c: MemoryBank(c, observe) for c, observe in prepared.items()}
+        self._served = {}
 
     def state_dict(self) -> dict[str, object]:
         return {
-            "memories": {k: m.state_dict() for k, m in self.memories.items()},
-            "fitted": sorted(self.fitted),
-            "obs_nodes": self.obs_nodes,
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "version": 2,
+            "banks": [
+                {
+                    "clamp": sorted(bank.clamp),
+                    "observe": list(bank.observe),
+                    "memories": {k: m.state_dict() for k, m in bank.memories.items()},
+                    "fitted": sorted(bank.fitted),
+                    "optimizer": None if bank.optimizer is None else bank.optimizer.state_dict(),
+                }
+                for bank in self.banks.values()
+            ],
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.reset()
-        memories = state.get("memories") or {}
+        """Restore :meth:`state_dict`, or the format before memories were kept per clamp set
+        (one set of memories reading the clamp set of its first minibatch).
+
+        Raises:
+            InitError: a bank for a clamp set this initializer was prepared for that reads
+                other nodes than it would now (e.g. an old checkpoint whose memory reads the
+                label): retrain.
+        """
+        expected = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
+        banks = state.get("banks")
+        if banks is None:  # version 1: {"memories", "fitted", "obs_nodes", "optimizer"}
+            obs = state.get("obs_nodes")
+            memories = state.get("memories") or {}
+            banks = []
+            if isinstance(obs, list | tuple) and obs:
+                banks = [
+                    {
+                        "clamp": list(obs),
+                        "observe": list(obs),
+                        "memories": memories,
+                        "fitted": state.get("fitted") or [],
+                        "optimizer": state.get("optimizer"),
+                    }
+                ]
+            elif memories:
+                raise InitError("memory state: memories without their observation nodes")
+        if not isinstance(banks, list):
+            raise InitError(f"memory state: 'banks' must be a list, got {type(banks).__name__}")
+        loaded = {}
+        for entry in banks:
+            bank = self._load_bank(entry)
+            want = expected.get(bank.clamp)
+            if want is not None and want != bank.observe:
+                raise InitError(
+                    f"memory state: its memory for clamp set {format_nodes(sorted(bank.clamp))} "
+                    f"reads {format_nodes(bank.observe)}, but this learner's memory reads "
+                    f"{format_nodes(want)} (nodes clamped in training and at evaluation; a "
+                    "checkpoint from before memories were kept per clamp set may read the "
+                    "label): retrain, or load it into a MemoryInit(observe=...) that matches"
+                )
+            loaded[bank.clamp] = bank
+        for clamp, observe in expected.items():
+            loaded.setdefault(clamp, MemoryBank(clamp, observe))
+        self.banks, self._served = loaded, {}
+
+    def _load_bank(self, entry: object) -> MemoryBank:
+        if not isinstance(entry, dict) or not {"clamp", "observe", "memories"} <= set(entry):
+            raise InitError("memory state: each bank needs 'clamp', 'observe' and 'memories'")
+        bank = MemoryBank(frozenset(entry["clamp"]), list(entry["observe"]))
+        memories = entry["memories"]
         assert isinstance(memories, dict)
         for key, tensors in memories.items():
             obs_dim, embed = tensors["query"].shape
@@ -315,22 +531,28 @@ class MemoryInit(Initializer):
                 embed_dim=embed,
                 beta=self.beta,
             )
+            # in the stored dtype before loading: a float64 memory loaded into float32
+            # parameters would be rounded
+            mem = mem.to(device=tensors["values"].device, dtype=tensors["values"].dtype)
             mem.load_state_dict(tensors)
-            self.memories[key] = mem.to(
-                device=tensors["values"].device, dtype=tensors["values"].dtype
-            )
-        fitted, obs = state.get("fitted") or [], state.get("obs_nodes")
-        assert isinstance(fitted, list)
-        self.fitted = set(fitted)
-        self.obs_nodes = list(obs) if isinstance(obs, list) else None
-        if len(self.memories):
-            self.optimizer = torch.optim.Adam(self.memories.parameters(), lr=self.lr)
-            opt_state = state.get("optimizer")
+            bank.memories[key] = mem
+        bank.fitted = set(entry.get("fitted") or [])
+        if len(bank.memories):
+            bank.optimizer = torch.optim.Adam(bank.memories.parameters(), lr=self.lr)
+            opt_state = entry.get("optimizer")
             if isinstance(opt_state, dict):
-                self.optimizer.load_state_dict(opt_state)
+                bank.optimizer.load_state_dict(opt_state)
+        return bank
 
     def __repr__(self) -> str:
+        observe = "" if self.observe_nodes is None else f", observe={list(self.observe_nodes)!r}"
         return (
             f"MemoryInit(patterns={self.patterns}, heads={self.heads}, "
-            f"embed_dim={self.embed_dim}, lr={self.lr}, steps={self.steps}, loss={self.loss!r})"
+            f"embed_dim={self.embed_dim}, lr={self.lr}, steps={self.steps}, "
+            f"loss={self.loss!r}{observe})"
         )
+
+
+def _named(net: PCNetwork, clamp: frozenset[str]) -> str:
+    """A clamp set in graph order, as the messages write it."""
+    return format_nodes(n.name for n in net.nodes if n.name in clamp)
