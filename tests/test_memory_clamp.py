@@ -151,6 +151,14 @@ def test_retrieval_at_evaluation_is_the_formula_on_the_inputs() -> None:
         torch.testing.assert_close(
             net.view(states, name), hand_retrieval(bank.memory(net, name), x)
         )
+    # a training-mode call under {x} builds an empty bank for {x}: the trained one still serves
+    learner.infer({"x": x}, clamp={"x"}, T=0, train=True)
+    assert frozenset({"x"}) in learner.initializer.banks  # type: ignore[attr-defined]
+    states = learner.infer({"x": x}, clamp={"x"}, T=0).states
+    for name in ("a", "b"):
+        torch.testing.assert_close(
+            net.view(states, name), hand_retrieval(bank.memory(net, name), x)
+        )
 
 
 @pytest.mark.parametrize("init", ["memory", "auto"])

@@ -244,7 +244,8 @@ class MemoryInit(Initializer):
         self.observe_nodes = None if observe is None else tuple(observe)
         self.banks: dict[frozenset[str], MemoryBank] = {}
         self._prepared: set[frozenset[str]] = set()  # training clamp sets a learner declared
-        self._served: dict[frozenset[str], frozenset[str]] = {}  # clamp set → its bank's key
+        # (bank key, clamp set) → why that bank cannot serve it (None: it can)
+        self._serves: dict[tuple[frozenset[str], frozenset[str]], str | None] = {}
         self._cost: int | None = None
         self.last_loss: float | None = None
 
@@ -264,34 +265,37 @@ class MemoryInit(Initializer):
             self.banks[clamp] = MemoryBank(clamp, observe)
 
     def bank(self, ctx: InitContext) -> MemoryBank:
-        """The bank used under ``ctx.clamp``: its own; in training a new one; at evaluation one
-        trained under another clamp set that serves it (:func:`memory_serves`).
+        """The bank used under ``ctx.clamp``: in training its own (built on first use); at
+        evaluation the best bank that serves it (:meth:`serving`).
 
         Raises:
             InitError: at evaluation, no bank serves the clamp set (naming it and the fix).
         """
+        if not ctx.train:
+            return self.serving(ctx)
         found = self.banks.get(ctx.clamp)
-        if found is not None:
-            return found
-        if ctx.train:  # a clamp set trained for the first time: its own memories
+        if found is None:  # a clamp set trained for the first time: its own memories
             observe = memory_observations(ctx.net.graph, ctx.clamp, self.observe_nodes)
-            self._served.clear()
-            bank = self.banks[ctx.clamp] = MemoryBank(ctx.clamp, observe)
-            return bank
-        key = self._served.get(ctx.clamp)
-        if key is None or key not in self.banks:
-            key = self._serving(ctx)
-            self._served[ctx.clamp] = key
-        return self.banks[key]
+            found = self.banks[ctx.clamp] = MemoryBank(ctx.clamp, observe)
+        return found
 
-    def _serving(self, ctx: InitContext) -> frozenset[str]:
-        """The key of the bank that serves ``ctx.clamp`` (the one reading the most nodes)."""
-        graph, why = ctx.net.graph, []
-        usable = []
+    def serving(self, ctx: InitContext) -> MemoryBank:
+        """Among the banks that serve ``ctx.clamp`` (:func:`memory_serves`: every node it reads
+        is clamped there, and it has a memory for every target there), a trained one first,
+        then the clamp set's own, then the one reading the most nodes.
+
+        Raises:
+            InitError: none serves it, naming the clamp set, what each bank reads, and the fix.
+        """
+        graph, why, usable = ctx.net.graph, [], []
         for key, bank in self.banks.items():
-            reason = memory_serves(graph, key, bank.observe, ctx.clamp)
+            pair = (key, ctx.clamp)
+            if pair not in self._serves:  # depends on the graph only
+                self._serves[pair] = memory_serves(graph, key, bank.observe, ctx.clamp)
+            reason = self._serves[pair]
             if reason is None:
-                usable.append((len(bank.observe), key))
+                rank = (bool(bank.fitted), key == ctx.clamp, len(bank.observe))
+                usable.append((rank, bank))
             else:
                 why.append(
                     f"the memory trained with clamp set {_named(ctx.net, key)} reads "
@@ -451,7 +455,7 @@ class MemoryInit(Initializer):
         """Forget every memory; the clamp sets a learner declared keep an empty bank."""
         prepared = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
         self.banks = {c: MemoryBank(c, observe) for c, observe in prepared.items()}
-        self._served = {}
+        self._serves = {}
 
     def state_dict(self) -> dict[str, object]:
         return {
@@ -512,7 +516,7 @@ class MemoryInit(Initializer):
             loaded[bank.clamp] = bank
         for clamp, observe in expected.items():
             loaded.setdefault(clamp, MemoryBank(clamp, observe))
-        self.banks, self._served = loaded, {}
+        self.banks, self._serves = loaded, {}
 
     def _load_bank(self, entry: object) -> MemoryBank:
         if not isinstance(entry, dict) or not {"clamp", "observe", "memories"} <= set(entry):
