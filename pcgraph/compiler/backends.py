@@ -14,7 +14,7 @@ each other's subclasses nor this table.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +34,7 @@ class Backend:
     """A network class and the program class that runs its inference."""
 
     network: type[PCNetwork]
-    program: type[InferenceProgram]
+    program: Callable[..., Program]  # a Program class, built as program(net, clamp)
 
 
 BACKENDS: dict[str, Backend] = {
