@@ -55,7 +55,7 @@ def run(act: str, args: argparse.Namespace) -> dict[str, object]:
     compiled.train_step(data)  # compiles the step functions
     compile_s = time.perf_counter() - t0
     diff = max(
-        float((a - b).abs().max())
+        float((a.detach() - b.detach()).abs().max())
         for a, b in zip(eager.net.parameters(), compiled.net.parameters(), strict=True)
     )
     native_ops.CALLS.clear()

@@ -80,6 +80,8 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str, *, where: str = "") -> str:
         """The canonical spelling of ``name``; raises :class:`SpecError` listing the choices."""
+        if isinstance(name, str) and name in self._items:  # canonical (asked every update)
+            return name
         if not isinstance(name, str):
             raise SpecError(f"{where}{self.kind} must be a string, got {name!r}")
         key = normalize_name(name)
@@ -109,6 +111,8 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
+        if name in self._items:
+            return True
         key = normalize_name(name)
         return key in self._items or key in self._aliases
 
