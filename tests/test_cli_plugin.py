@@ -169,3 +169,38 @@ def test_the_shell_command_with_pythonpath(plugin: str, tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert "unknown activation 'softsign'" in done.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin"
+
+
+def test_the_example_plugin_trains_a_user_module_energy_and_solver_from_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/plugin: a user's nn.Module on an edge (op: two_layer), a user's energy on the
+    hidden node and a user's solver, all from my_parts.py, trained from my_net.yaml by the CLI;
+    the module's parameters are the network's and they moved."""
+    import torch
+
+    before = [set(registry.names()) for registry in _registries()]
+    out = tmp_path / "run"
+    plugin = str(EXAMPLE / "my_parts.py")
+    try:
+        argv = ["train", str(EXAMPLE / "my_net.yaml"), "--plugin", plugin, "--embedded"]
+        argv += ["--train-size", "60", "--test-size", "20", "--batch-size", "20", "--T", "2"]
+        argv += ["--neuron-optimizer", "sign_descent", "--lr-neurons", "0.01", "--epochs", "1"]
+        argv += ["--out", str(out), "--no-progress"]
+        assert main(argv) == 0, capsys.readouterr().err
+        state = torch.load(out / "checkpoint.pt", weights_only=False)
+        assert main(["check", str(EXAMPLE / "my_net.yaml"), "--plugin", plugin]) == 0
+        assert "backprop: 5" in capsys.readouterr().out  # two_layer declares smm=2
+    finally:
+        for module in [m for m in sys.modules if "my_parts" in m or m.startswith("_pcgraph_p")]:
+            del sys.modules[module]
+        for registry, names in zip(_registries(), before, strict=True):
+            for added in set(registry.names()) - names:
+                registry.unregister(added)
+    weights = state["network"] if "network" in state else state["model"]
+    module_params = [k for k in weights if ".module." in k]
+    assert len(module_params) == 4, list(weights)  # the two nn.Linear of TwoLayer
+    assert json.loads((out / "options.json").read_text())["neuron_optimizer"] == "sign_descent"

@@ -66,8 +66,10 @@ def load_plugins(plugins: Sequence[str]) -> list[ModuleType]:
     for spec in dict.fromkeys(plugins):  # the same plugin named twice is imported once
         before = _snapshot()
         module, fresh = _import(spec)
-        if not fresh and module.__name__ not in initial:
-            modules.append(module)  # an earlier plugin imported it, and it registered then
+        if not fresh and (module.__name__ not in initial or module.__name__ in _LOADED):
+            # an earlier plugin of this command, or of an earlier command in this process,
+            # imported it, and it registered then
+            modules.append(module)
             continue
         if not fresh or _snapshot() == before:
             already = "" if fresh else ", it was imported before the plugins"
@@ -77,7 +79,11 @@ def load_plugins(plugins: Sequence[str]) -> list[ModuleType]:
                 "pcgraph.register_op, register_energy or register_solver when it is imported"
             )
         modules.append(module)
+        _LOADED.add(module.__name__)
     return modules
+
+
+_LOADED: set[str] = set()  # modules loaded as plugins in this process (each registered then)
 
 
 def _registries() -> list[Any]:
