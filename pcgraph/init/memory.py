@@ -45,7 +45,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch import nn
 
 from pcgraph.analysis.cost import MEMORY_RETRIEVAL_SMM, init_smm
 from pcgraph.analysis.memory import (
@@ -58,129 +57,20 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.energies import get_energy
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer
+from pcgraph.init.hopfield import (
+    HopfieldMemory,
+    MemoryBank,
+    bank_entries,
+    check_beta,
+    check_heads,
+    check_whole,
+    load_bank,
+)
 
 __all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryBank", "MemoryInit", "MemoryLoss"]
 
 MemoryLoss = Literal["sweep", "target", "energy"]
 MEMORY_LOSSES: tuple[str, ...] = ("sweep", "target", "energy")
-
-
-def _check_whole(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InitError(f"memory: {name} must be a whole number ≥ {low}, got {value!r}")
-
-
-def _check_heads(heads: int, embed_dim: int) -> None:
-    if embed_dim % heads:
-        raise InitError(
-            f"memory: heads={heads} must divide embed_dim={embed_dim} (each head gets "
-            f"embed_dim / heads dimensions); e.g. embed_dim={heads * max(1, embed_dim // heads)}"
-        )
-
-
-def _check_beta(beta: float | None) -> None:
-    ok = beta is None or (
-        isinstance(beta, int | float) and not isinstance(beta, bool) and 0 < beta < math.inf
-    )
-    if not ok:
-        raise InitError(
-            f"memory: beta (the inverse temperature β) must be a finite number > 0, got "
-            f"{beta!r}; None uses 1/√(embed_dim / heads)"
-        )
-
-
-class HopfieldMemory(nn.Module):
-    """softmax(β (o Q + b) Kᵀ) V with ``heads`` heads whose attentions are averaged.
-
-    Args:
-        obs_dim: size of the observation vector o.
-        out_dim: size of the retrieved state (the target node).
-        patterns: M, the number of stored patterns (rows of K and V).
-        heads, embed_dim: attention heads and total query/key width (divisible by heads).
-        beta: inverse temperature β; default 1/√(embed_dim / heads).
-
-    Shapes:
-        o: [B, obs_dim] → [B, out_dim].
-    """
-
-    def __init__(
-        self,
-        obs_dim: int,
-        out_dim: int,
-        *,
-        patterns: int,
-        heads: int,
-        embed_dim: int,
-        beta: float | None,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        for name, value in (
-            ("obs_dim", obs_dim),
-            ("out_dim", out_dim),
-            ("patterns", patterns),
-            ("heads", heads),
-            ("embed_dim", embed_dim),
-        ):
-            _check_whole(name, value, 1)
-        _check_heads(heads, embed_dim)
-        _check_beta(beta)
-        self.heads, self.head_dim = heads, embed_dim // heads
-        self.beta = beta if beta is not None else 1.0 / math.sqrt(self.head_dim)
-        g = generator
-        self.query = nn.Parameter(torch.randn(obs_dim, embed_dim, generator=g) / math.sqrt(obs_dim))
-        self.bias = nn.Parameter(torch.zeros(embed_dim))
-        self.keys = nn.Parameter(torch.randn(patterns, embed_dim, generator=g))
-        self.values = nn.Parameter(torch.zeros(patterns, out_dim))
-
-    def attention(self, o: torch.Tensor) -> torch.Tensor:
-        """softmax(β q Kᵀ) averaged over heads: [B, M]."""
-        o = (o - o.mean(-1, keepdim=True)) / (o.std(-1, keepdim=True) + 1e-6)
-        q = (o @ self.query + self.bias).view(o.shape[0], self.heads, self.head_dim)
-        k = self.keys.view(self.keys.shape[0], self.heads, self.head_dim)
-        scores = torch.einsum("bhe,mhe->bhm", q, k) * self.beta
-        return scores.softmax(-1).mean(1)
-
-    def forward(self, o: torch.Tensor) -> torch.Tensor:
-        return self.attention(o) @ self.values
-
-    @torch.no_grad()
-    def fit_values(self, o: torch.Tensor, states: torch.Tensor) -> None:
-        """V = A⁺ H: retrieval on ``o`` then reproduces ``states`` (exactly when M ≥ B and A has
-        full row rank)."""
-        a = self.attention(o).double()
-        self.values.copy_((torch.linalg.pinv(a) @ states.double()).to(self.values.dtype))
-
-
-class MemoryBank:
-    """The memories learned under one training clamp set: one Hopfield memory per target.
-
-    Attributes:
-        clamp: the training clamp set.
-        observe: the observation nodes (graph order), clamped in training and at evaluation.
-        memories: one :class:`HopfieldMemory` per target, keyed ``n<node index>`` (a
-            ModuleDict key may not contain '.').
-        fitted: targets whose first minibatch has been handled.
-        optimizer: Adam over ``memories`` (None before the first memory).
-    """
-
-    def __init__(self, clamp: frozenset[str], observe: Sequence[str]) -> None:
-        self.clamp, self.observe = clamp, tuple(observe)
-        self.memories = nn.ModuleDict()
-        self.fitted: set[str] = set()
-        self.optimizer: torch.optim.Optimizer | None = None
-
-    def memory(self, net: PCNetwork, name: str) -> HopfieldMemory:
-        """The memory of target ``name`` (KeyError before it is built)."""
-        found = self.memories[f"n{net.node_index[name]}"]
-        assert isinstance(found, HopfieldMemory)
-        return found
-
-    def __repr__(self) -> str:
-        return (
-            f"MemoryBank(clamp={format_nodes(sorted(self.clamp))}, "
-            f"observe={format_nodes(self.observe)}, memories={len(self.memories)})"
-        )
 
 
 class MemoryInit(Initializer):
@@ -222,15 +112,15 @@ class MemoryInit(Initializer):
         seed: int = 0,
         observe: Sequence[str] | None = None,
     ) -> None:
-        _check_whole("patterns", patterns, 1)
-        _check_whole("heads", heads, 1)
-        _check_whole("embed_dim", embed_dim, 1)
-        _check_heads(heads, embed_dim)
-        _check_beta(beta)
+        check_whole("patterns", patterns, 1)
+        check_whole("heads", heads, 1)
+        check_whole("embed_dim", embed_dim, 1)
+        check_heads(heads, embed_dim)
+        check_beta(beta)
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
             raise InitError(f"memory: lr must be a finite number > 0, got {lr!r}")
-        _check_whole("steps", steps, 0)
-        _check_whole("seed", seed, 0)
+        check_whole("steps", steps, 0)
+        check_whole("seed", seed, 0)
         if loss not in MEMORY_LOSSES:
             raise InitError(f"memory: unknown loss {loss!r}; valid choices: {MEMORY_LOSSES}")
         if observe is not None and (
@@ -460,16 +350,7 @@ class MemoryInit(Initializer):
     def state_dict(self) -> dict[str, object]:
         return {
             "version": 2,
-            "banks": [
-                {
-                    "clamp": sorted(bank.clamp),
-                    "observe": list(bank.observe),
-                    "memories": {k: m.state_dict() for k, m in bank.memories.items()},
-                    "fitted": sorted(bank.fitted),
-                    "optimizer": None if bank.optimizer is None else bank.optimizer.state_dict(),
-                }
-                for bank in self.banks.values()
-            ],
+            "banks": [bank.state_dict() for bank in self.banks.values()],
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -482,28 +363,10 @@ class MemoryInit(Initializer):
                 label): retrain.
         """
         expected = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
-        banks = state.get("banks")
-        if banks is None:  # version 1: {"memories", "fitted", "obs_nodes", "optimizer"}
-            obs = state.get("obs_nodes")
-            memories = state.get("memories") or {}
-            banks = []
-            if isinstance(obs, list | tuple) and obs:
-                banks = [
-                    {
-                        "clamp": list(obs),
-                        "observe": list(obs),
-                        "memories": memories,
-                        "fitted": state.get("fitted") or [],
-                        "optimizer": state.get("optimizer"),
-                    }
-                ]
-            elif memories:
-                raise InitError("memory state: memories without their observation nodes")
-        if not isinstance(banks, list):
-            raise InitError(f"memory state: 'banks' must be a list, got {type(banks).__name__}")
+        banks = bank_entries(state)
         loaded = {}
         for entry in banks:
-            bank = self._load_bank(entry)
+            bank = load_bank(entry, heads=self.heads, beta=self.beta, lr=self.lr)
             want = expected.get(bank.clamp)
             if want is not None and want != bank.observe:
                 raise InitError(
@@ -517,36 +380,6 @@ class MemoryInit(Initializer):
         for clamp, observe in expected.items():
             loaded.setdefault(clamp, MemoryBank(clamp, observe))
         self.banks, self._serves = loaded, {}
-
-    def _load_bank(self, entry: object) -> MemoryBank:
-        if not isinstance(entry, dict) or not {"clamp", "observe", "memories"} <= set(entry):
-            raise InitError("memory state: each bank needs 'clamp', 'observe' and 'memories'")
-        bank = MemoryBank(frozenset(entry["clamp"]), list(entry["observe"]))
-        memories = entry["memories"]
-        assert isinstance(memories, dict)
-        for key, tensors in memories.items():
-            obs_dim, embed = tensors["query"].shape
-            patterns, out_dim = tensors["values"].shape
-            mem = HopfieldMemory(
-                obs_dim,
-                out_dim,
-                patterns=patterns,
-                heads=self.heads,
-                embed_dim=embed,
-                beta=self.beta,
-            )
-            # in the stored dtype before loading: a float64 memory loaded into float32
-            # parameters would be rounded
-            mem = mem.to(device=tensors["values"].device, dtype=tensors["values"].dtype)
-            mem.load_state_dict(tensors)
-            bank.memories[key] = mem
-        bank.fitted = set(entry.get("fitted") or [])
-        if len(bank.memories):
-            bank.optimizer = torch.optim.Adam(bank.memories.parameters(), lr=self.lr)
-            opt_state = entry.get("optimizer")
-            if isinstance(opt_state, dict):
-                bank.optimizer.load_state_dict(opt_state)
-        return bank
 
     def __repr__(self) -> str:
         observe = "" if self.observe_nodes is None else f", observe={list(self.observe_nodes)!r}"
