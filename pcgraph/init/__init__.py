@@ -92,9 +92,13 @@ class AutoInit(Initializer):
         return {"memory": self.memory.state_dict()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
+        """Its memory's state: ``{"memory": …}`` as :meth:`state_dict` writes it, or the state of
+        a ``memory`` initializer itself (a run trained with ``init="memory"``)."""
         memory = state.get("memory")
         if isinstance(memory, dict):
             self.memory.load_state_dict(memory)
+        elif state:
+            self.memory.load_state_dict(state)
 
 
 INITIALIZERS: Registry[type[Initializer]] = Registry("initialization")

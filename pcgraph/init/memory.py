@@ -362,6 +362,8 @@ class MemoryInit(Initializer):
                 other nodes than it would now (e.g. an old checkpoint whose memory reads the
                 label): retrain.
         """
+        if set(state) == {"memory"} and isinstance(state["memory"], dict):
+            state = state["memory"]  # the state of an ``auto`` initializer: its memory's
         expected = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
         banks = bank_entries(state)
         loaded = {}

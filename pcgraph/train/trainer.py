@@ -333,9 +333,23 @@ class Trainer:
         """Write a checkpoint atomically."""
         return save_checkpoint(path, self.state_dict())
 
+    def _check_initializer(self, path: str | os.PathLike[str], saved: dict[str, Any]) -> None:
+        """A checkpoint's learned initializer state (memories, class means, last states) goes
+        only into an initializer that reads it: the same one, or ``auto`` and ``memory``, which
+        share their memories. Anything else would drop it silently."""
+        name, ours = saved.get("name"), self.learner.initializer.name
+        shared = {name, ours} <= {"auto", "memory"}
+        if name != ours and not shared and _holds_tensors(saved.get("state")):
+            raise CheckpointError(
+                f"{path}: it was trained with init {name!r}, whose learned state this learner's "
+                f"init {ours!r} cannot use (it would be dropped, and evaluation would start from "
+                f"another initialization); build the PCLearner with init={name!r}"
+            )
+
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore from a checkpoint written for the same graph (else CheckpointError)."""
         data = load_checkpoint(path, spec=self.net.spec)
+        self._check_initializer(path, data["initializer"])
         parts = (
             ("parameters", lambda: self.net.load_state_dict(data["model"])),
             ("optimizer state", lambda: self.learner.optimizer.load_state_dict(data["optimizer"])),
@@ -359,3 +373,15 @@ class Trainer:
             self.learner.generator.set_state(data["generator"])
         self.history = History(data["history"])
         self.epoch = int(data["epoch"])
+
+
+def _holds_tensors(state: object) -> bool:
+    """Whether a (nested) state holds any tensor: something was learned (an ``auto`` init that
+    never used its memory holds none)."""
+    if isinstance(state, torch.Tensor):
+        return True
+    if isinstance(state, dict):
+        return any(_holds_tensors(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return any(_holds_tensors(v) for v in state)
+    return False
