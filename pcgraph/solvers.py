@@ -20,6 +20,7 @@ so that the CLI can list the names without it.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from pcgraph.errors import ConfigError, SpecError
@@ -255,6 +256,13 @@ def register_solver(name: str, solver: Solver | type[Solver], *, replace: bool =
         raise SpecError(
             f"neuron solver {name!r}: {type(solver).__name__} does not define step(); {fix}"
         )
+    try:  # the engine calls step(x, grad, state, lr=γ, stage=s): refuse another signature now
+        inspect.signature(solver.step).bind(None, None, {}, lr=0.1, stage=0)
+    except TypeError as exc:
+        raise SpecError(
+            f"neuron solver {name!r}: {type(solver).__name__}.step cannot be called as "
+            f"step(x, grad, state, *, lr, stage) ({exc}); {fix}"
+        ) from None
     stages = solver.stages
     if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
         raise SpecError(

@@ -401,3 +401,35 @@ def test_register_energy_refuses_what_the_engine_cannot_use(energy: object, word
     with pytest.raises(SpecError, match=words):
         pc.register_energy("test_bad", energy)  # type: ignore[arg-type]
     assert "test_bad" not in ENERGIES
+
+
+def test_a_factory_that_raises_is_a_spec_error_naming_the_op_and_edge() -> None:
+    def boom(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
+        raise ValueError("factory blew up")
+
+    pc.register_op("test_boom", boom)
+    try:
+        spec = _spec("linear", "gaussian").model_dump()
+        spec["edges"][0].update(op="test_boom", bias=None)
+        with pytest.raises(SpecError, match=r"edge x→h: op 'test_boom': its factory raised "):
+            pc.compile(pc.GraphSpec.model_validate(spec))
+    finally:
+        OPS.unregister("test_boom")
+
+
+def test_modules_that_are_not_modules_or_match_no_edge_are_named() -> None:
+    spec = _spec("module", "gaussian")
+    with pytest.raises(SpecError, match=r"modules\[\('x', 'h'\)\] is a function, not a torch"):
+        pc.compile(spec, modules={("x", "h"): lambda s: s})
+    with pytest.raises(SpecError, match=r"modules given for x→y.*op: module: x→h"):
+        pc.compile(spec, modules={("x", "y"): nn.Linear(5, 4)})
+
+
+def test_a_solver_whose_step_has_another_signature_is_refused() -> None:
+    class TwoArgs(pc.Solver):
+        def step(self, x, grad):  # type: ignore[no-untyped-def, override]
+            x.sub_(grad)
+
+    with pytest.raises(SpecError, match=r"cannot be called as step\(x, grad, state, \*, lr"):
+        pc.register_solver("test_two_args", TwoArgs())
+    assert "test_two_args" not in SOLVERS

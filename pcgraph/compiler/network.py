@@ -150,6 +150,16 @@ class PCNetwork(nn.Module):
         edge is run once on a probe batch to check that it gives the target's shape."""
         from pcgraph.ops.module_kernel import ModuleKernel, check_module
 
+        declared = {edge.key for edge in spec.edges if edge.op == "module"}
+        unmatched = [key for key in modules if key not in declared]
+        if unmatched:
+            where = ", ".join(f"{s}→{t}" for s, t in unmatched)
+            edges = ", ".join(f"{s}→{t}" for s, t in sorted(declared)) or "none"
+            raise SpecError(
+                f"modules given for {where}, but no edge with op: module joins those nodes "
+                f"(edges with op: module: {edges}); declare each such edge with op: module in "
+                "the spec, keyed (source, target)"
+            )
         kernels = []
         for edge in spec.edges:
             op = get_op(edge.op)
@@ -160,7 +170,15 @@ class PCNetwork(nn.Module):
                 if module is None:
                     raise SpecError(
                         f"edge {edge.label} is declared with op: module; pass its module as "
-                        f"compile(spec, modules={{{edge.key!r}: your_module}})"
+                        f"compile(spec, modules={{{edge.key!r}: your_module}}) (from the command "
+                        "line: register a factory with pcgraph.register_op in a --plugin file "
+                        "and use op: <its name>)"
+                    )
+                if not isinstance(module, nn.Module):
+                    raise SpecError(
+                        f"modules[{edge.key!r}] is a {type(module).__name__}, not a "
+                        "torch.nn.Module; pass the module itself (a factory goes to "
+                        "pcgraph.register_op)"
                     )
                 req = KernelRequest(src.shape, dst.shape, params, False, None, self.dtype)
                 kernel: EdgeKernel = ModuleKernel(req, module)
@@ -174,12 +192,6 @@ class PCNetwork(nn.Module):
             if isinstance(kernel, ModuleKernel):
                 check_module(kernel, edge.label, src.shape, dst.shape)
             kernels.append(kernel)
-        if modules:
-            unused = ", ".join(f"{s}→{t}" for s, t in modules)
-            raise SpecError(
-                f"modules given for {unused}, but no edge with op: module joins those nodes; "
-                "declare each such edge with op: module in the spec"
-            )
         return kernels
 
     # --- layout ---------------------------------------------------------------------------

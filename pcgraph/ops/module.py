@@ -65,7 +65,20 @@ class FactoryOp(EdgeOp):
         from pcgraph.ops.module_kernel import ModuleKernel  # torch: only when compiling
 
         params = req.params.model_dump()
-        return ModuleKernel(req, self.factory(tuple(req.in_shape), tuple(req.out_shape), **params))
+        try:
+            module = self.factory(tuple(req.in_shape), tuple(req.out_shape), **params)
+        except Exception as exc:  # the user's code: named, not reported as pcgraph's bug
+            raise SpecError(
+                f"op {self.name!r}: its factory raised {type(exc).__name__}: {exc} (called with "
+                f"in_shape={tuple(req.in_shape)}, out_shape={tuple(req.out_shape)}, "
+                f"params={params})"
+            ) from exc
+        if not _is_module(module):
+            raise SpecError(
+                f"op {self.name!r}: its factory returned {type(module).__name__}, not a "
+                "torch.nn.Module"
+            )
+        return ModuleKernel(req, module)
 
 
 class InstanceOp(EdgeOp):
@@ -80,8 +93,9 @@ class InstanceOp(EdgeOp):
 
     def kernel(self, req: KernelRequest) -> EdgeKernel:
         raise SpecError(  # PCNetwork builds these edges from its ``modules`` argument
-            "an edge with op: module needs its module: compile(spec, modules={(source, target): "
-            "module})"
+            "an edge with op: module takes its module from Python: compile(spec, "
+            "modules={(source, target): module}); from the command line, register a factory "
+            "with pcgraph.register_op in a --plugin file and use op: <its name>"
         )
 
 
@@ -116,3 +130,9 @@ def params_model_of(name: str, factory: Factory) -> type[OpParams]:
 
 class _AnyParams(OpParams):
     model_config = ConfigDict(frozen=True, extra="allow")
+
+
+def _is_module(obj: object) -> bool:
+    from torch import nn  # torch: only when compiling
+
+    return isinstance(obj, nn.Module)
