@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['activation']:5s} compile {row['compile_s']:5.1f} s | eager "
             f"{row['eager_ms']:7.2f} ms  compiled {row['compiled_ms']:7.2f} ms  "
             f"compiled/eager {row['compiled_over_eager']:.3f} | custom ops per update "
-            f"{row['custom_op_calls_per_update']} | max |Δw| {row['max_weight_diff_after_one_update']:.1e}"
+            f"{row['custom_op_calls_per_update']} | max |Δw| "
+            f"{row['max_weight_diff_after_one_update']:.1e}"
         )
     if args.json:
         env = environment(torch.device("cpu"))
