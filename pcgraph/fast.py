@@ -28,7 +28,7 @@ from types import TracebackType
 
 from pcgraph.errors import ConfigError
 
-__all__ = ["ENV_VAR", "FastPaths", "enabled", "fast_paths", "generation"]
+__all__ = ["ENV_VAR", "FastPaths", "check_environment", "enabled", "fast_paths", "generation"]
 
 ENV_VAR = "PCGRAPH_FAST"
 _ON = ("1", "true", "on", "yes")
@@ -50,8 +50,24 @@ def _from_environment() -> bool:
     )
 
 
-_enabled = _from_environment()
+def _read_environment() -> tuple[bool, ConfigError | None]:
+    try:
+        return _from_environment(), None
+    except ConfigError as exc:  # raised by check_environment(), where it can be reported
+        return True, exc
+
+
+# an unknown value does not break ``import pcgraph`` (the CLI could not report it in one line
+# then): compile() and every command raise it through check_environment()
+_enabled, _environment_error = _read_environment()
 _generation = 0  # bumped at every change of the switch
+
+
+def check_environment() -> None:
+    """Raise the :class:`ConfigError` of an unknown ``PCGRAPH_FAST`` value, if any (unless a
+    program has set the switch since, which decides it)."""
+    if _environment_error is not None:
+        raise _environment_error
 
 
 def enabled() -> bool:
@@ -66,7 +82,8 @@ def generation() -> int:
 
 
 def _set(value: bool) -> None:
-    global _enabled, _generation
+    global _enabled, _generation, _environment_error
+    _environment_error = None  # the program decided
     if value != _enabled:
         _enabled = value
         _generation += 1

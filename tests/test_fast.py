@@ -100,11 +100,19 @@ def test_the_environment_sets_the_switch_at_import(value: str, on: bool) -> None
 
 
 def test_an_unknown_environment_value_is_one_clear_error() -> None:
-    proc = _python("import pcgraph", PCGRAPH_FAST="fastest")
+    proc = _python("import pcgraph; pcgraph.compile(pcgraph.mlp([2, 2]))", PCGRAPH_FAST="fastest")
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "ConfigError" in last and "PCGRAPH_FAST='fastest'" in last
     assert "0, false, off, no" in last
+    # the command line: one line, exit 2, no traceback
+    proc = _python(
+        "import sys; from pcgraph.cli import main; sys.exit(main(['check', 'x.yaml']))",
+        PCGRAPH_FAST="fastest",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "PCGRAPH_FAST='fastest'" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_the_switch_imports_no_torch() -> None:

@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from pcgraph import fast
 from pcgraph.cli import check, draw, evaluate, plugins, train
 from pcgraph.errors import PCGraphError
 
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted anywhere, not only before the command
     argv = [a for a in argv if a != "--debug"]
     try:  # before the parser, so that its help lists what the plugins register
+        fast.check_environment()  # an unknown PCGRAPH_FAST value
         names, argv = plugins.split_plugins(argv)
         plugins.load_plugins(names)
     except PCGraphError as exc:

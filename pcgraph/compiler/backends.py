@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pcgraph import fast
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.program import InferenceProgram
 from pcgraph.compiler.protocol import Program
@@ -66,6 +67,7 @@ def compile(
             The module becomes the edge's whole transformation f_ji (moved to ``device`` and
             ``dtype`` in place); its parameters are the network's.
     """
+    fast.check_environment()  # an unknown PCGRAPH_FAST value: one clear error, here
     if isinstance(spec, str | os.PathLike):
         spec = GraphSpec.from_yaml(spec)
     elif not isinstance(spec, GraphSpec):
