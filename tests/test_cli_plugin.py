@@ -204,3 +204,30 @@ def test_the_example_plugin_trains_a_user_module_energy_and_solver_from_yaml(
     module_params = [k for k in weights if ".module." in k]
     assert len(module_params) == 4, list(weights)  # the two nn.Linear of TwoLayer
     assert json.loads((out / "options.json").read_text())["neuron_optimizer"] == "sign_descent"
+
+
+def test_check_runs_a_plugins_module_once_and_names_a_wrong_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A factory module that returns the wrong shape is found by ``check`` (as by ``compile``),
+    not first by ``train``: one line naming the edge and both shapes, exit 2."""
+    (tmp_path / "wrong_shape_plugin.py").write_text(
+        "import torch.nn as nn\nimport pcgraph as pc\n"
+        "pc.register_op('too_wide', lambda i, o: nn.Linear(i[0], o[0] + 1))\n"
+    )
+    (tmp_path / "wide.yaml").write_text(
+        "name: wide\nnodes:\n- {name: x, shape: 8, role: input}\n"
+        "- {name: y, shape: 3, role: output}\nedges:\n- {source: x, target: y, op: too_wide}\n"
+    )
+    before = [set(registry.names()) for registry in _registries()]
+    try:
+        argv = ["check", str(tmp_path / "wide.yaml"), "--plugin"]
+        assert main([*argv, str(tmp_path / "wrong_shape_plugin.py")]) == 2
+    finally:
+        sys.modules.pop("wrong_shape_plugin", None)
+        for registry, names in zip(_registries(), before, strict=True):
+            for added in set(registry.names()) - names:
+                registry.unregister(added)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "edge x→y: its module maps [B, 8] to [2, 4] for B = 2; the target needs [B, 3]" in err

@@ -9,7 +9,7 @@ from typing import Any
 
 from pcgraph.analysis import analyze, check_init, resolve_clamp
 from pcgraph.cli.command import add_topology_command
-from pcgraph.errors import ConfigError
+from pcgraph.errors import ConfigError, SpecError
 from pcgraph.registry import normalize_name
 from pcgraph.schema import GraphSpec
 
@@ -54,6 +54,7 @@ def run_check(args: argparse.Namespace) -> int:
     # a Path, so that a missing FILE is reported as such whatever its suffix (a plain string not
     # ending in .yaml would be parsed as YAML text)
     spec = GraphSpec.from_yaml(Path(args.file))
+    _probe_modules(spec)
     if args.T < 0:
         raise ConfigError(f"--T must be ≥ 0, got {args.T}")
     clamp = resolve_clamp(spec, args.clamp)
@@ -69,3 +70,30 @@ def run_check(args: argparse.Namespace) -> int:
         if args.init != "auto":
             print(f"- initialization {init!r} is valid here")
     return 0
+
+
+def _probe_modules(spec: GraphSpec) -> None:
+    """Build the edges carried by a registered module factory (a plugin's ``register_op``) and
+    run each once, as compile does: a module of the wrong shape, or a factory that fails, is
+    found here and not first by ``train``. Graphs of built-in ops need no torch for ``check``."""
+    from pcgraph.ops import OPS, FactoryOp
+
+    if not any(isinstance(OPS.get(edge.op), FactoryOp) for edge in spec.edges):
+        return
+    import torch
+
+    from pcgraph.ops.module_kernel import ModuleKernel, check_module
+
+    for edge in spec.edges:
+        op = OPS.get(edge.op)
+        if not isinstance(op, FactoryOp):
+            continue
+        src, dst = spec.node(edge.source), spec.node(edge.target)
+        try:
+            kernel = op.make_kernel(
+                src.shape, dst.shape, op.parse_params(edge.params), bias=False, dtype=torch.float32
+            )
+        except SpecError as exc:
+            raise SpecError(f"edge {edge.label}: {exc}") from exc
+        assert isinstance(kernel, ModuleKernel)
+        check_module(kernel, edge.label, src.shape, dst.shape)
