@@ -302,7 +302,7 @@ def _energy_descriptions() -> dict[str, str]:
     found: dict[str, str] = {}
     current = None
     for line in doc.splitlines():
-        bullet = re.match(r"^- (\w+):\s*(.*)$", line)
+        bullet = re.match(r"^- `{0,2}(\w+)`{0,2}:\s*(.*)$", line)
         if bullet:
             current = bullet.group(1)
             found[current] = bullet.group(2).strip()
