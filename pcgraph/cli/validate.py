@@ -54,17 +54,16 @@ def check_train(opts: dict[str, Any]) -> None:
     for key in ("data_root", "log_dir"):
         if opts.get(key) is not None and not isinstance(opts[key], str):
             raise ConfigError(f"{_flag(key)} must be a folder path, got {opts[key]!r}")
-    if opts.get("data") == "cifar10":
-        if opts.get("embedded"):
-            raise ConfigError(
-                "--embedded is the FashionMNIST subset; drop it to train on --data cifar10"
-            )
-        if not opts.get("data_root"):
-            raise ConfigError(
-                "--data cifar10 needs --data-root DIR, the folder that holds "
-                "cifar-10-batches-py (unpacked from cifar-10-python.tar.gz; nothing is "
-                "downloaded)"
-            )
+    if opts.get("embedded") and opts.get("data") not in (None, "fashion-mnist"):
+        raise ConfigError(
+            f"--embedded is the FashionMNIST subset; drop it to train on --data {opts['data']}"
+        )
+    if opts.get("data") == "cifar10" and not opts.get("data_root"):
+        raise ConfigError(
+            "--data cifar10 needs --data-root DIR, the folder that holds "
+            "cifar-10-batches-py (unpacked from cifar-10-python.tar.gz; nothing is "
+            "downloaded)"
+        )
     check_device(str(opts["device"]))
 
 
