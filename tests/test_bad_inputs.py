@@ -802,3 +802,15 @@ def test_bad_api_arguments_raise_one_family_error(call, cls, fragment: str) -> N
     assert isinstance(info.value, cls), f"{type(info.value).__name__}: {info.value}"
     assert fragment in str(info.value), str(info.value)
     assert "\n" not in str(info.value).strip()  # one line
+
+
+@pytest.mark.parametrize("data", ["mnist", "kmnist", "cifar10"])
+def test_embedded_with_another_dataset_is_refused(
+    data: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--embedded is FashionMNIST: with --data mnist it trained on FashionMNIST silently."""
+    topology = str(Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml")
+    assert main(["train", topology, "--data", data, "--embedded", "--data-root", "."]) == 2
+    assert f"--embedded is the FashionMNIST subset; drop it to train on --data {data}" in (
+        capsys.readouterr().err
+    )

@@ -231,15 +231,3 @@ def test_check_runs_a_plugins_module_once_and_names_a_wrong_shape(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "edge x→y: its module maps [B, 8] to [2, 4] for B = 2; the target needs [B, 3]" in err
-
-
-@pytest.mark.parametrize("data", ["mnist", "kmnist", "cifar10"])
-def test_embedded_with_another_dataset_is_refused(
-    data: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--embedded is FashionMNIST: with --data mnist it trained on FashionMNIST silently."""
-    topology = str(Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml")
-    assert main(["train", topology, "--data", data, "--embedded", "--data-root", "."]) == 2
-    assert f"--embedded is the FashionMNIST subset; drop it to train on --data {data}" in (
-        capsys.readouterr().err
-    )
