@@ -487,3 +487,19 @@ def test_smm_init_names_are_normalised_and_unknown_ones_refused() -> None:
     assert init_smm(chain, {"x", "y"}, "auto") == 2
     with pytest.raises(InitError, match="unknown initialization 'forwrd'"):
         init_smm(chain, {"x", "y"}, "forwrd")
+
+
+def test_still_after_sweep_is_every_node_no_clamped_error_reaches() -> None:
+    """After a forward sweep only clamped nodes with a prediction carry an error; it reaches
+    the free nodes above them (their parents, then theirs) and nothing else."""
+    import pcgraph as pc
+    from pcgraph.analysis import still_after_sweep
+
+    g = nx.DiGraph([("x", "h1"), ("h1", "y"), ("x", "h2"), ("h2", "z")])
+    assert still_after_sweep(g, {"x", "y"}) == ["h2", "z"]  # nothing clamped below h2
+    assert still_after_sweep(g, {"x"}) == ["h1", "y", "h2", "z"]  # prediction: all stay
+    assert still_after_sweep(g, {"x", "y", "z"}) == []
+    # the report says so instead of claiming the error spreads back
+    spec = pc.mlp([4, 3, 2])
+    text = pc.analyze(spec, "predict", T=4).summary()
+    assert "the errors of h1, y stay exactly 0" in text and "spreads back" not in text

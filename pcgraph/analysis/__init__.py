@@ -37,6 +37,7 @@ from pcgraph.analysis.graph import (
     memory_targets,
     resolve_clamp,
     roots,
+    still_after_sweep,
     unreached_nodes,
 )
 from pcgraph.analysis.memory import (
@@ -81,5 +82,6 @@ __all__ = [
     "resolve_clamp",
     "roots",
     "smm_per_update",
+    "still_after_sweep",
     "unreached_nodes",
 ]

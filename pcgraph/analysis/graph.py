@@ -25,6 +25,7 @@ __all__ = [
     "memory_targets",
     "resolve_clamp",
     "roots",
+    "still_after_sweep",
     "unreached_nodes",
 ]
 
@@ -272,6 +273,27 @@ def front_steps(
             if (g.in_degree(n) and n not in zero) or any(c not in zero for c in g.succ[n])
         }
     return out
+
+
+def still_after_sweep(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[str]:
+    """The free nodes with a prediction whose error a full forward sweep leaves at exactly 0
+    for every inference step (graph order), so that inference never moves them and the weights
+    into them get no gradient. After the sweep only clamped nodes with a prediction carry an
+    error; a free node moves once it or a child carries one, and a node carries one once it or
+    a parent has moved (a held node too: it sits at mean(μ) while μ is unchanged). Under a
+    prediction clamp set (inputs only) that is every free node."""
+    g = as_digraph(graph)
+    clamped = set(clamp)
+    free = [n for n in g.nodes if n not in clamped]
+    carrying = {n for n in clamped if g.in_degree(n)}
+    moved: set[str] = set()
+    while True:
+        grown = {n for n in free if n in carrying or any(c in carrying for c in g.succ[n])}
+        carrying |= {n for n in free if g.in_degree(n) and (n in grown or grown & set(g.pred[n]))}
+        if grown <= moved:
+            break
+        moved |= grown
+    return [n for n in free if g.in_degree(n) and n not in carrying]
 
 
 def error_front(graph: GraphSpec | nx.DiGraph, clamp: Iterable[str]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from pcgraph.analysis.graph import (
     memory_targets,
     resolve_clamp,
     roots,
+    still_after_sweep,
     unreached_nodes,
 )
 from pcgraph.analysis.memory import evaluation_clamp, format_nodes, memory_observations
@@ -93,6 +94,7 @@ class GraphAnalysis:
     smm_bp: int | None
     # after a forward sweep: the nodes whose error is still exactly 0 at each step (until none)
     error_front: list[list[str]] = field(default_factory=list)
+    still_after_sweep: list[str] = field(default_factory=list)  # at ε = 0 for ever after it
     # the clamp set a run trained under ``clamp`` is evaluated with (predict: the inputs)
     evaluation_clamp: list[str] = field(default_factory=list)
     # for init auto or memory (named by init_explained): what it does in training and at
@@ -146,7 +148,14 @@ class GraphAnalysis:
         if self.information_depths:
             reach = max(self.information_depths.values())
             lines.append(f"- data reaches every connected node after {reach} inference step(s)")
-        if self.forward_init_possible and self.error_front:
+        still = self.still_after_sweep
+        if self.forward_init_possible and still:
+            lines.append(
+                f"- after forward init the errors of {', '.join(still)} stay exactly 0 (no "
+                "clamped node below them disagrees with the sweep): inference leaves them where "
+                "they are, and the weights into them get no gradient"
+            )
+        elif self.forward_init_possible and self.error_front:
             full = len(self.error_front)
             lines.append(
                 "- after forward init the error spreads back from the clamped outputs one edge "
@@ -216,6 +225,7 @@ def analyze(
         smm_per_update=smm_per_update(g, clamped, T, chosen),
         smm_bp=bp_smm(g),
         error_front=error_front(g, clamped) if possible else [],
+        still_after_sweep=still_after_sweep(g, clamped) if possible else [],
         evaluation_clamp=sorted(evaluation, key=order.__getitem__),
         init_explained=explained,
         init_per_clamp=_per_clamp(g, clamped, evaluation, explained) if explained else [],
