@@ -161,6 +161,45 @@ def test_decoder_generation_quick(tmp_path: Path) -> None:
     assert {r["init"] for r in data["results"]} == inits
 
 
+def test_label_to_image_quick(tmp_path: Path) -> None:
+    data = run_quick("label_to_image", tmp_path)
+    cfg = data["config"]
+    taus = ["0", *cfg["taus"]]
+    summary = data["summary"]
+    assert list(summary["recognition"]) == taus
+    for entry in [*summary["recognition"].values(), summary["discriminative"]]:
+        assert 0.0 <= entry["overall_mean"] <= 1.0
+        assert len(entry["per_class_mean"]) == 10
+        assert all(0.0 <= v <= 1.0 for v in entry["per_class_mean"])
+        # 10 classes of equal size: the overall rate is the mean of the per-class rates
+        assert entry["overall_mean"] == pytest.approx(sum(entry["per_class_mean"]) / 10)
+    (run,) = data["runs"]
+    assert 0.1 < run["classifier_test_accuracy"] <= 1.0
+    assert set(run["residual_scales"]) == {"h1", "h2"}
+    assert all(math.isfinite(v) and v > 0 for v in run["residual_scales"].values())
+    assert run["discriminative"]["T"] == cfg["T_disc"]
+    assert (tmp_path / "generated.png").stat().st_size > 0
+    assert (tmp_path / "discriminative.png").stat().st_size > 0
+
+
+def test_label_to_image_sampler_is_the_forward_sweep_without_noise() -> None:
+    """With every scale 0 the ancestral sampler is the forward sweep from the clamped label: the
+    image equals the Bernoulli mean ``predict`` holds the free image at; with noise on the hidden
+    nodes the images of one class differ."""
+    module = load_example("label_to_image")
+    net = pc.compile(module.GENERATOR, seed=0, dtype=torch.float64)
+    learner = pc.PCLearner(net, init="forward", T=2)
+    labels = torch.tensor([0, 3, 3, 9])
+    one_hot = torch.nn.functional.one_hot(labels, 10).double()
+    gen = torch.Generator().manual_seed(0)
+    proto = module.sample(learner, labels, {"h1": 0.0, "h2": 0.0}, gen)
+    assert torch.allclose(proto, learner.predict({"y": one_hot})["image"])
+    assert torch.equal(proto[1], proto[2])
+    noisy = module.sample(learner, labels, {"h1": 0.5, "h2": 0.5}, gen)
+    assert not torch.allclose(noisy[1], noisy[2])
+    assert float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0
+
+
 def test_decoder_stable_step_size_is_one_over_the_largest_curvature() -> None:
     """Linear 2-node chain z → image with image clamped and z free: E = ½ Σ_b ‖img_b − W z_b − c‖²,
     whose Hessian over z is WᵀW per sample, so λ_max = σ_max(W)². Gradient descent with

@@ -24,6 +24,7 @@ EXPECTED = {
     "dag_unclamped_root": (True, False, 2 * 2 - 1),
     "decoder4_fashion": (True, False, 2 * 4 - 1),
     "fully_connected_groups": (False, False, None),
+    "label_decoder_fashion": (True, True, 2 * 3 - 1),  # y → h1 → h2 → image, both clamped
     "loop": (False, False, None),
     "mlp5_fashion": (True, True, 2 * 5 - 1),
     "skip_mlp": (True, True, 2 * 4 - 1),  # x → h1 → h2 → h3 → y
