@@ -814,3 +814,14 @@ def test_embedded_with_another_dataset_is_refused(
     assert f"--embedded is the FashionMNIST subset; drop it to train on --data {data}" in (
         capsys.readouterr().err
     )
+
+
+def test_a_query_or_prediction_with_nothing_observed_says_so() -> None:
+    """query({}) and predict({}) said "the clamped tensors disagree on the batch size: {}"."""
+    import pcgraph as pc
+    from pcgraph.errors import ClampError
+
+    learner = pc.PCLearner(pc.compile(pc.mlp([4, 3, 2])), init="zero", T=2)
+    for call in (learner.query, learner.predict):
+        with pytest.raises(ClampError, match="no data given: clamp at least one node"):
+            call({})

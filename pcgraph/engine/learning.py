@@ -196,6 +196,11 @@ class PCLearner:
                 )
             raise ClampError("; ".join(parts) + "; pass exactly one tensor per clamped node")
         data = check_clamped_data(self.net, data, check_finite=check_finite)  # named per node
+        if not data:  # e.g. query({}): nothing observed, so no batch and nothing to infer from
+            raise ClampError(
+                "no data given: clamp at least one node with a tensor [B, *shape] (for a query, "
+                "the observed nodes; for training, the clamp set's nodes)"
+            )
         batch = {int(v.shape[0]) for v in data.values()}
         if len(batch) != 1:
             raise ClampError(
