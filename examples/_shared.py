@@ -323,6 +323,35 @@ def start_run(args: argparse.Namespace) -> tuple[Path, ImageDataset, ImageDatase
     return out, train, test
 
 
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: the CPU (its model and vector width: float32 results
+    move with the matrix and activation kernels it runs), threads, torch and the device."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and name in ("", platform.machine()):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    vector = next((v for v in ("avx512f", "avx2", "avx") if f" {v}" in flags), "")
+    return {
+        "cpu": name,
+        "vector": vector or "unknown",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def machine_line() -> str:
+    """``machine()`` as one printed line."""
+    m = machine()
+    return f"machine: {m['cpu']} ({m['vector']}), {m['threads']} threads, torch {m['torch']}"
+
+
 def write_results(
     out: Path,
     args: argparse.Namespace,
@@ -339,5 +368,6 @@ def write_results(
         "data_source": train.source,
         "wall_seconds": time.perf_counter() - started,
         "config": dict(vars(args)),
+        "machine": machine(),
     }
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2))

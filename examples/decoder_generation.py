@@ -7,7 +7,8 @@ T_train, then reconstructs test images: clamp the image, infer the free nodes fo
 the initializer, and forward the inferred latent back to an image. It reports the test
 reconstruction MSE per (init, T_train, T_eval) and saves, under --out:
 
-  results.json          {"results": [{"init", "T_train", "T_eval", "test_mse"}, ...], "config", ...}
+  results.json          {"results": [{"init", "T_train", "T_eval", "test_mse"}, ...], "config",
+                        "machine" (CPU, vector width, threads, torch), ...}
   reconstructions.png   originals vs reconstructions per initialization
   learning_curves.png   test MSE per epoch per initialization
   energy_flow_<init>.png per-node energy over inference steps (memory and zero init)
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     train_set, test_set = shared.load_data(args, seed=args.seed)
     test = test_set.flat().to(args.device)
+    print(shared.machine_line())  # the table's float32 numbers move with the CPU's kernels
     print(f"data: {len(train_set)} train / {len(test)} test images from {train_set.source}")
     print(
         pc.analyze(
@@ -321,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "curves": curves,
         "config": {k: v for k, v in vars(args).items()},
         "data_source": train_set.source,
+        "machine": shared.machine(),
     }
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
     save_figures(args, runs, curves, test, out)
