@@ -825,3 +825,16 @@ def test_a_query_or_prediction_with_nothing_observed_says_so() -> None:
     for call in (learner.query, learner.predict):
         with pytest.raises(ClampError, match="no data given: clamp at least one node"):
             call({})
+
+
+def test_predict_without_the_inputs_names_them_and_points_to_query() -> None:
+    """predict({"y": ...}) on a classifier raised a memory error about clamp set {y}."""
+    import torch
+
+    import pcgraph as pc
+    from pcgraph.errors import ClampError
+
+    learner = pc.PCLearner(pc.compile(pc.mlp([4, 3, 2])), init="auto", T=2)
+    with pytest.raises(ClampError, match=r"predict clamps the graph's inputs, but x is not given"):
+        learner.predict({"y": torch.zeros(3, 2)})
+    assert learner.query({"y": torch.zeros(3, 2)}, init="zero")["x"].shape == (3, 4)

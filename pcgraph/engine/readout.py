@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pcgraph.analysis import check_forward_init
+from pcgraph.errors import ClampError
 from pcgraph.init import ForwardInit, Initializer, forward_order
 
 if TYPE_CHECKING:
@@ -50,6 +51,14 @@ def predict(
     net = learner.net
     clamp = frozenset(inputs)
     if not check_forward_init(net.graph, clamp)[0]:
+        missing = [n for n in net.spec.names_with_role("input") if n not in clamp]
+        if missing and inputs:
+            raise ClampError(
+                f"predict clamps the graph's inputs, but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not given (given: "
+                f"{', '.join(sorted(clamp))}); pass every input, or use query(observed, "
+                "init=...) to infer from other nodes"
+            )
         return query(learner, inputs, T=T)
     x = learner.prepare_states(inputs, clamp)
     with torch.no_grad():
