@@ -838,3 +838,20 @@ def test_predict_without_the_inputs_names_them_and_points_to_query() -> None:
     with pytest.raises(ClampError, match=r"predict clamps the graph's inputs, but x is not given"):
         learner.predict({"y": torch.zeros(3, 2)})
     assert learner.query({"y": torch.zeros(3, 2)}, init="zero")["x"].shape == (3, 4)
+
+
+def test_evaluate_on_a_topology_or_a_garbage_file_is_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A YAML topology given to evaluate, or a file torch refuses: one line, no torch advice to
+    load with weights_only=False (which would run the file's code)."""
+    topology = Path(__file__).resolve().parent.parent / "topologies" / "mlp5_fashion.yaml"
+    assert main(["evaluate", str(topology)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a topology, not a checkpoint; train it first" in err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read as a pcgraph checkpoint" in err
+    assert "weights_only" not in err

@@ -40,11 +40,20 @@ def load_checkpoint(
             f"{source}: no such checkpoint; train first (pcgraph train … "
             "--out DIR writes DIR/checkpoint.pt)"
         )
+    if source.suffix.lower() in (".yaml", ".yml"):
+        raise CheckpointError(
+            f"{source}: a topology, not a checkpoint; train it first (pcgraph train {source} "
+            "--out DIR) and pass DIR/checkpoint.pt"
+        )
     try:
         data = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or not a checkpoint at all
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        # torch's own advice for a refused pickle (weights_only=False) would run its code
+        shown = first and "weights_only" not in first
+        reason = type(exc).__name__ + (f": {first[:200]}" if shown else "")
         raise CheckpointError(
-            f"{source}: cannot be read as a pcgraph checkpoint ({exc}); "
+            f"{source}: cannot be read as a pcgraph checkpoint ({reason}); "
             "it is corrupt or was written by another program"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
