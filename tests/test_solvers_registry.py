@@ -327,6 +327,36 @@ def test_a_step_that_does_not_write_into_x_is_an_error() -> None:
         SOLVERS.unregister("rebinds")
 
 
+def test_a_first_stage_that_only_records_is_not_taken_for_that_mistake() -> None:
+    """Stage 0 keeps g(x) and moves nothing; stage 1 steps with the average of both gradients
+    (Heun written the other way round): the in-place check looks at the last stage only."""
+
+    class Averaged(pc.Solver):
+        stages = 2
+
+        def step(
+            self,
+            x: torch.Tensor,
+            grad: torch.Tensor,
+            state: dict[str, Any],
+            *,
+            lr: float,
+            stage: int,
+        ) -> None:
+            if stage == 0:
+                state["g"] = grad.clone()
+            else:
+                x.sub_(state["g"] + grad, alpha=lr / 2)
+
+    pc.register_solver("averaged", Averaged)
+    try:
+        net = small_net()
+        x = random_states(net)
+        pc.solve_inference(net, x, "train", 2, optimizer="averaged")  # no ConfigError
+    finally:
+        SOLVERS.unregister("averaged")
+
+
 # --- registration -------------------------------------------------------------------------------
 def test_registering_a_name_twice_needs_replace() -> None:
     pc.register_solver("sign_sgd", SignSGD())

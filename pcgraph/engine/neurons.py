@@ -53,7 +53,8 @@ class NeuronStep:
     def __call__(self, x: torch.Tensor, grad: torch.Tensor, stage: int = 0) -> None:
         if x.shape != self._shape:  # the free states are narrower than the buffer made with
             self.state, self._shape = self.solver.init_state(x), x.shape
-        if not self._check or x.is_inference():
+        # checked at the last stage of the first step: an earlier stage may only record
+        if not self._check or x.is_inference() or stage != self.solver.stages - 1:
             self.solver.step(x, grad, self.state, lr=self.lr, stage=stage)
             return
         before = x._version
