@@ -30,22 +30,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import statistics
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import _shared as shared
 import torch
+from _decoder import (
+    TOPOLOGY,
+    WEIGHTS,
+    largest_curvature,
+    pca_floors,
+    run_job,
+    stable_step_size,
+    test_mse,
+)
 from tqdm import tqdm
 
 import pcgraph as pc
 from pcgraph.atomic import atomic_write_text
-from pcgraph.data import ImageDataset
-from pcgraph.train import EpochRecorder, Trainer
 
-TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "decoder4_fashion.yaml"
+__all__ = [
+    "WEIGHTS",
+    "largest_curvature",
+    "main",
+    "pca_floors",
+    "stable_step_size",
+    "test_mse",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +89,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-size", type=int, default=None, help="training images used")
     p.add_argument("--test-size", type=int, default=None, help="test images used")
-    # defaults: the best memory setting of the search in docs/results.md (§4)
-    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate of the weights")
+    # defaults: the search in docs/results.md (§4b)
+    p.add_argument(
+        "--optimizer",
+        default=None,
+        choices=["sgd", "adamw"],
+        help="the weights' optimizer (SGD with momentum: its step follows each layer's local "
+        "error; AdamW's normalized step overshoots the small local targets of the hidden "
+        "layers at small T, docs/results.md §4b)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate of the weights (default: each init's own, WEIGHTS in the source)",
+    )
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--lr-neurons", type=float, default=0.02, help="γ, SGD rate of the neurons")
     p.add_argument(
         "--eval-step",
@@ -82,7 +114,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for any T_eval), γ itself, or γ with the engine's backtracking (a step that raises "
         "the energy is undone and halved)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds (weights, memory, batch order); the table reports their "
+        "mean (default 0,1,2; --quick: 0)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="one seed: the same as --seeds N")
+    p.add_argument("--data-seed", type=int, default=0, help="draws the train/test subsets")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="runs side by side in separate processes, one thread each (0: one per CPU core, "
+        "at most the number of runs; 1 on CUDA)",
+    )
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help="test images per inference call (default: --batch-size; null init starts from the "
+        "last training batch's states only when the sizes match, so it changes null's numbers)",
+    )
     m = p.add_argument_group("memory initialization (docs/initializations.md)")
     m.add_argument(
         "--mem-loss",
@@ -91,8 +144,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the memory's loss: energy at init through the sweep, Eq. 9 through the sweep, "
         "or Eq. 9 on z only (the paper's text; no signal when T_train < 4)",
     )
-    m.add_argument("--mem-lr", type=float, default=1e-3, help="the memory's Adam learning rate")
+    m.add_argument("--mem-lr", type=float, default=2e-3, help="the memory's Adam learning rate")
     m.add_argument("--mem-steps", type=int, default=1, help="memory steps per minibatch")
+    m.add_argument(
+        "--mem-linear",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a linear path o W beside the retrieval (the retrieval alone returns a blend of "
+        "stored patterns, not each image's own detail)",
+    )
     m.add_argument("--patterns", type=int, default=512, help="stored patterns M")
     m.add_argument("--heads", type=int, default=4, help="attention heads")
     m.add_argument("--embed-dim", type=int, default=128, help="query/key width")
@@ -102,11 +162,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick and args.full:
         p.error("--quick and --full exclude each other")
     preset = (
-        {"T_train": "4", "T_eval": "4", "epochs": 1, "train_size": 1000, "test_size": 256}
+        {
+            "T_train": "4",
+            "T_eval": "4",
+            "epochs": 1,
+            "train_size": 1000,
+            "test_size": 256,
+            "seeds": "0",
+        }
         if args.quick
         else {
             "T_train": "2,4,8",
-            "T_eval": "2,4,8,16",
+            "T_eval": "2,4,8,16,32,64",
+            "seeds": "0,1,2",
             "epochs": 10,
             "train_size": None,
             "test_size": None,
@@ -118,163 +186,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "epochs": 4,
             "train_size": 5000,
             "test_size": 1000,
+            "seeds": "0,1,2",
         }
     )
+    if args.seed is not None:
+        if args.seeds is not None:
+            p.error("--seed and --seeds exclude each other")
+        args.seeds = str(args.seed)
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.T_train = [int(t) for t in str(args.T_train).split(",")]
     args.T_eval = [int(t) for t in str(args.T_eval).split(",")]
     args.inits = [s.strip() for s in args.inits.split(",") if s.strip()]
+    args.seeds = [int(s) for s in str(args.seeds).split(",")]
+    args.eval_batch = args.eval_batch or args.batch_size
+    if args.workers <= 0:
+        runs = len(args.seeds) * len(args.inits) * len(args.T_train)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        args.workers = 1 if args.device != "cpu" else max(1, min(cores or 1, runs))
     return args
 
 
-def largest_curvature(
-    learner: pc.PCLearner, images: torch.Tensor, *, iters: int = 20, seed: int = 0
-) -> float:
-    """λ_max of the Hessian of E over the free states at the initializer's x(0) for ``images``,
-    by power iteration on Hessian-vector products (autograd through ``net.energy``).
-
-    Gradient descent on E with step γ is stable near x(0) only while γ λ_max < 2 (the update
-    x ← x − γ ∇E multiplies the top eigendirection by 1 − γ λ_max). Where E is not convex and
-    the dominant eigenvalue λ₋ is negative, the iteration is rerun on H − λ₋ I.
-    """
-    net, clamp = learner.net, learner.clamp
-    ctx = learner.context(clamp, train=False)
-    x = learner.prepare_states({"image": images}, clamp)
-    with torch.no_grad():
-        learner.initializer.init(x, ctx)
-    x = x.detach().clone()
-    mask = ctx.free_cols.to(x.dtype)
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    v0 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * mask
-    with torch.enable_grad():
-        xx = x.requires_grad_(True)
-        (grad,) = torch.autograd.grad(net.energy(xx), xx, create_graph=True)
-
-        def power(shift: float) -> float:
-            """The eigenvalue of largest |·| of H − shift·I, by power iteration."""
-            v, lam = v0 / v0.norm(), 0.0
-            for _ in range(iters):
-                (hv,) = torch.autograd.grad(grad, xx, grad_outputs=v, retain_graph=True)
-                hv = hv * mask - shift * v
-                lam = float((hv * v).sum())
-                v = hv / hv.norm().clamp_min(1e-30)
-            return lam
-
-        lam = power(0.0)
-        if lam < 0:  # E is not convex there: the dominant eigenvalue was the most negative one
-            lam = power(lam) + lam
-    return lam
+def run_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (init, T_train, seed), side by side in ``--workers`` processes (one thread each)
+    or in this process; returned in the order of the grid whatever order they finish in."""
+    grid = [(i, t, s) for s in args.seeds for i in args.inits for t in args.T_train]
+    first = args.seeds[0]
+    jobs = [(args, i, t, s, s == first) for i, t, s in grid]
+    done: dict[tuple[str, int, int], dict[str, Any]] = {}
+    with tqdm(total=len(jobs), desc="training", disable=args.no_progress, file=sys.stdout) as bar:
+        if args.workers <= 1:
+            for job in jobs:
+                found = run_job(*job)
+                done[job[1:4]] = found
+                bar.update(1)
+        else:
+            # spawn: a fresh interpreter per worker (fork would copy torch's thread pools)
+            with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(run_job, *job): job[1:4] for job in jobs}
+                for future in _as_completed(futures):
+                    done[futures[future]] = future.result()
+                    bar.update(1)
+    return [done[key] for key in grid]
 
 
-def stable_step_size(
-    learner: pc.PCLearner, images: torch.Tensor, *, gamma: float, margin: float = 1.0
-) -> float:
-    """min(γ, margin / λ_max): the neuron step used for evaluation, half the stability limit
-    2 / λ_max with the default margin (λ_max changes along the trajectory and across batches)."""
-    lam = largest_curvature(learner, images)
-    return gamma if lam <= 0 else min(gamma, margin / lam)
+def _as_completed(futures: dict[Any, Any]) -> Any:
+    from concurrent.futures import as_completed
 
-
-@contextmanager
-def evaluation_step(
-    learner: pc.PCLearner, test: torch.Tensor, args: argparse.Namespace
-) -> Iterator[float]:
-    """Evaluate with the neuron step of ``--eval-step``: ``stable`` = min(γ, 1/λ_max) measured
-    on the first test batch (training keeps γ), ``fixed`` = γ."""
-    gamma, rule = learner.lr_neurons, learner.step_rule
-    if args.eval_step == "stable":
-        learner.lr_neurons = stable_step_size(learner, test[: args.batch_size], gamma=gamma)
-    elif args.eval_step == "backtrack":
-        learner.step_rule = "backtrack"
-    try:
-        yield learner.lr_neurons
-    finally:
-        learner.lr_neurons, learner.step_rule = gamma, rule
-
-
-def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: int) -> float | None:
-    """Mean squared error of reconstructions of ``images`` (inference T steps, then forward);
-    None when inference diverged (the engine's EnergyError: the cell is reported, not fatal)."""
-    total, count = 0.0, 0
-    for start in range(0, len(images) - batch_size + 1, batch_size):
-        batch = images[start : start + batch_size]
-        try:
-            recon = learner.reconstruct({"image": batch}, T=T)["image"]
-        except pc.EnergyError:
-            return None
-        total += float(((recon - batch) ** 2).sum())
-        count += batch.numel()
-    return total / max(count, 1)
-
-
-def memory_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The memory initializer's options from the command line."""
-    return {
-        "loss": args.mem_loss,
-        "lr": args.mem_lr,
-        "steps": args.mem_steps,
-        "patterns": args.patterns,
-        "heads": args.heads,
-        "embed_dim": args.embed_dim,
-        "beta": args.beta,
-        "seed": args.seed,
-    }
-
-
-def run_one(
-    args: argparse.Namespace,
-    init: str,
-    T_train: int,
-    train_set: ImageDataset,
-    test: torch.Tensor,
-    bar: Any,
-) -> dict[str, Any]:
-    """Train one decoder with ``Trainer.fit``; the test MSE at T_train is measured after every
-    epoch (off the clock), then at every T_eval."""
-    net = pc.compile(TOPOLOGY, seed=args.seed, device=args.device)
-    learner = pc.PCLearner(
-        net,
-        init=init,
-        T=T_train,
-        lr_neurons=args.lr_neurons,
-        clamp="generate",
-        optimizer=torch.optim.AdamW(net.parameters(), lr=args.lr),
-        init_options=memory_options(args) if init == "memory" else None,
-        generator=torch.Generator(device=args.device).manual_seed(args.seed),
-    )
-
-    def evaluate(learner: pc.PCLearner) -> dict[str, float]:
-        with evaluation_step(learner, test, args):
-            mse = test_mse(learner, test, T_train, args.batch_size)
-        mse = float("nan") if mse is None else mse  # nan: diverged, drawn as a gap
-        bar.set_postfix(init=init, T=T_train, mse=str(mse)[:6])
-        return {"test_mse": mse}
-
-    recorder = EpochRecorder(evaluate, on_batch=lambda _: bar.update(1))
-    trainer = Trainer(
-        learner,
-        train_set,
-        None,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        seed=args.seed,
-        callbacks=[recorder],
-        progress=False,
-    )
-    trainer.fit()
-    with evaluation_step(learner, test, args) as gamma_eval:
-        evals = {T: test_mse(learner, test, T, args.batch_size) for T in args.T_eval}
-    return {
-        "learner": learner,
-        "curve": recorder.record["test_mse"],
-        "energy": recorder.record["energy_after"],
-        "evals": evals,
-        "seconds": recorder.record["train_seconds"][-1],
-        "gamma_eval": gamma_eval,
-        "smm_total": learner.smm_total,
-    }
+    return as_completed(futures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,102 +242,146 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
+    started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-    train_set, test_set = shared.load_data(args, seed=args.seed)
-    test = test_set.flat().to(args.device)
-    print(shared.machine_line())  # the table's float32 numbers move with the CPU's kernels
+    train_set, test_set = shared.load_data(args, seed=args.data_seed)
+    test = test_set.flat()
+    print(shared.machine_line(), f"| {args.workers} worker(s) × 1 thread per run")
     print(f"data: {len(train_set)} train / {len(test)} test images from {train_set.source}")
     print(
         pc.analyze(
             pc.GraphSpec.from_yaml(TOPOLOGY), "generate", T=min(args.T_train), init="memory"
         ).summary()
     )
-    steps = len(args.inits) * len(args.T_train) * args.epochs * (len(train_set) // args.batch_size)
-    results, curves, runs = [], {}, {}
-    with tqdm(total=steps, desc="training", disable=args.no_progress, file=sys.stdout) as bar:
-        for init in args.inits:
-            for T_train in args.T_train:
-                run = run_one(args, init, T_train, train_set, test, bar)
-                runs[(init, T_train)] = run
-                curves[f"{init} (T_train={T_train})"] = {
-                    "epoch": list(range(1, len(run["curve"]) + 1)),
-                    "test_mse": run["curve"],
-                    "energy": run["energy"],
-                }
-                for T_eval, mse in run["evals"].items():
-                    results.append(
-                        {
-                            "init": init,
-                            "T_train": T_train,
-                            "T_eval": T_eval,
-                            "test_mse": mse,
-                            "train_seconds": run["seconds"],
-                            "smm_total": run["smm_total"],
-                        }
-                    )
-    print_table(results, args)
+    floors = pca_floors(train_set.flat(), test)
+    jobs = run_jobs(args)
+    results = [
+        {
+            "init": job["init"],
+            "T_train": job["T_train"],
+            "seed": job["seed"],
+            "T_eval": T_eval,
+            "test_mse": mse,
+            "train_seconds": job["seconds"],
+            "smm_total": job["smm_total"],
+        }
+        for job in jobs
+        for T_eval, mse in job["evals"].items()
+    ]
+    summary = summarize(results, args)
+    print_table(summary, floors, args)
+    first = [job for job in jobs if job["seed"] == args.seeds[0]]
+    curves = {
+        f"{job['init']} (T_train={job['T_train']})": {
+            "epoch": list(range(1, len(job["curve"]) + 1)),
+            "test_mse": job["curve"],
+            "energy": job["energy"],
+        }
+        for job in first
+    }
     payload = {
         "results": results,
+        "summary": summary,
+        "pca_floors": {str(k): v for k, v in floors.items()},
         "curves": curves,
         "config": {k: v for k, v in vars(args).items()},
         "data_source": train_set.source,
-        "machine": shared.machine(),
+        "machine": shared.machine() | {"workers": args.workers, "threads_per_run": 1},
+        "wall_seconds": time.perf_counter() - started,
     }
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2))
-    save_figures(args, runs, curves, test, out)
-    print(f"results and figures written to {out}/")
+    save_figures(args, first, curves, test, out)
+    print(f"results and figures written to {out}/ ({payload['wall_seconds']:.0f} s)")
     return 0
 
 
-def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print("\ntest reconstruction MSE (rows: init, T_train; columns: T_eval)")
-    print(f"{'init':>8} {'T_train':>7} " + " ".join(f"{t:>8}" for t in args.T_eval))
+def summarize(results: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per (init, T_train, T_eval): the mean and standard deviation of the test MSE over the
+    seeds (None where a seed diverged)."""
+    rows = []
     for init in args.inits:
         for T_train in args.T_train:
-            row = {
-                r["T_eval"]: r["test_mse"]
-                for r in results
-                if r["init"] == init and r["T_train"] == T_train
-            }
-            cells = (f"{row[t]:8.4f}" if row[t] is not None else "diverged" for t in args.T_eval)
-            print(f"{init:>8} {T_train:>7} " + " ".join(cells))
+            for T_eval in args.T_eval:
+                cell = [
+                    r["test_mse"]
+                    for r in results
+                    if (r["init"], r["T_train"], r["T_eval"]) == (init, T_train, T_eval)
+                ]
+                ok = [v for v in cell if v is not None and math.isfinite(v)]
+                whole = len(ok) == len(cell)
+                rows.append(
+                    {
+                        "init": init,
+                        "T_train": T_train,
+                        "T_eval": T_eval,
+                        "seeds": len(cell),
+                        "test_mse_mean": statistics.fmean(ok) if whole else None,
+                        "test_mse_std": statistics.pstdev(ok) if whole and len(ok) > 1 else 0.0,
+                        "per_seed": cell,
+                    }
+                )
+    return rows
+
+
+def print_table(
+    summary: list[dict[str, Any]], floors: dict[int, float], args: argparse.Namespace
+) -> None:
+    seeds = ", ".join(str(s) for s in args.seeds)
+    print(
+        f"\ntest reconstruction MSE, mean over seeds {seeds} (rows: init, T_train; columns: T_eval)"
+    )
+    print(f"{'init':>8} {'T_train':>7} " + " ".join(f"{t:>8}" for t in args.T_eval))
+    cells = {(r["init"], r["T_train"], r["T_eval"]): r["test_mse_mean"] for r in summary}
+    for init in args.inits:
+        for T_train in args.T_train:
+            row = (cells[(init, T_train, t)] for t in args.T_eval)
+            text = (f"{v:8.4f}" if v is not None else "diverged" for v in row)
+            print(f"{init:>8} {T_train:>7} " + " ".join(text))
+    print(
+        "PCA floors on the same images (k components fitted on the training images): "
+        + ", ".join(f"k={k}: {v:.4f}" for k, v in floors.items())
+    )
+    if "memory" in args.inits and len(args.inits) > 1:
+        best = sum(
+            1
+            for T_train in args.T_train
+            for t in args.T_eval
+            if (m := cells[("memory", T_train, t)]) is not None
+            and all(
+                (v := cells[(i, T_train, t)]) is None or m <= v for i in args.inits if i != "memory"
+            )
+        )
+        total = len(args.T_train) * len(args.T_eval)
+        print(f"memory is the best init in {best} of {total} (T_train, T_eval) cells")
+    if "memory" in args.inits and {2, 8} <= set(args.T_train):
+        t = min(args.T_eval)
+        a, b = cells[("memory", 2, t)], cells[("memory", 8, t)]
+        if a is not None and b is not None:
+            print(f"memory at T_eval={t}: T_train=2 / T_train=8 = {a / b:.2f}")
 
 
 def save_figures(
     args: argparse.Namespace,
-    runs: dict[tuple[str, int], dict[str, Any]],
+    jobs: list[dict[str, Any]],
     curves: dict[str, Any],
     test: torch.Tensor,
     out: Path,
 ) -> None:
+    """The figures of the first seed's runs (see the module docstring)."""
     from pcgraph.viz import plot_energy_flow, plot_history, plot_reconstructions
 
-    # every (init, T_train) at the smallest T_eval: the regime the paper's claim is about
-    T_eval = min(args.T_eval)
+    T_eval = min(args.T_eval)  # the regime the paper's claim is about
     batch = test[: args.batch_size]
-    recons = {}
-    for init in args.inits:
-        for T_train in args.T_train:
-            learner = runs[(init, T_train)]["learner"]
-            label = f"{init}\nT_train={T_train}\nT_eval={T_eval}"
-            with evaluation_step(learner, test, args):
-                recons[label] = learner.reconstruct({"image": batch}, T=T_eval)["image"].cpu()
-    plot_reconstructions(batch.cpu(), recons, n=8, path=out / "reconstructions.png")
+    recons = {
+        f"{job['init']}\nT_train={job['T_train']}\nT_eval={T_eval}": job["recon"] for job in jobs
+    }
+    plot_reconstructions(batch, recons, n=8, path=out / "reconstructions.png")
     plot_history(curves, path=out / "learning_curves.png")
-    T_train = max(args.T_train)
-    for init in ("memory", "zero"):
-        if (init, T_train) in runs:
-            learner = runs[(init, T_train)]["learner"]
-            with evaluation_step(learner, test, args):
-                result = learner.infer(
-                    {"image": batch}, clamp={"image"}, T=max(args.T_eval), trace=True
-                )
-            assert result.trace is not None
-            plot_energy_flow(
-                result.trace.cpu(), learner.net.spec, path=out / f"energy_flow_{init}.png"
-            )
+    spec = pc.GraphSpec.from_yaml(TOPOLOGY)
+    for job in jobs:
+        if "trace" in job:
+            plot_energy_flow(job["trace"], spec, path=out / f"energy_flow_{job['init']}.png")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,31 @@ def test_decoder_generation_quick(tmp_path: Path) -> None:
     assert {r["init"] for r in data["results"]} == inits
 
 
+def test_decoder_generation_numbers_do_not_depend_on_the_workers(tmp_path: Path) -> None:
+    """Each run is one job on one thread: run in place or two side by side in worker processes,
+    every (init, T_train, seed, T_eval) gives the same MSE; the table's cells are the means of
+    the seeds' rows."""
+    extra = ("--seeds", "0,1", "--inits", "memory,zero")
+    alone = run_quick("decoder_generation", tmp_path / "one", "--workers", "1", *extra)
+    pool = run_quick("decoder_generation", tmp_path / "two", "--workers", "2", *extra)
+
+    def numbers(data: dict[str, Any]) -> list[tuple[Any, ...]]:  # rows without their timings
+        keys = ("init", "T_train", "seed", "T_eval", "test_mse", "smm_total")
+        return [tuple(r[k] for k in keys) for r in data["results"]]
+
+    assert numbers(pool) == numbers(alone)
+    assert {r["seed"] for r in alone["results"]} == {0, 1}
+    for cell in alone["summary"]:
+        rows = [
+            r["test_mse"]
+            for r in alone["results"]
+            if (r["init"], r["T_train"], r["T_eval"])
+            == (cell["init"], cell["T_train"], cell["T_eval"])
+        ]
+        assert cell["per_seed"] == rows and len(rows) == 2
+        assert cell["test_mse_mean"] == pytest.approx(sum(rows) / 2)
+
+
 def test_label_to_image_quick(tmp_path: Path) -> None:
     data = run_quick("label_to_image", tmp_path)
     cfg = data["config"]

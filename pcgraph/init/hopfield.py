@@ -1,6 +1,6 @@
 """The parts of Hopfield-memory initialization (:mod:`pcgraph.init.memory`): the retrieval layer
-softmax(β (o Q + b) Kᵀ) V (:class:`HopfieldMemory`), the memories of one training clamp set with
-their optimizer (:class:`MemoryBank`), their checkpoint form, and the checks of the options."""
+softmax(β (o Q + b) Kᵀ) V, optionally with a linear path o W beside it (:class:`HopfieldMemory`),
+the memories of one training clamp set with their optimizer (:class:`MemoryBank`), their checkpoint form, and the checks of the options."""
 
 from __future__ import annotations
 
@@ -50,7 +50,14 @@ def check_beta(beta: float | None) -> None:
 
 
 class HopfieldMemory(nn.Module):
-    """softmax(β (o Q + b) Kᵀ) V with ``heads`` heads whose attentions are averaged.
+    """softmax(β (o Q + b) Kᵀ) V with ``heads`` heads whose attentions are averaged, plus o W
+    when ``linear``.
+
+    The retrieval is a convex combination of the M stored patterns (rows of V): alone it returns
+    a blend of prototypes, not a state that follows each observation's own detail. The linear
+    path o W (zero at start; fitted with V on the first minibatch) is an amortized linear
+    estimate beside it, read in parallel with the query o Q, so it adds no sequential matrix
+    multiplication (docs/initializations.md, "Memory capacity").
 
     Args:
         obs_dim: size of the observation vector o.
@@ -58,6 +65,7 @@ class HopfieldMemory(nn.Module):
         patterns: M, the number of stored patterns (rows of K and V).
         heads, embed_dim: attention heads and total query/key width (divisible by heads).
         beta: inverse temperature β; default 1/√(embed_dim / heads).
+        linear: add the linear path o W (W: [obs_dim, out_dim]).
 
     Shapes:
         o: [B, obs_dim] → [B, out_dim].
@@ -72,6 +80,7 @@ class HopfieldMemory(nn.Module):
         heads: int,
         embed_dim: int,
         beta: float | None,
+        linear: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -92,24 +101,38 @@ class HopfieldMemory(nn.Module):
         self.bias = nn.Parameter(torch.zeros(embed_dim))
         self.keys = nn.Parameter(torch.randn(patterns, embed_dim, generator=g))
         self.values = nn.Parameter(torch.zeros(patterns, out_dim))
+        self.linear = nn.Parameter(torch.zeros(obs_dim, out_dim)) if linear else None
+
+    @staticmethod
+    def standardize(o: torch.Tensor) -> torch.Tensor:
+        """Each observation vector at mean 0 and standard deviation 1."""
+        return (o - o.mean(-1, keepdim=True)) / (o.std(-1, keepdim=True) + 1e-6)
 
     def attention(self, o: torch.Tensor) -> torch.Tensor:
         """softmax(β q Kᵀ) averaged over heads: [B, M]."""
-        o = (o - o.mean(-1, keepdim=True)) / (o.std(-1, keepdim=True) + 1e-6)
+        o = self.standardize(o)
         q = (o @ self.query + self.bias).view(o.shape[0], self.heads, self.head_dim)
         k = self.keys.view(self.keys.shape[0], self.heads, self.head_dim)
         scores = torch.einsum("bhe,mhe->bhm", q, k) * self.beta
         return scores.softmax(-1).mean(1)
 
     def forward(self, o: torch.Tensor) -> torch.Tensor:
-        return self.attention(o) @ self.values
+        out = self.attention(o) @ self.values
+        return out if self.linear is None else out + o @ self.linear
 
     @torch.no_grad()
     def fit_values(self, o: torch.Tensor, states: torch.Tensor) -> None:
-        """V = A⁺ H: retrieval on ``o`` then reproduces ``states`` (exactly when M ≥ B and A has
-        full row rank)."""
+        """V = A⁺ H (with the linear path: [V; W] = [A, o]⁺ H, the least-norm solution):
+        retrieval on ``o`` then reproduces ``states`` (exactly when M ≥ B and A has full row
+        rank)."""
         a = self.attention(o).double()
-        self.values.copy_((torch.linalg.pinv(a) @ states.double()).to(self.values.dtype))
+        if self.linear is not None:
+            a = torch.cat([a, o.double()], dim=1)
+        vw = torch.linalg.pinv(a) @ states.double()
+        m = self.values.shape[0]
+        self.values.copy_(vw[:m].to(self.values.dtype))
+        if self.linear is not None:
+            self.linear.copy_(vw[m:].to(self.linear.dtype))
 
 
 class MemoryBank:
@@ -170,6 +193,7 @@ def load_bank(entry: object, *, heads: int, beta: float | None, lr: float) -> Me
             heads=heads,
             embed_dim=embed,
             beta=beta,
+            linear="linear" in tensors,
         )
         # in the stored dtype before loading: a float64 memory loaded into float32
         # parameters would be rounded

@@ -86,6 +86,9 @@ class MemoryInit(Initializer):
             over every initialized node, through the sweep) or ``target`` (Eq. 9 over the
             targets only, the paper's text).
         fit: fit V = A⁺ H on the first minibatch whose targets moved during inference.
+        linear: add a linear path o W beside each retrieval (x_i(0) = softmax(β q Kᵀ) V + o W;
+            :class:`HopfieldMemory`): the retrieval alone is a blend of M stored patterns, the
+            linear path follows each observation's own detail. No extra sequential SMM.
         seed: seeds the memory's parameter initialization.
         observe: the nodes every memory reads (its observations o); None: per training clamp
             set, the nodes clamped both in training and at evaluation
@@ -109,6 +112,7 @@ class MemoryInit(Initializer):
         steps: int = 1,
         loss: MemoryLoss = "energy",
         fit: bool = True,
+        linear: bool = False,
         seed: int = 0,
         observe: Sequence[str] | None = None,
     ) -> None:
@@ -121,6 +125,8 @@ class MemoryInit(Initializer):
             raise InitError(f"memory: lr must be a finite number > 0, got {lr!r}")
         check_whole("steps", steps, 0)
         check_whole("seed", seed, 0)
+        if not isinstance(linear, bool):
+            raise InitError(f"memory: linear must be True or False, got {linear!r}")
         if loss not in MEMORY_LOSSES:
             raise InitError(f"memory: unknown loss {loss!r}; valid choices: {MEMORY_LOSSES}")
         if observe is not None and (
@@ -131,6 +137,7 @@ class MemoryInit(Initializer):
             )
         self.patterns, self.heads, self.embed_dim, self.beta = patterns, heads, embed_dim, beta
         self.lr, self.steps, self.loss, self.fit, self.seed = lr, steps, loss, fit, seed
+        self.linear = linear
         self.observe_nodes = None if observe is None else tuple(observe)
         self.banks: dict[frozenset[str], MemoryBank] = {}
         self._prepared: set[frozenset[str]] = set()  # training clamp sets a learner declared
@@ -231,6 +238,7 @@ class MemoryInit(Initializer):
                 heads=self.heads,
                 embed_dim=self.embed_dim,
                 beta=self.beta,
+                linear=self.linear,
                 generator=g,
             ).to(device=ctx.net.device, dtype=ctx.net.dtype)
             bank.memories[key] = mem
@@ -388,7 +396,7 @@ class MemoryInit(Initializer):
         return (
             f"MemoryInit(patterns={self.patterns}, heads={self.heads}, "
             f"embed_dim={self.embed_dim}, lr={self.lr}, steps={self.steps}, "
-            f"loss={self.loss!r}{observe})"
+            f"loss={self.loss!r}{', linear=True' if self.linear else ''}{observe})"
         )
 
 

@@ -1,0 +1,104 @@
+"""The memory's linear path: x_i(0) = softmax(β (ô Q + b) Kᵀ) V + o W (``linear=True``).
+
+Expectations come from the formula written out by hand, from linear algebra (a least-squares fit
+with B ≤ M + obs_dim unknowns per output and a full-rank design matrix is exact; with B > M the
+retrieval alone cannot be), and from the cost model (o W is read in parallel with o Q: no extra
+sequential matrix multiplication)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from pcgraph import PCLearner, compile
+from pcgraph.errors import InitError
+from pcgraph.init.hopfield import HopfieldMemory
+from pcgraph.init.memory import MemoryInit
+from pcgraph.schema import decoder
+
+F64 = torch.float64
+
+
+def hand(mem: HopfieldMemory, o: torch.Tensor) -> torch.Tensor:
+    """softmax(β (ô Q + b) Kᵀ) per head, heads averaged, times V; plus o W (raw o)."""
+    s = (o - o.mean(-1, keepdim=True)) / (o.std(-1, keepdim=True) + 1e-6)
+    q = s @ mem.query + mem.bias
+    hd = q.shape[1] // mem.heads
+    attn = sum(
+        torch.softmax(
+            mem.beta * q[:, h * hd : (h + 1) * hd] @ mem.keys[:, h * hd : (h + 1) * hd].T, -1
+        )
+        for h in range(mem.heads)
+    )
+    assert mem.linear is not None
+    return (attn / mem.heads) @ mem.values + o @ mem.linear
+
+
+def memory(linear: bool, *, patterns: int = 4, obs: int = 16, out: int = 3) -> HopfieldMemory:
+    g = torch.Generator().manual_seed(0)
+    return HopfieldMemory(
+        obs, out, patterns=patterns, heads=2, embed_dim=8, beta=None, linear=linear, generator=g
+    ).to(F64)
+
+
+def test_linear_path_is_added_to_the_retrieval() -> None:
+    mem = memory(True)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        mem.values.copy_(torch.randn(mem.values.shape, generator=g, dtype=F64))
+        assert mem.linear is not None
+        mem.linear.copy_(torch.randn(mem.linear.shape, generator=g, dtype=F64))
+    o = torch.rand(5, 16, generator=g, dtype=F64)
+    torch.testing.assert_close(mem(o), hand(mem, o))
+    assert memory(False).linear is None  # the default is the retrieval alone
+
+
+def test_fit_with_the_linear_path_reproduces_more_states_than_patterns() -> None:
+    """B = 12 states, M = 4 patterns: V = A⁺H leaves a residual (rank A ≤ 4 < 12); with the
+    linear path [A, o] is 12 × 20 of rank 12, so [V; W] = [A, o]⁺ H is exact."""
+    g = torch.Generator().manual_seed(2)
+    o = torch.rand(12, 16, generator=g, dtype=F64)
+    states = torch.randn(12, 3, generator=g, dtype=F64)
+    alone, both = memory(False), memory(True)
+    alone.fit_values(o, states)
+    both.fit_values(o, states)
+    with torch.no_grad():
+        assert float((alone(o) - states).abs().max()) > 1e-2
+        torch.testing.assert_close(both(o), states, atol=1e-9, rtol=0)
+
+
+def test_linear_memory_round_trips_a_checkpoint_and_costs_no_extra_smm() -> None:
+    net = compile(decoder([6, 8, 8, 12], activation="tanh"), dtype=F64, seed=0)
+    options = {"patterns": 16, "heads": 2, "embed_dim": 8, "linear": True}
+    learner = PCLearner(net, init="memory", clamp="generate", T=4, init_options=options)
+    plain = PCLearner(
+        compile(decoder([6, 8, 8, 12], activation="tanh"), dtype=F64, seed=0),
+        init="memory",
+        clamp="generate",
+        T=4,
+        init_options={**options, "linear": False},
+    )
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        data = {"image": torch.rand(8, 12, generator=g, dtype=F64)}
+        learner.train_step(data)
+        plain.train_step(data)
+    # o W is read beside o Q: the same sequential matrix multiplications per update
+    assert learner.smm_total == plain.smm_total > 0
+    images = torch.rand(8, 12, generator=g, dtype=F64)
+    before = learner.infer({"image": images}, clamp={"image"}, T=0).states
+    buf = io.BytesIO()
+    torch.save(learner.initializer.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    fresh = PCLearner(net, init="memory", clamp="generate", T=4, init_options=options)
+    fresh.initializer.load_state_dict(state)
+    after = fresh.infer({"image": images}, clamp={"image"}, T=0).states
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+
+
+def test_linear_option_must_be_a_bool() -> None:
+    with pytest.raises(InitError, match=r"memory: linear must be True or False, got 'yes'"):
+        MemoryInit(linear="yes")  # type: ignore[arg-type]
