@@ -14,14 +14,16 @@ reconstruction MSE per (init, T_train, T_eval) and saves, under --out:
   energy_flow_<init>.png per-node energy over inference steps (memory and zero init)
 
 The memory is trained on the energy at initialization through the forward sweep (loss=energy),
-which has a learning signal at every T, also below z's depth of 4 (docs/initializations.md).
-Evaluation uses the neuron step min(γ, 1/λ_max), λ_max the largest curvature of the energy at
-the initial state (--eval-step stable): with γ above 2/λ_max inference diverges at large T_eval.
-The defaults (γ = 0.02, AdamW 3e-3, memory Adam 1e-3) are the memory's best setting of the
-search in docs/results.md.
+which has a learning signal at every T, also below z's depth of 4 (docs/initializations.md), and
+has a linear path o W beside its retrieval (--mem-linear): the retrieval alone returns a blend of
+stored patterns, not each image's detail. Evaluation uses the neuron step min(γ, 1/λ_max), λ_max
+the largest curvature of the energy at the initial state (--eval-step stable). Each init trains
+its weights with its own best optimizer (WEIGHTS in _decoder.py: SGD 4e-5 for memory, AdamW 3e-3
+for the others; docs/results.md §4). The table is the mean over --seeds (0, 1, 2), run side by
+side in --workers processes with one thread per run, beside the PCA floors of the same images.
 
 Examples:
-  python examples/decoder_generation.py            # defaults: embedded subset, a few minutes
+  python examples/decoder_generation.py            # defaults: embedded subset, ~2.5 min
   python examples/decoder_generation.py --quick    # ~1 minute smoke run
   python examples/decoder_generation.py --full --device cuda
 """

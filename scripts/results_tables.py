@@ -176,10 +176,15 @@ def cyclic(data: dict[str, Any]) -> str:
 
 
 def decoder(folder: Path) -> str | None:
-    """The main job's default run over seeds 0, 1, 2 (``decoder``, ``decoder_s1``,
+    """The main job's default run over seeds 0, 1, 2 (``decoder``, whose rows carry their seed;
+    or, from before the main job ran its seeds itself, ``decoder``, ``decoder_s1``,
     ``decoder_s2``): test MSE per (init, T_train) and T_eval, per seed and the mean, the best
     mean of each column in bold."""
-    runs = [_load(folder / name) for name in ("decoder", "decoder_s1", "decoder_s2")]
+    first = _load(folder / "decoder")
+    if first is not None and all("seed" in row for row in first["results"]):
+        runs = [first]
+    else:
+        runs = [first] + [_load(folder / name) for name in ("decoder_s1", "decoder_s2")]
     if any(r is None for r in runs):
         return None
     cells: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))

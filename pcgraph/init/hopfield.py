@@ -1,6 +1,7 @@
 """The parts of Hopfield-memory initialization (:mod:`pcgraph.init.memory`): the retrieval layer
 softmax(β (o Q + b) Kᵀ) V, optionally with a linear path o W beside it (:class:`HopfieldMemory`),
-the memories of one training clamp set with their optimizer (:class:`MemoryBank`), their checkpoint form, and the checks of the options."""
+the memories of one training clamp set with their optimizer (:class:`MemoryBank`), their
+checkpoint form, and the checks of the options."""
 
 from __future__ import annotations
 
