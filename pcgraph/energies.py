@@ -16,6 +16,16 @@ The kinds:
                       held at softmax(μ) (labels, one-hot or soft)
 - ``bernoulli``:      E = −w Σ [x log σ(μ) + (1 − x) log(1 − σ(μ))] = w Σ [softplus(μ) − x μ],
                       ε = x − σ(μ), held at σ(μ) (binary or [0, 1] data such as images)
+- ``laplace``:        E = w Σ |x − μ|,                        ε = sign(x − μ)   (not held).
+                      Not differentiable at x = μ: ε there is 0, the subgradient of least norm
+                      (what autograd of |·| gives), so a node at its prediction stays there.
+                      A fixed step γ then moves a free node by ±γw until it sits within γw of
+                      its prediction, where it jumps back and forth: use a decaying γ or the
+                      backtracking step rule for exact fixed points.
+- ``huber``:          E = w Σ h(x − μ), h(e) = ½ e² for |e| ≤ 1, |e| − ½ otherwise (δ = 1),
+                      ε = clamp(x − μ, −1, 1)   (not held). Continuously differentiable: no
+                      non-smooth point, only the curvature jumps at |e| = 1. ``Huber(delta)``
+                      registered under a name of your own gives another δ.
 
 A new energy is one :class:`Energy` subclass plus :func:`register_energy`, in this file or in a
 user's own; the schema, the program, the network, the initializers and the analysis ask the
@@ -39,6 +49,8 @@ __all__ = [
     "CrossEntropy",
     "Energy",
     "Gaussian",
+    "Huber",
+    "Laplace",
     "check_energy",
     "get_energy",
     "is_gaussian",
@@ -126,6 +138,43 @@ class Bernoulli(Energy):
         return torch.sigmoid(mu)
 
 
+class Laplace(Energy):
+    """E = w Σ |x − μ|: robust to outliers, sparse errors (see the module docstring for the
+    point x = μ)."""
+
+    name = "laplace"
+
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        return precision * (x - mu).abs().sum()
+
+    def error(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        return (x - mu).sign()
+
+
+class Huber(Energy):
+    """E = w Σ h_δ(x − μ), quadratic within δ of the prediction and linear beyond it.
+
+    Args:
+        delta: where the quadratic part ends (> 0); ``huber`` uses δ = 1.
+    """
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        ok = isinstance(delta, int | float) and not isinstance(delta, bool) and delta > 0
+        if not ok or delta == float("inf"):
+            raise SpecError(f"huber: delta must be a finite number > 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        import torch
+
+        return precision * torch.nn.functional.huber_loss(x, mu, reduction="sum", delta=self.delta)
+
+    def error(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        return (x - mu).clamp(-self.delta, self.delta)
+
+
 def is_gaussian(energy: Energy) -> bool:
     """Whether ``energy`` is the built-in gaussian, whose closed forms (ε = x − μ, E = ½ w ‖ε‖²,
     ε = 0 at x = μ) the engine's fast paths use; any other energy is asked for ε and E."""
@@ -136,6 +185,8 @@ ENERGIES: Registry[Energy] = Registry("energy")
 ENERGIES.register("gaussian", Gaussian(), aliases=("mse", "squared_error"))
 ENERGIES.register("cross_entropy", CrossEntropy(), aliases=("ce", "xent"))
 ENERGIES.register("bernoulli", Bernoulli(), aliases=("bce", "binary_cross_entropy"))
+ENERGIES.register("laplace", Laplace(), aliases=("l1", "absolute_error"))
+ENERGIES.register("huber", Huber(), aliases=("smooth_l1",))
 
 
 def register_energy(

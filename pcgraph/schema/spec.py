@@ -66,9 +66,9 @@ class NodeSpec(_Spec):
         shape: an int (a vector of that size) or a tuple such as (1, 28, 28).
         role: ``input`` / ``output`` (clamped to data by the task clamp sets) or ``latent``.
         activation: σ_i, applied to x_i when it is sent along out-edges.
-        energy: ``gaussian`` (½‖ε‖²), ``cross_entropy`` (CE(softmax(μ), x)) or ``bernoulli``
-            (BCE(σ(μ), x)), any name of :data:`pcgraph.energies.ENERGIES`; only nodes with
-            parents have energy.
+        energy: ``gaussian`` (½‖ε‖²), ``cross_entropy`` (CE(softmax(μ), x)), ``bernoulli``
+            (BCE(σ(μ), x)), ``laplace`` (‖ε‖₁), ``huber``, any name of
+            :data:`pcgraph.energies.ENERGIES`; only nodes with parents have energy.
         precision: w_i > 0, the weight of this node's energy.
     """
 
