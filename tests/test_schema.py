@@ -298,8 +298,8 @@ def test_unknown_activation_lists_the_valid_choices() -> None:
 
 
 def test_unknown_energy_lists_the_valid_choices() -> None:
-    # ("mse" is an alias of gaussian and "bce" of bernoulli; "l1" is no energy)
-    message = spec_error(two_nodes(target={"energy": "l1"}))
+    # ("mse" is an alias of gaussian, "bce" of bernoulli, "l1" of laplace; "l3" is no energy)
+    message = spec_error(two_nodes(target={"energy": "l3"}))
     assert "nodes[1] (y).energy" in message
     assert "gaussian" in message and "cross_entropy" in message and "bernoulli" in message
 
