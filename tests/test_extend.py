@@ -95,6 +95,8 @@ PLACEMENTS: list[tuple[list[int], list[int], dict[str, Any]]] = [
     ([2, 4, 4], [1, 4, 4], {"kernel_size": 3, "padding": 1}),
     ([1, 4, 4], [16], {}),
     ([16], [1, 4, 4], {}),
+    ([1, 4, 4], [1, 2, 2], {"kernel_size": 2}),  # the poolings
+    ([3, 4], [3, 4], {"heads": 2}),  # self_attention on [tokens, dim]
 ]
 
 
