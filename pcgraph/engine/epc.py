@@ -1,0 +1,209 @@
+"""Error-based predictive coding (ePC; Goemaere et al., 2025, arXiv 2505.20137).
+
+Standard (state-based) PC descends the energy E(x) in the states x. ePC writes the states as a
+function of the errors instead: for the free nodes in topological order,
+
+    x_i = μ_i(x) + ε_i      (a free node with parents and an energy that is not held),
+    x_i = mean(μ_i(x))      (a free node whose energy is held: cross-entropy, Bernoulli),
+    x_i = r_i               (a free root: its state is its own variable),
+
+with the clamped nodes at their data, and descends F(ε, r) = E(x(ε, r)) in the errors. A step
+moves every error by the gradient of the whole sweep (one forward and one backward pass through
+the graph), so a signal from the outputs reaches every layer in one step instead of one layer
+per step; the price is 2·depth sequential products per step instead of 2.
+
+Facts the tests check (tests/test_epc.py):
+
+- the map ε ↦ x is a bijection for fixed weights (triangular with identity blocks on the
+  diagonal), so ∂F/∂ε = 0 exactly where ∂E/∂x = 0: ePC and PC have the same fixed points;
+- the weight gradient is ∇_θ F at fixed ε (through the sweep). At ε = 0 (T = 0 from forward
+  initialization) the states are the forward pass and F is the output loss alone, so the
+  gradient is backprop's exactly; at a fixed point ∂E/∂x = 0 and it equals PC's local gradient
+  ∂E/∂θ at fixed x.
+
+The graph must be a DAG under the clamp set's sweep (:func:`check_epc`): on a cycle the states
+are not a function of the errors by one sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import torch
+
+from pcgraph.energies import get_energy
+from pcgraph.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pcgraph.compiler.network import PCNetwork
+
+__all__ = ["ALGORITHMS", "EPCResult", "check_epc", "epc_infer", "epc_step_smm", "epc_update"]
+
+ALGORITHMS = ("pc", "epc")
+SOLVERS = ("sgd", "euler", "momentum", "adam")
+
+
+def check_epc(net: PCNetwork, neuron_optimizer: str) -> None:
+    """Refuse what ePC cannot run: a graph with a cycle, a neuron solver it has no form for.
+
+    Raises:
+        ConfigError: naming the cycle or the solver, and the fix.
+    """
+    graph = nx.DiGraph(net.graph)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " → ".join([str(u) for u, _ in cycle] + [str(cycle[0][0])])
+        raise ConfigError(
+            f"algorithm='epc' needs a DAG: its states are a function of the errors by one "
+            f"sweep in topological order, and graph {net.spec.name!r} has the cycle {path}. "
+            "Use algorithm='pc' (standard PC runs on any graph)"
+        )
+    if neuron_optimizer not in SOLVERS:
+        raise ConfigError(
+            f"algorithm='epc' steps the errors with sgd (= euler), momentum or adam, not "
+            f"neuron_optimizer={neuron_optimizer!r}"
+        )
+
+
+@dataclass
+class EPCResult:
+    """What :func:`epc_infer` returns (the attributes :class:`InferenceResult` has that a
+    caller reads): the final states (the buffer passed in), the energy before and after, the
+    per-node energies at the end, the trace and the steps run."""
+
+    states: torch.Tensor
+    energy_before: torch.Tensor
+    energy_after: torch.Tensor
+    node_energies: torch.Tensor
+    trace: torch.Tensor | None
+    errors: dict[int, torch.Tensor]
+    clamp: frozenset[str]
+    steps: int
+
+
+def _order(net: PCNetwork, clamp: frozenset[str]) -> list[int]:
+    names = list(nx.topological_sort(nx.DiGraph(net.graph)))
+    return [net.node_index[n] for n in names if n not in clamp]
+
+
+def sweep(
+    net: PCNetwork, x: torch.Tensor, errors: dict[int, torch.Tensor], order: list[int]
+) -> torch.Tensor:
+    """The states x(ε, r) out of place: the clamped columns of ``x``, then the free nodes in
+    ``order`` from their errors (or their own variable, for a root)."""
+    out = x.detach()
+    for i in order:
+        node = net.nodes[i]
+        if node.parents:
+            mu = net.prediction(out, i)
+            energy = get_energy(node.energy)
+            mu = energy.mean(mu) if energy.held else mu
+            value = mu.reshape(x.shape[0], node.size)
+            if i in errors:
+                value = value + errors[i]
+        else:
+            value = errors[i]
+        out = out.slice_scatter(value, dim=1, start=node.cols.start, end=node.cols.stop)
+    return out
+
+
+def _variables(net: PCNetwork, x: torch.Tensor, order: list[int]) -> dict[int, torch.Tensor]:
+    """ε_i = x_i − μ_i(x) for the free nodes with parents (not held), x_i for the free roots:
+    the errors of the initialized state, so that the sweep reproduces it."""
+    errors = {}
+    with torch.no_grad():
+        for i in order:
+            node = net.nodes[i]
+            if node.parents:
+                if get_energy(node.energy).held:
+                    continue
+                mu = net.prediction(x, i).reshape(x.shape[0], node.size)
+                errors[i] = x[:, node.cols] - mu
+            else:
+                errors[i] = x[:, node.cols].clone()
+    return errors
+
+
+def epc_infer(
+    net: PCNetwork,
+    x: torch.Tensor,
+    clamp: frozenset[str],
+    T: int,
+    *,
+    lr: float,
+    neuron_optimizer: str = "sgd",
+    trace: bool = False,
+) -> EPCResult:
+    """T steps of ``neuron_optimizer`` with step ``lr`` on F(ε, r) = E(x(ε, r)) from the
+    errors of the initialized states ``x``; the final states are written into ``x``."""
+    order = _order(net, clamp)
+    errors = _variables(net, x, order)
+    variables = [v.requires_grad_(True) for v in errors.values()]
+    if neuron_optimizer == "adam":
+        opt: torch.optim.Optimizer | None = torch.optim.Adam(variables, lr=lr)
+    elif neuron_optimizer == "momentum":
+        opt = torch.optim.SGD(variables, lr=lr, momentum=0.9)
+    else:
+        opt = None
+    rows = []
+    with torch.enable_grad():
+        states = sweep(net, x, errors, order)
+        node_e = net.node_energies(states)
+        before = node_e.sum().detach()
+        for _ in range(T):
+            if trace:
+                rows.append(node_e.detach())
+            grads = torch.autograd.grad(node_e.sum(), variables, allow_unused=True)
+            with torch.no_grad():
+                if opt is None:
+                    for v, g in zip(variables, grads, strict=True):
+                        if g is not None:
+                            v.sub_(g, alpha=lr)
+                else:
+                    for v, g in zip(variables, grads, strict=True):
+                        v.grad = g
+                    opt.step()
+            states = sweep(net, x, errors, order)
+            node_e = net.node_energies(states)
+    if trace:
+        rows.append(node_e.detach())
+    with torch.no_grad():
+        x.copy_(states)
+    final = {i: v.detach() for i, v in errors.items()}
+    return EPCResult(
+        states=x,
+        energy_before=before,
+        energy_after=node_e.sum().detach(),
+        node_energies=node_e.detach(),
+        trace=torch.stack(rows) if trace else None,
+        errors=final,
+        clamp=clamp,
+        steps=T,
+    )
+
+
+def epc_update(
+    net: PCNetwork, x: torch.Tensor, result: EPCResult, opt: torch.optim.Optimizer
+) -> None:
+    """One weight step on ∇_θ F(ε, r) at the final errors, through the sweep."""
+    order = _order(net, result.clamp)
+    params = [p for p in net.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        states = sweep(net, x, result.errors, order)
+        grads = torch.autograd.grad(net.energy(states), params, allow_unused=True)
+    opt.zero_grad(set_to_none=True)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    opt.step()
+
+
+def epc_step_smm(net: PCNetwork, per_pass: int) -> int:
+    """Sequential products of one ePC step: the sweep through the longest path of the graph
+    and back (2 · its edges · the deepest op's products)."""
+    depth = nx.dag_longest_path_length(nx.DiGraph(net.graph))
+    return 2 * max(depth, 1) * per_pass
