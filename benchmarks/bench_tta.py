@@ -1,0 +1,227 @@
+"""Time to accuracy: PC against tuned backprop, epochs interleaved in one process.
+
+The setup of issue #28: FashionMNIST (60k / 10k; the embedded subset with --quick), the MLP
+784-256×4-10 with GELU and a cross-entropy output, batch 300, the same initial weights for every
+contender (seed), AdamW with weight decay 1e-4. Backprop runs on shuffled batches at three
+learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor. PC contenders
+(``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches), ``forward8`` (forward
+init, T = 8), ``epc2`` (error-based PC from forward init, T = 2).
+
+Every epoch, each contender trains one epoch (timed: the training loop only) and is evaluated
+on the test set (off the clock), in a rotating order so that no contender always runs first
+after another's allocations. The time to a target accuracy is the training time accumulated to
+the end of the first epoch at which the test accuracy reaches it (epoch granularity).
+
+Prints a table and writes JSON (``--out``) with, per contender, the accuracy and cumulative
+seconds per epoch, and ``tta_vs_bp`` per target (0.85 … 0.88): its time over the best backprop's
+time to that target (null: not reached). Run it on an otherwise idle machine and name the CPU
+and what ran beside it.
+
+Usage::
+
+    python benchmarks/bench_tta.py --threads 2 --out runs/bench/tta.json
+    python benchmarks/bench_tta.py --quick          # the embedded subset, 2 epochs (smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
+import pcgraph as pc
+from pcgraph.atomic import atomic_write_text
+from pcgraph.data import embedded_dataset, load_dataset
+from pcgraph.data.sampling import stream_aligned_batches
+
+TARGETS = (0.85, 0.86, 0.87, 0.88)
+BP_LRS = (5e-4, 1e-3, 2e-3)
+PC = {
+    "hybrid2": {"init": "hybrid", "T": 2, "algorithm": "pc", "aligned": True},
+    "forward8": {"init": "forward", "T": 8, "algorithm": "pc", "aligned": False},
+    "epc2": {"init": "forward", "T": 2, "algorithm": "epc", "aligned": False},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="embedded subset, 2 epochs")
+    p.add_argument("--epochs", type=int, default=None, help="default 12 (--quick: 2)")
+    p.add_argument("--pc", default="hybrid2,forward8,epc2", help=f"of {', '.join(PC)}")
+    p.add_argument("--bp-lrs", default=",".join(str(v) for v in BP_LRS))
+    p.add_argument("--pc-lr", type=float, default=1e-3, help="AdamW lr of the PC weights")
+    p.add_argument("--lr-neurons", type=float, default=0.1, help="γ of PC inference")
+    p.add_argument("--batch-size", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON output file")
+    _common.add_threads_arg(p)
+    args = p.parse_args(argv)
+    args.epochs = args.epochs or (2 if args.quick else 12)
+    args.pc = [s for s in args.pc.split(",") if s]
+    unknown = [s for s in args.pc if s not in PC]
+    if unknown:
+        p.error(f"unknown --pc {unknown}; valid: {', '.join(PC)}")
+    args.bp_lrs = [float(v) for v in args.bp_lrs.split(",") if v]
+    return args
+
+
+def data(quick: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if quick:
+        train, test = embedded_dataset("train"), embedded_dataset("test")
+    else:
+        train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    return train.flat(), train.labels, test.flat(), test.labels
+
+
+class Contender:
+    """One trainer: ``epoch()`` trains one epoch and returns its seconds, ``accuracy()``."""
+
+    def __init__(self, name: str, args: argparse.Namespace, spec: pc.GraphSpec, **kw: Any):
+        self.name, self.args = name, args
+        self.net = pc.compile(spec, seed=args.seed)
+        self.kw = kw
+        self.acc: list[float] = []
+        self.seconds: list[float] = []
+        self.gen = torch.Generator().manual_seed(args.seed)
+        if kw.get("bp_lr") is not None:
+            self.model: Any = pc.BackpropTwin(self.net)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=kw["bp_lr"], weight_decay=1e-4)
+        else:
+            self.learner = pc.PCLearner(
+                self.net,
+                init=kw["init"],
+                T=kw["T"],
+                lr_neurons=args.lr_neurons,
+                algorithm=kw["algorithm"],
+                optimizer=torch.optim.AdamW(
+                    self.net.parameters(), lr=args.pc_lr, weight_decay=1e-4
+                ),
+            )
+
+    def batches(self, labels: torch.Tensor) -> list[torch.Tensor]:
+        b = self.args.batch_size
+        if self.kw.get("aligned"):
+            return stream_aligned_batches(labels, b, num_classes=10, generator=self.gen)
+        order = torch.randperm(len(labels), generator=self.gen)
+        return [order[i : i + b] for i in range(0, len(labels) - b + 1, b)]
+
+    def epoch(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        batches = self.batches(y)  # drawn off the clock
+        onehot = torch.nn.functional.one_hot(y, 10).float()
+        start = time.perf_counter()
+        for idx in batches:
+            if self.kw.get("bp_lr") is not None:
+                loss = torch.nn.functional.cross_entropy(self.model(x[idx]), y[idx])
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+            else:
+                self.learner.train_step({"x": x[idx], "y": onehot[idx]}, labels=y[idx])
+        return time.perf_counter() - start
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        right = 0
+        for i in range(0, len(y), 1000):
+            xb = x[i : i + 1000]
+            if self.kw.get("bp_lr") is not None:
+                out = self.model(xb)
+            else:
+                out = self.learner.predict({"x": xb})["y"]
+            right += int((out.argmax(1) == y[i : i + 1000]).sum())
+        return right / len(y)
+
+
+def first_time(c: Contender, target: float) -> float | None:
+    for acc, sec in zip(c.acc, c.seconds, strict=True):
+        if acc >= target:
+            return sec
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _common.set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    xtr, ytr, xte, yte = data(args.quick)
+    spec = pc.schema.mlp([784, 256, 256, 256, 256, 10], output_energy="cross_entropy")
+    contenders = [Contender(f"bp lr={lr:g}", args, spec, bp_lr=lr) for lr in args.bp_lrs]
+    contenders += [Contender(f"pc {n}", args, spec, **PC[n]) for n in args.pc]
+    for e in range(args.epochs):
+        k = e % len(contenders)
+        for c in contenders[k:] + contenders[:k]:  # rotate who goes first
+            seconds = c.epoch(xtr, ytr)
+            c.seconds.append((c.seconds[-1] if c.seconds else 0.0) + seconds)
+            c.acc.append(c.accuracy(xte, yte))
+        print(
+            f"epoch {e + 1}: " + ", ".join(f"{c.name} {c.acc[-1]:.4f}" for c in contenders),
+            flush=True,
+        )
+    bps = [c for c in contenders if c.kw.get("bp_lr") is not None]
+    best_bp = {
+        t: min((s for s in (first_time(c, t) for c in bps) if s is not None), default=None)
+        for t in TARGETS
+    }
+    rows = []
+    for c in contenders:
+        times = {t: first_time(c, t) for t in TARGETS}
+        ratio = {
+            f"{t:.2f}": (None if times[t] is None or best_bp[t] is None else times[t] / best_bp[t])
+            for t in TARGETS
+        }
+        rows.append(
+            {
+                "name": c.name,
+                "accuracy": c.acc,
+                "seconds": c.seconds,
+                "best_accuracy": max(c.acc),
+                "seconds_per_epoch": c.seconds[-1] / len(c.seconds),
+                "time_to": {f"{t:.2f}": times[t] for t in TARGETS},
+                "tta_vs_bp": ratio,
+            }
+        )
+    print(
+        f"\n{'contender':<16} {'best acc':>8} {'s/epoch':>8} "
+        + " ".join(f"{'to ' + format(t, '.2f'):>9}" for t in TARGETS)
+        + "   × best BP"
+    )
+    for r in rows:
+        cells = " ".join(
+            f"{r['time_to'][f'{t:.2f}']:9.1f}"
+            if r["time_to"][f"{t:.2f}"] is not None
+            else f"{'never':>9}"
+            for t in TARGETS
+        )
+        ratios = " / ".join(f"{v:.2f}" if v is not None else "—" for v in r["tta_vs_bp"].values())
+        head = f"{r['name']:<16} {r['best_accuracy']:8.4f} {r['seconds_per_epoch']:8.2f}"
+        print(f"{head} {cells}   {ratios}")
+    payload = {
+        "benchmark": "bench_tta",
+        "config": vars(args),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "targets": list(TARGETS),
+        "best_bp_seconds": {f"{t:.2f}": v for t, v in best_bp.items()},
+        "contenders": rows,
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(payload, indent=2))
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
