@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
 
+from pcgraph.data.checks import as_float_images, check_labels, check_whole, data_name
 from pcgraph.data.datasets import ImageDataset
 from pcgraph.data.errors import DataError
 from pcgraph.data.sampling import stream_aligned_batches
@@ -26,16 +27,19 @@ from pcgraph.data.sampling import stream_aligned_batches
 __all__ = ["StreamAlignedSampler", "as_image_dataset"]
 
 
-def _as_label(target: Any, i: int) -> int:
+def _as_label(target: Any, i: int, where: str) -> int:
     if isinstance(target, torch.Tensor):
         if target.numel() != 1:
             raise DataError(
-                f"item {i}: the target has shape {list(target.shape)}; expected a class index "
-                "(an int or a 0-d tensor)"
+                f"{where}: item {i}: the target has shape {list(target.shape)}; expected a class "
+                "index (an int or a 0-d tensor)"
             )
         target = target.item()
     if isinstance(target, bool) or not isinstance(target, int):
-        raise DataError(f"item {i}: the target {target!r} is not a class index (an int)")
+        raise DataError(
+            f"{where}: item {i}: the target {target!r} is not a class index (an int); a float "
+            "label is never truncated to a class"
+        )
     return int(target)
 
 
@@ -53,15 +57,26 @@ def as_image_dataset(
             ([N, …] and [N] class indices), or a map-style Dataset whose items are
             ``(input tensor, class index)`` pairs. Inputs of shape [N, F] or [N, H, W] get a
             channel axis ([N, 1, F, 1] or [N, 1, H, W]); the Trainer flattens them onto the
-            input nodes anyway.
+            input nodes anyway. uint8 inputs (0 … 255) are scaled to [0, 1] with a warning.
         num_classes: C; by default ``labels.max() + 1``.
+        name, split: name the data in error messages and in the result.
 
     Raises:
         DataError: items that are not (tensor, class index) pairs, shapes that disagree, an
-            empty dataset — naming the item.
+            empty dataset, complex inputs, labels that are not whole numbers in [0, C), an
+            ``IterableDataset`` (no length: the Trainer streams one instead) — naming the data,
+            the item and the value.
     """
     if isinstance(data, ImageDataset):
         return data
+    where = data_name(name, split)
+    if isinstance(data, IterableDataset):
+        raise DataError(
+            f"{where}: a {type(data).__name__} is an IterableDataset, which has no length and "
+            "no items by index, so it cannot be read into memory (it may be endless); the "
+            "Trainer streams training data from it (pass it, or a DataLoader over it, as "
+            "train=); for test data pass a map-style Dataset or (inputs, labels) tensors"
+        )
     if (
         isinstance(data, tuple | list)
         and len(data) == 2
@@ -71,51 +86,55 @@ def as_image_dataset(
     elif isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         n = len(data)
         if n == 0:
-            raise DataError("the dataset is empty; it needs at least one (input, target) item")
+            raise DataError(
+                f"{where}: the dataset is empty; it needs at least one (input, target) item"
+            )
         xs: list[torch.Tensor] = []
         ys: list[int] = []
         for i in range(n):
             item = data[i]
             if not isinstance(item, tuple | list) or len(item) < 2:
                 raise DataError(
-                    f"item {i} is a {type(item).__name__}; expected an (input, target) pair"
+                    f"{where}: item {i} is a {type(item).__name__}; expected an (input, target) "
+                    "pair"
                 )
             x, y = item[0], item[1]
             if not isinstance(x, torch.Tensor):
                 raise DataError(
-                    f"item {i}: the input is a {type(x).__name__}, not a tensor; for images use "
-                    "a transform such as torchvision.transforms.ToTensor()"
+                    f"{where}: item {i}: the input is a {type(x).__name__}, not a tensor; for "
+                    "images use a transform such as torchvision.transforms.ToTensor()"
                 )
             if xs and x.shape != xs[0].shape:
                 raise DataError(
-                    f"item {i}: input shape {list(x.shape)} differs from item 0's "
+                    f"{where}: item {i}: input shape {list(x.shape)} differs from item 0's "
                     f"{list(xs[0].shape)}"
                 )
             xs.append(x)
-            ys.append(_as_label(y, i))
+            ys.append(_as_label(y, i, where))
         inputs, labels = torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
     else:
         raise DataError(
-            f"cannot use a {type(data).__name__} as data; pass a torch Dataset of (input, "
+            f"{where}: cannot use a {type(data).__name__} as data; pass a torch Dataset of (input, "
             "class) pairs, a DataLoader, an (inputs, labels) pair of tensors or an ImageDataset"
         )
-    if inputs.shape[0] != labels.shape[0] or labels.dim() != 1:
+    if labels.dim() != 1 or inputs.dim() == 0 or inputs.shape[0] != labels.shape[0]:
         raise DataError(
-            f"{inputs.shape[0]} inputs but labels of shape {list(labels.shape)}; pass one class "
-            "index per input"
+            f"{where}: inputs of shape {list(inputs.shape)} but labels of shape "
+            f"{list(labels.shape)}; pass one class index per input"
         )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise DataError(f"labels are {labels.dtype}; pass integer class indices")
-    images = inputs.to(torch.float32)
+    if inputs.shape[0] == 0:
+        raise DataError(f"{where}: no samples (empty data); pass at least one (input, label)")
+    labels = check_labels(labels, where, num_classes=num_classes)
+    images = as_float_images(inputs, where)
     if images.dim() == 2:
         images = images[:, None, :, None]
     elif images.dim() == 3:
         images = images[:, None]
     elif images.dim() != 4:
-        raise DataError(f"inputs of shape {list(inputs.shape)}; expected [N, F] or [N, C, H, W]")
+        raise DataError(
+            f"{where}: inputs of shape {list(inputs.shape)}; expected [N, F] or [N, C, H, W]"
+        )
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise DataError(f"labels outside 0 … {classes - 1}")
     return ImageDataset(
         images=images,
         labels=labels.to(torch.int64),
@@ -149,13 +168,19 @@ class StreamAlignedSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
+        check_whole(batch_size, "StreamAlignedSampler: batch_size", low=1)
+        check_whole(world_size, "StreamAlignedSampler: world_size", low=1)
+        check_whole(rank, "StreamAlignedSampler: rank", low=0)
+        check_whole(seed, "StreamAlignedSampler: seed")
+        if num_classes is not None:
+            check_whole(num_classes, "StreamAlignedSampler: num_classes", low=1)
+        if rank >= world_size:
             raise DataError(f"rank {rank} is not in 0 … {world_size - 1}")
         if batch_size % world_size:
             raise DataError(
                 f"batch_size {batch_size} does not split into {world_size} equal shards"
             )
-        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.labels = check_labels(labels, "StreamAlignedSampler", num_classes=num_classes)
         self.batch_size, self.num_classes = batch_size, num_classes
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0

@@ -6,7 +6,8 @@ The folder holds ``data_batch_1`` … ``data_batch_5`` (training, 10,000 images 
 0 … 9). pcgraph reads it itself rather than through ``torchvision.datasets.CIFAR10``:
 
 - torchvision unpickles with :func:`pickle.load`, which runs whatever code a crafted file names;
-  here a restricted unpickler builds only plain containers, bytes, numbers and NumPy arrays;
+  here a restricted unpickler builds only plain containers, bytes, numbers and NumPy arrays
+  (as pickle protocols 2 to 5 write them);
 - torchvision refuses any folder whose files do not have the official MD5 sums, so it cannot read
   the small generated folders the tests use (the real set cannot be downloaded in CI).
 
@@ -16,6 +17,7 @@ https://www.cs.toronto.edu/~kriz/cifar.html (``cifar-10-python.tar.gz``, 163 MB)
 
 from __future__ import annotations
 
+import numbers
 import os
 import pickle
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from pcgraph.data.checks import check_path
 from pcgraph.data.datasets import ImageDataset
 from pcgraph.data.errors import DataError
 
@@ -54,6 +57,10 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
     ("_codecs", "encode"),
+    # protocol 5 pickles an array as _frombuffer(buffer, dtype, shape, order): frombuffer and
+    # reshape, nothing else (an object dtype is refused by frombuffer itself)
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -95,14 +102,23 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         )
     except TypeError:
         raise DataError(f"{path}: 'data' is not an array of bytes") from None
+    if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+        raise DataError(f"{path}: 'labels' is a {type(labels).__name__}; expected a list of ints")
     n = len(labels)
     if images.numel() != n * 3072:
         raise DataError(
             f"{path}: {images.numel()} bytes of image data for {n} labels; expected {n} × 3072"
         )
-    y = torch.as_tensor(list(labels), dtype=torch.int64)
+    for i, label in enumerate(labels):
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+            raise DataError(
+                f"{path}: label {i} is {label!r} ({type(label).__name__}), not a class index; "
+                "CIFAR-10 labels are ints 0 … 9 — unpack cifar-10-python.tar.gz again"
+            )
+    y = torch.as_tensor([int(label) for label in labels], dtype=torch.int64)
     if n and (int(y.min()) < 0 or int(y.max()) > 9):
-        raise DataError(f"{path}: labels outside 0 … 9")
+        i = int(((y < 0) | (y > 9)).nonzero()[0])
+        raise DataError(f"{path}: label {int(y[i])} (sample {i}) is outside the classes 0 … 9")
     return images.view(n, 3, 32, 32), y
 
 
@@ -127,6 +143,7 @@ def load_cifar10(root: str | os.PathLike[str], split: str = "train") -> ImageDat
     Raises:
         DataError: the folder or a batch is missing, too large or not in CIFAR's format.
     """
+    root = check_path(root, "load_cifar10: root")
     if split not in ("train", "test"):
         raise DataError(f"split {split!r} is not one of: train, test")
     folder = _folder(root)

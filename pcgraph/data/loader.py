@@ -6,7 +6,8 @@ pair) wins:
 
 1. ``root=`` if given (also ``root/<name>`` and torchvision's ``root/<Name>/raw``); files
    missing there is an error, never a silent fall-through;
-2. ``$PCGRAPH_DATA`` (same three layouts);
+2. ``$PCGRAPH_DATA`` (same three layouts); set to a folder that does not exist, it is an error
+   (never a silent fall-through to the other places);
 3. the user cache, ``$XDG_CACHE_HOME/pcgraph/<name>`` or ``~/.cache/pcgraph/<name>``;
 4. system folders, ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``) and
    ``/usr/local/share/datasets/<name>``;
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from pcgraph.data import sources
+from pcgraph.data.checks import check_path
 from pcgraph.data.datasets import ImageDataset
 from pcgraph.data.errors import DataError
 from pcgraph.data.idx import read_idx
@@ -202,7 +204,7 @@ def load_dataset(
         )
 
     if root is not None:
-        base = Path(root).expanduser()
+        base = check_path(root, "load_dataset: root").expanduser()
         dirs = _layouts(base, spec)
         pair = _search(dirs, split)
         if pair is None:
@@ -215,6 +217,12 @@ def load_dataset(
 
     looked: list[str] = []
     env = os.environ.get("PCGRAPH_DATA")
+    if env and not Path(env).expanduser().is_dir():
+        # a location the user named must never be passed over silently for another one
+        raise DataError(
+            f"PCGRAPH_DATA={env!r} is not an existing folder; create it and put the "
+            f"{spec.name} files there ({_wanted(split)}), or unset PCGRAPH_DATA"
+        )
     places: list[Path] = _layouts(Path(env).expanduser(), spec) if env else []
     if not env:
         looked.append("$PCGRAPH_DATA (not set)")

@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from pcgraph.data.checks import check_labels, check_whole
 from pcgraph.data.errors import DataError
 
 __all__ = ["shuffled_batches", "stream_aligned_batches", "stream_aligned_labels"]
@@ -78,22 +79,12 @@ def stream_aligned_batches(
         DataError: Bad labels, a batch size that is not a multiple of C, or a class with
             fewer than ``batch_size // C`` samples.
     """
-    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise DataError(
-            f"labels must be a 1-D integer tensor, got {labels.dtype} {list(labels.shape)}"
-        )
-    labels = labels.detach().to("cpu", torch.int64)
-    if labels.numel() == 0:
-        raise DataError("labels is empty; there is nothing to batch")
+    check_whole(batch_size, "batch_size", low=1)
+    if num_classes is not None:
+        check_whole(num_classes, "num_classes", low=1)
+    labels = check_labels(labels, "stream_aligned_batches", num_classes=num_classes)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
-        raise DataError(
-            f"label {bad} is outside [0, {num_classes}); pass the right num_classes "
-            "or fix the labels"
-        )
     per_class = _per_class(batch_size, num_classes)
     counts = torch.bincount(labels, minlength=num_classes)
     smallest = int(torch.argmin(counts))
@@ -140,10 +131,8 @@ def shuffled_batches(
     Returns:
         int64 index tensors; every index in ``range(n)`` appears at most once.
     """
-    if n < 0:
-        raise DataError(f"n must be non-negative, got {n}")
-    if batch_size < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    check_whole(n, "n", low=0)
+    check_whole(batch_size, "batch_size", low=1)
     order = torch.randperm(n, generator=generator)
     batches = list(torch.split(order, batch_size))
     if drop_last and batches and batches[-1].numel() < batch_size:

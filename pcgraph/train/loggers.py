@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pcgraph.data.checks import check_path, check_whole
 from pcgraph.errors import ConfigError
 from pcgraph.train.callbacks import Callback
 
@@ -48,17 +49,23 @@ class _FileLogger(Callback):
     suffix = ""
 
     def __init__(self, log_dir: str | Path, *, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"every must be a whole number ≥ 1, got {every!r}")
-        self.log_dir, self.every = Path(log_dir), every
+        self.log_dir = check_path(log_dir, f"{type(self).__name__}: log_dir", error=ConfigError)
+        self.every = check_whole(every, "every", low=1, error=ConfigError)
         self._files: dict[str, TextIO] = {}
         self._start = time.perf_counter()
 
     def _open(self, kind: str) -> TextIO:
         f = self._files.get(kind)
         if f is None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            f = (self.log_dir / f"{kind}{self.suffix}").open("w", encoding="utf-8", newline="")
+            path = self.log_dir / f"{kind}{self.suffix}"
+            try:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                f = path.open("w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{type(self).__name__}: cannot write {path} ({exc.strerror or exc}); "
+                    f"make the folder {self.log_dir} writable or log to another one"
+                ) from None
             self._files[kind] = f
         return f
 
@@ -135,9 +142,8 @@ class TensorBoardLogger(Callback):
                 "TensorBoard logging needs the tensorboard package: "
                 'pip install "pcgraph[tensorboard]" (CSV and JSON-lines logging need nothing)'
             ) from None
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"every must be a whole number ≥ 1, got {every!r}")
-        self.log_dir, self.every = Path(log_dir), every
+        self.log_dir = check_path(log_dir, "TensorBoardLogger: log_dir", error=ConfigError)
+        self.every = check_whole(every, "every", low=1, error=ConfigError)
         self._writer_cls = SummaryWriter
         self._writer: Any = None
         self._start = time.perf_counter()
