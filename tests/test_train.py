@@ -12,7 +12,7 @@ import torch
 import pcgraph as pc
 from pcgraph.cli import main
 from pcgraph.data import embedded_dataset
-from pcgraph.errors import CheckpointError
+from pcgraph.errors import CheckpointError, ConfigError
 from pcgraph.train import Callback, EpochRecorder, History, Trainer, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,11 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(
     resumed.fit()
     for a, b in zip(full.net.parameters(), resumed.net.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert full.history.to_dict() == resumed.history.to_dict()
+    # the same numbers, except the wall time of each epoch (a measurement, never reproducible)
+    same = [
+        {k: v for k, v in t.history.to_dict().items() if k != "wall_s"} for t in (full, resumed)
+    ]
+    assert same[0] == same[1]
 
 
 def test_history_has_one_row_per_epoch_and_metrics_by_task(small_data: tuple) -> None:  # type: ignore[type-arg]
@@ -142,10 +146,11 @@ def test_checkpoint_write_is_atomic(
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ConfigError, match="disk full"):  # a pcgraph error naming the folder
         t.save(tmp_path / "ckpt.pt")
     assert (tmp_path / "ckpt.pt").read_bytes() == before  # the old file is intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temp file left
+    # no temp file left (best.pt: the best epoch, kept beside the checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "ckpt.pt"]
 
 
 def test_cli_train_evaluate_reconstruct_draw(

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from pcgraph.data import DataError, ImageDataset, shuffled_batches, stream_aligned_batches
 from pcgraph.data.adapt import as_image_dataset
+from pcgraph.data.checks import check_path, check_whole, data_name
 from pcgraph.engine import PCLearner
-from pcgraph.errors import CheckpointError, ClampError, ConfigError, SpecError
+from pcgraph.errors import ClampError, ConfigError, SpecError
 from pcgraph.init import AverageInit
 from pcgraph.schema.io import spec_to_yaml
+from pcgraph.train import records
 from pcgraph.train.callbacks import Callback
-from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from pcgraph.train.evaluation import evaluate_on
+from pcgraph.train.guards import (
+    check_bernoulli_targets,
+    check_finite_params,
+    check_width,
+    loader_batch,
+)
 from pcgraph.train.history import History
 
 __all__ = ["Trainer"]
@@ -36,7 +44,11 @@ class Trainer:
             ``Dataset`` of (input, class) pairs or an ``(inputs, labels)`` pair of tensors (read
             once into memory), or a ``DataLoader`` (``train``: iterated as it is, its sampler,
             batch size and transforms included; samplers with ``set_epoch`` are told the
-            epoch). ``test`` may be None: no evaluation.
+            epoch). An ``IterableDataset`` (``train`` only; directly or in a DataLoader) is
+            streamed: batches of ``batch_size`` are read as they come, each epoch anew.
+            ``test`` may be None: no evaluation. uint8 images are scaled to [0, 1] with a
+            warning; complex data, labels that are not whole numbers in [0, C) and data of a
+            ``bernoulli`` node outside [0, 1] are refused (DataError).
         task: ``classification`` (inputs → labels; test accuracy from a forward sweep or
             inference), ``generation`` (only the image is observed; test reconstruction MSE), or
             ``auto`` (classification when the graph has input nodes).
@@ -47,6 +59,19 @@ class Trainer:
         callbacks: hooks, see :class:`Callback`.
         progress: show a progress bar.
         checkpoint: path written (atomically) after every epoch; ``load`` restores it.
+            ``best.pt`` in the same folder keeps the epoch with the best ``monitor`` value.
+        monitor: the history metric ``best.pt`` follows (higher is better for an accuracy,
+            lower for anything else); default ``test_accuracy`` or ``test_mse`` with test
+            data, else ``energy``.
+        train_eval_size: training samples (a fixed random choice) whose accuracy is recorded
+            as ``train_accuracy`` after each epoch (classification on in-memory data; 0: none).
+
+    The history holds per epoch: ``epoch``, ``energy`` (mean per sample), ``smm_total``,
+    ``wall_s`` (the epoch's seconds, evaluation included), ``train_accuracy``, and with test
+    data ``test_accuracy`` and ``test_loss`` (mean squared error of the predicted output
+    against the one-hot label, summed over classes) or ``test_mse`` and ``test_loss`` (the
+    squared reconstruction error per sample). After every weight update the parameters are
+    checked: NaN or ±inf ends the run with an EnergyError naming the parameter.
 
     In a data-parallel job (``learner.dist`` set, e.g. under torchrun) every rank walks the same
     global batches and trains on its contiguous shard of each; metrics are reduced over ranks,
@@ -68,7 +93,11 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        monitor: str | None = None,
+        train_eval_size: int = 1000,
     ) -> None:
+        if not isinstance(learner, PCLearner):
+            raise ConfigError(f"learner must be a PCLearner, got {type(learner).__name__}")
         self.learner, self.net = learner, learner.net
         spec = self.net.spec
         if task == "auto":
@@ -87,8 +116,22 @@ class Trainer:
             raise SpecError(
                 f"generation needs output (observed) nodes; graph {spec.name!r} has none"
             )
+        # the nodes the images go to: the inputs (classification) or the observed outputs
+        classify = task == "classification"
+        self.data_nodes = self.inputs if classify else self.outputs
+        self.data_role = "input" if classify else "observed"
         # the classes are the output node's values (the labels' one-hot width)
         self.num_classes = self.net.node(self.outputs[0]).size if task == "classification" else 1
+        for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+            check_whole(value, name, low=low, error=ConfigError)
+        check_whole(seed, "seed", error=ConfigError)
+        check_whole(train_eval_size, "train_eval_size", low=0, error=ConfigError)
+        if eval_T is not None:
+            check_whole(eval_T, "eval_T", low=0, error=ConfigError)
+        classes = self.num_classes if task == "classification" else None  # labels checked
+        # an IterableDataset has no length: it is streamed, in batches of batch_size
+        if isinstance(train, IterableDataset):
+            train = DataLoader(train, batch_size=batch_size)
         # a user's DataLoader is iterated as it is (its sampler, batch size, transforms,
         # workers) and never read ahead; any other data is read once into memory, the fast path
         self.loader: DataLoader[Any] | None = train if isinstance(train, DataLoader) else None
@@ -97,18 +140,15 @@ class Trainer:
             if self.loader.batch_size is not None:
                 batch_size = self.loader.batch_size
         else:
-            self.train_set = as_image_dataset(train, split="train")
-            self._check_shapes(self.train_set)
+            self.train_set = as_image_dataset(train, split="train", num_classes=classes)
+            self._check_data(self.train_set)
         if isinstance(test, DataLoader):
             test = test.dataset  # evaluation reads every test item once anyway
         self.test_set = (
-            None
-            if test is None
-            else as_image_dataset(test, split="test", num_classes=self.num_classes)
+            None if test is None else as_image_dataset(test, split="test", num_classes=classes)
         )
-        for name, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be a whole number ≥ {low}, got {value!r}")
+        if self.test_set is not None:
+            self._check_data(self.test_set)
         if self.train_set is not None and batch_size > len(self.train_set):
             raise ConfigError(
                 f"batch_size {batch_size} is larger than the {len(self.train_set)} training "
@@ -123,7 +163,20 @@ class Trainer:
         self.eval_T = eval_T
         self.callbacks = list(callbacks)
         self.progress = progress
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint = (
+            None if checkpoint is None else check_path(checkpoint, "checkpoint", error=ConfigError)
+        )
+        if self.checkpoint is not None:
+            records.check_writable(self.checkpoint)
+        self.monitor = monitor or records.default_monitor(task, self.test_set is not None)
+        known = self._metrics()
+        if self.monitor not in known:
+            raise ConfigError(
+                f"monitor {self.monitor!r} is not a metric of this run; choose one of: "
+                + ", ".join(known)
+            )
+        self.train_probe = self._train_probe(train_eval_size)
+        self._warned_uint8 = False
         self.history = History()
         self.epoch = 0
         self.stop = False
@@ -131,24 +184,41 @@ class Trainer:
         self.is_main = self.dist is None or self.dist.is_main
 
     # --- data ------------------------------------------------------------------------------
-    def _check_shapes(self, data: ImageDataset) -> None:
-        numel = math.prod(data.images.shape[1:])
-        nodes = self.inputs if self.task == "classification" else self.outputs
-        total = sum(self.net.node(n).size for n in nodes)
-        if total != numel:
-            shapes = {n: list(self.net.node(n).shape) for n in nodes}
-            raise ClampError(
-                f"the data's images have {numel} values but the graph's "
-                f"{'input' if self.task == 'classification' else 'observed'} "
-                f"node(s) {shapes} hold {total}; use a topology made for this data"
-            )
+    def _check_data(self, data: ImageDataset) -> None:
+        """Refuse in-memory data that does not fit the graph: empty, widths that differ from
+        the nodes', a class count that differs from the output's, bernoulli data outside
+        [0, 1]."""
+        where = data_name(data.name, data.split)
+        if len(data) == 0:
+            raise DataError(f"{where} is empty; pass at least one sample")
+        check_width(self.net, self.data_nodes, list(data.images.shape), where, self.data_role)
         if self.task == "classification":
             size = self.net.node(self.outputs[0]).size
             if size != data.num_classes:
                 raise ClampError(
-                    f"output node {self.outputs[0]!r} has {size} values but the "
+                    f"{where}: output node {self.outputs[0]!r} has {size} values but the "
                     f"data has {data.num_classes} classes"
                 )
+        check_bernoulli_targets(self.net, self._split(data.images, self.data_nodes), where)
+
+    def _metrics(self) -> list[str]:
+        """The history keys of this run's epochs (what ``monitor`` may name)."""
+        keys = ["energy", "smm_total", "wall_s"]
+        if self.task == "classification":
+            keys.append("train_accuracy")
+        if self.test_set is not None:
+            keys += ["test_accuracy" if self.task == "classification" else "test_mse", "test_loss"]
+        return keys
+
+    def _train_probe(self, size: int) -> ImageDataset | None:
+        """A fixed random choice of ``size`` training samples for ``train_accuracy``."""
+        if self.task != "classification" or self.train_set is None or size == 0:
+            return None
+        if size >= len(self.train_set):
+            return self.train_set
+        gen = torch.Generator().manual_seed(self.seed * 1000 + 999)
+        idx = torch.randperm(len(self.train_set), generator=gen)[:size].sort().values
+        return self.train_set.select(idx)
 
     def _split(self, images: torch.Tensor, nodes: list[str]) -> dict[str, torch.Tensor]:
         flat = images.reshape(images.shape[0], -1)
@@ -164,13 +234,15 @@ class Trainer:
         return self.tensor_batch(data.images[idx], data.labels[idx], data.num_classes)
 
     def tensor_batch(
-        self, images: torch.Tensor, labels: torch.Tensor, num_classes: int
+        self, images: torch.Tensor, labels: torch.Tensor | None, num_classes: int
     ) -> dict[str, torch.Tensor]:
-        """The clamped tensors of a batch of ``images`` [B, …] and class ``labels`` [B]."""
+        """The clamped tensors of a batch of ``images`` [B, …] and class ``labels`` [B]
+        (unused in generation)."""
         images = images.to(self.net.device, self.net.dtype)
         if self.task == "generation":
             return self._split(images, self.outputs)
         batch = self._split(images, self.inputs)
+        assert labels is not None
         batch[self.outputs[0]] = torch.nn.functional.one_hot(
             torch.as_tensor(labels, dtype=torch.int64), num_classes
         ).to(self.net.device, self.net.dtype)
@@ -188,16 +260,38 @@ class Trainer:
             set_epoch = getattr(sampler, "set_epoch", None)
             if set_epoch is not None:  # DistributedSampler, StreamAlignedSampler
                 set_epoch(epoch)
-        for item in self.loader:
-            if not isinstance(item, tuple | list) or len(item) < 2:
-                raise DataError(
-                    f"the DataLoader yields {type(item).__name__}; expected (inputs, labels) "
-                    "batches"
-                )
-            yield self.tensor_batch(item[0], item[1], self.num_classes)
+        count = 0
+        classes = self.num_classes if self.task == "classification" else None
+        for k, item in enumerate(self.loader):
+            where = f"the train DataLoader's batch {k} (epoch {epoch + 1})"
+            images, labels = loader_batch(
+                self.net,
+                item,
+                where,
+                nodes=self.data_nodes,
+                role=self.data_role,
+                num_classes=classes,
+                warn_uint8=not self._warned_uint8,
+            )
+            self._warned_uint8 |= item[0].dtype == torch.uint8
+            batch = self.tensor_batch(images, labels, self.num_classes)
+            check_bernoulli_targets(self.net, batch, where)
+            count += 1
+            yield batch
+        if count == 0:
+            raise DataError(
+                f"the train DataLoader yielded no batches in epoch {epoch + 1}; it is empty (or "
+                "drop_last leaves nothing): pass data with at least one batch"
+            )
 
-    def _batches_per_epoch(self, epoch: int) -> int:
-        return len(self.loader) if self.loader is not None else len(self.epoch_batches(epoch))
+    def _batches_per_epoch(self, epoch: int) -> int | None:
+        """Batches of ``epoch``; None for a stream without a length (an IterableDataset)."""
+        if self.loader is None:
+            return len(self.epoch_batches(epoch))
+        try:
+            return len(self.loader)
+        except TypeError:
+            return None
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """The index batches of ``epoch`` (deterministic in seed and epoch)."""
@@ -219,7 +313,8 @@ class Trainer:
         target = self.epochs if epochs is None else epochs
         for cb in self.callbacks:
             cb.on_train_start(self)
-        total = sum(self._batches_per_epoch(e) for e in range(self.epoch, target))
+        counts = [self._batches_per_epoch(e) for e in range(self.epoch, target)]
+        total = None if None in counts else sum(c for c in counts if c is not None)
         bar = tqdm(
             total=total, desc="training", disable=not (self.progress and self.is_main), leave=False
         )
@@ -234,11 +329,14 @@ class Trainer:
 
     def _run_epoch(self, bar: Any) -> None:
         epoch = self.epoch
+        start = time.perf_counter()
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
         energies, samples = [], 0
         for batch in self._epoch_data(epoch):
             metrics = self.learner.train_step(batch)
+            # never go on (or report an epoch) on weights an update made NaN or infinite
+            check_finite_params(self.net, self.learner.optimizer, self.learner.steps)
             energies.append(metrics.energy_after)
             samples += next(iter(batch.values())).shape[0]
             for cb in self.callbacks:
@@ -255,8 +353,13 @@ class Trainer:
                 self.dist.all_reduce_(count)
             logs["energy"] = float(total_energy) / float(count)
         logs["smm_total"] = self.learner.smm_total
+        if self.train_probe is not None:
+            logs["train_accuracy"] = self.evaluate(self.train_probe)["test_accuracy"]
         if self.test_set is not None:
             logs.update(self.evaluate())
+        logs["wall_s"] = time.perf_counter() - start
+        earlier = self.history.data.get(self.monitor, [])
+        best = records.improved(self.monitor, logs.get(self.monitor), earlier)
         self.history.append(**logs)
         self.epoch += 1
         bar.set_postfix({k: round(v, 4) for k, v in logs.items() if isinstance(v, float)})
@@ -265,46 +368,22 @@ class Trainer:
         if self.checkpoint is not None:
             if self.is_main:
                 self.save(self.checkpoint)
+                if best:
+                    records.write_best(self.checkpoint)
             if self.dist is not None:
                 self.dist.barrier()
 
     def evaluate(
         self, data: ImageDataset | None = None, *, T: int | None = None
     ) -> dict[str, float]:
-        """Test accuracy (classification) or reconstruction MSE (generation) on ``data``."""
+        """Test accuracy (classification) or reconstruction MSE (generation) on ``data``, and
+        ``test_loss``: the squared error per sample of the predicted output against the one-hot
+        label, or of the reconstruction (summed over the node's values)."""
         data = data or self.test_set
         if data is None:
             raise ClampError("no test data to evaluate on; pass test= to the Trainer")
         T = T if T is not None else (self.eval_T if self.eval_T is not None else self.learner.T)
-        n = len(data)
-        correct, sq, count = 0, 0.0, 0
-        with torch.no_grad():
-            for start in range(0, n, self.batch_size):
-                idx = torch.arange(start, min(start + self.batch_size, n))
-                if self.dist is not None:  # every sample once, split as evenly as possible
-                    idx = idx.tensor_split(self.dist.world_size)[self.dist.rank]
-                    if not len(idx):
-                        continue
-                batch = self.batch_data(data, idx)
-                if self.task == "classification":
-                    inputs = {k: v for k, v in batch.items() if k in self.inputs}
-                    out = self.learner.predict(inputs, T=T)[self.outputs[0]]
-                    correct += int((out.argmax(-1).cpu() == data.labels[idx]).sum())
-                    count += len(idx)
-                else:
-                    recon = self.learner.reconstruct(batch, T=T)
-                    for name, value in recon.items():
-                        sq += float(((value - batch[name]) ** 2).sum())
-                        count += value.numel()
-        if self.dist is not None:
-            totals = torch.tensor(
-                [float(correct), sq, float(count)], dtype=torch.float64, device=self.dist.device
-            )
-            self.dist.all_reduce_(totals)
-            correct, sq, count = int(totals[0]), float(totals[1]), int(totals[2])
-        if self.task == "classification":
-            return {"test_accuracy": correct / max(count, 1)}
-        return {"test_mse": sq / max(count, 1)}
+        return evaluate_on(self, data, T)
 
     # --- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -330,58 +409,11 @@ class Trainer:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a checkpoint atomically."""
-        return save_checkpoint(path, self.state_dict())
-
-    def _check_initializer(self, path: str | os.PathLike[str], saved: dict[str, Any]) -> None:
-        """A checkpoint's learned initializer state (memories, class means, last states) goes
-        only into an initializer that reads it: the same one, or ``auto`` and ``memory``, which
-        share their memories. Anything else would drop it silently."""
-        name, ours = saved.get("name"), self.learner.initializer.name
-        shared = {name, ours} <= {"auto", "memory"}
-        if name != ours and not shared and _holds_tensors(saved.get("state")):
-            raise CheckpointError(
-                f"{path}: it was trained with init {name!r}, whose learned state this learner's "
-                f"init {ours!r} cannot use (it would be dropped, and evaluation would start from "
-                f"another initialization); build the PCLearner with init={name!r}"
-            )
+        """Write a checkpoint atomically (ConfigError naming the folder if it is not writable)."""
+        return records.write_checkpoint(
+            check_path(path, "path", error=ConfigError), self.state_dict()
+        )
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore from a checkpoint written for the same graph (else CheckpointError)."""
-        data = load_checkpoint(path, spec=self.net.spec)
-        self._check_initializer(path, data["initializer"])
-        parts = (
-            ("parameters", lambda: self.net.load_state_dict(data["model"])),
-            ("optimizer state", lambda: self.learner.optimizer.load_state_dict(data["optimizer"])),
-            (
-                "initializer state",
-                lambda: self.learner.initializer.load_state_dict(data["initializer"]["state"]),
-            ),
-        )
-        for what, restore in parts:
-            try:
-                restore()
-            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise CheckpointError(
-                    f"{path}: its {what} do not fit this network ({first}); it was written for "
-                    "other shapes or options — retrain or load it with its own spec"
-                ) from None
-        self.learner.smm_total = int(data["learner"]["smm_total"])
-        self.learner.steps = int(data["learner"]["steps"])
-        if data.get("generator") is not None and self.learner.generator is not None:
-            self.learner.generator.set_state(data["generator"])
-        self.history = History(data["history"])
-        self.epoch = int(data["epoch"])
-
-
-def _holds_tensors(state: object) -> bool:
-    """Whether a (nested) state holds any tensor: something was learned (an ``auto`` init that
-    never used its memory holds none)."""
-    if isinstance(state, torch.Tensor):
-        return True
-    if isinstance(state, dict):
-        return any(_holds_tensors(v) for v in state.values())
-    if isinstance(state, list | tuple):
-        return any(_holds_tensors(v) for v in state)
-    return False
+        records.restore(self, path)
