@@ -138,3 +138,18 @@ def test_bad_options_are_refused_by_name() -> None:
         pc.PCLearner(_net(), algorithm="bogus")
     with pytest.raises(ConfigError, match=r"neuron_optimizer='heun'"):
         pc.PCLearner(_net(), algorithm="epc", neuron_optimizer="heun")
+
+
+def test_epc_predict_keeps_the_forward_pass_with_a_held_output() -> None:
+    """x clamped, y free with a cross-entropy energy (held at softmax(μ), no message): from
+    forward init every error is 0 and F has nothing to descend, so ePC's prediction is the
+    forward pass, PC's too — the output's entropy is not minimized."""
+    net = pc.compile(
+        pc.schema.mlp([5, 4, 3], activation="tanh", output_energy="cross_entropy"),
+        seed=0,
+        dtype=F64,
+    )
+    x = _data()["x"]
+    got = pc.PCLearner(net, init="forward", T=5, lr_neurons=0.5, algorithm="epc").predict({"x": x})
+    want = pc.PCLearner(net, init="forward", T=5, lr_neurons=0.5).predict({"x": x})
+    torch.testing.assert_close(got["y"], want["y"])

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import torch
 
-from pcgraph.energies import get_energy
+from pcgraph.energies import get_energy, node_energy
 from pcgraph.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,39 +86,80 @@ class EPCResult:
     steps: int
 
 
-def _order(net: PCNetwork, clamp: frozenset[str]) -> list[int]:
-    names = list(nx.topological_sort(nx.DiGraph(net.graph)))
-    return [net.node_index[n] for n in names if n not in clamp]
+def _order(net: PCNetwork) -> list[int]:
+    """Every node in topological order (the clamped ones too: their energies are in F)."""
+    return [net.node_index[n] for n in nx.topological_sort(nx.DiGraph(net.graph))]
 
 
-def sweep(
-    net: PCNetwork, x: torch.Tensor, errors: dict[int, torch.Tensor], order: list[int]
-) -> torch.Tensor:
-    """The states x(ε, r) out of place: the clamped columns of ``x``, then the free nodes in
-    ``order`` from their errors (or their own variable, for a root)."""
-    out = x.detach()
+def _pass(
+    net: PCNetwork,
+    x: torch.Tensor,
+    errors: dict[int, torch.Tensor],
+    order: list[int],
+    clamp: frozenset[str],
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """One sweep: the states x(ε, r) per node and the node energies, in one pass (each
+    activation and prediction computed once). Returns F (the energy whose gradient inference
+    and learning descend), the per-node energies [N] and the states by node index.
+
+    A free node whose energy is held sits at mean(μ), where its error signal is 0 by the
+    engine's convention; its energy is reported but left out of F, as standard PC sends no
+    message from it (for a cross-entropy node F would otherwise include the output's entropy).
+    """
+    b = x.shape[0]
+    values: dict[int, torch.Tensor] = {}
+    sent: dict[int, torch.Tensor] = {}
+    zero = x.new_zeros(())
+    node_e = [zero] * len(net.nodes)
+    total = zero
     for i in order:
         node = net.nodes[i]
-        if node.parents:
-            mu = net.prediction(out, i)
-            energy = get_energy(node.energy)
-            mu = energy.mean(mu) if energy.held else mu
-            value = mu.reshape(x.shape[0], node.size)
-            if i in errors:
-                value = value + errors[i]
-        else:
+        mu = None
+        for e in node.parents:
+            src = net.edges[e].source
+            s = sent.get(src)
+            if s is None:
+                v = values[src].reshape(b, *net.nodes[src].shape)
+                act = net.nodes[src].activation
+                s = sent[src] = v if act.is_identity else act.fn(v)
+            out = net.kernels[e](s)
+            mu = out if mu is None else mu + out
+        held = False
+        if node.name in clamp:
+            value = x[:, node.cols]
+        elif mu is None:
             value = errors[i]
-        out = out.slice_scatter(value, dim=1, start=node.cols.start, end=node.cols.stop)
-    return out
+        else:
+            energy = get_energy(node.energy)
+            held = energy.held
+            flat = (energy.mean(mu) if held else mu).reshape(b, node.size)
+            value = flat if held else flat + errors[i]
+        values[i] = value
+        if mu is not None:
+            e_i = node_energy(node.energy, value.reshape(b, *node.shape), mu, node.precision)
+            node_e[i] = e_i
+            if not held:
+                total = total + e_i
+    return total, torch.stack(node_e), values
 
 
-def _variables(net: PCNetwork, x: torch.Tensor, order: list[int]) -> dict[int, torch.Tensor]:
+def _write(net: PCNetwork, x: torch.Tensor, values: dict[int, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for i, v in values.items():
+            x[:, net.nodes[i].cols] = v
+
+
+def _variables(
+    net: PCNetwork, x: torch.Tensor, order: list[int], clamp: frozenset[str]
+) -> dict[int, torch.Tensor]:
     """ε_i = x_i − μ_i(x) for the free nodes with parents (not held), x_i for the free roots:
     the errors of the initialized state, so that the sweep reproduces it."""
     errors = {}
     with torch.no_grad():
         for i in order:
             node = net.nodes[i]
+            if node.name in clamp:
+                continue
             if node.parents:
                 if get_energy(node.energy).held:
                     continue
@@ -141,8 +182,8 @@ def epc_infer(
 ) -> EPCResult:
     """T steps of ``neuron_optimizer`` with step ``lr`` on F(ε, r) = E(x(ε, r)) from the
     errors of the initialized states ``x``; the final states are written into ``x``."""
-    order = _order(net, clamp)
-    errors = _variables(net, x, order)
+    order = _order(net)
+    errors = _variables(net, x, order, clamp)
     variables = [v.requires_grad_(True) for v in errors.values()]
     if neuron_optimizer == "adam":
         opt: torch.optim.Optimizer | None = torch.optim.Adam(variables, lr=lr)
@@ -152,36 +193,33 @@ def epc_infer(
         opt = None
     rows = []
     with torch.enable_grad():
-        states = sweep(net, x, errors, order)
-        node_e = net.node_energies(states)
+        total, node_e, values = _pass(net, x, errors, order, clamp)
         before = node_e.sum().detach()
         for _ in range(T):
             if trace:
                 rows.append(node_e.detach())
-            grads = torch.autograd.grad(node_e.sum(), variables, allow_unused=True)
-            with torch.no_grad():
-                if opt is None:
-                    for v, g in zip(variables, grads, strict=True):
-                        if g is not None:
-                            v.sub_(g, alpha=lr)
-                else:
-                    for v, g in zip(variables, grads, strict=True):
-                        v.grad = g
-                    opt.step()
-            states = sweep(net, x, errors, order)
-            node_e = net.node_energies(states)
+            if variables and total.requires_grad:
+                grads = torch.autograd.grad(total, variables, allow_unused=True)
+                with torch.no_grad():
+                    if opt is None:
+                        for v, g in zip(variables, grads, strict=True):
+                            if g is not None:
+                                v.sub_(g, alpha=lr)
+                    else:
+                        for v, g in zip(variables, grads, strict=True):
+                            v.grad = g
+                        opt.step()
+            total, node_e, values = _pass(net, x, errors, order, clamp)
     if trace:
         rows.append(node_e.detach())
-    with torch.no_grad():
-        x.copy_(states)
-    final = {i: v.detach() for i, v in errors.items()}
+    _write(net, x, values)
     return EPCResult(
         states=x,
         energy_before=before,
         energy_after=node_e.sum().detach(),
         node_energies=node_e.detach(),
         trace=torch.stack(rows) if trace else None,
-        errors=final,
+        errors={i: v.detach() for i, v in errors.items()},
         clamp=clamp,
         steps=T,
     )
@@ -191,11 +229,10 @@ def epc_update(
     net: PCNetwork, x: torch.Tensor, result: EPCResult, opt: torch.optim.Optimizer
 ) -> None:
     """One weight step on ∇_θ F(ε, r) at the final errors, through the sweep."""
-    order = _order(net, result.clamp)
     params = [p for p in net.parameters() if p.requires_grad]
     with torch.enable_grad():
-        states = sweep(net, x, result.errors, order)
-        grads = torch.autograd.grad(net.energy(states), params, allow_unused=True)
+        total, _, _ = _pass(net, x, result.errors, _order(net), result.clamp)
+        grads = torch.autograd.grad(total, params, allow_unused=True)
     opt.zero_grad(set_to_none=True)
     for p, g in zip(params, grads, strict=True):
         p.grad = g
