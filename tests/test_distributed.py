@@ -91,6 +91,8 @@ def test_two_ranks_equal_one_process(tmp_path: Path, topology: str, init: str) -
     for a, b in zip(single.net.parameters(), result["params"], strict=True):
         torch.testing.assert_close(b, a.detach(), rtol=1e-5, atol=1e-8)
     for key, values in single.history.to_dict().items():
+        if key == "wall_s":  # a measurement, not a result: never equal across runs
+            continue
         assert result["history"][key] == pytest.approx(values, rel=1e-6), key
 
 
