@@ -321,9 +321,9 @@ def test_unknown_energy_lists_the_choices() -> None:
     from pcgraph.errors import SpecError
 
     with pytest.raises(
-        SpecError, match=r"unknown energy 'l1'.*Valid choices: bernoulli, cross_entropy, gaussian"
+        SpecError, match=r"unknown energy 'l3'.*Valid choices: bernoulli, cross_entropy, gaussian"
     ):
-        pc.NodeSpec(name="a", shape=3, energy="l1")
+        pc.NodeSpec(name="a", shape=3, energy="l3")
 
 
 # --- fuzzing: mutated topologies and argument lists never escape as tracebacks ---------------
@@ -487,7 +487,7 @@ TOPOLOGY_CASES = [
     ("act-unknown", _with_node("- {name: h, shape: 3, activation: relux}"), "relu", 5),
     ("act-int", _with_node("- {name: h, shape: 3, activation: 3}"), "activation", 5),
     ("act-bool", _with_node("- {name: h, shape: 3, activation: no}"), "activation", 5),
-    ("energy-unknown", _with_node("- {name: h, shape: 3, energy: l1}"), "unknown energy", 5),
+    ("energy-unknown", _with_node("- {name: h, shape: 3, energy: l3}"), "unknown energy", 5),
     ("energy-int", _with_node("- {name: h, shape: 3, energy: 2}"), "energy", 5),
     ("precision-zero", _with_node("- {name: h, shape: 3, precision: 0}"), "precision", 5),
     ("precision-neg", _with_node("- {name: h, shape: 3, precision: -1}"), "precision", 5),

@@ -143,3 +143,68 @@ def test_self_attention_forward_by_hand() -> None:
 def test_self_attention_costs_four_sequential_products() -> None:
     # the Q/K/V projections (one parallel product), Q Kᵀ, the weights times V, W_o
     assert get_op("self_attention").smm == 4
+
+
+def _dropout_net(p: float = 0.5) -> pc.PCNetwork:
+    spec = pc.GraphSpec.from_dict(
+        {
+            "name": "dropout",
+            "nodes": [
+                {"name": "x", "shape": 6, "role": "input"},
+                {"name": "h", "shape": 6, "activation": "tanh"},
+                {"name": "y", "shape": 3, "role": "output"},
+            ],
+            "edges": [
+                {"source": "x", "target": "h", "op": "dropout", "params": {"p": p}},
+                {"source": "h", "target": "y", "op": "linear"},
+            ],
+        }
+    )
+    return pc.compile(spec, seed=0, dtype=F64)
+
+
+def _dropout_data() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(4)
+    return {
+        "x": torch.randn(5, 6, generator=g, dtype=F64),
+        "y": torch.randn(5, 3, generator=g, dtype=F64),
+    }
+
+
+def test_dropout_is_one_mask_per_training_batch_and_the_identity_at_evaluation() -> None:
+    net = _dropout_net()
+    data, clamp = _dropout_data(), {"x", "y"}
+    learner = pc.PCLearner(net, init="forward", T=3, lr_neurons=0.1,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    h = net.node("h").cols
+    evaluated = learner.infer(data, clamp=clamp, T=0).states[:, h].clone()
+    torch.testing.assert_close(evaluated, data["x"])  # identity: h = μ_h = x
+    got = learner.infer(data, clamp=clamp, T=3, train=True).states[:, h].clone()
+    mask = net.kernels[0].module.mask
+    assert mask is not None and set(mask.unique().tolist()) <= {0.0, 2.0}  # m / (1 − p)
+    assert 0 < int((mask == 0).sum()) < mask.numel()
+    # the reference: forward init and 3 SGD steps on E with that same mask held fixed
+    x = torch.zeros(5, net.state_size, dtype=F64)
+    net.write(x, data)
+    with torch.no_grad():
+        x[:, h] = data["x"] * mask
+    for _ in range(3):
+        x_ = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(net.energy(x_), x_)
+        x = (x_ - 0.1 * grad * (torch.arange(net.state_size) >= h.start)
+             * (torch.arange(net.state_size) < h.stop)).detach()  # fmt: skip
+    torch.testing.assert_close(got, x[:, h])
+    # the next training batch draws a new mask; the same generator seed, the same masks
+    learner.infer(data, clamp=clamp, T=0, train=True)
+    second = net.kernels[0].module.mask.clone()
+    assert not torch.equal(second, mask)
+    again = pc.PCLearner(_dropout_net(), init="forward", T=3, lr_neurons=0.1,
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    again.infer(data, clamp=clamp, T=3, train=True)
+    torch.testing.assert_close(again.net.kernels[0].module.mask, mask)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_dropout_p_outside_0_1_is_refused(p: float) -> None:
+    with pytest.raises(SpecError, match=r"x→h.*p"):
+        _spec([6], [6], "dropout", {"p": p})

@@ -10,7 +10,6 @@ squared errors, divided by samples instead of values).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -127,21 +126,3 @@ def test_a_checkpoint_in_a_folder_that_cannot_be_written_names_the_folder(
     monkeypatch.setattr(torch, "save", read_only)  # as a read-only folder answers
     with pytest.raises(ConfigError, match=rf"folder {tmp_path} \(Permission denied\)"):
         t.save(tmp_path / "checkpoint.pt")
-
-
-def test_per_step_weight_check_is_cheap() -> None:
-    """The finite-weights check after every update costs a small part of the update."""
-    from pcgraph.train.guards import check_finite_params
-
-    t = Trainer(learner(), data(), batch_size=8, progress=False)
-    batch = t.batch_data(t.train_set, torch.arange(8))  # type: ignore[arg-type]
-    reps = 30
-    start = time.perf_counter()
-    for _ in range(reps):
-        t.learner.train_step(batch)
-    step = (time.perf_counter() - start) / reps
-    start = time.perf_counter()
-    for _ in range(reps):
-        check_finite_params(t.net, t.learner.optimizer, 0)
-    check = (time.perf_counter() - start) / reps
-    assert math.isfinite(check) and check < 0.5 * step

@@ -213,6 +213,15 @@ class PCNetwork(nn.Module):
         """A zero state buffer [batch_size, D] on the network's device and dtype."""
         return torch.zeros(batch_size, self.state_size, device=self.device, dtype=self.dtype)
 
+    def new_batch(self, *, train: bool, generator: torch.Generator | None) -> None:
+        """Start a minibatch for the edges that draw per batch (``dropout``: a new mask from
+        ``generator`` in training, the identity at evaluation)."""
+        for kernel in self.kernels:
+            module = getattr(kernel, "module", None)
+            start = getattr(module, "new_batch", None)
+            if start is not None:
+                start(train, generator)
+
     def view(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Node ``name``'s state as a view [B, *shape] of the flat buffer ``x``."""
         node = self.node(name)

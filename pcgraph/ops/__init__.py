@@ -14,7 +14,7 @@ from pcgraph.ops.base import EdgeOp, OpParams, Shape, ShapeMismatch
 from pcgraph.ops.conv import Conv2dOp, ConvTranspose2dOp
 from pcgraph.ops.linear import DenseOp, LinearOp, ScaledLinearOp
 from pcgraph.ops.module import FactoryOp, InstanceOp
-from pcgraph.ops.pool import AvgPool2dOp, LayerNormOp, MaxPool2dOp, SelfAttentionOp
+from pcgraph.ops.pool import AvgPool2dOp, DropoutOp, LayerNormOp, MaxPool2dOp, SelfAttentionOp
 from pcgraph.ops.shape import FlattenOp, IdentityOp, ReshapeOp
 from pcgraph.registry import Registry, normalize_name
 
@@ -42,6 +42,7 @@ OPS.register("reshape", ReshapeOp())
 OPS.register("avg_pool2d", AvgPool2dOp(), aliases=("avgpool2d", "avg_pool"))
 OPS.register("max_pool2d", MaxPool2dOp(), aliases=("maxpool2d", "max_pool"))
 OPS.register("layer_norm", LayerNormOp(), aliases=("layernorm",))
+OPS.register("dropout", DropoutOp())
 OPS.register("self_attention", SelfAttentionOp(), aliases=("attention",))
 OPS.register("module", InstanceOp())  # compile(spec, modules={(source, target): module})
 

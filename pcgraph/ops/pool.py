@@ -1,5 +1,5 @@
-"""Pooling, normalization and attention edges: ``avg_pool2d``, ``max_pool2d``, ``layer_norm``,
-``self_attention``.
+"""Pooling, normalization, dropout and attention edges: ``avg_pool2d``, ``max_pool2d``,
+``layer_norm``, ``dropout``, ``self_attention``.
 
 The declarations (parameters, shape rules) import no torch; each kernel is a torch module in
 :mod:`pcgraph.ops.pool_kernel` run by :class:`pcgraph.ops.module_kernel.ModuleKernel`, whose
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AttentionParams",
     "AvgPool2dOp",
+    "DropoutOp",
+    "DropoutParams",
     "LayerNormOp",
     "LayerNormParams",
     "MaxPool2dOp",
@@ -111,6 +113,38 @@ class LayerNormOp(EdgeOp):
 
         p = req.params
         return ModuleKernel(req, layer_norm(req.in_shape, p.elementwise_affine, p.eps))
+
+
+class DropoutParams(OpParams):
+    """``p``: the probability that an element is dropped, in [0, 1)."""
+
+    p: float = Field(0.5, ge=0.0, lt=1.0)
+
+
+class DropoutOp(EdgeOp):
+    """``dropout``: μ = s ⊙ m / (1 − p), m ~ Bernoulli(1 − p) per element, in training only.
+
+    One mask per training minibatch, drawn from the learner's generator when the batch's first
+    prediction is made and kept through its initialization, every inference step and the weight
+    update (the energy must stay one function while inference descends it); at evaluation the
+    edge is the identity. Same shape at both ends; no parameters."""
+
+    name = "dropout"
+    learnable = False
+    takes_bias = False
+    params_model = DropoutParams
+
+    def describe(self, params: Any) -> str:
+        return f"dropout p={params.p:g}"
+
+    def output_shape(self, in_shape: Shape, out_shape: Shape, params: Any) -> Shape:
+        return in_shape
+
+    def kernel(self, req: KernelRequest) -> EdgeKernel:
+        from pcgraph.ops.module_kernel import ModuleKernel
+        from pcgraph.ops.pool_kernel import Dropout
+
+        return ModuleKernel(req, Dropout(req.params.p))
 
 
 class AttentionParams(OpParams):

@@ -7,7 +7,7 @@ from torch import nn
 
 from pcgraph.ops.base import Shape
 
-__all__ = ["SelfAttention", "layer_norm", "pooling"]
+__all__ = ["Dropout", "SelfAttention", "layer_norm", "pooling"]
 
 
 def pooling(name: str, kernel_size: int, stride: int | None, padding: int) -> nn.Module:
@@ -33,3 +33,27 @@ class SelfAttention(nn.Module):
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         out, _ = self.attention(s, s, s, need_weights=False)
         return out
+
+
+class Dropout(nn.Module):
+    """s ⊙ m / (1 − p) with one mask m per training minibatch (:class:`pcgraph.ops.pool.
+    DropoutOp`); the identity when not training. :meth:`new_batch` starts a minibatch: the
+    next forward draws a mask of its input's shape from ``generator``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.active = False
+        self.mask: torch.Tensor | None = None
+        self.generator: torch.Generator | None = None
+
+    def new_batch(self, train: bool, generator: torch.Generator | None) -> None:
+        self.active, self.mask, self.generator = train and self.p > 0, None, generator
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return s
+        if self.mask is None or self.mask.shape != s.shape:
+            keep = torch.rand(s.shape, generator=self.generator, device="cpu", dtype=s.dtype)
+            self.mask = (keep >= self.p).to(device=s.device, dtype=s.dtype) / (1 - self.p)
+        return s * self.mask
