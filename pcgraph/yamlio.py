@@ -11,7 +11,11 @@ source and the line:
   silently, so a second ``edges:`` block would drop the first block's edges);
 - only the safe tags are constructed (no Python objects);
 - bare words that YAML 1.1 reads as booleans (``off``, ``no``, ``yes``, ``on``) are reported where
-  a string was expected, with the hint to quote them (:func:`bool_hint`).
+  a string was expected, with the hint to quote them (:func:`bool_hint`);
+- numbers in exponent form without a dot (``1e-3``, ``2E+5``), which YAML 1.1 reads as strings,
+  are numbers, as in YAML 1.2 (quote one to keep it a string);
+- merge keys (``<<: *defaults``) copy the keys of the mapping they name; keys written beside
+  them override the merged ones.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Lines", "bool_hint", "load_ya
 MAX_BYTES = 4 * 1024 * 1024  # far above any real topology (the largest shipped is ~3 KB)
 MAX_DEPTH = 64  # a topology nests 4 levels (graph → nodes → node → shape list)
 MAX_NODES = 1_000_000  # values after alias expansion
+
+
+_TAG_FLOAT = "tag:yaml.org,2002:float"
+_TAG_MERGE = "tag:yaml.org,2002:merge"
 
 
 class _Loader(yaml.SafeLoader):
@@ -69,6 +77,8 @@ def _duplicate_key(key: Any, first: int, key_node: yaml.Node) -> yaml.YAMLError:
 def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == _TAG_MERGE:  # merged keys may be overridden: not duplicates
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             first = seen.get(key)
@@ -80,8 +90,12 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
     return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
 
 
+# YAML 1.2's float form: YAML 1.1 (PyYAML) wants a dot, so that 1e-3 would be the string '1e-3'
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
 for _cls in (_Loader, _CLoader):
     _cls.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _cls.add_implicit_resolver(_TAG_FLOAT, _EXPONENT_FLOAT, list("-+.0123456789"))
 
 
 def _too_deep(node: yaml.Node, source: str) -> SpecError:
@@ -206,7 +220,7 @@ def _plain(loader: Any, root: yaml.Node) -> Any:
             memo[id(node)] = value
             lines: dict[Any, int] = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _TAG + "merge":
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _TAG_MERGE:
                     raise _Unusual
                 key = build(key_node)
                 if key in lines:
