@@ -15,6 +15,7 @@ import torch
 
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.errors import ClampError, ConfigError, EnergyError
+from pcgraph.limits import check_step_limit
 
 __all__ = [
     "GRAD_MODES",
@@ -30,11 +31,13 @@ GRAD_MODES = ("local", "autograd")
 
 
 def check_steps(T: Any, name: str = "T") -> int:
-    """T is a whole number ≥ 0 (not a float, not a bool)."""
+    """T is a whole number from 0 to :data:`pcgraph.limits.MAX_STEPS` (not a float, not a
+    bool): more would not fail but run for hours."""
     if isinstance(T, bool) or not isinstance(T, int):
         raise ConfigError(f"{name} (inference steps) must be a whole number ≥ 0, got {T!r}")
     if T < 0:
         raise ConfigError(f"{name} (inference steps) must be ≥ 0, got {T}")
+    check_step_limit(T, name)
     return T
 
 

@@ -29,7 +29,7 @@ from pcgraph.engine.checks import (
 )
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
-from pcgraph.errors import ClampError
+from pcgraph.errors import ClampError, ConfigError
 from pcgraph.init import InitContext, Initializer, make_initializer
 from pcgraph.solvers import SOLVERS, get_solver
 
@@ -43,7 +43,8 @@ _fuse = fuse_optimizer  # PCLearner's keyword of the same name shadows it there
 
 @dataclass
 class StepMetrics:
-    """What one training step reports (tensors stay on the device until read)."""
+    """What one training step reports (tensors stay on the device until read); ``steps``: the
+    inference steps run, fewer than ``T`` where ``tol`` stopped them early."""
 
     energy_before: torch.Tensor
     energy_after: torch.Tensor
@@ -53,6 +54,7 @@ class StepMetrics:
     init: str
     T: int
     trace: torch.Tensor | None = None
+    steps: int = -1
 
     def to_dict(self, node_names: list[str] | None = None) -> dict[str, Any]:
         """Plain Python numbers (forces a device sync)."""
@@ -63,6 +65,7 @@ class StepMetrics:
             "smm_total": self.smm_total,
             "init": self.init,
             "T": self.T,
+            "steps": self.steps,
         }
         if node_names is not None:
             out["node_energies"] = dict(zip(node_names, self.node_energies.tolist(), strict=True))
@@ -91,7 +94,7 @@ class PCLearner:
         grad_mode: ``local`` or ``autograd`` gradients.
         generator: randomness of stochastic initializers.
         cuda_graph: on CUDA, replay the inference loop from a captured CUDA graph (see
-            :func:`solve_inference`); ignored on the CPU.
+            :func:`solve_inference`); a ConfigError for a network that is not on CUDA.
         compile_step: run each inference step through ``torch.compile`` (see
             :func:`solve_inference`).
         dist: the data-parallel job (:func:`pcgraph.distributed.init_from_env`); each rank
@@ -150,7 +153,12 @@ class PCLearner:
         self.generator = generator
         self.smm_total = 0
         self.steps = 0
-        self.cuda_graph = cuda_graph and net.device.type == "cuda"
+        if cuda_graph and net.device.type != "cuda":
+            raise ConfigError(
+                f"cuda_graph=True needs the network on a CUDA device, but it is on "
+                f"{net.device}; compile it with device='cuda', or leave cuda_graph off"
+            )
+        self.cuda_graph = bool(cuda_graph)
         self.dist = dist
         self.compile_step = compile_step
         self._contexts: dict[tuple[frozenset[str], bool], InitContext] = {}
@@ -367,6 +375,7 @@ class PCLearner:
             self.initializer.name,
             self.T,
             result.trace,
+            steps,
         )
 
     def predict(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pcgraph.errors import SpecError
+from pcgraph.limits import check_layers
 from pcgraph.schema.spec import GraphSpec
 
 __all__ = ["chain", "decoder", "mlp", "residual_mlp"]
@@ -85,10 +86,17 @@ def _layered(
 ) -> GraphSpec:
     """A layered :func:`chain`: ``first``, h1 … h_{n−2}, ``last``, each end given as
     (name, role), the hidden layers latent."""
+    if isinstance(sizes, str | bytes) or not hasattr(sizes, "__len__"):  # (arrays are fine)
+        example = f"[{sizes}, 256, 10]" if isinstance(sizes, int) else "[784, 256, 10]"
+        raise SpecError(
+            f"{builder}: sizes must be a list of layer sizes, got {type(sizes).__name__} "
+            f"{sizes!r:.40}; e.g. {builder}({example})"
+        )
     if len(sizes) < 2:
         raise SpecError(
             f"{builder}: needs at least 2 sizes (the first and the last layer), got {list(sizes)}"
         )
+    check_layers(builder, len(sizes) - 1)
     hidden = [f"h{i}" for i in range(1, len(sizes) - 1)]
     names = [first[0], *hidden, last[0]]
     roles = [first[1], *["latent"] * len(hidden), last[1]]
@@ -171,6 +179,7 @@ def residual_mlp(
         raise SpecError(
             f"residual_mlp: parameterization {parameterization!r} is not one of: mupc, sp"
         )
+    check_layers("residual_mlp", depth)
     mupc = parameterization == "mupc"
     L, N, D = depth, width, input_dim
     a_first, a_hidden, a_last = (
