@@ -101,6 +101,8 @@ class GraphAnalysis:
     # evaluation; empty for the other initializations
     init_explained: str = ""
     init_per_clamp: list[ClampInit] = field(default_factory=list)
+    # the initialization whose cost smm_per_update counts (hybrid with its depth K); "" for auto
+    cost_init: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the stable keys of ``pcgraph check --json``)."""
@@ -173,8 +175,9 @@ class GraphAnalysis:
                 "from the clamped nodes"
             )
         lines.append(
-            f"- cost per weight update at T={self.T}: {self.smm_per_update} sequential "
-            "matrix multiplications"
+            f"- cost per weight update at T={self.T}"
+            + (f" with init {self.cost_init}" if self.cost_init else "")
+            + f": {self.smm_per_update} sequential matrix multiplications"
             + (f" (backprop: {self.smm_bp})" if self.smm_bp is not None else "")
         )
         return "\n".join(lines)
@@ -186,6 +189,7 @@ def analyze(
     *,
     T: int = 8,
     init: str = "auto",
+    depth: int | None = None,
 ) -> GraphAnalysis:
     """Analyse ``graph`` under ``clamp`` (a task name or node names); see :class:`GraphAnalysis`.
 
@@ -193,6 +197,7 @@ def analyze(
         T: inference steps, for the SMM count.
         init: the initialization whose cost to count; ``auto`` picks forward when Proposition 3.2
             allows it, memory otherwise.
+        depth: hybrid's forward depth K (None: the whole sweep).
     """
     g = as_digraph(graph)
     clamped = resolve_clamp(g, clamp)
@@ -222,13 +227,17 @@ def analyze(
         recommended_init=recommended,
         memory_targets=memory_targets(g, clamped),
         T=T,
-        smm_per_update=smm_per_update(g, clamped, T, chosen),
+        smm_per_update=smm_per_update(g, clamped, T, chosen, depth=depth),
         smm_bp=bp_smm(g),
         error_front=error_front(g, clamped) if possible else [],
         still_after_sweep=still_after_sweep(g, clamped) if possible else [],
         evaluation_clamp=sorted(evaluation, key=order.__getitem__),
         init_explained=explained,
         init_per_clamp=_per_clamp(g, clamped, evaluation, explained) if explained else [],
+        # auto's choice is named above the cost already
+        cost_init=""
+        if init == "auto"
+        else f"'{chosen}'" + (f" (K={depth})" if depth is not None else ""),
     )
 
 

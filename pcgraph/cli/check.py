@@ -10,6 +10,7 @@ from typing import Any
 from pcgraph.analysis import analyze, check_init, resolve_clamp
 from pcgraph.cli.command import add_topology_command
 from pcgraph.errors import ConfigError, SpecError
+from pcgraph.limits import check_step_limit
 from pcgraph.registry import normalize_name
 from pcgraph.schema import GraphSpec
 
@@ -46,6 +47,9 @@ def add_parser(sub: Any) -> None:
         default="auto",
         help="check that this initialization can be used here (default: auto)",
     )
+    p.add_argument(
+        "--K", type=int, default=2, help="hybrid: forward depth K, for its cost (default 2)"
+    )
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
 
 
@@ -57,11 +61,15 @@ def run_check(args: argparse.Namespace) -> int:
     _probe_modules(spec)
     if args.T < 0:
         raise ConfigError(f"--T must be ≥ 0, got {args.T}")
+    check_step_limit(args.T, "--T")
+    if args.K < 0:
+        raise ConfigError(f"--K must be ≥ 0, got {args.K}")
     clamp = resolve_clamp(spec, args.clamp)
     init = check_init(spec, clamp, args.init)
     # auto is explained per clamp set (training, evaluation), so it is passed on as itself
     auto = normalize_name(args.init) == "auto"
-    result = analyze(spec, clamp, T=args.T, init="auto" if auto else init)
+    depth = args.K if init == "hybrid" else None  # the cost of hybrid at its K
+    result = analyze(spec, clamp, T=args.T, init="auto" if auto else init, depth=depth)
     if args.json:
         payload = result.to_dict() | {"init": init}
         print(json.dumps(payload, indent=2))

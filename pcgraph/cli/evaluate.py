@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pcgraph.cli.train import TRAIN_DEFAULTS, build_learner, load_data
 from pcgraph.cli.validate import check_device, check_output_file, check_train
 from pcgraph.errors import CheckpointError, ConfigError, PCGraphError
+from pcgraph.limits import check_step_limit
 
 if TYPE_CHECKING:
     from pcgraph.train.trainer import Task
@@ -37,9 +38,21 @@ def add_parsers(sub: Any) -> None:
             q.add_argument("-n", type=int, default=8, help="images shown")
         if name == "flow":
             q.add_argument(
-                "-o", "--output", default="energy_flow.gif", help=".gif, or .html (step slider)"
+                "-o",
+                "--output",
+                default="energy_flow.gif",
+                help=".gif, .html (step slider), or a still of one step: .png, .pdf, .svg",
             )
             q.add_argument("-n", type=int, default=16, help="test images in the batch")
+            q.add_argument(
+                "--clamp",
+                help="the clamp set: train | predict | generate | comma-separated node names "
+                "(default: the training clamp set)",
+            )
+            q.add_argument(
+                "--init", help="initialize with this instead of the checkpoint's initialization"
+            )
+            q.add_argument("--step", type=int, help="the step a still shows (default: the last)")
         q.set_defaults(handler=handlers[name])
 
 
@@ -61,6 +74,7 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
             ) from None
         if not isinstance(saved, dict):
             raise CheckpointError(f"{opts_path}: expected a JSON object of training options")
+        saved.pop("environment", None)  # what made the run (versions, commit, device)
         unknown = sorted(set(saved) - set(TRAIN_DEFAULTS))
         if unknown:
             raise CheckpointError(f"{opts_path}: unknown option(s) {', '.join(unknown)}")
@@ -86,7 +100,7 @@ def _restore(path: str, device: str, test_size: int | None) -> tuple[Any, Any]:
         test,
         test,
         task=cast("Task", data["task"]),
-        batch_size=int(opts["batch_size"]),
+        batch_size=min(int(opts["batch_size"]), len(test)),  # (test is its training set too)
         progress=False,
     )
     trainer.load(path)
@@ -97,6 +111,8 @@ def _check_restore_args(args: argparse.Namespace) -> None:
     check_device(args.device)
     if args.T is not None and args.T < 0:
         raise ConfigError(f"--T must be ≥ 0, got {args.T}")
+    if args.T is not None:
+        check_step_limit(args.T, "--T")
     if args.test_size is not None and args.test_size < 1:
         raise ConfigError(f"--test-size must be ≥ 1, got {args.test_size}")
 
@@ -142,18 +158,36 @@ def run_flow(args: argparse.Namespace) -> int:
     first ``-n`` test images; nodes coloured by energy per sample, edges by message size."""
     import torch
 
+    from pcgraph.init import INITIALIZERS
     from pcgraph.viz import animate_flow, record_flow
+    from pcgraph.viz.flow import FLOW_SUFFIXES, STILL_SUFFIXES
 
     _check_restore_args(args)
     if args.n < 1:
         raise ConfigError(f"-n must be ≥ 1 (test images), got {args.n}")
     output = Path(args.output)
-    check_output_file(output, "--output", suffixes=(".gif", ".html"))
+    check_output_file(output, "--output", suffixes=FLOW_SUFFIXES)
+    if args.step is not None and output.suffix.lower() not in STILL_SUFFIXES:
+        raise ConfigError(f"--step chooses the step of a still ({', '.join(STILL_SUFFIXES)})")
+    if args.init is not None:
+        INITIALIZERS.get(args.init)  # an unknown name lists the valid ones, before any work
     trainer, test = _restore(args.checkpoint, args.device, args.test_size)
+    learner = trainer.learner
+    clamp = learner.clamp if args.clamp is None else learner.net.resolve_clamp(args.clamp)
     idx = torch.arange(min(args.n, len(test)))
     batch = trainer.batch_data(test, idx)
+    missing = sorted(set(clamp) - set(batch))
+    if missing:
+        raise ConfigError(
+            f"--clamp {args.clamp}: the test set has no data for {', '.join(missing)} (it "
+            f"holds {', '.join(sorted(batch))}); clamp a subset of those"
+        )
+    batch = {name: batch[name] for name in clamp}
     labels = test.labels[idx] if trainer.task == "classification" else None
-    trace = record_flow(trainer.learner, batch, T=args.T, labels=labels)
-    animate_flow(trace, output)
+    trace = record_flow(learner, batch, T=args.T, clamp=clamp, labels=labels, init=args.init)
+    T = trace.node_energy.shape[0] - 1
+    if args.step is not None and not 0 <= args.step <= T:
+        raise ConfigError(f"--step must be in 0 … {T} (the steps run), got {args.step}")
+    animate_flow(trace, output, step=args.step)
     print(f"wrote {output}", file=sys.stdout)
     return 0

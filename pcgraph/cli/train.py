@@ -9,48 +9,33 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pcgraph.cli.command import add_topology_command
+from pcgraph.cli.options import (
+    PAPER_SETTING,
+    PAPER_SOURCE,
+    TRAIN_DEFAULTS,
+    init_options,
+    read_options,
+)
+from pcgraph.cli.runinfo import environment
 from pcgraph.cli.validate import check_output_dir, check_train
-from pcgraph.errors import ConfigError, SpecError
+from pcgraph.errors import ConfigError
 from pcgraph.solvers import SOLVERS
-from pcgraph.yamlio import bool_hint, load_yaml
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["TRAIN_DEFAULTS", "add_parser", "build_learner", "load_data", "run_train"]
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "data": "fashion-mnist",
-    "init": "auto",
-    "T": 8,
-    "epochs": 1,
-    "batch_size": 100,
-    "lr": 1e-3,
-    "lr_neurons": 0.1,
-    "weight_decay": 0.0,
-    "neuron_optimizer": "sgd",
-    "train_size": None,
-    "test_size": None,
-    "device": "cpu",
-    "seed": 0,
-    "out": "runs/train",
-    "task": "auto",
-    "embedded": False,
-    "K": 2,
-    "progress": True,
-    "data_root": None,
-    "log_dir": None,
-}
-
-
 SUMMARY = "train a topology on an image dataset"
 DESCRIPTION = (
-    "Train FILE with predictive coding and write DIR/history.json, "
-    "DIR/checkpoint.pt, DIR/history.png and DIR/graph.png."
+    "Train FILE with predictive coding and write DIR/history.json, DIR/checkpoint.pt, "
+    "DIR/options.json (the options, versions, commit and device), DIR/history.png and "
+    f"DIR/graph.png. The defaults of batch size, lr, weight decay and γ are {PAPER_SOURCE}."
 )
+
+
+def _paper(key: str) -> str:
+    return f"(default {PAPER_SETTING[key]}, {PAPER_SOURCE})"
 
 
 def add_parser(sub: Any) -> None:
@@ -78,17 +63,17 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--init", help="initialization: auto, forward, hybrid, average, memory, …")
     p.add_argument("--K", type=int, help="hybrid: forward depth K (default 2)")
-    p.add_argument("--T", type=int, help="inference steps per update (default 8)")
+    p.add_argument("--T", type=int, help="inference steps per update (default 8; at most 100000)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="AdamW learning rate of the weights")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--lr-neurons", type=float, help="γ, the neuron learning rate")
+    p.add_argument("--batch-size", type=int, help=_paper("batch_size"))
+    p.add_argument("--lr", type=float, help="AdamW learning rate of the weights " + _paper("lr"))
     p.add_argument(
-        "--neuron-optimizer",
-        help=f"the neuron solver: {' | '.join(SOLVERS.names())} (default sgd), or one a --plugin "
-        "registers",
+        "--weight-decay", type=float, help="AdamW weight decay " + _paper("weight_decay")
     )
+    p.add_argument(
+        "--lr-neurons", type=float, help="γ, the neuron learning rate " + _paper("lr_neurons")
+    )
+    _add_engine_flags(p)
     p.add_argument("--train-size", type=int, help="use this many training images")
     p.add_argument("--test-size", type=int, help="use this many test images")
     p.add_argument("--task", help="auto | classification | generation")
@@ -99,55 +84,52 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = dict(TRAIN_DEFAULTS)
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise SpecError(f"--config {path}: no such file")
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise SpecError(f"--config {path}: cannot be read ({exc.strerror})") from None
-        loaded = load_yaml(raw, f"--config {path}") or {}
-        if not isinstance(loaded, dict):
-            raise SpecError(f"--config {path}: expected a mapping of options, e.g. 'epochs: 2'")
-        for key, value in loaded.items():
-            norm = str(key).replace("-", "_")
-            if norm not in TRAIN_DEFAULTS:
-                raise SpecError(
-                    f"--config {path}: unknown option {key!r}; valid: {', '.join(TRAIN_DEFAULTS)}"
-                )
-            opts[norm] = _config_value(path, norm, value)
-    for key in TRAIN_DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            opts[key] = value
-    return opts
-
-
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "train_size": (int,),
-    "test_size": (int,),
-}
-
-
-def _config_value(path: Path, key: str, value: Any) -> Any:
-    """A --config value of the option's type (ints for ints, numbers for floats, …)."""
-    default = TRAIN_DEFAULTS[key]
-    kinds = _OPTION_TYPES.get(key) or (
-        (int, float) if isinstance(default, float) else (type(default),)
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """The options of PCLearner and of the memory initialization (MemoryInit)."""
+    p.add_argument(
+        "--neuron-optimizer",
+        help=f"the neuron solver: {' | '.join(SOLVERS.names())} (default sgd), or one a --plugin "
+        "registers",
     )
-    ok = isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool))
-    if value is None and default is None:
-        ok = True
-    if not ok:
-        want = " or ".join(k.__name__ for k in kinds)
-        raise SpecError(
-            f"--config {path}: option {key!r} must be {want}, got {value!r}"
-            f"{bool_hint(value) if isinstance(default, str) else ''}; e.g. {key}: {default!r}"
-        )
-    return float(value) if isinstance(default, float) else value
+    p.add_argument(
+        "--schedule",
+        help="standard (T inference steps, then one weight update) | incremental (iPC: a "
+        "weight update after every inference step) (default standard)",
+    )
+    p.add_argument(
+        "--tol",
+        type=float,
+        help="stop inference once a step changes the energy by at most tol × E (default: run "
+        "all T steps)",
+    )
+    p.add_argument(
+        "--step-rule",
+        help="fixed | backtrack (halve γ until the energy does not rise; sgd only) (default fixed)",
+    )
+    p.add_argument(
+        "--cuda-graph",
+        action="store_const",
+        const=True,
+        help="replay inference from a captured CUDA graph (needs --device cuda)",
+    )
+    memory = "memory init (and auto where it uses memory)"
+    p.add_argument("--patterns", type=int, help=f"{memory}: stored patterns (default 512)")
+    p.add_argument("--heads", type=int, help=f"{memory}: attention heads (default 4)")
+    p.add_argument("--embed-dim", type=int, help=f"{memory}: embedding width (default 128)")
+    p.add_argument(
+        "--beta", type=float, help=f"{memory}: inverse temperature β (default 1/√(embed/heads))"
+    )
+    p.add_argument("--mem-lr", type=float, help=f"{memory}: its learning rate (default 0.001)")
+    p.add_argument("--mem-steps", type=int, help=f"{memory}: fitting steps per batch (default 1)")
+    p.add_argument(
+        "--mem-loss", help=f"{memory}: energy | sweep | target, what it fits (default energy)"
+    )
+    p.add_argument(
+        "--mem-linear",
+        action="store_const",
+        const=True,
+        help=f"{memory}: add the linear path o W beside the retrieval",
+    )
 
 
 def load_data(
@@ -185,13 +167,16 @@ def build_learner(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
     from pcgraph.init import make_initializer
 
     net = pc.compile(spec, seed=opts["seed"], device=opts["device"])
-    init_opts = {"K": opts["K"]} if opts["init"] == "hybrid" else {}
     learner = pc.PCLearner(
         net,
-        init=make_initializer(opts["init"], **init_opts),
+        init=make_initializer(opts["init"], **init_options(opts)),
         T=opts["T"],
         lr_neurons=opts["lr_neurons"],
         neuron_optimizer=opts["neuron_optimizer"],
+        schedule=opts["schedule"],
+        tol=opts["tol"],
+        step_rule=opts["step_rule"],
+        cuda_graph=opts["cuda_graph"],
         optimizer=torch.optim.AdamW(
             net.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"]
         ),
@@ -228,8 +213,9 @@ def run_train(args: argparse.Namespace) -> int:
     from pcgraph.train import PrintCallback, Trainer
     from pcgraph.viz import draw_graph, plot_history
 
-    opts = _options(args)
+    opts, given = read_options(args)
     check_train(opts)  # numbers, choices, device: before any work
+    init_options(opts, given)  # memory options only where there is a memory
     spec = GraphSpec.from_yaml(args.file)
     clamp = resolve_clamp(spec, "train" if spec.names_with_role("input") else "generate")
     opts["init"] = check_init(spec, clamp, opts["init"])
@@ -279,7 +265,8 @@ def run_train(args: argparse.Namespace) -> int:
             return 0  # rank 0 writes the files
     out.mkdir(parents=True, exist_ok=True)
     history.save(out / "history.json")
-    atomic_write_text(out / "options.json", json.dumps(opts, indent=2, default=str))
+    record = opts | {"environment": environment(opts["device"])}
+    atomic_write_text(out / "options.json", json.dumps(record, indent=2, default=str))
     plot_history(history.to_dict(), path=out / "history.png")
     draw_graph(spec, clamp=sorted(clamp), path=out / "graph.png")
     print(f"wrote {out}/history.json, checkpoint.pt, history.png, graph.png")

@@ -13,16 +13,22 @@ if TYPE_CHECKING:
     import torch
 
 from pcgraph.errors import ConfigError
+from pcgraph.limits import check_step_limit
 from pcgraph.solvers import get_solver
 
 __all__ = ["check_device", "check_output_dir", "check_output_file", "check_train"]
 
-_POSITIVE_INTS = ("T", "epochs", "batch_size")
+_POSITIVE_INTS = ("T", "epochs", "batch_size", "patterns", "heads", "embed_dim")
 _OPTIONAL_POSITIVE_INTS = ("train_size", "test_size")
-_POSITIVE_FLOATS = ("lr", "lr_neurons")
+_POSITIVE_FLOATS = ("lr", "lr_neurons", "mem_lr")
+_OPTIONAL_POSITIVE_FLOATS = ("tol", "beta")
+_BOOLS = ("cuda_graph", "mem_linear", "embedded", "progress")
 _CHOICES = {
     "task": ("auto", "classification", "generation"),
     "data": ("fashion-mnist", "mnist", "kmnist", "cifar10"),
+    "schedule": ("standard", "incremental"),
+    "step_rule": ("fixed", "backtrack"),
+    "mem_loss": ("energy", "sweep", "target"),
 }
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -35,14 +41,28 @@ def check_train(opts: dict[str, Any]) -> None:
     """Every training option is of its type and in its range (raises ConfigError)."""
     for key in _POSITIVE_INTS:
         _int(opts, key, minimum=1)
+        if key == "T":  # first: a T that would run for hours is the news, whatever else is wrong
+            check_step_limit(opts["T"], "--T")
     for key in _OPTIONAL_POSITIVE_INTS:
         if opts.get(key) is not None:
             _int(opts, key, minimum=1)
     _int(opts, "K", minimum=0)
     _int(opts, "seed", minimum=0)
+    _int(opts, "mem_steps", minimum=0)
     for key in _POSITIVE_FLOATS:
         _float(opts, key, positive=True)
+    for key in _OPTIONAL_POSITIVE_FLOATS:
+        if opts.get(key) is not None:
+            _float(opts, key, positive=True)
     _float(opts, "weight_decay", positive=False)
+    for key in _BOOLS:
+        if not isinstance(opts.get(key), bool):
+            raise ConfigError(f"{_flag(key)} must be true or false, got {opts.get(key)!r}")
+    if opts["embed_dim"] % opts["heads"]:
+        raise ConfigError(
+            f"--heads {opts['heads']} must divide --embed-dim {opts['embed_dim']} (each head "
+            f"gets embed-dim / heads dimensions); e.g. --embed-dim {opts['heads'] * 32}"
+        )
     for key, valid in _CHOICES.items():
         value = opts.get(key)
         if value not in valid:
@@ -65,6 +85,28 @@ def check_train(opts: dict[str, Any]) -> None:
             "downloaded)"
         )
     check_device(str(opts["device"]))
+    if opts.get("cuda_graph"):
+        check_cuda_graph(opts)
+
+
+def check_cuda_graph(opts: dict[str, Any]) -> None:
+    """``--cuda-graph`` needs CUDA, ``--device cuda``, a fixed T and the fixed step rule."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "--cuda-graph replays inference from a captured CUDA graph, and CUDA is not "
+            "available here; drop --cuda-graph (or run with --device cuda on a CUDA machine)"
+        )
+    if not str(opts["device"]).startswith("cuda"):
+        raise ConfigError(f"--cuda-graph needs --device cuda, got --device {opts['device']}")
+    if opts.get("tol") is not None:
+        raise ConfigError(
+            "--cuda-graph runs a fixed T and cannot stop at --tol (the stop reads the energy on "
+            "the host every step); drop one of them"
+        )
+    if opts.get("step_rule") == "backtrack":
+        raise ConfigError("--step-rule backtrack needs the eager loop; drop --cuda-graph")
 
 
 def _int(opts: dict[str, Any], key: str, *, minimum: int) -> None:

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     import torch
 
     from pcgraph.engine import PCLearner
+    from pcgraph.init import Initializer
 
-__all__ = ["FlowTrace", "animate_flow", "record_flow"]
+__all__ = ["FLOW_SUFFIXES", "STILL_SUFFIXES", "FlowTrace", "animate_flow", "record_flow"]
 
 MESSAGE_CMAP = "magma_r"
 _QUIET = "#D0D0D0"  # an edge whose message is (numerically) zero
@@ -89,6 +90,10 @@ def _measure(net: Any, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return energy, sizes
 
 
+STILL_SUFFIXES = (".png", ".pdf", ".svg")
+FLOW_SUFFIXES = (".gif", ".html", *STILL_SUFFIXES)
+
+
 def record_flow(
     learner: PCLearner,
     data: Mapping[str, torch.Tensor],
@@ -97,6 +102,7 @@ def record_flow(
     clamp: str | Iterable[str] | None = None,
     labels: torch.Tensor | None = None,
     title: str | None = None,
+    init: str | Initializer | None = None,
 ) -> FlowTrace:
     """Initialize with the learner's initializer (evaluation mode), then run T SGD inference
     steps with its γ, measuring energies and messages at every step (see the module docstring).
@@ -109,6 +115,7 @@ def record_flow(
         labels: class labels: the initializer then runs as in training (average and hybrid
             start from their class means; without labels they fall back to forward).
         title: the run's name in the figure (default: ``"<init> init"``).
+        init: initialize with this (a name or an initializer) instead of the learner's.
     """
     from pcgraph.engine import solve_inference
 
@@ -116,7 +123,8 @@ def record_flow(
     clamp_set = learner.clamp if clamp is None else net.resolve_clamp(clamp)
     steps = learner.T if T is None else T
     # with labels, the initializer runs as in training (average and hybrid read class means)
-    start = learner.infer(data, clamp=clamp_set, T=0, labels=labels, train=labels is not None)
+    train = labels is not None
+    start = learner.infer(data, clamp=clamp_set, T=0, labels=labels, train=train, init=init)
     x = start.states.clone()
     frames = [_measure(net, x)]
     for _ in range(steps):
@@ -125,7 +133,7 @@ def record_flow(
     return FlowTrace(
         spec=net.spec,
         clamp=frozenset(clamp_set),
-        title=title or f"{learner.initializer.name} init",
+        title=title or f"{getattr(init, 'name', init) or learner.initializer.name} init",
         node_energy=np.stack([f[0] for f in frames]),
         edge_message=np.stack([f[1] for f in frames]),
     )
@@ -138,6 +146,7 @@ def animate_flow(
     fps: int = 3,
     dpi: int = 90,
     columns: int | None = None,
+    step: int | None = None,
 ) -> Path:
     """Animate one or more :class:`FlowTrace` s of the same graph side by side, one frame per
     inference step: node colours follow the energy per sample, edge colours and widths the
@@ -145,10 +154,12 @@ def animate_flow(
 
     Args:
         traces: the runs (the same graph, the same number of steps).
-        path: ``.gif`` for a GIF, ``.html`` for a page with a step slider and play buttons.
+        path: ``.gif`` for a GIF, ``.html`` for a page with a step slider and play buttons,
+            ``.png``, ``.pdf`` or ``.svg`` for a still of one step.
         fps: frames per second.
         dpi: resolution of the frames.
         columns: panels per row (default: 2 for wide graphs such as chains, else up to 3).
+        step: the step a still shows (default: the last).
 
     Returns:
         the path written (atomically).
@@ -165,8 +176,14 @@ def animate_flow(
                 f"{run.title!r} is of {run.spec.name!r} with {run.node_energy.shape[0] - 1}"
             )
     suffix = Path(path).suffix.lower()
-    if suffix not in (".gif", ".html"):
-        raise ValueError(f"animate_flow writes .gif or .html, not {suffix or 'no suffix'!r}")
+    if suffix not in FLOW_SUFFIXES:
+        raise ValueError(
+            f"animate_flow writes .gif or .html (animations) or {', '.join(STILL_SUFFIXES)} (a "
+            f"still), not {suffix or 'no suffix'!r}"
+        )
+    still = frames - 1 if step is None else step
+    if suffix in STILL_SUFFIXES and not 0 <= still < frames:
+        raise ValueError(f"step must be in 0 … {frames - 1}, got {step}")
     carries = has_energy(spec)
     e_norm = energy_norm(
         np.concatenate([r.node_energy[:, carries].ravel() for r in runs]), log=True, decades=5
@@ -227,6 +244,11 @@ def animate_flow(
             art.ax.set_title(f"{run.title}\nstep {t}/{frames - 1}", fontsize=11)
         return []
 
+    if suffix in STILL_SUFFIXES:
+        show(still)
+        with atomic_path(path) as tmp:
+            fig.savefig(str(tmp), dpi=dpi, format=suffix[1:])
+        return Path(path)
     show(0)
     animation = FuncAnimation(fig, show, frames=range(frames), blit=False, repeat=False)
     with atomic_path(path) as tmp:
