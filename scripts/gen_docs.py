@@ -424,6 +424,31 @@ def _train_config_section() -> list[str]:
     return lines
 
 
+def _yaml_dialect_section() -> list[str]:
+    return [
+        "## YAML as pcgraph reads it",
+        "",
+        "Topologies and `--config` files are read by one safe loader (`pcgraph.yamlio`):",
+        "",
+        "- numbers in exponent form without a dot, such as `precision: 1e-3` or `lr: 5e-4`, are",
+        "  numbers, as in YAML 1.2 (YAML 1.1, which PyYAML follows, would read them as strings);",
+        "  quote one (`'1e-3'`) to keep it a string;",
+        "- merge keys copy a mapping marked with an anchor; keys written beside `<<:` override",
+        "  the merged ones:",
+        "",
+        "  ```yaml",
+        "  nodes:",
+        "  - {name: x, shape: 784, role: input}",
+        "  - &hidden {name: h1, shape: 256, activation: gelu, precision: 1e-3}",
+        "  - {<<: *hidden, name: h2}",
+        "  ```",
+        "",
+        "- unquoted `yes`/`no`/`on`/`off` are booleans (quote them where a name is meant); a",
+        "  key given twice in one mapping, `!tags`, and inputs over 4 MB, 64 levels deep or",
+        "  1,000,000 values after aliases are refused with the line.",
+    ]
+
+
 def render_yaml_reference() -> str:
     example = TOPOLOGIES / "skip_mlp.yaml"
     lines = [
@@ -437,6 +462,8 @@ def render_yaml_reference() -> str:
         "by `GraphSpec.from_dict`, and as node/edge/graph attributes by `GraphSpec.from_networkx`.",
         "",
         _rest(GraphSpec),
+        "",
+        *_yaml_dialect_section(),
         "",
         "## Graph",
         "",
