@@ -27,6 +27,7 @@ from pcgraph.engine.checks import (
     check_positive,
     check_steps,
 )
+from pcgraph.engine.epc import ALGORITHMS, check_epc, epc_infer, epc_step_smm, epc_update
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
 from pcgraph.errors import ClampError, ConfigError
@@ -89,6 +90,10 @@ class PCLearner:
             from the same local errors; T weight updates per ``train_step``).
         tol: stop inference early once the relative energy change of a step is at most
             ``tol`` (see :func:`solve_inference`); None runs all T steps.
+        algorithm: ``pc`` (inference descends the energy in the states) or ``epc``
+            (error-based PC, :mod:`pcgraph.engine.epc`: it descends the energy in the
+            prediction errors through the forward sweep, and updates the weights through it;
+            DAGs only, any initialization).
         optimizer: a torch optimizer over ``net.parameters()``; default AdamW(lr=1e-3).
         clamp: the training clamp set (task name or node names).
         grad_mode: ``local`` or ``autograd`` gradients.
@@ -129,6 +134,7 @@ class PCLearner:
         step_rule: str = "fixed",
         schedule: str = "standard",
         tol: float | None = None,
+        algorithm: str = "pc",
     ) -> None:
         self.net = net
         self._per_pass = op_smm(net.graph)  # sequential products of one pass (deepest op)
@@ -139,6 +145,14 @@ class PCLearner:
         check_choice(grad_mode, "grad_mode", GRAD_MODES)
         self.step_rule = check_choice(step_rule, "step_rule", ("fixed", "backtrack"))
         self.schedule = check_choice(schedule, "schedule", SCHEDULES)
+        self.algorithm = check_choice(algorithm, "algorithm", ALGORITHMS)
+        if self.algorithm == "epc":
+            check_epc(net, neuron_optimizer)
+            if self.schedule != "standard" or dist is not None:
+                raise ConfigError(
+                    "algorithm='epc' runs the standard schedule on one process: drop "
+                    "schedule='incremental' and dist"
+                )
         if tol is not None:
             check_positive(tol, "tol")
         self.tol = tol
@@ -281,6 +295,7 @@ class PCLearner:
         """The state buffer with ``data`` clamped and the free nodes initialized (by
         ``initializer``, default the learner's)."""
         x = self.prepare_states(data, clamp, check_finite=False)  # the monitor names bad data
+        self.net.new_batch(train=train, generator=self.generator)  # dropout: a mask per batch
         ctx = self.context(clamp, train=train, labels=labels)
         with torch.no_grad():
             (initializer or self.initializer).init(x, ctx)
@@ -332,6 +347,18 @@ class PCLearner:
         clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
         initializer = None if init is None else make_initializer(init)
         x = self._initialized(data, clamp_set, train=train, labels=labels, initializer=initializer)
+        if self.algorithm == "epc":  # errors, not states: pcgraph.engine.epc
+            T_run = self.T if T is None else T
+            check_steps(T_run)
+            return epc_infer(  # type: ignore[return-value]
+                self.net,
+                x,
+                clamp_set,
+                T_run,
+                lr=self.lr_neurons,
+                neuron_optimizer=self.neuron_optimizer,
+                trace=trace,
+            )
         # reuse_consts: the init just above changed nothing but the free states
         return self._solve(
             x, clamp_set, self.T if T is None else T, trace=trace, reuse_consts=True, tol=self.tol
@@ -351,7 +378,10 @@ class PCLearner:
             labels: class labels [B] for average/hybrid (else taken from a clamped output).
             trace: also return the per-node energy trace [T+1, N].
         """
-        if self.schedule == "incremental" and self.T > 0:
+        if self.algorithm == "epc":
+            result = self.infer(data, train=True, labels=labels, trace=trace)
+            epc_update(self.net, result.states, result, self.optimizer)  # type: ignore[arg-type]
+        elif self.schedule == "incremental" and self.T > 0:
             result = self._incremental_step(data, labels=labels, trace=trace)
         else:
             result = self.infer(data, train=True, labels=labels, trace=trace)
@@ -363,7 +393,10 @@ class PCLearner:
         # message products, so it adds no sequential product
         steps = result.steps if result.steps >= 0 else self.T
         evaluations = steps * SOLVERS.get(self.neuron_optimizer).stages
-        smm = inference_smm(evaluations, per_pass=self._per_pass) + self.initializer.smm(ctx)
+        if self.algorithm == "epc":  # a step: the sweep forward and back through the graph
+            smm = steps * epc_step_smm(self.net, self._per_pass) + self.initializer.smm(ctx)
+        else:
+            smm = inference_smm(evaluations, per_pass=self._per_pass) + self.initializer.smm(ctx)
         self.smm_total += smm
         self.steps += 1
         return StepMetrics(
