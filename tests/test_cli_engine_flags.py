@@ -60,6 +60,14 @@ def test_schedule_tol_step_rule_reach_pclearner() -> None:
     assert (learner.schedule, learner.tol, learner.step_rule) == ("incremental", 1e-3, "backtrack")
 
 
+def test_algorithm_reaches_pclearner_and_a_bad_one_is_refused() -> None:
+    assert _learner("--algorithm", "epc").algorithm == "epc"
+    assert _learner().algorithm == "pc"
+    opts, _ = read_options(_train_args("--algorithm", "spc"))
+    with pytest.raises(ConfigError, match=r"--algorithm"):
+        check_train(opts)
+
+
 def test_memory_flags_reach_memoryinit() -> None:
     learner = _learner(
         "--init", "memory", "--patterns", "16", "--heads", "2", "--embed-dim", "8",

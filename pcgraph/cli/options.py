@@ -60,6 +60,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": PAPER_SETTING["weight_decay"],
     "neuron_optimizer": "sgd",
     "schedule": "standard",
+    "algorithm": "pc",
     "tol": None,
     "step_rule": "fixed",
     "cuda_graph": False,

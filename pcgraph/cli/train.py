@@ -97,6 +97,11 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
         "weight update after every inference step) (default standard)",
     )
     p.add_argument(
+        "--algorithm",
+        help="pc (inference descends the energy in the states) | epc (error-based PC: in the "
+        "prediction errors, through the forward sweep; DAGs only) (default pc)",
+    )
+    p.add_argument(
         "--tol",
         type=float,
         help="stop inference once a step changes the energy by at most tol × E (default: run "
@@ -174,6 +179,7 @@ def build_learner(spec: Any, opts: dict[str, Any], dist: Any = None) -> Any:
         lr_neurons=opts["lr_neurons"],
         neuron_optimizer=opts["neuron_optimizer"],
         schedule=opts["schedule"],
+        algorithm=opts.get("algorithm", "pc"),
         tol=opts["tol"],
         step_rule=opts["step_rule"],
         cuda_graph=opts["cuda_graph"],

@@ -27,6 +27,7 @@ _CHOICES = {
     "task": ("auto", "classification", "generation"),
     "data": ("fashion-mnist", "mnist", "kmnist", "cifar10"),
     "schedule": ("standard", "incremental"),
+    "algorithm": ("pc", "epc"),
     "step_rule": ("fixed", "backtrack"),
     "mem_loss": ("energy", "sweep", "target"),
 }
