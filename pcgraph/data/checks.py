@@ -39,8 +39,9 @@ def data_name(name: str, split: str) -> str:
 
 
 def as_float_images(images: torch.Tensor, where: str, *, warn: bool = True) -> torch.Tensor:
-    """``images`` as float32: uint8 scaled by 1/255 (with a warning when ``warn``), complex or
-    empty refused, other real dtypes converted as they are."""
+    """``images`` as float32: uint8 scaled by 1/255 (with a warning when ``warn``), bool as
+    0/1, floats as they are; complex, other integers (0 … 255 or 0 … 1? pcgraph cannot tell)
+    and empty refused."""
     if not isinstance(images, torch.Tensor):
         raise DataError(f"{where}: the inputs are a {type(images).__name__}, not a tensor")
     if images.is_complex():
@@ -57,6 +58,15 @@ def as_float_images(images: torch.Tensor, where: str, *, warn: bool = True) -> t
         if warn:
             warnings.warn(f"{where}: the images {UINT8_NOTE}", UserWarning, stacklevel=3)
         return images.to(torch.float32).div_(255.0)
+    if not images.is_floating_point() and images.dtype != torch.bool:
+        # int8 … int64 (any bool is 0/1 already): pixels 0 … 255 or values already in [0, 1]
+        # cannot be told apart, and training on 0 … 255 would be silently wrong
+        raise DataError(
+            f"{where}: the inputs are {images.dtype} (values {int(images.min())} … "
+            f"{int(images.max())}); pcgraph reads images as real numbers in [0, 1] — pass "
+            "images.float() / 255 for pixels 0 … 255, images.float() for values already in "
+            "[0, 1], or uint8 pixels, which are scaled for you"
+        )
     return images.to(torch.float32)
 
 
