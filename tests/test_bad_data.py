@@ -255,3 +255,16 @@ def test_pcgraph_data_pointing_nowhere_is_an_error_naming_the_variable_and_path(
     monkeypatch.setenv("PCGRAPH_DATA", str(missing))
     with pytest.raises(DataError, match=rf"PCGRAPH_DATA='{missing}' is not an existing folder"):
         load_dataset("fashion-mnist", "test")  # never a silent fall-back to the embedded subset
+
+
+def test_average_init_refuses_labels_made_up_from_a_non_label_output() -> None:
+    """average/hybrid read class labels as the argmax of the clamped output's rows; an image
+    in that role (a decoder) is not one-hot, so its "labels" would be its brightest pixel."""
+    spec = pc.decoder([4, 6, 9], activation="tanh")
+    net = pc.compile(spec, seed=0, dtype=torch.float64)
+    learner = pc.PCLearner(net, init="average", clamp="generate", T=2)
+    images = torch.rand(5, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(pc.InitError, match=r"'image'.*not one-hot.*labels="):
+        learner.train_step({"image": images})
+    # with the labels given, the same data trains
+    learner.train_step({"image": images}, labels=torch.tensor([0, 1, 2, 0, 1]))

@@ -39,7 +39,19 @@ def labels_from_context(x: torch.Tensor, ctx: InitContext) -> torch.Tensor | Non
     outputs = [n for n in ctx.net.spec.names_with_role("output") if n in ctx.clamp]
     if not outputs:
         return None
-    return ctx.net.view(x, outputs[0]).reshape(x.shape[0], -1).argmax(-1)
+    rows = ctx.net.view(x, outputs[0]).reshape(x.shape[0], -1)
+    # the labels are the argmax of one-hot (or class-probability) rows; any other data in the
+    # output (an image) would give class "labels" silently made up from its brightest value
+    sums = rows.sum(-1)
+    if rows.numel() and (bool((rows < 0).any()) or float((sums - 1).abs().max()) > 1e-3):
+        i = int(((sums - 1).abs() + (rows < 0).any(-1).to(sums.dtype)).argmax())
+        raise InitError(
+            f"average and hybrid initialization read class labels from the clamped output "
+            f"{outputs[0]!r}, but its rows are not one-hot or class probabilities (row {i} "
+            f"sums to {float(sums[i]):.4g}); pass labels=... to train_step (or Trainer data "
+            "with labels), or use another initialization"
+        )
+    return rows.argmax(-1)
 
 
 class AverageInit(Initializer):
