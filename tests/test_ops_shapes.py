@@ -67,6 +67,11 @@ def test_the_documented_ops_are_registered() -> None:
             "flatten",
             "reshape",
             "module",
+            "avg_pool2d",
+            "max_pool2d",
+            "layer_norm",
+            "dropout",
+            "self_attention",
         ]
     )
 
@@ -87,13 +92,22 @@ def test_op_aliases(alias: str, canonical: str) -> None:
 
 
 def test_unknown_op_lists_choices() -> None:
-    with pytest.raises(SpecError, match=r"unknown edge op 'pool'.*Valid choices: conv2d"):
+    with pytest.raises(SpecError, match=r"unknown edge op 'pool'.*Valid choices: avg_pool2d, conv2d"):
         get_op("pool")
 
 
 def test_learnable_ops() -> None:
     learnable = {name for name in OPS.names() if get_op(name).learnable}
-    assert learnable == {"linear", "dense", "scaled_linear", "conv2d", "conv_transpose2d", "module"}
+    assert learnable == {
+        "linear",
+        "dense",
+        "scaled_linear",
+        "conv2d",
+        "conv_transpose2d",
+        "module",
+        "layer_norm",
+        "self_attention",
+    }
 
 
 # --- conv2d -------------------------------------------------------------------------------------
