@@ -37,7 +37,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -227,16 +227,10 @@ def run_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
             # spawn: a fresh interpreter per worker (fork would copy torch's thread pools)
             with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(run_job, *job): job[1:4] for job in jobs}
-                for future in _as_completed(futures):
+                for future in as_completed(futures):
                     done[futures[future]] = future.result()
                     bar.update(1)
     return [done[key] for key in grid]
-
-
-def _as_completed(futures: dict[Any, Any]) -> Any:
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 def main(argv: list[str] | None = None) -> int:

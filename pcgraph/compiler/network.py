@@ -104,6 +104,12 @@ class PCNetwork(nn.Module):
             for e, edge in enumerate(spec.edges)
         )
         self.kernels = nn.ModuleList(self._build_parameters(spec, dict(modules or {})))
+        # the edge modules that draw something per minibatch (dropout's mask): asked by
+        # new_batch, which is then free for every network without one
+        modules_of = (getattr(k, "module", None) for k in self.kernels)
+        self.per_batch: tuple[nn.Module, ...] = tuple(
+            m for m in modules_of if isinstance(m, nn.Module) and hasattr(m, "new_batch")
+        )
         edges = self.edges
         parents: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
         children: dict[int, list[int]] = {i: [] for i in range(len(spec.nodes))}
@@ -216,11 +222,8 @@ class PCNetwork(nn.Module):
     def new_batch(self, *, train: bool, generator: torch.Generator | None) -> None:
         """Start a minibatch for the edges that draw per batch (``dropout``: a new mask from
         ``generator`` in training, the identity at evaluation)."""
-        for kernel in self.kernels:
-            module = getattr(kernel, "module", None)
-            start = getattr(module, "new_batch", None)
-            if start is not None:
-                start(train, generator)
+        for module in self.per_batch:
+            module.new_batch(train, generator)  # type: ignore[operator]
 
     def view(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Node ``name``'s state as a view [B, *shape] of the flat buffer ``x``."""

@@ -33,13 +33,22 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import torch
 
+from pcgraph.analysis.cost import longest_chain
 from pcgraph.energies import get_energy, node_energy
 from pcgraph.errors import ConfigError
 
 if TYPE_CHECKING:
     from pcgraph.compiler.network import PCNetwork
 
-__all__ = ["ALGORITHMS", "EPCResult", "check_epc", "epc_infer", "epc_step_smm", "epc_update"]
+__all__ = [
+    "ALGORITHMS",
+    "EPCResult",
+    "check_epc",
+    "epc_infer",
+    "epc_order",
+    "epc_step_smm",
+    "epc_update",
+]
 
 ALGORITHMS = ("pc", "epc")
 SOLVERS = ("sgd", "euler", "momentum", "adam")
@@ -86,8 +95,9 @@ class EPCResult:
     steps: int
 
 
-def _order(net: PCNetwork) -> list[int]:
-    """Every node in topological order (the clamped ones too: their energies are in F)."""
+def epc_order(net: PCNetwork) -> list[int]:
+    """Every node in topological order (the clamped ones too: their energies are in F); a
+    learner computes it once."""
     return [net.node_index[n] for n in nx.topological_sort(nx.DiGraph(net.graph))]
 
 
@@ -176,13 +186,14 @@ def epc_infer(
     clamp: frozenset[str],
     T: int,
     *,
+    order: list[int],
     lr: float,
     neuron_optimizer: str = "sgd",
     trace: bool = False,
 ) -> EPCResult:
     """T steps of ``neuron_optimizer`` with step ``lr`` on F(ε, r) = E(x(ε, r)) from the
-    errors of the initialized states ``x``; the final states are written into ``x``."""
-    order = _order(net)
+    errors of the initialized states ``x`` (``order``: :func:`epc_order`); the final states
+    are written into ``x``."""
     errors = _variables(net, x, order, clamp)
     variables = [v.requires_grad_(True) for v in errors.values()]
     if neuron_optimizer == "adam":
@@ -226,12 +237,12 @@ def epc_infer(
 
 
 def epc_update(
-    net: PCNetwork, x: torch.Tensor, result: EPCResult, opt: torch.optim.Optimizer
+    net: PCNetwork, result: EPCResult, order: list[int], opt: torch.optim.Optimizer
 ) -> None:
     """One weight step on ∇_θ F(ε, r) at the final errors, through the sweep."""
     params = [p for p in net.parameters() if p.requires_grad]
     with torch.enable_grad():
-        total, _, _ = _pass(net, x, result.errors, _order(net), result.clamp)
+        total, _, _ = _pass(net, result.states, result.errors, order, result.clamp)
         grads = torch.autograd.grad(total, params, allow_unused=True)
     opt.zero_grad(set_to_none=True)
     for p, g in zip(params, grads, strict=True):
@@ -242,5 +253,4 @@ def epc_update(
 def epc_step_smm(net: PCNetwork, per_pass: int) -> int:
     """Sequential products of one ePC step: the sweep through the longest path of the graph
     and back (2 · its edges · the deepest op's products)."""
-    depth = nx.dag_longest_path_length(nx.DiGraph(net.graph))
-    return 2 * max(depth, 1) * per_pass
+    return 2 * max(longest_chain(net.graph) or 1, 1) * per_pass

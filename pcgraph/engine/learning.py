@@ -27,7 +27,7 @@ from pcgraph.engine.checks import (
     check_positive,
     check_steps,
 )
-from pcgraph.engine.epc import ALGORITHMS, check_epc, epc_infer, epc_step_smm, epc_update
+from pcgraph.engine.epc import ALGORITHMS, check_epc, epc_infer, epc_order, epc_step_smm, epc_update
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
 from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
 from pcgraph.errors import ClampError, ConfigError
@@ -148,6 +148,9 @@ class PCLearner:
         self.algorithm = check_choice(algorithm, "algorithm", ALGORITHMS)
         if self.algorithm == "epc":
             check_epc(net, neuron_optimizer)
+            # the sweep's order and a step's cost depend on the graph only: once here
+            self._epc_order = epc_order(net)
+            self._epc_smm = epc_step_smm(net, self._per_pass)
             if self.schedule != "standard" or dist is not None:
                 raise ConfigError(
                     "algorithm='epc' runs the standard schedule on one process: drop "
@@ -295,7 +298,8 @@ class PCLearner:
         """The state buffer with ``data`` clamped and the free nodes initialized (by
         ``initializer``, default the learner's)."""
         x = self.prepare_states(data, clamp, check_finite=False)  # the monitor names bad data
-        self.net.new_batch(train=train, generator=self.generator)  # dropout: a mask per batch
+        if self.net.per_batch:  # dropout: a new mask per batch
+            self.net.new_batch(train=train, generator=self.generator)
         ctx = self.context(clamp, train=train, labels=labels)
         with torch.no_grad():
             (initializer or self.initializer).init(x, ctx)
@@ -355,6 +359,7 @@ class PCLearner:
                 x,
                 clamp_set,
                 T_run,
+                order=self._epc_order,
                 lr=self.lr_neurons,
                 neuron_optimizer=self.neuron_optimizer,
                 trace=trace,
@@ -380,7 +385,7 @@ class PCLearner:
         """
         if self.algorithm == "epc":
             result = self.infer(data, train=True, labels=labels, trace=trace)
-            epc_update(self.net, result.states, result, self.optimizer)  # type: ignore[arg-type]
+            epc_update(self.net, result, self._epc_order, self.optimizer)  # type: ignore[arg-type]
         elif self.schedule == "incremental" and self.T > 0:
             result = self._incremental_step(data, labels=labels, trace=trace)
         else:
@@ -394,7 +399,7 @@ class PCLearner:
         steps = result.steps if result.steps >= 0 else self.T
         evaluations = steps * SOLVERS.get(self.neuron_optimizer).stages
         if self.algorithm == "epc":  # a step: the sweep forward and back through the graph
-            smm = steps * epc_step_smm(self.net, self._per_pass) + self.initializer.smm(ctx)
+            smm = steps * self._epc_smm + self.initializer.smm(ctx)
         else:
             smm = inference_smm(evaluations, per_pass=self._per_pass) + self.initializer.smm(ctx)
         self.smm_total += smm

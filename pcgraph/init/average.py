@@ -43,8 +43,9 @@ def labels_from_context(x: torch.Tensor, ctx: InitContext) -> torch.Tensor | Non
     # the labels are the argmax of one-hot (or class-probability) rows; any other data in the
     # output (an image) would give class "labels" silently made up from its brightest value
     sums = rows.sum(-1)
-    if rows.numel() and (bool((rows < 0).any()) or float((sums - 1).abs().max()) > 1e-3):
-        i = int(((sums - 1).abs() + (rows < 0).any(-1).to(sums.dtype)).argmax())
+    bad = (rows < 0).any(-1) | ((sums - 1).abs() > 1e-3)
+    if bool(bad.any()):  # one device sync per batch
+        i = int(bad.nonzero()[0, 0])
         raise InitError(
             f"average and hybrid initialization read class labels from the clamped output "
             f"{outputs[0]!r}, but its rows are not one-hot or class probabilities (row {i} "
