@@ -60,7 +60,10 @@ __all__ = [
 
 
 class Energy:
-    """One kind of node energy (see the module docstring).
+    """One kind of node energy E_i(x_i, μ_i): its value and its error ε, δ_i = −∂E_i/∂μ_i = w_i ε_i.
+
+    The built-in kinds and their formulas are listed in the module docstring (and on the YAML
+    reference page).
 
     Subclass it and define ``value`` and ``error``; register an instance with
     :func:`register_energy`. For a free node that is not ``held``, inference uses ``w · error``

@@ -114,7 +114,11 @@ class FastPaths:
 
 
 def fast_paths(enabled: bool) -> FastPaths:
-    """Turn pcgraph's fast paths on or off (see the module docstring).
+    """Turn pcgraph's fast paths on or off: with them off, only the plain torch reference runs.
+
+    The fast paths (native C kernels, oneDNN products, fused inference steps and Adam) compute
+    the same numbers as the reference sooner; ``PCGRAPH_FAST=0`` in the environment turns them
+    off from the start.
 
     Called plainly it sets the switch for the rest of the process; used as ``with
     fast_paths(False): ...`` it sets it for the block and restores the previous value after.

@@ -12,7 +12,10 @@ Generated pages:
   (edge ops with their parameters, activations, energies, initializations, neuron solvers), the
   clamp tasks, and the ``pcgraph train --config`` keys (from the CLI's argument parser);
 - ``docs/gallery.md``: every ``topologies/*.yaml`` with its description, its drawing (the PNGs that
-  ``scripts/make_figures.py --out docs/figures`` writes) and its ``pcgraph check`` summary.
+  ``scripts/make_figures.py --out docs/figures`` writes) and its ``pcgraph check`` summary;
+- ``docs/api/cli.md``: every command and option of ``pcgraph``, from its argument parser;
+- the summary table at the top of each task page of the API reference (``docs/api/*.md``), from
+  the page's ``:::`` entries and their docstrings (``scripts/gen_reference.py``).
 
 ``tests/test_docs.py`` fails when the committed pages are stale; run this script and commit them.
 """
@@ -45,6 +48,9 @@ from pcgraph.ops import OPS  # noqa: E402
 from pcgraph.registry import Registry  # noqa: E402
 from pcgraph.schema import EdgeSpec, GraphSpec, NodeSpec  # noqa: E402
 from pcgraph.solvers import SOLVERS  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from gen_reference import TASK_PAGES, render_cli, summary_renderer  # noqa: E402
 
 DOCS = REPO / "docs"
 TOPOLOGIES = REPO / "topologies"
@@ -595,6 +601,8 @@ def render_gallery() -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "yaml-reference.md": render_yaml_reference,
     "gallery.md": render_gallery,
+    "api/cli.md": render_cli,
+    **{f"api/{name}": summary_renderer(name) for name in TASK_PAGES},
 }
 
 

@@ -13,6 +13,7 @@ None of this needs mkdocs. The Python examples of the pages are executed by a sl
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib.util
 import os
@@ -47,7 +48,7 @@ def gen_docs() -> ModuleType:
     return _load_gen_docs()
 
 
-@pytest.mark.parametrize("page", ["yaml-reference.md", "gallery.md"])
+@pytest.mark.parametrize("page", list(_load_gen_docs().GENERATED))
 def test_generated_page_is_fresh(gen_docs: ModuleType, page: str) -> None:
     path = DOCS / page
     fresh = gen_docs.GENERATED[page]()
@@ -71,6 +72,7 @@ def test_generated_page_is_fresh(gen_docs: ModuleType, page: str) -> None:
 
 def test_check_mode_reports_stale_pages(gen_docs: ModuleType, tmp_path: Path) -> None:
     for name, render in gen_docs.GENERATED.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(render(), encoding="utf-8")
     assert gen_docs.stale_pages(tmp_path) == []
     page = tmp_path / "gallery.md"
@@ -192,6 +194,47 @@ def test_check_transcripts_state_what_the_graph_is(page: str) -> None:
         if dag and "(backprop: " in cost:
             chain = nx.dag_longest_path_length(g)
             assert f"(backprop: {2 * chain - 1})" in cost, where
+
+
+def test_cli_page_lists_every_command_and_option() -> None:
+    """Read from the parser itself, not from the renderer: a new option cannot go unlisted."""
+    from pcgraph.cli.main import build_parser
+
+    page = (DOCS / "api" / "cli.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    help_flags = ("-h", "--help")
+    missing = [
+        s
+        for a in parser._actions
+        for s in a.option_strings
+        if f"`{s}" not in page and s not in help_flags
+    ]
+    for name, command in sub.choices.items():
+        section = page.split(f"\n## {name}\n", 1)
+        assert len(section) == 2, f"docs/api/cli.md has no section for `pcgraph {name}`"
+        body = section[1].split("\n## ", 1)[0]
+        missing += [
+            f"{name} {s}"
+            for a in command._actions
+            for s in a.option_strings
+            if f"`{s}" not in body and s not in (*help_flags, "--plugin")
+        ]
+    assert not missing, f"docs/api/cli.md lacks {missing}: run `python scripts/gen_docs.py`"
+
+
+def test_api_reference_documents_every_public_name() -> None:
+    """Every name of ``pcgraph.__all__`` has its entry on a task page of the API reference."""
+    entries: set[str] = set()
+    for page in (DOCS / "api").glob("*.md"):
+        entries |= set(re.findall(r"^::: ([\w.]+)", page.read_text(encoding="utf-8"), re.M))
+    missing = []
+    for name in pc.__all__:
+        if name in ("INITIALIZERS", "__version__"):  # a registry (named in prose), the version
+            continue
+        if f"pcgraph.{name}" not in entries and not any(e.endswith(f".{name}") for e in entries):
+            missing.append(name)
+    assert not missing, f"no API page documents {missing}"
 
 
 def test_index_copies_the_readme_quick_start() -> None:

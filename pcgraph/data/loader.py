@@ -180,7 +180,14 @@ def load_dataset(
     download: bool = False,
     allow_embedded: bool = True,
 ) -> ImageDataset:
-    """Load a dataset split, searching the places listed in this module's docstring.
+    """Load a dataset split from the first place that holds its two IDX files.
+
+    The places, in order: ``root`` (also ``root/<name>`` and torchvision's ``root/<Name>/raw``),
+    ``$PCGRAPH_DATA`` (same layouts), the user cache (``$XDG_CACHE_HOME/pcgraph/<name>`` or
+    ``~/.cache/pcgraph/<name>``), ``/usr/share/datasets/<name>`` and
+    ``/usr/local/share/datasets/<name>``, a checksum-verified download (``download=True``), and
+    the subset shipped in the package (``allow_embedded=True``, Fashion-MNIST only). A ``root``
+    or ``$PCGRAPH_DATA`` that lacks the files is an error, never a silent fall-through.
 
     Args:
         name: ``"fashion-mnist"``, ``"mnist"`` or ``"kmnist"``.
