@@ -166,12 +166,11 @@ def test_off_binds_no_closure_and_calls_neither_compiler_nor_onednn(
     data = {"x": torch.randn(64, 96, generator=g), "y": torch.randn(64, 10, generator=g)}
     for _ in range(2):
         learner.train_step(data)
-    prog = _program(learner)
-    assert all(fn is None for _, fn in prog.error_steps)  # ε: the general path
-    assert prog.gradient_steps is not None
-    assert all(fn is None for fn, _ in prog.gradient_steps.steps)  # ∂E/∂x: the general path
-    assert not prog._grad_steps  # ∂E/∂θ: never bound
-    assert not any(fused for _, fused in prog.gradient_steps._sgd.values())  # no fused SGD
+    bound = _program(learner).bound
+    assert all(fn is None for _, fn in bound.error_steps)  # ε: the general path
+    assert all(fn is None for fn, _ in bound.gradient_steps.steps)  # ∂E/∂x: the general path
+    assert not bound.derived.grad_steps  # ∂E/∂θ: never bound
+    assert not any(fused for _, fused in bound.gradient_steps._sgd.values())  # no fused SGD
 
 
 # --- the same numbers either way -------------------------------------------------------------
@@ -198,9 +197,9 @@ def _train(
         with pc.fast_paths(on):
             states = learner.infer(data, train=True).states.clone()
             learner.train_step(data)
-        prog = _program(learner)
+        prog = _program(learner).bound
         bound.append(any(fn is not None for _, fn in prog.error_steps))
-        assert prog.gradient_steps is not None and prog.gradient_steps.specialised is bound[-1]
+        assert prog.gradient_steps.specialised is bound[-1]
         weights.append(_flat(net))
     return states, weights, learner, bound
 

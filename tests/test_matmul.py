@@ -202,8 +202,8 @@ def test_fast_step_equals_autograd_of_the_energy(activation: str, dtype: torch.d
     # h2 has one linear parent and one linear child: specialised closures, unless the fast
     # paths are off (PCGRAPH_FAST=0), where this checks the general path alone
     bound = fast.enabled()
-    assert any(fn is not None for _, fn in prog.error_steps) is bound
-    assert any(fn is not None for fn, _ in prog.gradient_steps.steps) is bound
+    assert any(fn is not None for _, fn in prog.bound.error_steps) is bound
+    assert any(fn is not None for fn, _ in prog.bound.gradient_steps.steps) is bound
     sent = prog.errors(x, buf)
     prog.state_grad(x, buf, sent)
     net.zero_grad(set_to_none=True)
@@ -256,6 +256,6 @@ def test_library_choice_of_bound_steps_is_made_outside_autograd(monkeypatch, mod
     for _ in range(2):  # the first creates the .grad tensors, the second binds to them
         learner.train_step(data)
     prog = program_for(net, learner.clamp)
-    (steps,) = prog._grad_steps.values()
+    (steps,) = prog.bound.derived.grad_steps.values()
     general = [isinstance(step, functools.partial) for step in steps]
     assert all(general) if mode == "onednn" else not any(general)

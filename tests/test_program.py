@@ -759,8 +759,8 @@ def test_new_parameter_data_is_used_by_the_bound_steps() -> None:
 
     def run(net: PCNetwork, x: torch.Tensor) -> torch.Tensor:
         clamp = frozenset({"x", "y"})
-        ForwardInit().init(x, InitContext(net, clamp))
-        return solve_inference(net, x, clamp, 4, lr=0.1, reuse_consts=True).states.clone()
+        sweep = ForwardInit().init(x, InitContext(net, clamp))
+        return solve_inference(net, x, clamp, 4, lr=0.1, sweep=sweep).states.clone()
 
     net = compile(mlp([6, 5, 4, 3], activation="tanh"), dtype=F64, seed=0)
     other = compile(mlp([6, 5, 4, 3], activation="tanh"), dtype=F64, seed=7)
@@ -809,11 +809,11 @@ def test_weight_gradients_follow_new_weight_data_between_sweep_and_inference() -
     for change, new_data in [(False, False), (True, False), (False, True)]:
         if new_data:
             x.copy_(torch.randn(x.shape, dtype=F64, generator=g))
-        prog.forward_sweep(x, [h2])
+        sweep = prog.forward_sweep(x, [h2])
         if change:
             for p in net.parameters():
                 p.data = p.data.clone() * 1.1
-        result = solve_inference(net, x, clamp, 2, lr=0.1, reuse_consts=True)
+        result = solve_inference(net, x, clamp, 2, lr=0.1, sweep=sweep)
         prog.param_grads(x, result.buffers, accumulate=False)
         with torch.enable_grad():
             ref = torch.autograd.grad(net.energy(result.states), list(net.parameters()))
@@ -860,7 +860,7 @@ def test_bound_state_keeps_the_steps_a_capture_replays_on() -> None:
     x = random_states(net, 3).float()
     buf = prog.prepare(x)
     kept = prog.bound_state()
-    sent_steps = kept[0]  # type: ignore[index]
+    sent_steps = kept.sent_steps  # type: ignore[attr-defined]
     assert sent_steps, "tanh senders have bound σ steps"
     prog.prepare(random_states(net, 5).float())  # rebinds every cache for batch 5
     gc.collect()

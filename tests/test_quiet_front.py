@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from pcgraph import fast
 from pcgraph.compiler import PCNetwork, compile, program_for
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.engine import PCLearner, solve_inference
 from pcgraph.init import ForwardInit, InitContext
@@ -47,14 +48,16 @@ def chain(activation: str = "tanh", output_energy: str = "gaussian") -> PCNetwor
     return compile(spec, dtype=F64, seed=0)
 
 
-def swept_states(net: PCNetwork, clamp: frozenset[str], batch: int = 4) -> torch.Tensor:
+def swept_states(
+    net: PCNetwork, clamp: frozenset[str], batch: int = 4
+) -> tuple[torch.Tensor, Sweep | None]:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(batch, net.state_size, generator=g, dtype=F64)
     for n in net.nodes:  # a one-hot-ish target, so that cross-entropy outputs are valid
         if n.energy == "cross_entropy" and n.name in clamp:
             x[:, n.cols] = torch.softmax(x[:, n.cols], -1)
-    ForwardInit().init(x, InitContext(net, clamp))
-    return x
+    sweep = ForwardInit().init(x, InitContext(net, clamp))
+    return x, sweep
 
 
 def energy_grad(net: PCNetwork, x: torch.Tensor) -> torch.Tensor:
@@ -154,9 +157,9 @@ def test_front_matches_the_full_autograd_reference(
 ) -> None:  # type: ignore[no-untyped-def]
     net = make()
     c = frozenset(clamp)
-    x = swept_states(net, c)
+    x, sweep = swept_states(net, c)
     want, _ = reference(net, x, c, T, optimizer, lr=0.05)
-    # reuse_consts: the weights are unchanged since the sweep, so the front applies
+    # the weights are unchanged since the sweep, so it holds and the front applies
     got = solve_inference(
         net,
         x,
@@ -164,7 +167,7 @@ def test_front_matches_the_full_autograd_reference(
         T,
         optimizer=optimizer,
         lr=0.05,
-        reuse_consts=True,  # type: ignore[arg-type]
+        sweep=sweep,
     )
     assert got.buffers is not None
     assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
@@ -184,11 +187,11 @@ def test_schedule_zero_sets_are_the_exact_zeros_of_the_reference(
 ) -> None:  # type: ignore[no-untyped-def]
     net = make()
     c = frozenset(clamp)
-    x = swept_states(net, c)
+    x, sweep = swept_states(net, c)
     T = 6
     _, zeros = reference(net, x, c, T, "sgd", lr=0.05)
     prog = program_for(net, c)
-    swept = prog.swept_since_prepare(x, prog.buffers(x.shape[0]))
+    swept = prog.swept(x, prog.buffers(x.shape[0]), sweep)
     assert swept
     schedule = clamp_plan(net, c).quiet_schedule(swept, T)
     assert len(schedule) == T + 1
@@ -240,10 +243,10 @@ class _Products(TorchDispatchMode):
 def test_no_product_multiplies_an_exact_zero(T: int) -> None:
     net = chain()
     c = frozenset({"x", "y"})
-    x = swept_states(net, c)
+    x, sweep = swept_states(net, c)
     prog = program_for(net, c)
     with _Products() as count:
-        result = solve_inference(net, x, c, T, lr=0.05, reuse_consts=True)
+        result = solve_inference(net, x, c, T, lr=0.05, sweep=sweep)
         prog.param_grads(result.states, result.buffers, accumulate=False)
     assert count.total > 0
     assert count.with_zero_operand == 0
@@ -317,9 +320,9 @@ def test_check_reports_the_engines_error_front(name: str, make, clamp: tuple[str
 
     net = make()
     c = frozenset(clamp)
-    x = swept_states(net, c)
+    x, sweep = swept_states(net, c)
     prog = program_for(net, c)
-    swept = prog.swept_since_prepare(x, prog.buffers(x.shape[0]))
+    swept = prog.swept(x, prog.buffers(x.shape[0]), sweep)
     names = [n.name for n in net.nodes]
     engine = [
         [names[i] for i in sorted(q.zero)]
@@ -348,12 +351,12 @@ def test_sgd_steps_only_what_the_front_reached_and_reads_no_other_gradient(
     net = make()
     c = frozenset(clamp)
     for T in (1, 2):
-        x = swept_states(net, c)
+        x, sweep = swept_states(net, c)
         want, _ = reference(net, x, c, T, "sgd", lr=0.05)
         prog = program_for(net, c)
-        buf = prog.prepare(x, reuse_consts=True)
+        buf = prog.prepare(x, sweep=sweep)
         buf.grad.fill_(float("nan"))
-        got = solve_inference(net, x, c, T, optimizer="sgd", lr=0.05, reuse_consts=True)
+        got = solve_inference(net, x, c, T, optimizer="sgd", lr=0.05, sweep=sweep)
         assert torch.allclose(got.states, want, atol=1e-10, rtol=0), (name, T)
         if name.startswith("chain") and T == 1:  # h1 … h3 are still at x = μ: never written
             assert bool(torch.isnan(got.buffers.grad).any())
@@ -386,7 +389,7 @@ def test_fused_float32_sgd_steps_match_autograd(activation: str) -> None:
                     p.copy_(q)
             g = torch.Generator().manual_seed(5)
             x = torch.randn(32, net.state_size, generator=g).to(dtype)
-            ForwardInit().init(x, InitContext(net, c))
+            sweep = ForwardInit().init(x, InitContext(net, c))
             r = solve_inference(
                 net,
                 x,
@@ -394,11 +397,11 @@ def test_fused_float32_sgd_steps_match_autograd(activation: str) -> None:
                 T,
                 lr=0.1,
                 grad_mode=mode,
-                reuse_consts=True,  # type: ignore[arg-type]
+                sweep=sweep,
             )
             results[(dtype, mode)] = r.states.double()
             if mode == "local":
-                steps = r.program.gradient_steps
+                steps = r.program.bound.gradient_steps  # type: ignore[attr-defined]
                 assert steps is not None and any(
                     steps.fused(q, 0.1) for q in (frozenset(), *steps._quiet)
                 ), "nothing was fused"
@@ -419,7 +422,7 @@ def test_weight_gradients_stay_exact_over_updates_whatever_grad_tensors_are_ther
     to None. Each time: the autograd gradient at x(T), exactly 0 where the error is 0."""
     net = make()
     c = frozenset(clamp)
-    x0 = swept_states(net, c)
+    x0, _ = swept_states(net, c)
     want, _ = reference(net, x0, c, T, "sgd", lr=0.05)
     with torch.enable_grad():
         ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
@@ -431,8 +434,8 @@ def test_weight_gradients_stay_exact_over_updates_whatever_grad_tensors_are_ther
         if update == 3:
             net.zero_grad(set_to_none=True)
         x.copy_(x0)
-        ForwardInit().init(x, ctx)  # the sweep again, on the same buffer
-        got = solve_inference(net, x, c, T, lr=0.05, reuse_consts=True)
+        sweep = ForwardInit().init(x, ctx)  # the sweep again, on the same buffer
+        got = solve_inference(net, x, c, T, lr=0.05, sweep=sweep)
         assert torch.equal(got.states, want) or torch.allclose(got.states, want, atol=1e-10)
         got.program.param_grads(got.states, got.buffers, accumulate=False)
         for p, r in zip(net.parameters(), ref, strict=True):

@@ -7,12 +7,12 @@ add the forward sweep and what is read from the final errors."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import torch
 
 from pcgraph import fast
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler.bound import BoundProgram, Sweep
 from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers
@@ -21,57 +21,34 @@ from pcgraph.compiler.step_plan import StepPlan
 from pcgraph.compiler.steps import (
     Step,
     copier,
+    copy_all,
+    error_step,
     forward_step,
+    write_back,
 )
-from pcgraph.ops import native
 from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["ProgramBase"]
 
 
 class ProgramBase(StepPlan):
-    """The buffers, views, caches and fixed parts of an :class:`InferenceProgram` (see there)."""
-
-    # per-node views of the current buffers, bound by prepare(): states (the free nodes' are
-    # blocks of the working states), ε, δ, ∂E/∂x, and σ(x) of each sender
-    _xv: list[torch.Tensor]
-    _ev: list[torch.Tensor]
-    _dv: list[torch.Tensor]
-    _gv: list[torch.Tensor]
-    _sent_views: dict[int, torch.Tensor]
+    """The buffers of an :class:`InferenceProgram` per batch size, its binding to them
+    (:meth:`bind`) and the fixed part of each prediction (see :class:`InferenceProgram`)."""
 
     node_blocked = True  # ε, δ, σ(x) node-blocked (see Buffers): per-node energies by blocks
 
     def __init__(self, net: PCNetwork, clamp: frozenset[str]) -> None:
         super().__init__(net, clamp)
         self._buffers: BoundedCache[int, Buffers] = BoundedCache(4)  # per batch size
-        self._views_key: tuple[object, ...] | None = None
-        self._const_token: tuple[object, ...] | None = None
-        self._swept: frozenset[int] = frozenset()
-        self._steps_key: tuple[int, ...] | None = None
         self._params = list(net.parameters())  # the same objects for the network's life
-        self.error_steps: list[tuple[ErrorRecipe, Step | None]] = []
-        self.sent_steps: dict[int, Step] = {}
-        self.gradient_steps: GradientSteps | None = None  # bound with the buffers' views
-        self._parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        # per-node energies in one native call, bound to the ε buffer, per set of nodes
-        self._energy_steps: dict[tuple[frozenset[int], int], native.BoundEnergy | None] = {}
-        self._sweeps: dict[
-            tuple[int, ...], tuple[list[Step], frozenset[int], Callable[[], bool | None]]
-        ] = {}
-        self._free_x: torch.Tensor | None = None  # the free nodes' working states, one range
-        # the free nodes' columns of x and their blocks of the working states (prepare/store)
-        self._x_cols: list[torch.Tensor] = []
-        self._x_blocks: list[torch.Tensor] = []
-        self._target: tuple[torch.Tensor, torch.Tensor] | None = None
-        # the free nodes' columns of x into the working states and back, bound with the views
-        self._load: Step | None = None
-        self._store: Callable[[], bool | None] | None = None
-        self._views_buf: Buffers | None = None  # the buffers the cached views belong to
-        self._grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = {}
-        self._consts: (
-            tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]] | None
-        ) = None
+        # the program bound to the operands of the last prepare() (see bind)
+        self._bound: BoundProgram | None = None
+
+    @property
+    def bound(self) -> BoundProgram:
+        """The program bound by the last :meth:`prepare`."""
+        assert self._bound is not None, "prepare() binds the program first"
+        return self._bound
 
     def _single_parent(self) -> dict[int, LinearKernel]:
         """The nodes whose prediction is bound as one product (:func:`error_step`,
@@ -191,8 +168,82 @@ class ProgramBase(StepPlan):
             and all(e < len(self.net.kernels) and self.kernel(e).reads_strided(view) for e in edges)
         )
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
+    def binding_key(self, x: torch.Tensor, buf: Buffers) -> tuple[object, ...]:
+        """The operands a bound program depends on: x's storage and layout, the buffers, the
+        switch of the fast paths (each bound step is one of its values), and the parameters'
+        storage (the bound steps hold it: ``p.data = …`` binds again; in-place updates, as
+        optimizers and ``load_state_dict`` make, are seen as they are)."""
+        weights = tuple(p.data_ptr() for p in self.bound_params)
+        return (x.data_ptr(), tuple(x.shape), x.stride(), id(buf), fast.enabled(), weights)
+
+    @torch.no_grad()  # the library choices are made for products outside autograd
+    def bind(self, x: torch.Tensor, buf: Buffers) -> BoundProgram:
+        """A new :class:`BoundProgram` over these operands: the per-node views of the buffers
+        (the free nodes' states are their contiguous blocks of the working states, not x's
+        columns) and the step closures of :mod:`pcgraph.compiler.steps` bound to them; every
+        other node keeps the general path (None)."""
+        n = range(len(self.net.nodes))
+        assert buf.sent_buf is not None and buf.states is not None
+        x_cols = [self._view(x, i) for i in self.free_nodes]
+        x_blocks = [self.node_block(buf.states, i) for i in self.free_nodes]
+        blocks = dict(zip(self.free_nodes, x_blocks, strict=True))
+        xv = [blocks[i] if i in blocks else self._view(x, i) for i in n]
+        ev = [self.node_block(buf.eps, i) for i in n]
+        dv = [self.node_block(buf.delta, i) for i in n]
+        gv = [self.node_block(buf.grad, i) for i in n]
+        sv = [self.node_block(buf.sent_buf, i) for i in n]
+        sent = {j: xv[j] if self.net.nodes[j].activation.is_identity else sv[j] for j in n}
+        buf.sent_free = {j: sent[j] for j in self.sent_free}
+        span = self.free_range
+        free_x = None if span is None else self._block_range(buf.states, *span)
+        target = (
+            (buf.states, buf.grad)
+            if span is None or free_x is None
+            else (free_x, self._block_range(buf.grad, *span))
+        )
+        single = self._single_parent()
+        error_steps: list[tuple[ErrorRecipe, Step | None]] = []
+        for recipe in self.err_plan:
+            i = recipe.node
+            kern = single.get(i)
+            src = recipe.parents[0][1] if kern is not None else -1
+            fn = None if kern is None else error_step(kern, sent[src], xv[i], ev[i])
+            error_steps.append((recipe, fn))
+        smu = smsg = None
+        if self.stacks:
+            if buf.stacked_mu is None or buf.stacked_mu.shape != x.shape:
+                buf.stacked_mu = torch.zeros_like(x)
+                buf.stacked_msg = torch.zeros_like(x)
+            assert buf.stacked_msg is not None
+            smu = [self._view(buf.stacked_mu, i) for i in n]
+            smsg = [self._view(buf.stacked_msg, i) for i in n]
+        return BoundProgram(
+            key=self.binding_key(x, buf),
+            buf=buf,
+            x_ptr=x.data_ptr(),
+            xv=xv,
+            ev=ev,
+            dv=dv,
+            gv=gv,
+            sent_views=sent,
+            x_cols=x_cols,
+            x_blocks=x_blocks,
+            free_x=free_x,
+            target=target,
+            load=copy_all(x_blocks, x_cols) if x_cols else None,
+            store=write_back(x_cols, x_blocks) if x_cols else None,
+            # σ(x_j) into the σ buffer per free sender, its kernel bound to these views
+            sent_steps={
+                j: act.into_step(xv[j], sent[j]) for j, act in self.sent_plan if act is not None
+            },
+            error_steps=error_steps,
+            gradient_steps=GradientSteps(self.grad_plan, xv, dv, gv, sent),
+            smu=smu,
+            smsg=smsg,
+        )
+
+    def prepare(self, x: torch.Tensor, *, sweep: Sweep | None = None) -> Buffers:
         raise NotImplementedError  # InferenceProgram
 
-    def _prepare(self, x: torch.Tensor, *, reuse_consts: bool, load: bool) -> Buffers:
+    def _prepare(self, x: torch.Tensor, *, sweep: Sweep | None, load: bool) -> Buffers:
         raise NotImplementedError  # InferenceProgram

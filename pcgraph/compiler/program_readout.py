@@ -46,7 +46,8 @@ class Readout(ProgramBase):
         elif not gauss:
             energies.zero_()
         elif self.per_node_energy:  # few nodes: one norm per node, skipping clamped columns
-            norms = torch.stack([torch.linalg.vector_norm(self._ev[i]) for i in gauss])
+            ev = self.bound.ev
+            norms = torch.stack([torch.linalg.vector_norm(ev[i]) for i in gauss])
             energies.zero_().index_copy_(0, index, norms.square_().mul_(half_w))
         else:  # many nodes: squares, then a segment sum per node
             sq = buf.eps * buf.eps
@@ -56,7 +57,7 @@ class Readout(ProgramBase):
             energies.zero_().index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
         for i in self.custom_nodes:  # from the μ errors() kept, asked of the Energy object
             energies[i] = self.energy_of[i].value(
-                self._xv[i], buf.ce_mu[i], self.net.nodes[i].precision
+                self.bound.xv[i], buf.ce_mu[i], self.net.nodes[i].precision
             )
         if out is not None:
             out.copy_(energies)
@@ -72,9 +73,9 @@ class Readout(ProgramBase):
         of :meth:`node_energies`."""
         if not self.node_blocked or not fast.enabled() or torch.compiler.is_compiling():
             return None  # (nothing bound inside a trace: ctypes arrays break the graph)
-        key = (skip, id(buf.eps))  # the bound call keeps buf.eps alive: the id stays its own
-        if key in self._energy_steps:
-            return self._energy_steps[key]
+        memo = self.bound.derived.energy  # per skipped set, bound to these buffers' ε
+        if skip in memo:
+            return memo[skip]  # type: ignore[return-value]
         b = buf.eps.numel() // self.net.state_size
         nodes, listed = self.net.nodes, set(gauss)
         # every node gets a block, so that all N entries are written: an empty one (E = 0)
@@ -83,18 +84,18 @@ class Readout(ProgramBase):
             (b * n.offset, b * n.size if n.index in listed else 0, 0.5 * n.precision, n.index)
             for n in nodes
         ]
-        if len(self._energy_steps) >= 16:  # a few zero sets × the buffers in use
-            self._energy_steps.clear()
-        found = self._energy_steps[key] = native.bind_block_energy(buf.eps, blocks)
+        if len(memo) >= 16:  # a few zero sets in practice
+            memo.clear()
+        found = memo[skip] = native.bind_block_energy(buf.eps, blocks)
         return found
 
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         """∂E/∂θ at the current errors into ``.grad`` of every parameter: added to it, or, with
         ``accumulate=False``, written over it (in place where a ``.grad`` exists, so that
         learning allocates nothing per update)."""
-        if buf is not self._views_buf:  # another batch size's buffers: their views first
-            self.prepare(x, reuse_consts=True)
-            if buf is not self._views_buf:
+        if self._bound is None or buf is not self._bound.buf:  # other buffers: bind them first
+            self.prepare(x)
+            if self._bound is None or buf is not self._bound.buf:
                 raise ConfigError(
                     "param_grads needs the buffers that prepare() returned for these states "
                     f"(batch {x.shape[0]}); pass the InferenceResult's own states and buffers"
@@ -104,7 +105,7 @@ class Readout(ProgramBase):
             return
         with torch.no_grad():
             for st in self.stacks:
-                st.param_grads(buf.sent_free | buf.sent, self._dv, accumulate=accumulate)
+                st.param_grads(buf.sent_free | buf.sent, self.bound.dv, accumulate=accumulate)
             unstacked = [e for e in self.learnable_edges if e not in self.stacked_edges]
             self._general_param_grads(buf, unstacked, accumulate=accumulate)
 
@@ -121,7 +122,9 @@ class Readout(ProgramBase):
         into ``.grad``. False (nothing written) when some parameter has no ``.grad`` of its
         shape yet, or one was replaced since the steps were bound: the general path then runs
         (and the steps are bound again on the next call)."""
-        steps = self._grad_steps.get(buf.quiet)
+        bound = self.bound
+        memo = bound.derived.grad_steps
+        steps = memo.get(buf.quiet)
         if steps is None:
             if any(p.grad is None or p.grad.shape != p.shape for p in self._params):
                 return False
@@ -134,15 +137,15 @@ class Readout(ProgramBase):
                     if target in buf.quiet:  # δ = 0: the gradient is exactly 0
                         steps.append(zero_grads_step(list(kern.parameters())))
                         continue
-                    s, d = sent[edges[e].source], self._dv[target]
-                    bound = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None
+                    s, d = sent[edges[e].source], bound.dv[target]
+                    one = param_grad_step(kern, s, d) if isinstance(kern, LinearKernel) else None
                     general = functools.partial(kern.set_param_grads, s, d, accumulate=False)
-                    steps.append(bound or general)
-            self._grad_steps[buf.quiet] = steps
+                    steps.append(one or general)
+            memo[buf.quiet] = steps
         with torch.no_grad():
             for k, step in enumerate(steps):
                 if step() is False:  # a .grad was replaced (zero_grad(set_to_none=True), …):
-                    self._grad_steps.clear()  # this edge and the rest by the general path
+                    memo.clear()  # this edge and the rest by the general path
                     self._general_param_grads(buf, self.learnable_edges[k:], accumulate=False)
                     break
         return True
@@ -150,12 +153,12 @@ class Readout(ProgramBase):
     def _general_param_grads(self, buf: Buffers, learnable: list[int], *, accumulate: bool) -> None:
         """Edge by edge through the kernels: σ(x) at the states of the last errors() call; an
         edge into a node at δ = 0 has a zero gradient (nothing added, or zeros written)."""
-        edges, sent = self.net.edges, buf.sent_free | buf.sent
+        edges, sent, dv = self.net.edges, buf.sent_free | buf.sent, self.bound.dv
         for e in learnable:
             if edges[e].target in buf.quiet:
                 if not accumulate:
                     self._zero_grads(e)
             else:
                 self.kernel(e).set_param_grads(
-                    sent[edges[e].source], self._dv[edges[e].target], accumulate=accumulate
+                    sent[edges[e].source], dv[edges[e].target], accumulate=accumulate
                 )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.program_base import ProgramBase
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.steps import (
@@ -28,43 +29,53 @@ class ForwardSweep(ProgramBase):
         """Identifies x's contents and the weights: in-place writes bump ``_version``."""
         return (x.data_ptr(), x._version, id(buf), tuple(p._version for p in self._params))
 
+    def _holds(self, sweep: Sweep, x: torch.Tensor, buf: Buffers) -> bool:
+        """Whether ``sweep`` still describes x and the weights (see :class:`Sweep`): the
+        program is bound to the same operands as then, and no version moved since."""
+        return (
+            sweep.bound is self._bound
+            and sweep.token == self._token(x, buf)
+            and sweep.bound.key == self.binding_key(x, buf)
+        )
+
     @torch.no_grad()
-    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> Sweep:
         """Forward initialization x_i = μ_i for ``order`` (free nodes whose parents are clamped
         or earlier in the order), into the working states and then into x's columns.
 
-        It reuses the fixed parts of μ that :meth:`prepare` computes, and it leaves σ(x_i) of
-        the swept senders in the σ buffer and remembers that their errors are exactly 0: the
-        inference that follows on the same, unmodified buffer recomputes neither.
+        Returns what the inference that follows needs to start from it
+        (``prepare(x, sweep=…)``): the fixed parts of μ computed here, σ(x_i) of the swept
+        senders in the σ buffer, and the nodes left at ε = 0 exactly, none of which it then
+        computes again.
         """
-        buf = self._prepare(x, reuse_consts=False, load=False)
+        buf = self._prepare(x, sweep=None, load=False)
         steps, swept, write = self._sweep_plan(buf, order)
         for step in steps:
             step()
         finite = write()  # the swept states into x: whether they are all finite, if known
-        self._const_token = self._token(x, buf)  # after the write into x
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
         if finite is None:
             finite = self._finite(swept)
-        self._swept = swept if finite else frozenset()
+        # the token after the write into x
+        return Sweep(self.bound, self._token(x, buf), swept if finite else frozenset())
 
     def _sweep_plan(
         self, buf: Buffers, order: list[int]
     ) -> tuple[list[Step], frozenset[int], Callable[[], bool | None]]:
         """The forward sweep over ``order`` as a list of steps bound to the current views (a
         node whose only parent is one plain linear edge: one product straight into its
-        states), with σ(x) of each sender computed once; cached per order until the views or
-        the parameters' storage change. Also returns the swept nodes left at ε = 0 and the
-        write of the nodes in ``order`` into x, which says whether they are all finite (None:
-        not known)."""
+        states), with σ(x) of each sender computed once. Also returns the swept nodes left at
+        ε = 0 and the write of the nodes in ``order`` into x, which says whether they are all
+        finite (None: not known). Derived once per order for the bound program."""
+        bound = self.bound
         key = tuple(order)
-        found = self._sweeps.get(key)
+        found = bound.derived.sweeps.get(key)
         if found is not None:
             return found
-        xv, sent, edges = self._xv, self._sent_views, self.net.edges
+        xv, sent, edges = bound.xv, bound.sent_views, self.net.edges
         single = self._single_parent()
-        sigma = self.sent_steps  # σ(x_j) into the σ buffer, per free sender
+        sigma = bound.sent_steps  # σ(x_j) into the σ buffer, per free sender
         fresh: set[int] = set()  # senders whose σ(x) is current in the σ buffer at that point
         steps: list[Step] = []
         # the working states of the free nodes the sweep does not write, read from x; those
@@ -75,7 +86,7 @@ class ForwardSweep(ProgramBase):
         moved = [k for k, i in enumerate(self.free_nodes) if i in ordered]
         if kept:
             steps.append(
-                copy_all([self._x_blocks[k] for k in kept], [self._x_cols[k] for k in kept])
+                copy_all([bound.x_blocks[k] for k in kept], [bound.x_cols[k] for k in kept])
             )
         for i in order:
             sources = [edges[e].source for e in self.var_parents[i]]
@@ -95,23 +106,24 @@ class ForwardSweep(ProgramBase):
         # σ(x_i) of the swept senders, for the first errors() call
         steps += [sigma[i] for i in sorted(swept) if i in sigma and i not in fresh]
         write = (
-            write_back([self._x_cols[k] for k in moved], [self._x_blocks[k] for k in moved])
+            write_back([bound.x_cols[k] for k in moved], [bound.x_blocks[k] for k in moved])
             if moved
             else lambda: True
         )
-        found = self._sweeps[key] = (steps, frozenset(swept), write)
+        found = bound.derived.sweeps[key] = (steps, frozenset(swept), write)
         return found
 
     def _sweep_node(self, buf: Buffers, i: int) -> None:
         """x_i = μ_i in a forward sweep, the general path (fixed part, then each free parent's
         prediction, accumulated in x_i's view; a held node at its energy's mean)."""
-        out, acc, edges = self._xv[i], False, self.net.edges
+        bound = self.bound
+        out, acc, edges = bound.xv[i], False, self.net.edges
         c = buf.const[i]
         if c is not None:
             out.copy_(c)
             acc = True
         for e in self.var_parents[i]:
-            self.kernel(e).forward_into(self._sent_views[edges[e].source], out, accumulate=acc)
+            self.kernel(e).forward_into(bound.sent_views[edges[e].source], out, accumulate=acc)
             acc = True
         if i in self.free_ce:  # a held node swept here is free: it starts where
             out.copy_(self.energy_of[i].mean(out))  # inference holds it
@@ -123,13 +135,14 @@ class ForwardSweep(ProgramBase):
         optimization is lost)."""
         if not nodes:
             return True
-        if self._free_x is not None:  # the free nodes' working states, bound with the views
-            return math.isfinite(float(self._free_x.sum()))
-        return all(math.isfinite(float(self._xv[i].sum())) for i in nodes)
+        bound = self.bound
+        if bound.free_x is not None:  # the free nodes' working states as one range
+            return math.isfinite(float(bound.free_x.sum()))
+        return all(math.isfinite(float(bound.xv[i].sum())) for i in nodes)
 
-    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
-        """Nodes the last :meth:`forward_sweep` left at ε = 0 with σ(x) computed, when x and
-        the weights are unchanged since (empty otherwise)."""
-        if self._const_token is not None and self._const_token == self._token(x, buf):
-            return self._swept
+    def swept(self, x: torch.Tensor, buf: Buffers, sweep: Sweep | None) -> frozenset[int]:
+        """See :meth:`pcgraph.compiler.protocol.Program.swept`: the nodes ``sweep`` left at
+        ε = 0, while it holds (empty otherwise)."""
+        if sweep is not None and self._holds(sweep, x, buf):
+            return sweep.nodes
         return frozenset()

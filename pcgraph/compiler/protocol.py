@@ -7,9 +7,12 @@ Every backend's program (:mod:`pcgraph.compiler.backends`) implements :class:`Pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from pcgraph.compiler.bound import Sweep
 
 __all__ = ["Buffers", "Program", "Quiet", "Sent"]
 
@@ -75,11 +78,13 @@ class Program(Protocol):
     clamp: frozenset[str]
     free_mask: torch.Tensor  # [D], 1 on the free columns
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
+    def prepare(self, x: torch.Tensor, *, sweep: Sweep | None = None) -> Buffers:
         """Start of a batch on the state buffer x: the reused buffers, fixed predictions, and
         the free nodes' states read from x into ``buf.states`` where the backend keeps a
         working copy. From here until :meth:`store` the steps move that copy: x's free
-        columns are read again only by the next prepare."""
+        columns are read again only by the next prepare. ``sweep``: what
+        :meth:`forward_sweep` returned for x just before, whose work is reused while it holds
+        (a backend may ignore it)."""
         ...
 
     def store(self, x: torch.Tensor, buf: Buffers) -> None:
@@ -98,18 +103,20 @@ class Program(Protocol):
         free nodes only."""
         ...
 
-    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
-        """Forward initialization x_i = μ_i of the nodes in ``order``."""
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> Sweep | None:
+        """Forward initialization x_i = μ_i of the nodes in ``order``; returns what the
+        inference after it may reuse (None: nothing)."""
         ...
 
-    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
-        """Nodes a forward sweep left at ε = 0 on this unchanged buffer."""
+    def swept(self, x: torch.Tensor, buf: Buffers, sweep: Sweep | None) -> frozenset[int]:
+        """The nodes ``sweep`` left at ε = 0, while it holds for x and the weights (empty
+        otherwise, and for a backend that computes every error each step)."""
         ...
 
     def bound_state(self) -> object:
-        """Everything the current bound steps refer to (their closures, scratch tensors): a
-        captured CUDA graph keeps it, so that no tensor it replays on is freed when the steps
-        are bound again for other buffers."""
+        """Everything the current bound steps refer to (the bound program: closures, scratch
+        tensors): a captured CUDA graph keeps it, so that no tensor it replays on is freed
+        when the program is bound to other buffers."""
         ...
 
     def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:

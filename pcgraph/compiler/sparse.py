@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Quiet, Sent
 from pcgraph.compiler.step_plan import StepPlan
@@ -235,7 +236,7 @@ class SparseProgram(StepPlan):
         """The reusable [B, D] buffers for this batch size."""
         return self._buffers.get_or_create(batch_size, lambda: self._new_buffers(batch_size))
 
-    def swept_since_prepare(self, x: torch.Tensor, buf: Buffers) -> frozenset[int]:
+    def swept(self, x: torch.Tensor, buf: Buffers, sweep: Sweep | None) -> frozenset[int]:
         """None: the sparse step computes every error each step (a front saves nothing)."""
         return frozenset()
 
@@ -273,10 +274,11 @@ class SparseProgram(StepPlan):
             buf.precision = self.precision
         return buf
 
-    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> None:
+    def forward_sweep(self, x: torch.Tensor, order: list[int]) -> Sweep | None:
         self.net.forward_sweep(x, order)  # level by level, one sparse product per level
+        return None  # nothing to reuse: prepare converts W once per batch either way
 
-    def prepare(self, x: torch.Tensor, *, reuse_consts: bool = False) -> Buffers:
+    def prepare(self, x: torch.Tensor, *, sweep: Sweep | None = None) -> Buffers:
         buf = self.buffers(x.shape[0])
         buf.grad.zero_()
         buf.eps.zero_()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from pcgraph.compiler.backends import program_for
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.checks import (
@@ -66,7 +67,7 @@ def solve_inference(
     step_rule: str = "fixed",
     cuda_graph: bool = False,
     compile_step: bool = False,
-    reuse_consts: bool = False,
+    sweep: Sweep | None = None,
     tol: float | None = None,
 ) -> InferenceResult:
     """Run T inference steps on ``states`` in place.
@@ -105,11 +106,13 @@ def solve_inference(
         tol: stop early, after the first step whose energy change |E(t) − E(t−1)| is at most
             ``tol`` · |E(t−1)| (eager runner; costs one energy and a sync per step). None runs
             all T steps.
-        reuse_consts: reuse the fixed predictions a forward sweep of the program just computed
-            on this buffer, and the swept states it holds. Only for callers that know nothing
-            changed the weights or the states in between (``PCLearner.infer`` does: init, then
-            inference); a token check on the buffer and parameter versions guards it against
-            in-place torch writes, not against writes that bump no version (``.data``, numpy).
+        sweep: what the forward sweep that initialized ``states`` returned
+            (``Initializer.init`` returns it): its fixed predictions and swept states are
+            reused, and the errors it left at 0 are not computed again, while it holds. Only
+            for callers that know nothing changed the weights or the states in between
+            (``PCLearner`` does: init, then inference); a check of the tensors' versions
+            guards it against in-place torch writes, not against writes that bump no version
+            (``.data``, NumPy) (see :class:`pcgraph.compiler.bound.Sweep`).
 
     Returns:
         an :class:`InferenceResult`; its buffers hold the errors at x(T), ready for learning.
@@ -152,7 +155,7 @@ def solve_inference(
         lr=lr,
         trace=trace,
         grad_mode=grad_mode,
-        reuse_consts=reuse_consts and not cuda_graph,
+        sweep=None if cuda_graph else sweep,
         backtrack=backtrack,
         tol=tol,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +16,7 @@ import torch
 from pcgraph import fast
 from pcgraph.analysis import inference_smm, op_smm
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.distributed import DistContext
 from pcgraph.engine.checks import (
@@ -28,7 +28,9 @@ from pcgraph.engine.checks import (
     check_steps,
 )
 from pcgraph.engine.epc import ALGORITHMS, check_epc, epc_infer, epc_order, epc_step_smm, epc_update
+from pcgraph.engine.incremental import incremental_step
 from pcgraph.engine.inference import GradMode, InferenceResult, NeuronOptimizer, solve_inference
+from pcgraph.engine.metrics import StepMetrics
 from pcgraph.engine.weights import fuse_optimizer, unfused, update_params
 from pcgraph.errors import ClampError, ConfigError
 from pcgraph.init import InitContext, Initializer, make_initializer
@@ -40,37 +42,6 @@ __all__ = ["PCLearner", "StepMetrics", "fuse_optimizer", "update_params"]
 SCHEDULES = ("standard", "incremental")
 
 _fuse = fuse_optimizer  # PCLearner's keyword of the same name shadows it there
-
-
-@dataclass
-class StepMetrics:
-    """What one training step reports (tensors stay on the device until read); ``steps``: the
-    inference steps run, fewer than ``T`` where ``tol`` stopped them early."""
-
-    energy_before: torch.Tensor
-    energy_after: torch.Tensor
-    node_energies: torch.Tensor
-    smm: int
-    smm_total: int
-    init: str
-    T: int
-    trace: torch.Tensor | None = None
-    steps: int = -1
-
-    def to_dict(self, node_names: list[str] | None = None) -> dict[str, Any]:
-        """Plain Python numbers (forces a device sync)."""
-        out: dict[str, Any] = {
-            "energy_before": float(self.energy_before),
-            "energy_after": float(self.energy_after),
-            "smm": self.smm,
-            "smm_total": self.smm_total,
-            "init": self.init,
-            "T": self.T,
-            "steps": self.steps,
-        }
-        if node_names is not None:
-            out["node_energies"] = dict(zip(node_names, self.node_energies.tolist(), strict=True))
-        return out
 
 
 class PCLearner:
@@ -247,36 +218,6 @@ class PCLearner:
                 self.net.write(x, {name: value})  # converts, or names the node and the shape
         return x
 
-    def _incremental_step(
-        self,
-        data: Mapping[str, torch.Tensor],
-        *,
-        labels: torch.Tensor | None,
-        trace: bool,
-    ) -> InferenceResult:
-        """iPC: init, then up to T times (one inference step, one weight update at its errors);
-        with ``tol``, the steps stop once the energy change of one is at most tol · E."""
-        x = self._initialized(data, self.clamp, train=True, labels=labels)
-        first: InferenceResult | None = None
-        result: InferenceResult | None = None
-        traces = []
-        for t in range(self.T):
-            # after the first update the weights have changed: no reuse of the sweep's products
-            result = self._solve(x, self.clamp, 1, trace=trace, reuse_consts=t == 0, tol=None)
-            self._update_params(result)
-            first = first or result
-            if result.trace is not None:
-                traces.append(result.trace if t == 0 else result.trace[1:])
-            if self.tol is not None and t > 0:
-                before, after = float(result.energy_before), float(result.energy_after)
-                if abs(after - before) <= self.tol * max(abs(before), 1e-30):
-                    break
-        assert result is not None and first is not None
-        result.energy_before = first.energy_before
-        result.trace = torch.cat(traces) if traces else None
-        result.steps = t + 1
-        return result
-
     def _update_params(self, result: InferenceResult) -> None:
         """:func:`update_params` with this learner's optimizer; one that it fused runs torch's
         default loop (the fused kernel's reference) while the fast paths are off."""
@@ -294,16 +235,17 @@ class PCLearner:
         train: bool,
         labels: torch.Tensor | None,
         initializer: Initializer | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, Sweep | None]:
         """The state buffer with ``data`` clamped and the free nodes initialized (by
-        ``initializer``, default the learner's)."""
+        ``initializer``, default the learner's), and the forward sweep the initializer
+        returned (None: it ran none), for the inference that follows."""
         x = self.prepare_states(data, clamp, check_finite=False)  # the monitor names bad data
         if self.net.per_batch:  # dropout: a new mask per batch
             self.net.new_batch(train=train, generator=self.generator)
         ctx = self.context(clamp, train=train, labels=labels)
         with torch.no_grad():
-            (initializer or self.initializer).init(x, ctx)
-        return x
+            sweep = (initializer or self.initializer).init(x, ctx)
+        return x, sweep
 
     def _solve(
         self,
@@ -312,7 +254,7 @@ class PCLearner:
         T: int,
         *,
         trace: bool,
-        reuse_consts: bool,
+        sweep: Sweep | None,
         tol: float | None,
     ) -> InferenceResult:
         """``solve_inference`` with this learner's neuron optimizer, γ, runner and step rule."""
@@ -328,7 +270,7 @@ class PCLearner:
             cuda_graph=self.cuda_graph,
             compile_step=self.compile_step,
             step_rule=self.step_rule,
-            reuse_consts=reuse_consts,
+            sweep=sweep,
             tol=tol,
         )
 
@@ -350,7 +292,9 @@ class PCLearner:
         initializer), e.g. ``"zero"`` for a clamp set no memory was trained for."""
         clamp_set = self.clamp if clamp is None else self.net.resolve_clamp(clamp)
         initializer = None if init is None else make_initializer(init)
-        x = self._initialized(data, clamp_set, train=train, labels=labels, initializer=initializer)
+        x, sweep = self._initialized(
+            data, clamp_set, train=train, labels=labels, initializer=initializer
+        )
         if self.algorithm == "epc":  # errors, not states: pcgraph.engine.epc
             T_run = self.T if T is None else T
             check_steps(T_run)
@@ -364,9 +308,9 @@ class PCLearner:
                 neuron_optimizer=self.neuron_optimizer,
                 trace=trace,
             )
-        # reuse_consts: the init just above changed nothing but the free states
+        # the init just above changed nothing but the free states: its sweep holds
         return self._solve(
-            x, clamp_set, self.T if T is None else T, trace=trace, reuse_consts=True, tol=self.tol
+            x, clamp_set, self.T if T is None else T, trace=trace, sweep=sweep, tol=self.tol
         )
 
     def train_step(
@@ -387,7 +331,7 @@ class PCLearner:
             result = self.infer(data, train=True, labels=labels, trace=trace)
             epc_update(self.net, result, self._epc_order, self.optimizer)  # type: ignore[arg-type]
         elif self.schedule == "incremental" and self.T > 0:
-            result = self._incremental_step(data, labels=labels, trace=trace)
+            result = incremental_step(self, data, labels=labels, trace=trace)
         else:
             result = self.infer(data, train=True, labels=labels, trace=trace)
             self._update_params(result)

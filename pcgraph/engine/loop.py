@@ -12,6 +12,7 @@ from pcgraph.compiler.plan import clamp_plan
 from pcgraph.engine.neurons import NeuronStep
 
 if TYPE_CHECKING:
+    from pcgraph.compiler.bound import Sweep
     from pcgraph.compiler.network import PCNetwork
     from pcgraph.compiler.protocol import Buffers, Program
 
@@ -36,12 +37,13 @@ def eager_loop(
     step: NeuronStep,
     record: torch.Tensor | None,
     grad_mode: GradMode,
-    reuse_consts: bool,
+    sweep: Sweep | None,
     backtrack: bool = False,
     tol: float | None = None,
 ) -> tuple[Buffers, torch.Tensor, torch.Tensor, int]:
     """The eager loop: returns the buffers, E at t = 0, the per-node energies at the last step
-    and the number of steps taken (T, or fewer when ``tol`` stopped it).
+    and the number of steps taken (T, or fewer when ``tol`` stopped it). ``sweep``: what the
+    forward sweep that initialized ``states`` returned, if one did (its work is reused).
 
     With ``backtrack`` (SGD neurons), a step that raised the energy is undone and retried with
     half the step size (see :func:`accept_or_halve`). A solver of several stages (Heun's
@@ -55,12 +57,12 @@ def eager_loop(
         step.reset()
         lr0 = step.lr
         e_prev = 0.0
-        buf = prog.prepare(states, reuse_consts=reuse_consts)
+        buf = prog.prepare(states, sweep=sweep)
         energy_before = None
         x_free, g_free = prog.step_target(states, buf)  # the free nodes' (working) states
         # after a forward sweep the error travels back from the clamped outputs one edge per
         # step: the schedule says which errors are still exactly 0 and which σ(x) current
-        swept = prog.swept_since_prepare(states, buf)
+        swept = prog.swept(states, buf, sweep)
         # a later stage's predictor moves nodes between the schedule's steps; a solver that
         # may move a node at zero gradient would move it before the front reaches it
         front = swept and step.stages == 1 and step.solver.rests_at_zero_gradient

@@ -21,6 +21,7 @@ import torch
 
 from pcgraph import fast
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Program
 from pcgraph.engine.loop import GradMode, eager_loop, trace_buffer
@@ -50,7 +51,7 @@ class RunOptions:
     lr: float = 0.1
     trace: bool = False
     grad_mode: GradMode = "local"
-    reuse_consts: bool = False
+    sweep: Sweep | None = None  # what the forward sweep that initialized the states returned
     backtrack: bool = False  # eager runner only
     tol: float | None = None  # eager runner only: stop when |ΔE| ≤ tol·|E|
 
@@ -109,7 +110,7 @@ class EagerRunner(Runner):
             step,
             record,
             opts.grad_mode,
-            opts.reuse_consts,
+            opts.sweep,
             opts.backtrack,
             opts.tol,
         )
@@ -142,7 +143,7 @@ class CompiledRunner(Runner):
         record = trace_buffer(net, states, T, opts.trace)
         cache = self.cache(prog)
         with torch.no_grad():
-            buf = prog.prepare(states, reuse_consts=opts.reuse_consts)
+            buf = prog.prepare(states, sweep=opts.sweep)
             # the neuron optimizer is reused across minibatches (reset each time), so that the
             # compiled steps that refer to it stay valid; its state has the moved tensor's shape
             step = cache.get_or_create(
@@ -254,13 +255,13 @@ class CudaGraphRunner(Runner):
         with torch.cuda.stream(side):  # warm-up outside the graph (lazy init, allocator)
             for _ in range(2):
                 states.copy_(saved)
-                eager_loop(net, prog, states, T, step, record, grad_mode, False)
+                eager_loop(net, prog, states, T, step, record, grad_mode, None)
         torch.cuda.current_stream().wait_stream(side)
         states.copy_(saved)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             buf, before, final, taken = eager_loop(
-                net, prog, states, T, step, record, grad_mode, False
+                net, prog, states, T, step, record, grad_mode, None
             )
             outputs = (buf, before, final, record, taken)
         return _CapturedLoop(graph, outputs, keep=prog.bound_state())

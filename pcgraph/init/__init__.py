@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from pcgraph.analysis import check_forward_init, evaluation_clamp
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.errors import InitError
 from pcgraph.init.average import AverageInit, HybridInit
@@ -64,10 +65,10 @@ class AutoInit(Initializer):
         if not all(check_forward_init(net.graph, c)[0] for c in (clamp, evaluation)):
             self.memory.prepare(net, clamp)
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         chosen = self.choose(ctx)
         try:
-            chosen.init(x, ctx)
+            return chosen.init(x, ctx)
         except InitError as exc:
             if chosen is not self.memory:
                 raise

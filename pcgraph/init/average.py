@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from pcgraph.analysis import init_smm
+from pcgraph.compiler.bound import Sweep
 from pcgraph.errors import InitError
 from pcgraph.init.base import InitContext, Initializer
 from pcgraph.init.simple import ForwardInit
@@ -81,19 +82,19 @@ class AverageInit(Initializer):
             self.num_classes = ctx.net.node(outputs[0]).size
         return self.num_classes
 
-    def _fallback(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def _fallback(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         if ctx.forward_check[0]:
-            ForwardInit().init(x, ctx)
             self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
-        else:
-            x[:, ctx.free_cols] = 0.0
-            self._cost = 0
+            return ForwardInit().init(x, ctx)
+        x[:, ctx.free_cols] = 0.0
+        self._cost = 0
+        return None
 
     def _average_cols(self, ctx: InitContext) -> torch.Tensor:
         """Columns this initializer fills with class means (all free columns)."""
         return ctx.free_cols
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         labels = labels_from_context(x, ctx) if ctx.train else None
         if (
             labels is not None
@@ -105,8 +106,7 @@ class AverageInit(Initializer):
                 f"[{int(labels.min())}, {int(labels.max())}]"
             )
         if labels is None or self.means is None or self.seen is None:
-            self._fallback(x, ctx)  # first batch, evaluation, unlabeled samples
-            return
+            return self._fallback(x, ctx)  # first batch, evaluation, unlabeled samples
         known = self.seen[labels]
         if bool(known.all()):
             self._partial_forward(x, ctx)
@@ -115,6 +115,7 @@ class AverageInit(Initializer):
         cols = self._average_cols(ctx)
         rows = self.means[labels][:, cols]
         x[:, cols] = torch.where(known[:, None], rows, x[:, cols])
+        return None  # the class means moved nodes after any sweep: it no longer holds
 
     def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
         """The forward part that the class means do not overwrite (none for pure average)."""
@@ -175,9 +176,9 @@ class HybridInit(AverageInit):
         self.K = K
         self._cols: dict[frozenset[str], torch.Tensor] = {}  # class-mean columns per clamp set
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         self.require_forward(ctx)
-        super().init(x, ctx)
+        return super().init(x, ctx)
 
     def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
         ForwardInit(depth=self.K).init(x, ctx)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pcgraph.analysis import init_smm
+from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import ClampPlan, clamp_plan, forward_order
 from pcgraph.distributed import DistContext
@@ -69,8 +70,10 @@ class Initializer:
 
     name: str = "base"
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:  # pragma: no cover - abstract
-        """Set x_i(0) for every free node of the minibatch."""
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:  # pragma: no cover
+        """Set x_i(0) for every free node of the minibatch. An initializer that ran the
+        program's forward sweep last returns what it returned (the inference after it then
+        reuses its work); any other returns None."""
         raise NotImplementedError
 
     def prepare(self, net: PCNetwork, clamp: frozenset[str]) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from pcgraph.analysis import init_smm
 from pcgraph.compiler.backends import program_for
+from pcgraph.compiler.bound import Sweep
 from pcgraph.errors import ConfigError
 from pcgraph.init.base import InitContext, Initializer
 
@@ -66,11 +67,11 @@ class ForwardInit(Initializer):
     def __init__(self, *, depth: int | None = None) -> None:
         self.depth = depth
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         self.require_forward(ctx)
         order = ctx.plan.forward_order(max_level=self.depth)
         # through the program: the inference that follows reuses its fixed predictions
-        program_for(ctx.net, ctx.clamp).forward_sweep(x, order)
+        return program_for(ctx.net, ctx.clamp).forward_sweep(x, order)
 
     def smm(self, ctx: InitContext) -> int:
         return init_smm(
@@ -98,18 +99,18 @@ class NullInit(Initializer):
         self.last: torch.Tensor | None = None
         self._cost = 0
 
-    def init(self, x: torch.Tensor, ctx: InitContext) -> None:
+    def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         cols = ctx.free_cols
         if self.last is not None and self.last.shape == x.shape:
             x[:, cols] = self.last[:, cols]
             self._cost = 0
-            return
+            return None
         if ctx.forward_check[0]:
-            ForwardInit().init(x, ctx)
             self._cost = init_smm(ctx.net.graph, ctx.clamp, "forward")
-        else:
-            x[:, cols] = 0.0
-            self._cost = 0
+            return ForwardInit().init(x, ctx)
+        x[:, cols] = 0.0
+        self._cost = 0
+        return None
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if ctx.train:
