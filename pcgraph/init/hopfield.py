@@ -23,6 +23,7 @@ __all__ = [
     "check_heads",
     "check_whole",
     "load_bank",
+    "load_banks",
 ]
 
 
@@ -234,3 +235,36 @@ def bank_entries(state: dict[str, object]) -> list[object]:
     if not isinstance(banks, list):
         raise InitError(f"memory state: 'banks' must be a list, got {type(banks).__name__}")
     return banks
+
+
+def load_banks(
+    state: dict[str, object],
+    expected: dict[frozenset[str], tuple[str, ...]],
+    *,
+    heads: int,
+    beta: float | None,
+    lr: float,
+) -> dict[frozenset[str], MemoryBank]:
+    """The banks of a memory's state (:func:`bank_entries`), one per clamp set, and an empty
+    bank for each clamp set in ``expected`` (clamp set → the nodes its memory reads) that the
+    state has none for.
+
+    Raises:
+        InitError: a bank that reads other nodes than ``expected`` says for its clamp set.
+    """
+    loaded = {}
+    for entry in bank_entries(state):
+        bank = load_bank(entry, heads=heads, beta=beta, lr=lr)
+        want = expected.get(bank.clamp)
+        if want is not None and want != bank.observe:
+            raise InitError(
+                f"memory state: its memory for clamp set {format_nodes(sorted(bank.clamp))} "
+                f"reads {format_nodes(bank.observe)}, but this learner's memory reads "
+                f"{format_nodes(want)} (nodes clamped in training and at evaluation; a "
+                "checkpoint from before memories were kept per clamp set may read the "
+                "label): retrain, or load it into a MemoryInit(observe=...) that matches"
+            )
+        loaded[bank.clamp] = bank
+    for clamp, observe in expected.items():
+        loaded.setdefault(clamp, MemoryBank(clamp, observe))
+    return loaded

@@ -60,11 +60,10 @@ from pcgraph.init.base import InitContext, Initializer
 from pcgraph.init.hopfield import (
     HopfieldMemory,
     MemoryBank,
-    bank_entries,
     check_beta,
     check_heads,
     check_whole,
-    load_bank,
+    load_banks,
 )
 
 __all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryBank", "MemoryInit", "MemoryLoss"]
@@ -373,23 +372,8 @@ class MemoryInit(Initializer):
         if set(state) == {"memory"} and isinstance(state["memory"], dict):
             state = state["memory"]  # the state of an ``auto`` initializer: its memory's
         expected = {c: self.banks[c].observe for c in self._prepared if c in self.banks}
-        banks = bank_entries(state)
-        loaded = {}
-        for entry in banks:
-            bank = load_bank(entry, heads=self.heads, beta=self.beta, lr=self.lr)
-            want = expected.get(bank.clamp)
-            if want is not None and want != bank.observe:
-                raise InitError(
-                    f"memory state: its memory for clamp set {format_nodes(sorted(bank.clamp))} "
-                    f"reads {format_nodes(bank.observe)}, but this learner's memory reads "
-                    f"{format_nodes(want)} (nodes clamped in training and at evaluation; a "
-                    "checkpoint from before memories were kept per clamp set may read the "
-                    "label): retrain, or load it into a MemoryInit(observe=...) that matches"
-                )
-            loaded[bank.clamp] = bank
-        for clamp, observe in expected.items():
-            loaded.setdefault(clamp, MemoryBank(clamp, observe))
-        self.banks, self._serves = loaded, {}
+        banks = load_banks(state, expected, heads=self.heads, beta=self.beta, lr=self.lr)
+        self.banks, self._serves = banks, {}
 
     def __repr__(self) -> str:
         observe = "" if self.observe_nodes is None else f", observe={list(self.observe_nodes)!r}"

@@ -13,6 +13,7 @@ import torch
 
 from pcgraph.atomic import atomic_path
 from pcgraph.errors import CheckpointError, ConfigError
+from pcgraph.schema.io import spec_to_yaml
 from pcgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from pcgraph.train.history import History
 
@@ -100,6 +101,30 @@ def check_writable(checkpoint: Path) -> None:
             f"checkpoint {checkpoint}: the folder {folder} is not writable; make it writable "
             "or pass checkpoint= a path in another folder"
         )
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """:meth:`Trainer.state_dict`: parameters, optimizer, initializer, counters, generator,
+    history, epoch and task."""
+    gen = trainer.learner.generator
+    return {
+        "spec_yaml": spec_to_yaml(trainer.net.spec),
+        "model": trainer.net.state_dict(),
+        "optimizer": trainer.learner.optimizer.state_dict(),
+        "initializer": {
+            "name": trainer.learner.initializer.name,
+            "state": trainer.learner.initializer.state_dict(),
+        },
+        "learner": {
+            "smm_total": trainer.learner.smm_total,
+            "steps": trainer.learner.steps,
+            "T": trainer.learner.T,
+        },
+        "generator": gen.get_state() if gen is not None else None,
+        "history": trainer.history.to_dict(),
+        "epoch": trainer.epoch,
+        "task": trainer.task,
+    }
 
 
 def restore(trainer: Trainer, path: str | os.PathLike[str]) -> None:

@@ -18,7 +18,6 @@ from pcgraph.data.checks import check_path, check_whole, data_name
 from pcgraph.engine import PCLearner
 from pcgraph.errors import ClampError, ConfigError, SpecError
 from pcgraph.init import AverageInit
-from pcgraph.schema.io import spec_to_yaml
 from pcgraph.train import records
 from pcgraph.train.callbacks import Callback
 from pcgraph.train.evaluation import evaluate_on
@@ -388,25 +387,7 @@ class Trainer:
     # --- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly: parameters, optimizer, initializer, counters."""
-        gen = self.learner.generator
-        return {
-            "spec_yaml": spec_to_yaml(self.net.spec),
-            "model": self.net.state_dict(),
-            "optimizer": self.learner.optimizer.state_dict(),
-            "initializer": {
-                "name": self.learner.initializer.name,
-                "state": self.learner.initializer.state_dict(),
-            },
-            "learner": {
-                "smm_total": self.learner.smm_total,
-                "steps": self.learner.steps,
-                "T": self.learner.T,
-            },
-            "generator": gen.get_state() if gen is not None else None,
-            "history": self.history.to_dict(),
-            "epoch": self.epoch,
-            "task": self.task,
-        }
+        return records.trainer_state(self)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a checkpoint atomically (ConfigError naming the folder if it is not writable)."""
