@@ -13,6 +13,22 @@ window.addEventListener("load", () => setTimeout(() => {
   const clipped = [...document.querySelectorAll("article td, article th")].filter(
     c => getComputedStyle(c).whiteSpace === "nowrap" && c.scrollWidth > c.clientWidth + 1
   ).map(c => c.innerText.slice(0, 40));
+  // anything laid out past the right edge of the content column (a table, a code block, an
+  // image, a formula) at this window width, unless it sits in a box that scrolls sideways
+  // inside the column (Material wraps tables and code blocks in one)
+  const column = document.querySelector("article");
+  const right = column ? column.getBoundingClientRect().right : window.innerWidth;
+  const scrolls = e => {
+    for (let a = e.parentElement; a && a !== column; a = a.parentElement) {
+      if (["auto", "scroll"].includes(getComputedStyle(a).overflowX)) return true;
+    }
+    return false;
+  };
+  const overflow = column ? [...column.querySelectorAll("table, pre, img, math, p, li")]
+    .filter(e => e.getBoundingClientRect().right > right + 1 && !scrolls(e))
+    .map(e => e.tagName.toLowerCase() + ": " + (e.innerText || e.getAttribute("src") || "").slice(0, 50)) : [];
+  const page = document.documentElement.scrollWidth > window.innerWidth + 1
+    ? ["the page scrolls sideways: " + document.documentElement.scrollWidth + " px"] : [];
   const images = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
   const math = [...document.querySelectorAll("math")];
   const unrendered = math.filter(m => m.getBoundingClientRect().width === 0).map(m => m.getAttribute("alttext"));
@@ -20,7 +36,8 @@ window.addEventListener("load", () => setTimeout(() => {
   const raw = (text.match(/\$[^$\n]*\\[a-zA-Z]+[^$\n]*\$/g) || []).slice(0, 5);
   const pre = document.createElement("pre");
   pre.id = "pc-site-report";
-  pre.textContent = JSON.stringify({wide, clipped, images, math: math.length, unrendered, raw,
+  pre.textContent = JSON.stringify({wide, clipped, overflow: overflow.concat(page), images,
+                                    imageCount: document.images.length, math: math.length, unrendered, raw,
                                     errors: window.__pcErrors});
   document.body.appendChild(pre);
 }, 300));

@@ -9,8 +9,13 @@ dumped DOM:
 - every table that is wider than its container (a cut-off or scrolled-away column, at 1280 px);
 - every image that did not load;
 - every ``<math>`` element that has no size (not rendered) and any raw ``$…$`` LaTeX left over;
+- anything laid out past the right edge of the content column (a table, code block, image), and
+  a page that scrolls sideways;
 
-and every internal link (page and anchor) is resolved against the built files.
+and every request the page makes to another host is recorded from Chromium's network log (other
+hosts resolve to nothing, so the test never reaches the network). The step-slider pages of the
+energy-flow animations (``figures/*.html``) are opened too. Every internal link (page and
+anchor) is resolved against the built files.
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT = "pc-site-report"
+
+# every host but the loopback server resolves to nothing (nothing leaves the machine), and
+# Chromium's own background requests (updates, sync, autofill) are off, so that the network log
+# holds only what the page asked for
+OFFLINE = (
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--disable-features=AutofillServerCommunication,SpellcheckService,OptimizationHints",
+)
 
 PROBE = "<script>\n" + (Path(__file__).with_name("site_probe.js")).read_text() + "</script>"
 
@@ -92,7 +110,35 @@ def _pages(site: Path) -> list[str]:
     return [p for p in pages if not p.startswith(("assets/", "search/"))]
 
 
-def _report(url: str, tmp: Path) -> dict:
+def _slider_pages(site: Path) -> list[str]:
+    """The step-slider pages of the animations (``animate_flow``'s .html), linked from pages."""
+    return sorted(p.relative_to(site).as_posix() for p in site.glob("figures/*.html"))
+
+
+def _other_hosts(net_log: Path, origin: str) -> list[str]:
+    """URLs on other hosts that the page at ``origin`` asked for, from Chromium's network log.
+
+    Only requests whose initiator is the page count: Chromium's own background requests
+    (updates, accounts) have none.
+    """
+    if not net_log.is_file():
+        return []
+    try:
+        events = json.loads(net_log.read_text(errors="replace")).get("events", [])
+    except json.JSONDecodeError:  # a log cut short: read what the text holds
+        events = []
+    urls = {
+        str(e["params"]["url"])
+        for e in events
+        if isinstance(e.get("params"), dict)
+        and "url" in e["params"]
+        and str(e["params"].get("initiator", "")).startswith(origin)
+    }
+    return sorted(u for u in urls if not u.startswith((origin, "data:", "blob:")))
+
+
+def _report(url: str, tmp: Path, net_log: Path | None = None) -> dict:
+    extra = [f"--log-net-log={net_log}"] if net_log else []
     done = subprocess.run(
         [
             _chromium(),
@@ -101,6 +147,8 @@ def _report(url: str, tmp: Path) -> dict:
             "--disable-gpu",
             "--window-size=1280,900",
             f"--user-data-dir={tmp}",
+            *OFFLINE,
+            *extra,
             "--virtual-time-budget=10000",
             "--dump-dom",
             url,
@@ -116,15 +164,48 @@ def _report(url: str, tmp: Path) -> dict:
 
 def test_every_page_renders_in_a_browser(site: Path, server: str, tmp_path: Path) -> None:
     problems = []
-    math_pages = 0
-    for page in _pages(site):
-        report = _report(f"{server}/{page}", tmp_path / "profile")
-        for key in ("wide", "clipped", "images", "unrendered", "raw", "errors"):
+    math_pages = tutorial_images = 0
+    for k, page in enumerate(_pages(site)):
+        net_log = tmp_path / f"net-{k}.json"
+        report = _report(f"{server}/{page}", tmp_path / "profile", net_log)
+        for key in ("wide", "clipped", "overflow", "images", "unrendered", "raw", "errors"):
             if report[key]:
                 problems.append(f"{page}: {key}: {report[key]}")
+        other = _other_hosts(net_log, server)
+        if other:
+            problems.append(f"{page}: requests to other hosts: {other}")
         math_pages += report["math"] > 0
+        if page.startswith("tutorials/") and page != "tutorials/index.html":
+            tutorial_images += report["imageCount"]
     assert not problems, "\n".join(problems)
+    assert tutorial_images >= 5, "the tutorials should show the figures their code draws"
     assert math_pages >= 2, "Concepts and Initializations should show rendered equations"
+
+
+def test_slider_pages_fit_and_load_nothing_from_other_hosts(
+    site: Path, server: str, tmp_path: Path
+) -> None:
+    sliders = _slider_pages(site)
+    assert sliders, "the site has no figures/*.html slider pages (make_figures.py writes them)"
+    problems = []
+    for k, page in enumerate(sliders):
+        net_log = tmp_path / f"net-{k}.json"
+        url = f"{server}/{page}"
+        done = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+             "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}",
+             *OFFLINE, f"--log-net-log={net_log}", "--virtual-time-budget=5000",
+             "--run-all-compositor-stages-before-draw",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "<img" in done.stdout, f"{page}: no frame shown ({done.stderr[-300:]})"
+        other = _other_hosts(net_log, server)
+        if other:
+            problems.append(f"{page}: requests to other hosts: {other}")
+        if "max-width: 100%" not in (site / page).read_text(encoding="utf-8"):
+            problems.append(f"{page}: its frames are not scaled to the window")
+    assert not problems, "\n".join(problems)
 
 
 class _Links(HTMLParser):
