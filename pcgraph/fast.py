@@ -4,7 +4,8 @@ Beside its plain torch computation, pcgraph has fast paths that compute the same
 the native float32 C kernels (:mod:`pcgraph.ops.native`), oneDNN for large float32 products on
 the CPU (:mod:`pcgraph.ops.matmul`), the specialised step closures of the inference program
 (:mod:`pcgraph.compiler.steps`: bound products, the fused SGD step, bound weight gradients,
-per-node energies in one native call), 2σ(2x) − 1 for tanh, and the fused Adam/AdamW kernel.
+per-node energies in one native call), 2σ(2x) − 1 for tanh, the fused Adam/AdamW kernel, and
+the sparse backend's products (:mod:`pcgraph.compiler.sparse_mp`).
 Each names the plain reference it equals; with the switch off only that reference runs: no C
 compiler is started, no private torch op is called, and every product is a public torch one
 (``torch.addmm``, ``torch.mm``, ``torch.nn.functional.linear``).

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pcgraph.compiler.sparse_mp import IMPLEMENTATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,6 +52,20 @@ def test_bench_peers_smoke_json(tmp_path: Path) -> None:
     assert row["pcgraph_vs_pcx"] is None  # skipped, not invented
     # the tuned floor runs the same rule as pcgraph (itself tested against autograd)
     assert row["check"]["pcgraph_vs_tuned_max_weight_diff_f64"] < 1e-10
+
+
+def test_bench_sparse_mp_quick_json(tmp_path: Path) -> None:
+    # every implementation of every sparse op is timed against its reference and agrees with it
+    out = tmp_path / "sparse_mp.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_sparse_mp.py"), "--quick"]
+    subprocess.run(
+        [*cmd, "--json", str(out)], capture_output=True, text=True, check=True, timeout=600
+    )
+    data = json.loads(out.read_text())
+    timed = {(r["op"], r["implementation"]) for r in data["rows"]}
+    assert timed == {(op, name) for op, table in IMPLEMENTATIONS.items() for name in table}
+    assert all(r["ratio"] > 0 for r in data["rows"])
+    assert data["max_rel_diff"] < 1e-5  # float32
 
 
 def test_bench_step_breakdown_runs() -> None:

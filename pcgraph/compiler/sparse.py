@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pcgraph.cache import BoundedCache
+from pcgraph.compiler import sparse_mp
 from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers, Quiet, Sent
@@ -293,7 +294,7 @@ class SparseProgram(StepPlan):
     def errors(self, x: torch.Tensor, buf: Buffers, quiet: Quiet | None = None) -> Sent:
         # one product over the whole graph: a front of zero errors saves nothing here
         s = self.net.sent_all(x)
-        mu = torch.sparse.mm(self._w, s.t()).t()
+        mu = sparse_mp.predictions(self._operands(), s)
         # targets without a biased in-edge have no bias: the mask keeps autograd's view equal
         torch.sub(x, mu.add_(self.net.bias * self.net.bias_mask), out=buf.eps)
         buf.eps.mul_(self.predicted_mask)
@@ -306,7 +307,7 @@ class SparseProgram(StepPlan):
         self, x: torch.Tensor, buf: Buffers, sent: Sent, *, sgd_lr: float | None = None
     ) -> None:
         # every column at once (the free mask zeroes the rest): nothing is skipped
-        msg = torch.sparse.mm(self._wt, buf.delta.t()).t().mul_(self.net.derivative_all(x))
+        msg = sparse_mp.messages(self._operands(), buf.delta).mul_(self.net.derivative_all(x))
         torch.sub(buf.delta, msg, out=buf.grad)
         buf.grad.mul_(self.free_mask)
 
@@ -335,8 +336,12 @@ class SparseProgram(StepPlan):
     def param_grads(self, x: torch.Tensor, buf: Buffers, *, accumulate: bool = True) -> None:
         with torch.no_grad():
             s = self.net.sent_all(x)
-            rows, cols = self.net.edge_index
-            gw = -(buf.delta[:, rows] * s[:, cols]).sum(0)
+            gw = sparse_mp.weight_grad(self._operands(), buf.delta, s)
             gb = -buf.delta.sum(0) * self.net.bias_mask
         for p, g in ((self.net.weight, gw), (self.net.bias, gb)):
             store_grad(p, g, accumulate=accumulate)
+
+    def _operands(self) -> sparse_mp.SparseOperands:
+        """W as the products read it (the CSR forms built by :meth:`prepare`)."""
+        assert self._w is not None and self._wt is not None, "prepare() first"
+        return sparse_mp.SparseOperands(self.net.edge_index, self._w, self._wt)
