@@ -15,7 +15,11 @@ Generated pages:
   ``scripts/make_figures.py --out docs/figures`` writes) and its ``pcgraph check`` summary;
 - ``docs/api/cli.md``: every command and option of ``pcgraph``, from its argument parser;
 - the summary table at the top of each task page of the API reference (``docs/api/*.md``), from
-  the page's ``:::`` entries and their docstrings (``scripts/gen_reference.py``).
+  the page's ``:::`` entries and their docstrings (``scripts/gen_reference.py``);
+- the blocks of ``docs/results.md`` between ``<!-- generated: NAME -->`` and
+  ``<!-- end generated -->``, from the results files under ``docs/data/results/``
+  (``scripts/gen_results.py``). ``--check`` also fails when a number the page quotes (its
+  verdict, its targets) disagrees with the table or file it comes from.
 
 ``tests/test_docs.py`` fails when the committed pages are stale; run this script and commit them.
 """
@@ -51,6 +55,7 @@ from pcgraph.solvers import SOLVERS  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
 from gen_reference import TASK_PAGES, render_cli, summary_renderer  # noqa: E402
+from gen_results import quote_errors, render_results  # noqa: E402
 
 DOCS = REPO / "docs"
 TOPOLOGIES = REPO / "topologies"
@@ -603,6 +608,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "gallery.md": render_gallery,
     "api/cli.md": render_cli,
     **{f"api/{name}": summary_renderer(name) for name in TASK_PAGES},
+    "results.md": lambda: render_results((DOCS / "results.md").read_text(encoding="utf-8")),
 }
 
 
@@ -636,6 +642,10 @@ def main(argv: list[str] | None = None) -> int:
                 + ". Run `python scripts/gen_docs.py` and commit the result.",
                 file=sys.stderr,
             )
+            return 1
+        errors = quote_errors((DOCS / "results.md").read_text(encoding="utf-8"))
+        if errors:
+            print("gen_docs: " + "\n".join(errors), file=sys.stderr)
             return 1
         print("gen_docs: generated docs are up to date")
         return 0
