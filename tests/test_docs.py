@@ -308,3 +308,15 @@ def test_python_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.Monk
     namespace: dict[str, object] = {"__name__": f"docs_{page}"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/{page} block {i + 1}", "exec"), namespace)
+
+
+def test_performance_states_the_smm_counts_of_its_network() -> None:
+    """Performance's 'N SMMs against M' is what the analysis counts for the network the page
+    benchmarks (784-128×4-10, clamp {x, y}, forward init, T = 8), not a number typed in."""
+    text = (DOCS / "performance.md").read_text(encoding="utf-8")
+    assert "784-128×4-10" in text
+    found = re.search(r"\*\*(\d+) SMMs against (\d+)\*\*", text)
+    assert found, "performance.md should state the SMMs per update against backprop's"
+    spec = pc.mlp([784, 128, 128, 128, 128, 10], activation="tanh", output_energy="gaussian")
+    pc_smm = pc.smm_per_update(spec, ["x", "y"], 8, "forward")
+    assert (int(found.group(1)), int(found.group(2))) == (pc_smm, pc.analysis.bp_smm(spec))
