@@ -60,6 +60,17 @@ class ForwardSweep(ProgramBase):
         # the token after the write into x
         return Sweep(self.bound, self._token(x, buf), swept if finite else frozenset())
 
+    def sweep_steps(self, x: torch.Tensor, order: list[int]) -> list[Callable[[], object]]:
+        """What one update runs after clamping x, as steps: the fixed parts of μ (σ(x) of the
+        clamped senders, their products), x_i = μ_i over ``order``, and the write of the swept
+        states into x. Binds the program to x first (eagerly); the steps hold while that
+        binding does (:class:`~pcgraph.engine.compiled_update.CompiledUpdate` traces them)."""
+        buf = self._prepare(x, sweep=None, load=False)
+        consts = self.bound.derived.consts
+        assert consts is not None, "prepare() derives the fixed parts"
+        steps, _, write = self._sweep_plan(buf, order)
+        return [*consts[0], *steps, write]
+
     def _sweep_plan(
         self, buf: Buffers, order: list[int]
     ) -> tuple[list[Step], frozenset[int], Callable[[], bool | None]]:
