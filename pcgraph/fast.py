@@ -25,11 +25,21 @@ process (not per thread). This module imports no torch.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from types import TracebackType
 
 from pcgraph.errors import ConfigError
 
-__all__ = ["ENV_VAR", "FastPaths", "check_environment", "enabled", "fast_paths", "generation"]
+__all__ = [
+    "ENV_VAR",
+    "SPECIALISATIONS",
+    "FastPaths",
+    "Specialisation",
+    "check_environment",
+    "enabled",
+    "fast_paths",
+    "generation",
+]
 
 ENV_VAR = "PCGRAPH_FAST"
 _ON = ("1", "true", "on", "yes")
@@ -131,3 +141,117 @@ def fast_paths(enabled: bool) -> FastPaths:
     if not isinstance(enabled, bool):
         raise ConfigError(f"fast_paths(enabled=...) takes True or False, not {enabled!r}")
     return FastPaths(enabled)
+
+
+@dataclass(frozen=True)
+class Specialisation:
+    """One fast path: where it applies, the code that runs, the plain reference it must equal,
+    and the test that checks that they agree (``tests/test_fast.py`` checks that each named
+    object and test exists).
+
+    Attributes:
+        name: a short name.
+        applies: the pattern it is chosen for (everything else takes the reference).
+        code: the fast code, ``module:qualified.name``.
+        reference: the plain code it equals, ``module:qualified.name``; the only code that
+            runs while the switch is off.
+        test: ``tests/file.py::test_name``.
+    """
+
+    name: str
+    applies: str
+    code: str
+    reference: str
+    test: str
+
+
+_S = Specialisation
+_TRAINING = "tests/test_fast.py::test_float32_training_is_the_same_with_fast_paths_on_and_off"
+
+#: Every fast path of pcgraph, each named against the plain reference it must equal.
+SPECIALISATIONS: tuple[Specialisation, ...] = (
+    _S(
+        "bound prediction error",
+        "a node whose only parent is one plain linear edge",
+        "pcgraph.compiler.steps:error_step",
+        "pcgraph.ops.kernel:EdgeKernel.error_into",
+        "tests/test_matmul.py::test_fast_step_equals_autograd_of_the_energy",
+    ),
+    _S(
+        "bound sweep and fixed products",
+        "forward init or a clamped parent's fixed part through one plain linear edge",
+        "pcgraph.compiler.steps:forward_step",
+        "pcgraph.ops.kernel:EdgeKernel.forward_into",
+        _TRAINING,
+    ),
+    _S(
+        "bound message",
+        "a free node whose only child is one plain linear edge",
+        "pcgraph.compiler.steps:message_step",
+        "pcgraph.compiler.gradient:GradientSteps.general",
+        "tests/test_matmul.py::test_fast_step_equals_autograd_of_the_energy",
+    ),
+    _S(
+        "fused SGD step",
+        "plain SGD neurons after a forward sweep, float32 on the CPU, one linear child",
+        "pcgraph.compiler.steps:sgd_message_step",
+        "pcgraph.compiler.gradient:GradientSteps.general",
+        "tests/test_quiet_front.py::test_fused_float32_sgd_steps_match_autograd",
+    ),
+    _S(
+        "bound weight gradients",
+        "param_grads(accumulate=False) with .grad tensors of the right shape, no stacks",
+        "pcgraph.compiler.steps:param_grad_step",
+        "pcgraph.compiler.program_readout:Readout._general_param_grads",
+        "tests/test_matmul.py::test_fast_step_equals_autograd_of_the_energy",
+    ),
+    _S(
+        "per-node energies in one call",
+        "gaussian nodes, node-blocked float32 buffers on the CPU",
+        "pcgraph.ops.native:bind_block_energy",
+        "pcgraph.compiler.program_readout:Readout.node_energies",
+        "tests/test_native.py::test_block_energies_are_half_weighted_sums_of_squares",
+    ),
+    _S(
+        "streaming write-back with a finiteness check",
+        "the working states into x's columns, float32 on the CPU",
+        "pcgraph.ops.native:bind_store_blocks",
+        "pcgraph.compiler.steps:write_back",
+        "tests/test_native.py::test_stored_blocks_land_in_their_columns_and_nowhere_else",
+    ),
+    _S(
+        "native tanh and GELU",
+        "float32 on the CPU (custom ops inside torch.compile)",
+        "pcgraph.ops.native:tanh_into",
+        "pcgraph.activations:_tanh",
+        "tests/test_native.py::test_activations_agree_with_torch_whichever_kernel_runs",
+    ),
+    _S(
+        "tanh as 2 sigma(2x) - 1",
+        "CPU tanh of 2048 elements or more where the native kernel is not built",
+        "pcgraph.activations:_tanh_into",
+        "pcgraph.activations:_tanh",
+        "tests/test_activations.py::test_tanh_keeps_autograd_and_float32_accuracy",
+    ),
+    _S(
+        "oneDNN products",
+        "float32 CPU products above the fixed size rule, outside autograd",
+        "pcgraph.ops.matmul:linear",
+        "pcgraph.ops.kernel:EdgeKernel.forward_into",
+        "tests/test_matmul.py::test_onednn_products_equal_float64_references",
+    ),
+    _S(
+        "fused Adam/AdamW",
+        "a default-built torch Adam or AdamW",
+        "pcgraph.engine.weights:fuse_optimizer",
+        "pcgraph.engine.weights:unfused",
+        "tests/test_learning.py::test_fused_optimizer_gives_the_default_update",
+    ),
+    _S(
+        "sparse weight gradient as an SDDMM",
+        "the sparse backend on the CPU",
+        "pcgraph.compiler.sparse_mp:_weight_grad_sampled_addmm",
+        "pcgraph.compiler.sparse_mp:_weight_grad_torch",
+        "tests/test_sparse_mp.py::test_every_implementation_equals_the_dense_math",
+    ),
+)

@@ -293,3 +293,25 @@ print(hashlib.sha256(w.numpy().tobytes()).hexdigest())
     for proc in runs:
         assert proc.returncode == 0, proc.stderr
     assert runs[0].stdout == runs[1].stdout
+
+
+# --- the registry of specialisations ----------------------------------------------------------
+def _resolve(path: str) -> object:
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    found: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+@pytest.mark.parametrize("spec", fast.SPECIALISATIONS, ids=lambda s: s.name)
+def test_every_specialisation_names_its_code_its_reference_and_a_test_that_exist(
+    spec: fast.Specialisation,
+) -> None:
+    assert callable(_resolve(spec.code)), spec.code
+    assert callable(_resolve(spec.reference)), spec.reference
+    file, _, name = spec.test.partition("::")
+    source = (Path(__file__).resolve().parent.parent / file).read_text()
+    assert f"def {name}(" in source, spec.test
