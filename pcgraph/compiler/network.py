@@ -43,6 +43,12 @@ class NodeInfo:
     precision: float
     parents: tuple[int, ...]  # edge indices into the node
     children: tuple[int, ...]  # edge indices out of the node
+    prior_mean: float | None = None  # a root's prior N(m, 1/precision): μ = m, w = precision
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether the node has an energy: a prediction from parents, or a prior."""
+        return bool(self.parents) or self.prior_mean is not None
 
     @property
     def cols(self) -> slice:
@@ -127,9 +133,10 @@ class PCNetwork(nn.Module):
                     size=node.size,
                     activation=get_activation(node.activation),
                     energy=node.energy,
-                    precision=node.precision,
+                    precision=node.precision if node.prior is None else node.prior.precision,
                     parents=tuple(parents[i]),
                     children=tuple(children[i]),
+                    prior_mean=None if node.prior is None else node.prior.mean,
                 )
             )
             offset += node.size
@@ -260,8 +267,11 @@ class PCNetwork(nn.Module):
         return v if node.activation.is_identity else node.activation.fn(v)
 
     def prediction(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """μ_i = Σ_j f_ji(σ_j(x_j)) for a node with parents, shaped [B, *shape_i]."""
+        """μ_i = Σ_j f_ji(σ_j(x_j)) for a node with parents (a root's prior: its mean m),
+        shaped [B, *shape_i]."""
         node = self.nodes[i]
+        if node.prior_mean is not None:
+            return x.new_full((x.shape[0], *node.shape), node.prior_mean)
         if not node.parents:
             raise SpecError(f"node {node.name!r} has no parents, so it has no prediction")
         mu = None
@@ -272,13 +282,13 @@ class PCNetwork(nn.Module):
         return mu
 
     def node_energies(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-node energy E_i summed over the batch, shape [N] (0 for nodes without parents).
+        """Per-node energy E_i summed over the batch, shape [N] (0 for roots without a prior).
 
         Differentiable with respect to ``x`` and the parameters: the autograd reference.
         """
         out = []
         for node in self.nodes:
-            if not node.parents:
+            if not node.has_energy:
                 out.append(torch.zeros((), device=x.device, dtype=x.dtype))
                 continue
             state = x[:, node.cols].reshape(x.shape[0], *node.shape)

@@ -133,6 +133,11 @@ class ProgramBase(StepPlan):
         const: dict[int, torch.Tensor | None] = {}
         for i in self.predicted:
             parents = self.const_parents[i]
+            mean = self.net.nodes[i].prior_mean
+            if mean is not None:  # a root's prior: the fixed prediction μ = m
+                const[i] = self._stored(buf, ("const", i), (b, *self.net.nodes[i].shape), x)
+                const[i].fill_(mean)  # type: ignore[union-attr]
+                continue
             if not parents:
                 const[i] = None
                 continue

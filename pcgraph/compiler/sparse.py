@@ -56,6 +56,8 @@ def sparse_unsupported_reason(spec: GraphSpec) -> str | None:
         if edge.op != "linear":
             return f"edge {edge.label} uses op {edge.op!r}; the sparse backend supports linear only"
     for node in spec.nodes:
+        if node.prior is not None:
+            return f"node {node.name!r} has a prior; the sparse backend has none"
         if node.energy != "gaussian":
             return f"node {node.name!r} uses {node.energy} energy; the sparse backend is gaussian"
     return None

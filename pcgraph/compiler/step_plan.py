@@ -33,7 +33,8 @@ class StepPlan:
         is_free = [False] * len(nodes)
         for i in self.free_nodes:
             is_free[i] = True
-        self.predicted = [n.index for n in nodes if n.parents]
+        # the nodes with an energy: predicted by parents, or a root's prior (μ = m, fixed)
+        self.predicted = [n.index for n in nodes if n.has_energy]
         # edges split by whether their source changes during inference
         self.var_parents = {
             i: [e for e in nodes[i].parents if is_free[net.edges[e].source]] for i in self.predicted
@@ -118,7 +119,7 @@ class StepPlan:
         self.grad_plan = [
             GradRecipe(
                 node=j,
-                has_own=bool(nodes[j].parents) and j not in self.free_ce,
+                has_own=nodes[j].has_energy and j not in self.free_ce,
                 children=tuple(
                     (k[e], net.edges[e].target) for e in nodes[j].children if e not in stacked
                 ),

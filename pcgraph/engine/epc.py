@@ -145,6 +145,8 @@ def _pass(
             flat = (energy.mean(mu) if held else mu).reshape(b, node.size)
             value = flat if held else flat + errors[i]
         values[i] = value
+        if mu is None and node.prior_mean is not None:  # a root's prior: μ = m, w = p
+            mu = x.new_full((b, *node.shape), node.prior_mean)
         if mu is not None:
             e_i = node_energy(node.energy, value.reshape(b, *node.shape), mu, node.precision)
             node_e[i] = e_i
