@@ -100,6 +100,24 @@ class Gaussian(Energy):
         return x - mu
 
 
+class LearnedGaussian(Gaussian):
+    """The gaussian energy of a node whose precision w = exp(s) is learned
+    (``precision: learnable``): ½ w ‖x − μ‖² − ½ N log w, N the entries summed over. The log
+    term keeps w from growing without bound: ∂E/∂s = ½ w ‖ε‖² − ½ N is 0 at w = N / ‖ε‖², the
+    inverse mean squared error. Not a registered name: the node's energy stays ``gaussian``."""
+
+    name = "gaussian (learned precision)"
+
+    def value(self, x: torch.Tensor, mu: torch.Tensor, precision: float) -> torch.Tensor:
+        import torch
+
+        w = torch.as_tensor(precision, dtype=x.dtype, device=x.device)
+        return super().value(x, mu, precision) - 0.5 * x.numel() * torch.log(w)
+
+
+LEARNED_GAUSSIAN = LearnedGaussian()
+
+
 class CrossEntropy(Energy):
     name = "cross_entropy"
     held = True

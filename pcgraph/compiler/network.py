@@ -19,7 +19,7 @@ from torch import nn
 
 from pcgraph.activations import Activation, get_activation
 from pcgraph.analysis import resolve_clamp
-from pcgraph.energies import get_energy, node_energy
+from pcgraph.energies import LEARNED_GAUSSIAN, get_energy, node_energy
 from pcgraph.errors import ClampError, SpecError
 from pcgraph.ops import get_op
 from pcgraph.ops.base import KernelRequest
@@ -44,6 +44,7 @@ class NodeInfo:
     parents: tuple[int, ...]  # edge indices into the node
     children: tuple[int, ...]  # edge indices out of the node
     prior_mean: float | None = None  # a root's prior N(m, 1/precision): μ = m, w = precision
+    learned: bool = False  # precision: learnable (w = exp(s), PCNetwork.log_precision)
 
     @property
     def has_energy(self) -> bool:
@@ -133,14 +134,29 @@ class PCNetwork(nn.Module):
                     size=node.size,
                     activation=get_activation(node.activation),
                     energy=node.energy,
-                    precision=node.precision if node.prior is None else node.prior.precision,
+                    precision=(
+                        node.prior.precision
+                        if node.prior is not None
+                        else 1.0
+                        if node.precision == "learnable"
+                        else node.precision
+                    ),
                     parents=tuple(parents[i]),
                     children=tuple(children[i]),
                     prior_mean=None if node.prior is None else node.prior.mean,
+                    learned=node.precision == "learnable",
                 )
             )
             offset += node.size
         self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
+        # s_i = log w_i of the nodes with a learned precision, trained with the weights
+        self.log_precision = nn.ParameterDict(
+            {
+                f"n{n.index}": nn.Parameter(torch.zeros((), dtype=self.dtype))
+                for n in nodes
+                if n.learned
+            }
+        )
         self.state_size = offset
         self._graph = spec.to_networkx()
         # the compiler's caches on this network (compiler.backends.program_for and
@@ -292,10 +308,22 @@ class PCNetwork(nn.Module):
                 out.append(torch.zeros((), device=x.device, dtype=x.dtype))
                 continue
             state = x[:, node.cols].reshape(x.shape[0], *node.shape)
-            out.append(
-                node_energy(node.energy, state, self.prediction(x, node.index), node.precision)
-            )
+            out.append(self.node_energy_of(node.index, state, self.prediction(x, node.index)))
         return torch.stack(out)
+
+    def precision_of(self, i: int) -> float | torch.Tensor:
+        """Node i's precision w_i: its number, or exp(s_i) (a 0-d tensor in autograd) where it
+        is learned."""
+        node = self.nodes[i]
+        return self.log_precision[f"n{i}"].exp() if node.learned else node.precision
+
+    def node_energy_of(self, i: int, state: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """E_i at ``state`` [B, *shape] with prediction ``mu``, summed over the batch (with the
+        log term of a learned precision); differentiable."""
+        node = self.nodes[i]
+        if node.learned:
+            return LEARNED_GAUSSIAN.value(state, mu, self.precision_of(i))  # type: ignore[arg-type]
+        return node_energy(node.energy, state, mu, node.precision)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """Total energy E = Σ_i E_i (paper Eq. 1), summed over the batch."""

@@ -31,6 +31,10 @@ from pcgraph.ops.linear_kernel import LinearKernel
 __all__ = ["ProgramBase"]
 
 
+def _fill_exp(block: torch.Tensor, log_w: torch.Tensor) -> None:
+    block.fill_(log_w.detach().exp())
+
+
 class ProgramBase(StepPlan):
     """The buffers of an :class:`InferenceProgram` per batch size, its binding to them
     (:meth:`bind`) and the fixed part of each prediction (see :class:`InferenceProgram`)."""
@@ -130,6 +134,11 @@ class ProgramBase(StepPlan):
             # oneDNN would copy a strided view (a node's columns of x) at each of them
             sent[j] = self._stored(buf, ("sent", j), view.shape, x)
             steps.append(copier(view, sent[j]) if act.is_identity else act.into_step(view, sent[j]))
+        for i in self.learned:  # w_i = exp(s_i) into its block of the precisions, per batch
+            node = self.net.nodes[i]
+            assert buf.precision is not None  # not unit precision
+            block = self._block_range(buf.precision, node.offset, node.offset + node.size)
+            steps.append(functools.partial(_fill_exp, block, self.net.log_precision[f"n{i}"]))
         const: dict[int, torch.Tensor | None] = {}
         for i in self.predicted:
             parents = self.const_parents[i]

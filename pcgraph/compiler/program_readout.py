@@ -17,6 +17,7 @@ from pcgraph.compiler.steps import (
 )
 from pcgraph.errors import ConfigError
 from pcgraph.ops import native
+from pcgraph.ops.kernel import store_grad
 from pcgraph.ops.linear_kernel import LinearKernel
 
 __all__ = ["Readout"]
@@ -56,9 +57,8 @@ class Readout(ProgramBase):
             assert buf.node_of is not None
             energies.zero_().index_add_(0, buf.node_of.reshape(-1), sq.reshape(-1), alpha=0.5)
         for i in self.custom_nodes:  # from the μ errors() kept, asked of the Energy object
-            energies[i] = self.energy_of[i].value(
-                self.bound.xv[i], buf.ce_mu[i], self.net.nodes[i].precision
-            )
+            w = self.net.precision_of(i)  # a learned one: exp(s_i), out of autograd here
+            energies[i] = self.energy_of[i].value(self.bound.xv[i], buf.ce_mu[i], w)  # type: ignore[arg-type]
         if out is not None:
             out.copy_(energies)
             return out
@@ -102,12 +102,24 @@ class Readout(ProgramBase):
                 )
         # bound gradient steps: a fast path equal to _general_param_grads (the reference)
         if not accumulate and not self.stacks and fast.enabled() and self._bound_param_grads(buf):
+            self._precision_grads(accumulate=False)
             return
         with torch.no_grad():
             for st in self.stacks:
                 st.param_grads(buf.sent_free | buf.sent, self.bound.dv, accumulate=accumulate)
             unstacked = [e for e in self.learnable_edges if e not in self.stacked_edges]
             self._general_param_grads(buf, unstacked, accumulate=accumulate)
+            self._precision_grads(accumulate=accumulate)
+
+    def _precision_grads(self, *, accumulate: bool) -> None:
+        """∂E/∂s_i = ½ w_i ‖ε_i‖² − ½ N_i of each learned precision w_i = exp(s_i), at the
+        errors of the last errors() call (:class:`pcgraph.energies.LearnedGaussian`)."""
+        for i in self.learned:
+            s = self.net.log_precision[f"n{i}"]
+            eps = self.bound.ev[i]
+            with torch.no_grad():
+                g = 0.5 * s.exp() * eps.square().sum() - 0.5 * eps.numel()
+            store_grad(s, g, accumulate=accumulate)
 
     def _zero_grads(self, e: int) -> None:
         for p in self.kernel(e).parameters():

@@ -58,6 +58,8 @@ def sparse_unsupported_reason(spec: GraphSpec) -> str | None:
     for node in spec.nodes:
         if node.prior is not None:
             return f"node {node.name!r} has a prior; the sparse backend has none"
+        if node.precision == "learnable":
+            return f"node {node.name!r} learns its precision; the sparse backend cannot"
         if node.energy != "gaussian":
             return f"node {node.name!r} uses {node.energy} energy; the sparse backend is gaussian"
     return None

@@ -12,7 +12,7 @@ from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.compiler.recipes import ErrorRecipe, GradRecipe
 from pcgraph.compiler.stacking import EdgeStack, build_stacks
-from pcgraph.energies import get_energy, is_gaussian
+from pcgraph.energies import LEARNED_GAUSSIAN, get_energy, is_gaussian
 from pcgraph.ops.kernel import EdgeKernel
 from pcgraph.ops.linear_kernel import LinearKernel
 
@@ -53,7 +53,9 @@ class StepPlan:
         self.clamped_out = {
             j: [e.index for e in net.edges if e.source == j] for j in self.sent_clamped
         }
-        self.energy_of = [get_energy(n.energy) for n in nodes]
+        # a learned precision's energy has a log term: asked of its Energy, as any non-gaussian
+        self.energy_of = [LEARNED_GAUSSIAN if n.learned else get_energy(n.energy) for n in nodes]
+        self.learned = [n.index for n in nodes if n.learned]
         # The closed forms of the step (ε = x − μ, E = ½ w ‖ε‖², x = μ after a sweep) are the
         # gaussian energy's. Every other energy (cross-entropy, Bernoulli, a user's) takes the
         # core path: μ computed, then ε and E asked of its Energy object.
@@ -62,7 +64,7 @@ class StepPlan:
         # KL(x‖mean)): the energy is linear in x, so gradient steps would leave the domain and
         # never stop.
         self.free_ce = {i for i in self.custom_nodes if is_free[i] and self.energy_of[i].held}
-        self.unit_precision = all(n.precision == 1.0 for n in nodes)
+        self.unit_precision = all(n.precision == 1.0 and not n.learned for n in nodes)
         precision = torch.ones(net.state_size, device=net.device, dtype=net.dtype)
         col_node = torch.empty(net.state_size, dtype=torch.long, device=net.device)
         for n in nodes:

@@ -34,7 +34,7 @@ import networkx as nx
 import torch
 
 from pcgraph.analysis.cost import longest_chain
-from pcgraph.energies import get_energy, node_energy
+from pcgraph.energies import get_energy
 from pcgraph.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def _pass(
         if mu is None and node.prior_mean is not None:  # a root's prior: μ = m, w = p
             mu = x.new_full((b, *node.shape), node.prior_mean)
         if mu is not None:
-            e_i = node_energy(node.energy, value.reshape(b, *node.shape), mu, node.precision)
+            e_i = net.node_energy_of(i, value.reshape(b, *node.shape), mu)
             node_e[i] = e_i
             if not held:
                 total = total + e_i

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -70,7 +70,10 @@ class NodeSpec(_Spec):
         energy: ``gaussian`` (½‖ε‖²), ``cross_entropy`` (CE(softmax(μ), x)), ``bernoulli``
             (BCE(σ(μ), x)), ``laplace`` (‖ε‖₁), ``huber``, any name of
             :data:`pcgraph.energies.ENERGIES`; only nodes with parents have energy.
-        precision: w_i > 0, the weight of this node's energy.
+        precision: w_i > 0, the weight of this node's energy; or ``learnable``: a gaussian node's
+            w_i = exp(s_i) learned with the weights (s_i starts at 0), its energy
+            ½ w ‖ε‖² − ½ N log w (N: the entries summed over), so that w cannot grow without
+            bound (its optimum is the inverse mean squared error).
         prior: a root node's Gaussian prior ½ p ‖x − m‖² (:class:`PriorSpec`), or None.
     """
 
@@ -81,7 +84,7 @@ class NodeSpec(_Spec):
     role: Role = "latent"
     activation: str = "identity"
     energy: str = "gaussian"
-    precision: float = Field(1.0, gt=0, allow_inf_nan=False)
+    precision: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["learnable"] = 1.0
     prior: PriorSpec | None = None
 
     @field_validator("name")
@@ -108,9 +111,13 @@ class NodeSpec(_Spec):
     @field_validator("precision", mode="before")
     @classmethod
     def _check_precision(cls, v: Any) -> Any:
+        if v == "learnable":
+            return v
         if isinstance(v, bool) or not isinstance(v, int | float):  # YAML true would be 1.0
-            raise ValueError(f"precision must be a positive number, got {v!r}")
-        return v
+            raise ValueError(f"precision must be a positive number or 'learnable', got {v!r}")
+        if not (0 < v < math.inf):
+            raise ValueError(f"precision must be a positive finite number or 'learnable', got {v}")
+        return float(v)
 
     @field_validator("activation")
     @classmethod
@@ -276,6 +283,19 @@ class GraphSpec(_Spec):
                     f"an edge into {node.name!r} or give it role 'input'/'latent'"
                 )
             energy = ENERGIES.get(node.energy)
+            if node.precision == "learnable" and (
+                node.name not in has_parent or node.energy != "gaussian"
+            ):
+                raise ValueError(
+                    f"node {node.name!r}: a learnable precision weighs a gaussian prediction "
+                    f"error, and {node.name!r} "
+                    + (
+                        "has no incoming edge"
+                        if node.name not in has_parent
+                        else f"uses {node.energy} energy, where a precision has no meaning"
+                    )
+                    + "; set a number, or make it a predicted gaussian node"
+                )
             if energy.held and node.name not in has_parent:
                 raise ValueError(
                     f"node {node.name!r} uses {node.energy} energy but has no "
