@@ -21,12 +21,38 @@ from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.recipes import ErrorRecipe
 from pcgraph.compiler.steps import Step
 
-__all__ = ["BoundProgram", "Derived", "Sweep"]
+__all__ = ["BoundProgram", "Derived", "FixedParts", "Sweep", "SweepPlan"]
 
-#: the steps of the fixed predictions, σ(x) of the clamped senders, and the fixed part of μ
-Consts = tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]]
-#: a forward sweep's steps, the nodes it leaves at ε = 0, and its write into x
-SweepSteps = tuple[list[Step], frozenset[int], Callable[[], bool | None]]
+
+@dataclass(frozen=True)
+class FixedParts:
+    """What does not change during one batch's inference, as steps run once per batch.
+
+    Attributes:
+        steps: σ(x_j) of the clamped senders, the products of the clamped parents (and a
+            learned precision's w = exp(s) into its block of the precisions).
+        sent: σ(x_j) of each clamped sender.
+        const: each predicted node's fixed part of μ (None: none).
+    """
+
+    steps: list[Step]
+    sent: dict[int, torch.Tensor]
+    const: dict[int, torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A forward sweep over one order, bound to the program's views.
+
+    Attributes:
+        steps: x_i = μ_i in order, with σ(x) of each sender computed once.
+        swept: the nodes it leaves at ε = 0 exactly.
+        write: the swept states into x; returns whether they are all finite (None: unknown).
+    """
+
+    steps: list[Step]
+    swept: frozenset[int]
+    write: Callable[[], bool | None]
 
 
 @dataclass
@@ -34,8 +60,8 @@ class Derived:
     """What a :class:`BoundProgram` builds on first use, each from the bound operands alone
     (so it is valid exactly as long as the bound program is)."""
 
-    consts: Consts | None = None
-    sweeps: dict[tuple[int, ...], SweepSteps] = field(default_factory=dict)  # per order
+    consts: FixedParts | None = None
+    sweeps: dict[tuple[int, ...], SweepPlan] = field(default_factory=dict)  # per order
     # (states, ∂E/∂x) ranges a plain step moves, per (quiet set, fused SGD γ)
     parts: dict[tuple[object, ...], list[tuple[torch.Tensor, torch.Tensor]]] = field(
         default_factory=dict

@@ -68,8 +68,9 @@ class InferenceProgram(ForwardSweep, Readout):
                 bound.load()
             if derived.consts is None:
                 derived.consts = self._const_plan(x, buf)
-            steps, buf.sent, buf.const = derived.consts
-            for step in steps:
+            fixed = derived.consts
+            buf.sent, buf.const = fixed.sent, fixed.const
+            for step in fixed.steps:
                 step()
         return buf
 

@@ -12,7 +12,7 @@ import torch
 
 from pcgraph import fast
 from pcgraph.cache import BoundedCache
-from pcgraph.compiler.bound import BoundProgram, Sweep
+from pcgraph.compiler.bound import BoundProgram, FixedParts, Sweep
 from pcgraph.compiler.gradient import GradientSteps
 from pcgraph.compiler.network import PCNetwork
 from pcgraph.compiler.protocol import Buffers
@@ -114,9 +114,7 @@ class ProgramBase(StepPlan):
         v = t[:, node.cols]
         return v.view(t.shape[0], *node.shape) if len(node.shape) > 1 else v
 
-    def _const_plan(
-        self, x: torch.Tensor, buf: Buffers
-    ) -> tuple[list[Step], dict[int, torch.Tensor], dict[int, torch.Tensor | None]]:
+    def _const_plan(self, x: torch.Tensor, buf: Buffers) -> FixedParts:
         """The fixed part of each μ as steps bound to the current views: σ(x_j) of the clamped
         senders (x_j's own columns where every product reads that view at full speed, else a
         copy per batch), then Σ f_ji(σ(x_j)) over the clamped parents into one buffer per
@@ -159,7 +157,7 @@ class ProgramBase(StepPlan):
                 else:
                     steps.append(functools.partial(kern.forward_into, src, out, accumulate=k > 0))
             const[i] = out
-        return steps, sent, const
+        return FixedParts(steps, sent, const)
 
     @staticmethod
     def _stored(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from pcgraph.compiler.bound import Sweep
+from pcgraph.compiler.bound import Sweep, SweepPlan
 from pcgraph.compiler.program_base import ProgramBase
 from pcgraph.compiler.protocol import Buffers
 from pcgraph.compiler.steps import (
@@ -49,10 +49,11 @@ class ForwardSweep(ProgramBase):
         computes again.
         """
         buf = self._prepare(x, sweep=None, load=False)
-        steps, swept, write = self._sweep_plan(buf, order)
-        for step in steps:
+        plan = self._sweep_plan(buf, order)
+        swept = plan.swept
+        for step in plan.steps:
             step()
-        finite = write()  # the swept states into x: whether they are all finite, if known
+        finite = plan.write()  # the swept states into x: whether they are all finite, if known
         # x_i = μ_i means ε_i = 0 only for finite values (NaN − NaN is NaN): after non-finite
         # data or weights nothing is taken as 0, so the energy monitor sees the NaN
         if finite is None:
@@ -66,14 +67,12 @@ class ForwardSweep(ProgramBase):
         states into x. Binds the program to x first (eagerly); the steps hold while that
         binding does (:class:`~pcgraph.engine.compiled_update.CompiledUpdate` traces them)."""
         buf = self._prepare(x, sweep=None, load=False)
-        consts = self.bound.derived.consts
-        assert consts is not None, "prepare() derives the fixed parts"
-        steps, _, write = self._sweep_plan(buf, order)
-        return [*consts[0], *steps, write]
+        fixed = self.bound.derived.consts
+        assert fixed is not None, "prepare() derives the fixed parts"
+        plan = self._sweep_plan(buf, order)
+        return [*fixed.steps, *plan.steps, plan.write]
 
-    def _sweep_plan(
-        self, buf: Buffers, order: list[int]
-    ) -> tuple[list[Step], frozenset[int], Callable[[], bool | None]]:
+    def _sweep_plan(self, buf: Buffers, order: list[int]) -> SweepPlan:
         """The forward sweep over ``order`` as a list of steps bound to the current views (a
         node whose only parent is one plain linear edge: one product straight into its
         states), with σ(x) of each sender computed once. Also returns the swept nodes left at
@@ -121,7 +120,7 @@ class ForwardSweep(ProgramBase):
             if moved
             else lambda: True
         )
-        found = bound.derived.sweeps[key] = (steps, frozenset(swept), write)
+        found = bound.derived.sweeps[key] = SweepPlan(steps, frozenset(swept), write)
         return found
 
     def _sweep_node(self, buf: Buffers, i: int) -> None:
