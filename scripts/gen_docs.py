@@ -140,6 +140,8 @@ def docstring_attributes(cls: type) -> dict[str, str]:
 def _type_text(annotation: Any) -> str:
     """A YAML-minded rendering of a Python annotation."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # a constrained type: its constraints have their own column
+        return _type_text(args[0])
     if origin is typing.Literal:
         return "one of " + ", ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -413,6 +415,32 @@ def _solvers_section() -> list[str]:
     return lines
 
 
+# Meanings of `pcgraph train` keys whose parser option has no help of its own (or only its
+# default in parentheses). The option's own help always wins where it says what the key means; a
+# key that no longer exists is an error, so this table cannot go stale silently.
+FALLBACK_TRAIN_DOCS: dict[str, str] = {
+    "epochs": "passes over the training set",
+    "batch_size": "training images per minibatch",
+    "device": "the torch device to train on: `cpu`, `cuda`, `cuda:1`, …",
+    "seed": "seeds the weights, the initializer's randomness, the training subset and the batch "
+    "order: the same seed gives the same run",
+    "progress": "show a progress bar while training (`--no-progress`: `false`)",
+}
+
+
+def _train_meaning(key: str, helps: dict[str, str]) -> str:
+    """What ``key`` means: the option's help, after the fallback where the help gives none."""
+    help_text = helps.get(key, "").strip()
+    if key in FALLBACK_TRAIN_DOCS and (not help_text or help_text.startswith("(")):
+        return f"{FALLBACK_TRAIN_DOCS[key]} {help_text}".strip()
+    if not help_text:
+        raise ValueError(
+            f"pcgraph train's key {key!r} has no help: give its option a help text, or add "
+            "it to FALLBACK_TRAIN_DOCS in scripts/gen_docs.py"
+        )
+    return help_text
+
+
 def _train_config_section() -> list[str]:
     from pcgraph.cli.main import build_parser
     from pcgraph.cli.train import TRAIN_DEFAULTS
@@ -430,8 +458,11 @@ def _train_config_section() -> list[str]:
         "| key | default | meaning |",
         "|---|---|---|",
     ]
+    unknown = set(FALLBACK_TRAIN_DOCS) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise ValueError(f"FALLBACK_TRAIN_DOCS names keys pcgraph train has not: {sorted(unknown)}")
     for key, value in TRAIN_DEFAULTS.items():
-        lines.append(f"| `{key}` | {_yaml_value(value)} | {_cell(helps.get(key, '')) or '—'} |")
+        lines.append(f"| `{key}` | {_yaml_value(value)} | {_cell(_train_meaning(key, helps))} |")
     return lines
 
 
