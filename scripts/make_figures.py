@@ -31,7 +31,6 @@ the same figures each time.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -124,36 +123,8 @@ def flow_comparison(
         runs.append(record_flow(learner, batch, T=T, labels=labels, title=title))
     gif, html = out / f"{name}.gif", out / f"{name}.html"
     animate_flow(runs, gif)
-    animate_flow(runs, html)
-    offline_slider(html)
+    animate_flow(runs, html)  # self-contained: pcgraph.viz.jshtml.offline_page
     return [gif, html]
-
-
-# matplotlib's slider page links font-awesome from a CDN for its buttons' icons: the site loads
-# nothing from another host, so the icons become characters, and the frames fit the window.
-_FONT_AWESOME = re.compile(r'<link rel="stylesheet"\s+href="[^"]*font-awesome[^"]*">')
-_SLIDER_STYLE = """<style>
-  img { max-width: 100%; height: auto; }
-  .fa { font-style: normal; display: inline-block; min-width: 1.2em; }
-  .fa-flip-horizontal { transform: scaleX(-1); }
-  .fa-minus::before { content: "\\2212"; }
-  .fa-plus::before { content: "+"; }
-  .fa-fast-backward::before { content: "\\21E4"; }
-  .fa-step-backward::before { content: "\\2039"; }
-  .fa-play::before { content: "\\25B6"; }
-  .fa-pause::before { content: "\\275A\\275A"; }
-  .fa-step-forward::before { content: "\\203A"; }
-  .fa-fast-forward::before { content: "\\21E5"; }
-</style>"""
-
-
-def offline_slider(path: Path) -> None:
-    """Rewrite a slider page of ``animate_flow`` so that it needs nothing from another host."""
-    text = path.read_text(encoding="utf-8")
-    text, found = _FONT_AWESOME.subn(lambda _: _SLIDER_STYLE, text)
-    if not found and _SLIDER_STYLE not in text:
-        raise RuntimeError(f"{path}: matplotlib's slider page changed; update offline_slider")
-    path.write_text(text, encoding="utf-8")
 
 
 def _table(name: str) -> list[dict[str, str]]:

@@ -31,6 +31,7 @@ from matplotlib.cm import ScalarMappable
 from pcgraph.schema import GraphSpec
 from pcgraph.viz._common import PathLike, atomic_path, energy_norm, has_energy, new_figure
 from pcgraph.viz.graph import ENERGY_CMAP, energy_face, graph_figure_size, render_graph
+from pcgraph.viz.jshtml import offline_page
 
 if TYPE_CHECKING:
     import torch
@@ -256,7 +257,8 @@ def animate_flow(
             animation.save(str(tmp), writer=PillowWriter(fps=fps), dpi=dpi)
         else:
             fig.set_dpi(dpi)
-            page = animation.to_jshtml(fps=fps, default_mode="once")
+            # the page loads nothing from another host (matplotlib's links an icon font)
+            page = offline_page(animation.to_jshtml(fps=fps, default_mode="once"))
             Path(tmp).write_text(
                 "<!doctype html><html><head><meta charset='utf-8'>"
                 f"<title>{spec.name} — energy flow</title></head><body>{page}</body></html>",
