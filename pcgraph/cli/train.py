@@ -64,8 +64,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--init", help="initialization: auto, forward, hybrid, average, memory, …")
     p.add_argument("--K", type=int, help="hybrid: forward depth K (default 2)")
     p.add_argument("--T", type=int, help="inference steps per update (default 8; at most 100000)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help=_paper("batch_size"))
+    p.add_argument("--epochs", type=int, help="passes over the training images (default 1)")
+    p.add_argument(
+        "--batch-size", type=int, help="training images per weight update " + _paper("batch_size")
+    )
     p.add_argument("--lr", type=float, help="AdamW learning rate of the weights " + _paper("lr"))
     p.add_argument(
         "--weight-decay", type=float, help="AdamW weight decay " + _paper("weight_decay")
@@ -77,11 +79,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--train-size", type=int, help="use this many training images")
     p.add_argument("--test-size", type=int, help="use this many test images")
     p.add_argument("--task", help="auto | classification | generation")
-    p.add_argument("--device")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seeds the weights, the data subsets, the batch order and the learner's random "
+        "draws (random init, dropout) (default 0)",
+    )
     p.add_argument("--out", help="output directory (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="no progress bar (the per-epoch lines are still printed)",
+    )
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
