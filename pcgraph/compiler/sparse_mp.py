@@ -15,22 +15,21 @@ timed at run time, so the same seed gives the same numbers. With the switch off 
 runs.
 
 The rule (:data:`DEFAULT`), from ``benchmarks/bench_sparse_mp.py``: medians of interleaved
-calls, time / the reference's time, float32, measured beside other work on a 2-core AMD EPYC
+calls, time / the reference's time, float32, 1 torch thread, on an idle 2-core AMD EPYC
 (torch 2.13, torch-geometric 2.8.1 without torch-sparse or pyg-lib), decoder4_fashion as one
-sparse W and random W of 1k-20k neurons at 1-5 % density, B 16/64/256, 1 torch thread:
+sparse W (12 % dense) and random W of 1k-20k neurons at 1-5 % density, B 16/64/256:
 
 - ``predictions`` and ``messages`` keep the reference (MKL's CSR product). torch-geometric's
-  ``EdgeIndex.matmul`` is 1.5-5.4x slower at B 16 and 64 (building the EdgeIndex per call costs
-  more than the product) and 0.49-1.36x at B 256: not faster. Without torch-sparse or pyg-lib it
-  runs torch's row-parallel ``torch.sparse.mm(csr, X, reduce="sum")``; ``row_sum`` calls that
-  kernel directly and is not reliably faster either (1.02-2.4x at B <= 64, 0.41-1.10x at B 256).
-  ``torch_geometric.utils.spmm`` of a torch CSR tensor runs the reference's own product
-  (0.67-1.19x: noise), and ``torch_geometric.utils.scatter`` (message passing edge by edge) is
-  11-76x slower.
+  ``EdgeIndex.matmul`` took 0.70-5.3x its time: faster only on the decoder at B 256, where
+  ``row_sum``, torch's row-parallel ``torch.sparse.mm(csr, X, reduce="sum")`` that it reaches
+  without torch-sparse or pyg-lib, was faster still (0.66-0.68x); up to 5.3x slower at B 16
+  (building the EdgeIndex per call costs more than the product), and ``row_sum`` itself was
+  0.66-2.3x across the graphs: no fixed rule wins everywhere. ``torch_geometric.utils.spmm``
+  of a torch CSR tensor runs the reference's own product (0.91-1.17x: noise), and
+  ``torch_geometric.utils.scatter`` (message passing edge by edge) took 10-61x.
 - ``weight_grad`` runs ``torch.sparse.sampled_addmm`` on the CPU (an SDDMM over W's pattern;
-  plain torch: torch-geometric has no CPU SDDMM without pyg-lib): 0.01-0.09x the reference's
-  time (0.01-0.30x at 2 threads), without the reference's two [B, nnz] gathers (8 GiB at 4M
-  edges and B 256).
+  plain torch: torch-geometric has no CPU SDDMM without pyg-lib): 0.01-0.14x the reference's
+  time, without the reference's two [B, nnz] gathers (8 GiB at 4M edges and B 256).
 - On other devices the reference runs (the alternatives are untested there).
 
 The reference and ``sampled_addmm`` gave the same bits at 1 and 2 threads (a 200k-edge W,
