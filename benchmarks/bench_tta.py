@@ -4,8 +4,9 @@ The setup of issue #28: FashionMNIST (60k / 10k; the embedded subset with --quic
 784-256×4-10 with GELU and a cross-entropy output, batch 300, the same initial weights for every
 contender (seed), AdamW with weight decay 1e-4. Backprop runs on shuffled batches at three
 learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor. PC contenders
-(``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches), ``forward8`` (forward
-init, T = 8), ``epc2`` (error-based PC from forward init, T = 2).
+(``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches; ``hybrid1``: T = 1;
+``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
+(forward init, T = 8), ``epc2`` (error-based PC from forward init, T = 2).
 
 Every epoch, each contender trains one epoch (timed: the training loop only) and is evaluated
 on the test set (off the clock), in a rotating order so that no contender always runs first
@@ -47,6 +48,14 @@ TARGETS = (0.85, 0.86, 0.87, 0.88)
 BP_LRS = (5e-4, 1e-3, 2e-3)
 PC = {
     "hybrid2": {"init": "hybrid", "T": 2, "algorithm": "pc", "aligned": True},
+    "hybrid1": {"init": "hybrid", "T": 1, "algorithm": "pc", "aligned": True},
+    "ipc2": {
+        "init": "hybrid",
+        "T": 2,
+        "algorithm": "pc",
+        "aligned": True,
+        "schedule": "incremental",
+    },
     "forward8": {"init": "forward", "T": 8, "algorithm": "pc", "aligned": False},
     "epc2": {"init": "forward", "T": 2, "algorithm": "epc", "aligned": False},
 }
@@ -102,6 +111,7 @@ class Contender:
                 T=kw["T"],
                 lr_neurons=args.lr_neurons,
                 algorithm=kw["algorithm"],
+                schedule=kw.get("schedule", "standard"),
                 optimizer=torch.optim.AdamW(
                     self.net.parameters(), lr=args.pc_lr, weight_decay=1e-4
                 ),
