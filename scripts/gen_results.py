@@ -94,7 +94,64 @@ def render_decoder_full() -> str:
     return "\n".join(lines) + f"\n\nPCA fitted on the same training images: {pca}.\n"
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"decoder-full": render_decoder_full}
+def _study_rows(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    data = _load(name)
+    return data["meta"], data["rows"]
+
+
+def _curve(row: dict[str, Any]) -> str:
+    return " / ".join(f"{a:.4f}" for a in row["accuracy"]) or "—"
+
+
+def render_study_epc() -> str:
+    """§8's ePC table, from docs/data/results/study_epc.json."""
+    meta, rows = _study_rows("study_epc")
+    lines = [
+        "| algorithm | init | T | test accuracy by epoch | s to train (3 epochs) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['algorithm']} | {r['init']} | {r['T']} | {_curve(r)} | {r['seconds'][-1]:.1f} |"
+        )
+    return "\n".join(lines) + (
+        f"\n\n{meta['train']:,} training / {meta['test']:,} test images, γ = "
+        f"{meta['lr_neurons']}, {meta['threads']} threads, torch {meta['torch']}, {meta['date']}.\n"
+    )
+
+
+def render_study_precision() -> str:
+    """§8's learned-precision table, from docs/data/results/study_precision.json."""
+    meta, rows = _study_rows("study_precision")
+    lines = [
+        "| init, T | hidden precision | test accuracy by epoch | s to train | learned w (h1 … h4) "
+        "| N / ‖ε‖² at the end (h1 … h4) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        how = (
+            "fixed at 1"
+            if not r.get("learned")
+            else "learned, lr " + str(r.get("precision_lr", "1e-3 (the weights' AdamW)"))
+        )
+        learned = r.get("learned_w")
+        w = " / ".join(f"{v:.3g}" for v in learned.values()) if learned else "—"
+        opt = r.get("optimum_w")
+        o = " / ".join(f"{v:.2g}" for v in opt.values()) if isinstance(opt, dict) else "—"
+        lines.append(
+            f"| {r['init']}, {r['T']} | {how} | {_curve(r)} | {r['seconds'][-1]:.1f} | {w} | {o} |"
+        )
+    return "\n".join(lines) + (
+        f"\n\n{meta['train']:,} training / {meta['test']:,} test images, γ = "
+        f"{meta['lr_neurons']}, {meta['threads']} threads, torch {meta['torch']}, {meta['date']}.\n"
+    )
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "decoder-full": render_decoder_full,
+    "study-epc": render_study_epc,
+    "study-precision": render_study_precision,
+}
 
 
 def render_results(page_text: str) -> str:

@@ -194,3 +194,27 @@ def test_bad_precisions_are_one_clear_error(nodes: list, match: str) -> None:  #
 def test_the_sparse_backend_refuses_a_learned_precision() -> None:
     with pytest.raises(SpecError, match="node 'h' learns its precision"):
         pc.compile(spec(), backend="sparse")
+
+
+def test_the_divergence_monitor_reads_a_negative_energy_as_a_rise_not_a_ratio() -> None:
+    """A learned precision's log term can make E negative: a small rise from E(0) < 0 is not
+    a divergence, a rise of more than 999 |E(0)| is, and the message says "rose"."""
+    from pcgraph.engine.checks import check_growth
+    from pcgraph.errors import EnergyError
+
+    net = network()
+    zero = torch.zeros(len(net.nodes), dtype=F64)
+    for before, after, raises in [
+        (-100.0, -50.0, False),
+        (-100.0, 5e3, False),
+        (-100.0, 2e5, True),
+    ]:
+        final = zero.clone()
+        final[0] = after
+        if raises:
+            with pytest.raises(EnergyError, match="rose from -100 to 2e"):
+                check_growth(
+                    net, torch.tensor(before, dtype=F64), final, None, T=2, lr=0.1, bound=1e3
+                )
+        else:
+            check_growth(net, torch.tensor(before, dtype=F64), final, None, T=2, lr=0.1, bound=1e3)

@@ -141,8 +141,9 @@ def check_growth(
     clamp: frozenset[str] = frozenset(),
     after: torch.Tensor | None = None,
 ) -> None:
-    """Raise EnergyError when inference diverged: the energy at T is non-finite or more than
-    ``bound`` times the energy at t = 0 (gradient descent with a stable γ never increases it).
+    """Raise EnergyError when inference diverged: the energy at T is non-finite or rose by more
+    than (``bound`` − 1) · |E(0)| (for a positive E(0): more than ``bound`` times it; gradient
+    descent with a stable γ never increases it).
 
     Args:
         before: E at t = 0 (0-d); final: per-node energies at t = T [N]; initial: per-node at
@@ -163,8 +164,10 @@ def check_growth(
     finite = math.isfinite(e0) and math.isfinite(e1)
     if not finite and states is not None:  # bad data first: name the node that holds it
         check_clamped_states(net, states, clamp)
-    # relative to E(0), with a floor of 1 so that rounding above an E(0) ≈ 0 is no "growth"
-    grew = bound is not None and finite and e1 > bound * max(e0, 1.0)
+    # the rise relative to |E(0)|, with a floor of 1 so that rounding above an E(0) ≈ 0 is no
+    # "growth": E(T) > bound · E(0) for a positive E(0); a learned precision's log term can
+    # make E negative, where a ratio says nothing
+    grew = bound is not None and finite and e1 - e0 > (bound - 1.0) * max(abs(e0), 1.0)
     if finite and not grew:
         return
     names = [n.name for n in net.nodes]
@@ -175,7 +178,11 @@ def check_growth(
     else:
         growth = final if initial is None else final - initial
         where = f"most at node {names[int(torch.argmax(growth))]!r}"
-        what = f"grew from {e0:.4g} to {e1:.4g} (> {bound:g}×)"
+        what = (
+            f"grew from {e0:.4g} to {e1:.4g} (> {bound:g}×)"
+            if e0 > 0
+            else f"rose from {e0:.4g} to {e1:.4g} (by more than {bound:g}× |E(0)|)"
+        )
     raise EnergyError(
         f"inference diverged: the energy {what} within {T} steps, {where}; lower the neuron "
         f"learning rate (γ={lr}) or the weight learning rate, or check the data"
