@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["PriorSpec"]
+__all__ = ["PriorSpec", "check_prior"]
 
 
 class PriorSpec(BaseModel):
@@ -31,3 +31,23 @@ class PriorSpec(BaseModel):
         if isinstance(v, bool) or not isinstance(v, int | float):  # YAML true would be 1.0
             raise ValueError(f"a prior's mean and precision are numbers, got {v!r}")
         return v
+
+
+def check_prior(
+    name: str, prior: PriorSpec | None, has_parents: bool, energy: str, precision: object
+) -> None:
+    """Raise ValueError for a prior where it has no meaning: on a node with parents, or on a
+    root that also declares another energy or a precision of its own."""
+    if prior is None:
+        return
+    if has_parents:
+        raise ValueError(
+            f"node {name!r} has a prior but also incoming edges; a prior applies to root "
+            "nodes only (a predicted node's energy is its prediction error): remove 'prior' or "
+            f"the edges into {name!r}"
+        )
+    if energy != "gaussian" or precision != 1.0:
+        raise ValueError(
+            f"node {name!r}: a prior is Gaussian with its own precision; drop 'energy' "
+            "and 'precision' from the node and set prior: {mean: ..., precision: ...}"
+        )

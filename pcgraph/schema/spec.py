@@ -23,7 +23,7 @@ from pcgraph.errors import SpecError
 from pcgraph.names import ACTIVATION_NAMES
 from pcgraph.ops import OPS, ShapeMismatch
 from pcgraph.schema.messages import format_validation_error
-from pcgraph.schema.prior import PriorSpec
+from pcgraph.schema.prior import PriorSpec, check_prior
 
 __all__ = ["EdgeSpec", "GraphSpec", "NodeSpec", "Role", "format_validation_error"]
 
@@ -134,22 +134,6 @@ class NodeSpec(_Spec):
     def size(self) -> int:
         """Number of values per sample, ∏ shape."""
         return math.prod(self.shape)
-
-
-def _check_prior(node: NodeSpec, has_parent: set[str]) -> None:
-    if node.prior is None:
-        return
-    if node.name in has_parent:
-        raise ValueError(
-            f"node {node.name!r} has a prior but also incoming edges; a prior applies to root "
-            "nodes only (a predicted node's energy is its prediction error): remove 'prior' or "
-            f"the edges into {node.name!r}"
-        )
-    if node.energy != "gaussian" or node.precision != 1.0:
-        raise ValueError(
-            f"node {node.name!r}: a prior is Gaussian with its own precision; drop 'energy' "
-            "and 'precision' from the node and set prior: {mean: ..., precision: ...}"
-        )
 
 
 class EdgeSpec(_Spec):
@@ -276,7 +260,7 @@ class GraphSpec(_Spec):
             self._check_edge_shape(edge)
         has_parent = {e.target for e in self.edges}
         for node in self.nodes:
-            _check_prior(node, has_parent)
+            check_prior(node.name, node.prior, node.name in has_parent, node.energy, node.precision)
             if node.role == "output" and node.name not in has_parent:
                 raise ValueError(
                     f"output node {node.name!r} has no incoming edge, so nothing predicts it; add "
