@@ -10,6 +10,12 @@ window.addEventListener("load", () => setTimeout(() => {
     const box = t.closest(".md-typeset__table") || t.parentElement;
     return t.getBoundingClientRect().width > box.clientWidth + 1;
   }).map(t => t.innerText.slice(0, 60));
+  // a table that needs its sideways scroll bar at this width: Material wraps each table in a
+  // box that scrolls, so a table wider than the column is hidden behind the scroll, not cut off
+  const scrolled = [...document.querySelectorAll("article table")].filter(t => {
+    const wrap = t.closest(".md-typeset__scrollwrap");
+    return wrap && wrap.scrollWidth > wrap.clientWidth + 1;
+  }).map(t => t.innerText.slice(0, 60) + " (" + Math.round(t.getBoundingClientRect().width) + " px)");
   const clipped = [...document.querySelectorAll("article td, article th")].filter(
     c => getComputedStyle(c).whiteSpace === "nowrap" && c.scrollWidth > c.clientWidth + 1
   ).map(c => c.innerText.slice(0, 40));
@@ -36,7 +42,7 @@ window.addEventListener("load", () => setTimeout(() => {
   const raw = (text.match(/\$[^$\n]*\\[a-zA-Z]+[^$\n]*\$/g) || []).slice(0, 5);
   const pre = document.createElement("pre");
   pre.id = "pc-site-report";
-  pre.textContent = JSON.stringify({wide, clipped, overflow: overflow.concat(page), images,
+  pre.textContent = JSON.stringify({wide, scrolled, clipped, overflow: overflow.concat(page), images,
                                     imageCount: document.images.length, math: math.length, unrendered, raw,
                                     errors: window.__pcErrors});
   document.body.appendChild(pre);

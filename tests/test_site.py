@@ -6,7 +6,9 @@ every page is opened in headless Chromium. A probe script injected at the top of
 console errors and uncaught exceptions; after the page has loaded it reports, as JSON in the
 dumped DOM:
 
-- every table that is wider than its container (a cut-off or scrolled-away column, at 1280 px);
+- every table that is wider than its container (a cut-off or scrolled-away column, at 1280 px),
+  and every table that needs its sideways scroll bar there (``scrolled``: split, wrap or
+  transpose it);
 - every image that did not load;
 - every ``<math>`` element that has no size (not rendered) and any raw ``$…$`` LaTeX left over;
 - anything laid out past the right edge of the content column (a table, code block, image), and
@@ -168,7 +170,9 @@ def test_every_page_renders_in_a_browser(site: Path, server: str, tmp_path: Path
     for k, page in enumerate(_pages(site)):
         net_log = tmp_path / f"net-{k}.json"
         report = _report(f"{server}/{page}", tmp_path / "profile", net_log)
-        for key in ("wide", "clipped", "overflow", "images", "unrendered", "raw", "errors"):
+        for key in (
+            "wide", "scrolled", "clipped", "overflow", "images", "unrendered", "raw", "errors"
+        ):  # fmt: skip
             if report[key]:
                 problems.append(f"{page}: {key}: {report[key]}")
         other = _other_hosts(net_log, server)
