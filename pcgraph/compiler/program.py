@@ -55,12 +55,13 @@ class InferenceProgram(ForwardSweep, Readout):
         # no zeroing: grad's clamped columns and eps's root columns are never written, and
         # every other column is overwritten each step
         buf = self.buffers(x.shape[0])
+        key = self.binding_key(x, buf)
         bound = self._bound
-        if bound is None or bound.key != self.binding_key(x, buf):
-            bound = self._bound = self.bind(x, buf)
+        if bound is None or bound.key != key:
+            bound = self._bound = self.bind(x, buf, key)
         for st in self.stacks:
             st.restack()
-        if sweep is not None and self._holds(sweep, x, buf):
+        if sweep is not None and self._holds(sweep, x, buf, key):
             return buf  # the working states are the ones the sweep wrote into x
         derived = bound.derived
         with torch.no_grad():

@@ -189,7 +189,9 @@ class ProgramBase(StepPlan):
         return (x.data_ptr(), tuple(x.shape), x.stride(), id(buf), fast.enabled(), weights)
 
     @torch.no_grad()  # the library choices are made for products outside autograd
-    def bind(self, x: torch.Tensor, buf: Buffers) -> BoundProgram:
+    def bind(
+        self, x: torch.Tensor, buf: Buffers, key: tuple[object, ...] | None = None
+    ) -> BoundProgram:
         """A new :class:`BoundProgram` over these operands: the per-node views of the buffers
         (the free nodes' states are their contiguous blocks of the working states, not x's
         columns) and the step closures of :mod:`pcgraph.compiler.steps` bound to them; every
@@ -230,7 +232,7 @@ class ProgramBase(StepPlan):
             smu = [self._view(buf.stacked_mu, i) for i in n]
             smsg = [self._view(buf.stacked_msg, i) for i in n]
         return BoundProgram(
-            key=self.binding_key(x, buf),
+            key=self.binding_key(x, buf) if key is None else key,
             buf=buf,
             x_ptr=x.data_ptr(),
             xv=xv,

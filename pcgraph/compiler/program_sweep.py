@@ -29,13 +29,14 @@ class ForwardSweep(ProgramBase):
         """Identifies x's contents and the weights: in-place writes bump ``_version``."""
         return (x.data_ptr(), x._version, id(buf), tuple(p._version for p in self._params))
 
-    def _holds(self, sweep: Sweep, x: torch.Tensor, buf: Buffers) -> bool:
+    def _holds(self, sweep: Sweep, x: torch.Tensor, buf: Buffers, key: tuple[object, ...]) -> bool:
         """Whether ``sweep`` still describes x and the weights (see :class:`Sweep`): the
-        program is bound to the same operands as then, and no version moved since."""
+        program is bound to the same operands as then (``key``: their binding key now), and no
+        version moved since."""
         return (
             sweep.bound is self._bound
             and sweep.token == self._token(x, buf)
-            and sweep.bound.key == self.binding_key(x, buf)
+            and sweep.bound.key == key
         )
 
     @torch.no_grad()
@@ -153,6 +154,6 @@ class ForwardSweep(ProgramBase):
     def swept(self, x: torch.Tensor, buf: Buffers, sweep: Sweep | None) -> frozenset[int]:
         """See :meth:`pcgraph.compiler.protocol.Program.swept`: the nodes ``sweep`` left at
         ε = 0, while it holds (empty otherwise)."""
-        if sweep is not None and self._holds(sweep, x, buf):
+        if sweep is not None and self._holds(sweep, x, buf, self.binding_key(x, buf)):
             return sweep.nodes
         return frozenset()
