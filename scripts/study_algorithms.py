@@ -120,8 +120,7 @@ def run(
         print(f"  {cfg} epoch {len(acc)}: acc {acc[-1]:.4f}, {total:.1f} s", flush=True)
     row = {**cfg, "accuracy": acc, "seconds": seconds, "status": status}
     if cfg.get("learned"):
-        with torch.no_grad():
-            w = {h: float(net.precision_of(net.node(h).index)) for h in HIDDEN}
+        w = {h: net.precision(h) for h in HIDDEN}
         row["learned_w"] = {h: round(v, 4) for h, v in w.items()}
         try:
             row["optimum_w"] = optimum(learner, x[:300], onehot[:300], y[:300])

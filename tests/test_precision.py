@@ -141,10 +141,11 @@ def test_a_learnable_precision_from_yaml_trains_and_is_in_the_state_dict(tmp_pat
     learner = pc.PCLearner(net, init="forward", T=2)
     g = torch.Generator().manual_seed(5)
     data = {"x": torch.randn(64, 6, generator=g), "y": 0.1 * torch.randn(64, 2, generator=g)}
-    before = float(net.precision_of(net.node("y").index))
+    before = net.precision("y")
+    assert before == 1.0  # s starts at 0
     for _ in range(30):
         learner.train_step(data)
-    assert float(net.precision_of(net.node("y").index)) > before  # small errors: w grows
+    assert net.precision("y") > before  # small errors: w grows
 
 
 def test_epc_with_a_learned_precision_at_t0_takes_backprops_direction() -> None:

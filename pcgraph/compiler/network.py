@@ -317,6 +317,11 @@ class PCNetwork(nn.Module):
         node = self.nodes[i]
         return self.log_precision[f"n{i}"].exp() if node.learned else node.precision
 
+    def precision(self, name: str) -> float:
+        """Node ``name``'s current precision w as a number (a learned one: exp(s) now)."""
+        with torch.no_grad():
+            return float(self.precision_of(self.node_index[name]))
+
     def node_energy_of(self, i: int, state: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """E_i at ``state`` [B, *shape] with prediction ``mu``, summed over the batch (with the
         log term of a learned precision); differentiable."""

@@ -76,7 +76,7 @@ def _measure(net: Any, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         energy = (net.node_energies(x) / batch).double().cpu().numpy()
     # δ_i = −∂E_i/∂μ_i = w_i ε_i, with ε from the node's energy object (gaussian: x − μ)
     delta = {
-        node.index: float(net.precision_of(node.index))  # a learned one: its current w
+        node.index: net.precision(node.name)  # a learned one: its current w
         * get_energy(node.energy).error(
             net.view(x, node.name), net.prediction(x, node.index).detach()
         )
