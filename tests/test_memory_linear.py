@@ -102,3 +102,44 @@ def test_linear_memory_round_trips_a_checkpoint_and_costs_no_extra_smm() -> None
 def test_linear_option_must_be_a_bool() -> None:
     with pytest.raises(InitError, match=r"memory: linear must be True or False, got 'yes'"):
         MemoryInit(linear="yes")  # type: ignore[arg-type]
+
+
+def test_memory_and_weights_learn_from_gradients_at_the_same_point() -> None:
+    """One update with memory init: the weights move by −lr ∇_θ E(x(T)) and the memory by Adam's
+    first step on ∇_m E(S(m(o))) / B, both at the weights inference ran with (the memory's
+    training before the weight step, and not disturbing it)."""
+    net = compile(decoder([6, 8, 8, 12], activation="tanh"), dtype=F64, seed=0)
+    lr, mem_lr = 0.1, 1e-2
+    options = {"patterns": 16, "heads": 2, "embed_dim": 8, "linear": True, "lr": mem_lr}
+    learner = PCLearner(
+        net,
+        init="memory",
+        clamp="generate",
+        T=4,  # z is 3 steps from the image: the first batch moves it, and the memory fits V, W
+        lr_neurons=0.05,
+        optimizer=torch.optim.SGD(net.parameters(), lr=lr),
+        init_options=options,
+    )
+    g = torch.Generator().manual_seed(5)
+    learner.train_step({"image": torch.rand(8, 12, generator=g, dtype=F64)})  # the fit of V, W
+    data = {"image": torch.rand(8, 12, generator=g, dtype=F64)}
+    init = learner.initializer
+    assert isinstance(init, MemoryInit)
+    states = learner.infer(data, train=True).states.clone()
+    ctx = learner.context(learner.clamp, train=True)
+    weights = list(net.parameters())
+    bank = init.bank(ctx)
+    assert bank.optimizer is not None and not bank.optimizer.state  # no Adam step yet
+    mems = [p for p in bank.memories.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        grad_w = torch.autograd.grad(net.energy(states), weights)
+        o = init.observations(states, ctx)
+        grad_m = torch.autograd.grad(init.memory_loss(states, o, ctx) / 8, mems)
+    w0 = [p.detach().clone() for p in weights]
+    m0 = [p.detach().clone() for p in mems]
+    learner.train_step(data)
+    for p, before, grad in zip(weights, w0, grad_w, strict=True):
+        torch.testing.assert_close(p.detach(), before - lr * grad, atol=1e-12, rtol=0)
+    for p, before, grad in zip(mems, m0, grad_m, strict=True):  # Adam, step 1: −lr g / (|g| + ε)
+        expected = before - mem_lr * grad / (grad.abs() + 1e-8)
+        torch.testing.assert_close(p.detach(), expected, atol=1e-9, rtol=0)

@@ -320,23 +320,29 @@ class PCLearner:
         labels: torch.Tensor | None = None,
         trace: bool = False,
     ) -> StepMetrics:
-        """One weight update: init → clamp ``data`` → T inference steps → learn → observe.
+        """One weight update: init → clamp ``data`` → T inference steps → observe → learn.
 
         Args:
             data: one tensor per clamped node, batch first.
             labels: class labels [B] for average/hybrid (else taken from a clamped output).
             trace: also return the per-node energy trace [T+1, N].
         """
+        ctx = self.context(self.clamp, train=True, labels=labels)
+        # the initializer learns before the weight step, at the weights inference ran with: a
+        # memory's loss E(S(m(o))) and the weights' loss are then gradients at one point, as
+        # backprop through an encoder and its decoder takes them (stepping the memory after the
+        # weights moved made the decoder's memory chase them: docs/results.md §4)
         if self.algorithm == "epc":
             result = self.infer(data, train=True, labels=labels, trace=trace)
+            self.initializer.observe(result.states, ctx)
             epc_update(self.net, result, self._epc_order, self.optimizer)  # type: ignore[arg-type]
         elif self.schedule == "incremental" and self.T > 0:
             result = incremental_step(self, data, labels=labels, trace=trace)
+            self.initializer.observe(result.states, ctx)  # the weights moved at every step
         else:
             result = self.infer(data, train=True, labels=labels, trace=trace)
+            self.initializer.observe(result.states, ctx)
             self._update_params(result)
-        ctx = self.context(self.clamp, train=True, labels=labels)
-        self.initializer.observe(result.states, ctx)
         # every gradient evaluation is a prediction pass and a message pass; under iPC the
         # weight gradient of a step reads the errors that step computed and runs beside its
         # message products, so it adds no sequential product
