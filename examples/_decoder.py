@@ -43,6 +43,9 @@ WEIGHTS: dict[str, tuple[str, float]] = {
     "random": ("adamw", 3e-3),
     "null": ("adamw", 3e-3),
 }
+# under ePC every weight gets its whole gradient through the sweep (backprop's at ε = 0), so the
+# small-local-target argument for SGD does not apply: AdamW 1e-3 for every init (not searched)
+WEIGHTS_EPC: tuple[str, float] = ("adamw", 1e-3)
 
 
 def largest_curvature(
@@ -98,9 +101,12 @@ def evaluation_step(
     learner: pc.PCLearner, test: torch.Tensor, args: argparse.Namespace
 ) -> Iterator[float]:
     """Evaluate with the neuron step of ``--eval-step``: ``stable`` = min(γ, 1/λ_max) measured
-    on the first test batch (training keeps γ), ``fixed`` = γ."""
+    on the first test batch (training keeps γ), ``fixed`` = γ. Under ePC always γ: λ_max is
+    the curvature of E in the states, not of F in the errors that ePC steps in."""
     gamma, rule = learner.lr_neurons, learner.step_rule
-    if args.eval_step == "stable":
+    if learner.algorithm == "epc":  # λ_max is of E in the states; ePC steps in the errors
+        pass
+    elif args.eval_step == "stable":
         learner.lr_neurons = stable_step_size(learner, test[: args.batch_size], gamma=gamma)
     elif args.eval_step == "backtrack":
         learner.step_rule = "backtrack"
@@ -163,7 +169,11 @@ def memory_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 def weight_setting(args: argparse.Namespace, init: str) -> tuple[str, float]:
     """(optimizer, learning rate) of the weights under ``init``: --optimizer / --lr where
     given, else the init's own best (``WEIGHTS``; AdamW 3e-3 for an init not searched)."""
-    kind, lr = WEIGHTS.get(init, ("adamw", 3e-3))
+    kind, lr = (
+        WEIGHTS_EPC
+        if getattr(args, "algorithm", "pc") == "epc"
+        else WEIGHTS.get(init, ("adamw", 3e-3))
+    )
     return args.optimizer or kind, args.lr if args.lr is not None else lr
 
 
@@ -210,6 +220,7 @@ def _run_job(
         optimizer=make_optimizer(args, init, net),
         init_options=memory_options(args, seed) if init == "memory" else None,
         generator=torch.Generator(device=args.device).manual_seed(seed),
+        algorithm=getattr(args, "algorithm", "pc"),
     )
 
     def evaluate(learner: pc.PCLearner) -> dict[str, float]:
