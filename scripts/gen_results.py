@@ -10,21 +10,30 @@ Two mechanisms keep the Results page from contradicting itself:
   must contain the phrase as rendered; :func:`quote_errors` lists those it does not, so a quoted
   number that disagrees with its source fails ``tests/test_results_quotes.py`` and ``--check``.
 
-Where a section's ``results.json`` is not in the repository (§§1–3 and the main decoder job:
-their runs are under the git-ignored ``runs/``), the source of a quote is the table the page
-prints (which ``scripts/results_tables.py`` printed from that file), read back from the page.
+A quote's source is a results file, or a generated table read back from the page (generated from
+its file, so the chain file → table → quote is checked end to end).
+
+``python scripts/gen_results.py runs/results`` keeps the runs' ``results.json`` files (under the
+git-ignored ``runs/``) as ``docs/data/results/NAME.json`` (:func:`keep`).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+import shutil
 import statistics
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results_tables  # scripts/results_tables.py: the tables of §§1–4
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = "results.md"
@@ -68,9 +77,10 @@ def decoder_train_seconds(data: dict[str, Any]) -> dict[tuple[str, int], float]:
     return {k: statistics.fmean(v) for k, v in seconds.items()}
 
 
-def render_decoder_full() -> str:
-    """§4's table on the whole of FashionMNIST, from docs/data/results/decoder_full.json."""
-    data = _load("decoder_full")
+def render_decoder_full(name: str = "decoder_full") -> str:
+    """§4's table on the whole of FashionMNIST, from docs/data/results/NAME.json: the mean test
+    MSE per (init, T_train) and T_eval, then the spread over the seeds and the seconds per run."""
+    data = _load(name)
     cells = decoder_cells(data)
     seconds = decoder_train_seconds(data)
     evals = data["config"]["T_eval"]
@@ -152,11 +162,159 @@ def render_study_precision() -> str:
     )
 
 
+def _sizes(data: dict[str, Any]) -> tuple[int, int]:
+    """Training and test images of a run: recorded by the classification examples; for the
+    decoder's, from its configuration (``--full``: the whole of FashionMNIST)."""
+    if "n_train" in data:
+        return int(data["n_train"]), int(data["n_test"])
+    config = data["config"]
+    if config.get("full"):
+        return config.get("train_size") or 60_000, config.get("test_size") or 10_000
+    return int(config["train_size"]), int(config["test_size"])
+
+
+def _provenance(data: dict[str, Any]) -> str:
+    """The line under a table: data, machine, wall time and when the run was kept."""
+    m = data.get("machine", {})
+    kept = data.get("kept", {})
+    beside = kept.get("beside")
+    n_train, n_test = _sizes(data)
+    return (
+        f"\n\n{n_train:,} training / {n_test:,} test images, "
+        f"{m.get('cpu', '?')} ({m.get('vector', '?')}), torch {m.get('torch', '?')}, "
+        f"wall {data['wall_seconds'] / 60:.1f} min"
+        + (f" with {beside} running beside it" if beside else ", nothing else running")
+        + f", {kept.get('date', '?')} (kept at commit {kept.get('commit', '?')}).\n"
+    )
+
+
+def render_classification() -> str:
+    """§1's main table, from docs/data/results/classification.json."""
+    data = _load("classification")
+    return results_tables.classification_main(data) + _provenance(data)
+
+
+def render_classification_targets() -> str:
+    """§1's SMMs to each target, from the same file."""
+    return results_tables.classification_targets(_load("classification"))
+
+
+def render_init_best() -> str:
+    """§2's best accuracy per (init, T), from docs/data/results/init_comparison.json."""
+    data = _load("init_comparison")
+    return results_tables.init_table(data, "best") + _provenance(data)
+
+
+def render_init_final() -> str:
+    """§2's final accuracy per (init, T), from the same file."""
+    return results_tables.init_table(_load("init_comparison"), "final")
+
+
+def render_init_large_t() -> str:
+    """§2's large-T check, from docs/data/results/init_comparison_largeT.json."""
+    data = _load("init_comparison_largeT")
+    return results_tables.init_table(data, "best") + _provenance(data)
+
+
+def render_cyclic() -> str:
+    """§3's table, from docs/data/results/cyclic.json."""
+    data = _load("cyclic")
+    return results_tables.cyclic(data) + _provenance(data)
+
+
+def render_cyclic_eval64() -> str:
+    """§3's check of T_eval: the T = 4 runs evaluated at T_eval = 4 (cyclic.json) and, trained
+    identically, at T_eval = 64 (cyclic_eval64.json)."""
+    short, long = _load("cyclic"), _load("cyclic_eval64")
+    lines = [
+        "| init | final acc, T_eval 4 | T_eval 64 | best acc, T_eval 4 | T_eval 64 |",
+        "|---|---|---|---|---|",
+    ]
+    groups4 = results_tables._groups(short["runs"])
+    groups64 = results_tables._groups(long["runs"])
+    for (init, t), runs64 in groups64.items():
+        runs4 = groups4[(init, t)]
+        cells = [
+            results_tables._ms([pick(r["test_accuracy"]) for r in runs])
+            for pick in (lambda acc: acc[-1], max)
+            for runs in (runs4, runs64)
+        ]
+        lines.append(f"| {init} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + _provenance(long)
+
+
+def render_decoder_main(name: str = "decoder") -> str:
+    """§4's main job table (seeds → mean) and its PCA floors, from
+    docs/data/results/NAME.json."""
+    data = _load(name)
+    floors = data["pca_floors"]
+    n_train, n_test = _sizes(data)
+    return (
+        results_tables.decoder_table([data])
+        + f"\n\nPCA fitted on the same {n_train:,} training images, on the same "
+        f"{n_test:,} test images: 2 components {floors['2']:.4f}, 10 components "
+        f"{floors['10']:.4f}, 50 components {floors['50']:.4f}." + _provenance(data)
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "classification": render_classification,
+    "classification-targets": render_classification_targets,
+    "init-best": render_init_best,
+    "init-final": render_init_final,
+    "init-large-t": render_init_large_t,
+    "cyclic": render_cyclic,
+    "cyclic-eval64": render_cyclic_eval64,
+    "decoder-main": render_decoder_main,
+    "decoder-main-epc": lambda: render_decoder_main("decoder_epc"),
     "decoder-full": render_decoder_full,
+    "decoder-full-epc": lambda: (
+        render_decoder_full("decoder_full_epc") + _provenance(_load("decoder_full_epc"))
+    ),
     "study-epc": render_study_epc,
     "study-precision": render_study_precision,
 }
+
+KEPT = (
+    "classification",
+    "init_comparison",
+    "init_comparison_largeT",
+    "cyclic",
+    "cyclic_eval64",
+    "decoder",
+    "decoder_epc",
+    "decoder_full_epc",
+)  # decoder_full.json was kept by hand, with a note on its load
+DROPPED = ("curve", "energy", "recon", "trace")  # per-run arrays the tables do not read
+
+
+def keep(folder: Path, beside: dict[str, str] | None = None) -> list[Path]:
+    """Copy each experiment's ``results.json`` under ``folder`` (the ``--out`` parent of the
+    commands on the page) to ``docs/data/results/NAME.json``, without the per-run arrays the
+    tables do not read, stamped with the date and the commit it was kept at and, from
+    ``beside``, what ran beside it (a run not named there ran alone)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    written = []
+    for name in KEPT:
+        source = folder / name / "results.json"
+        if not source.is_file():
+            continue
+        data = json.loads(source.read_text(encoding="utf-8"))
+        for row in data.get("results", []):
+            for key in DROPPED:
+                row.pop(key, None)
+        mtime = datetime.datetime.fromtimestamp(source.stat().st_mtime, datetime.UTC)
+        data["kept"] = {"date": mtime.strftime("%Y-%m-%d"), "commit": commit or "?"}
+        if beside and name in beside:
+            data["kept"]["beside"] = beside[name]
+        target = DATA / f"{name}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        shutil.move(tmp, target)
+        written.append(target)
+    return written
 
 
 def render_results(page_text: str) -> str:
@@ -225,6 +383,7 @@ CLASSIFICATION = "| method | T | SMM / update"
 TARGETS = "| target | BP | forward"
 INIT_BEST = "| init | T=1 | T=2 | T=4 | T=8 |"  # the first of §2's two tables: best accuracy
 MAIN_JOB = "| init | T_train | T_eval=2 | T_eval=8"
+CYCLIC = "| init | T = T_eval | SMM / update"
 
 
 def _classification(page: str) -> dict[str, Any]:
@@ -271,6 +430,20 @@ def _init_best(page: str) -> dict[str, Any]:
     }
 
 
+def _cyclic(page: str) -> dict[str, Any]:
+    """§3: memory's final accuracy per T, and the best final accuracy of zero and random."""
+    rows = page_table(page, CYCLIC)
+    out: dict[str, Any] = {}
+    for r in rows:
+        if r["init"] == "memory":
+            out[f"m{r['T = T_eval']}"] = _mean(r["final acc"])
+    for init in ("zero", "random"):
+        own = [r for r in rows if r["init"] == init]
+        best = max(own, key=lambda r: float(_mean(r["final acc"])))
+        out[init], out[f"{init}_t"] = _mean(best["final acc"]), best["T = T_eval"]
+    return out
+
+
 def _main_job(page: str) -> dict[str, Any]:
     rows = page_table(page, MAIN_JOB)
     t2 = _row(rows, init="memory", T_train="2")["T_eval=2"]
@@ -307,6 +480,26 @@ def _closest_seed(page: str) -> dict[str, Any]:
         "other": other,
         "value": f"{value:.4f}",
     }
+
+
+def _decoder_full_epc(_page: str) -> dict[str, Any]:
+    data = _load("decoder_full_epc")
+    cells = decoder_cells(data)
+    evals = data["config"]["T_eval"]
+    return {
+        "means": " / ".join(f"{cells[('memory', 2, t)].mean:.4f}" for t in evals),
+        "evals": " / ".join(map(str, evals)),
+        "pca50": f"{data['pca_floors']['50']:.4f}",
+        "seeds": ", ".join(f"{v:.4f}" for v in cells[("memory", 2, evals[0])].per_seed),
+    }
+
+
+def _decoder_main_epc(_page: str) -> dict[str, Any]:
+    data = _load("decoder_epc")
+    cells = decoder_cells(data)
+    m2, m8 = cells[("memory", 2, 2)].mean, cells[("memory", 8, 2)].mean
+    pca10 = data["pca_floors"]["10"]
+    return {"m2": f"{m2:.4f}", "pca10": f"{pca10:.4f}", "ratio": f"{m2 / m8:.2f}"}
 
 
 def _decoder_full(_page: str) -> dict[str, Any]:
@@ -357,6 +550,12 @@ QUOTES: tuple[Quote, ...] = (
     ),
     Quote("§2's table", "{h1} vs {f1} at T=1, {h2} vs {f2} at T=2 (8 epochs)", _init_best),
     Quote(
+        "§3's table",
+        "final accuracy {m1} / {m2} / {m4} / {m8} at T = 1 / 2 / 4 / 8, against at most {zero} for "
+        "zero (T = {zero_t}) and {random} for random (T = {random_t})",
+        _cyclic,
+    ),
+    Quote(
         "§4's main job table",
         "main job {t2} vs {t8} ({ratio}×; per seed {per_seed})",
         _main_job,
@@ -367,6 +566,18 @@ QUOTES: tuple[Quote, ...] = (
         "(closest: seed {seed}, T_train = {t_train}, T_eval = {t_eval}, memory {mse} vs {other} "
         "{value})",
         _closest_seed,
+    ),
+    Quote(
+        "docs/data/results/decoder_full_epc.json",
+        "Memory with ePC: {means} at T_eval = {evals} on the 3-seed mean, against PCA-50's "
+        "{pca50}; per seed {seeds} at T_eval = 2.",
+        _decoder_full_epc,
+    ),
+    Quote(
+        "docs/data/results/decoder_epc.json",
+        "Memory with ePC reconstructs at {m2} at (T_train 2, T_eval 2), below PCA-10's {pca10} "
+        "and below standard PC with memory init (above); T_train 2 is {ratio}× T_train 8",
+        _decoder_main_epc,
     ),
     Quote(
         "docs/data/results/decoder_full.json",
@@ -407,3 +618,21 @@ def quote_errors(page_text: str) -> list[str]:
         if expected not in flat:
             errors.append(f"docs/{PAGE} should say {expected!r} (from {quote.source})")
     return errors
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="keep the runs' results files for docs/results.md")
+    parser.add_argument("folder", type=Path, help="the --out parent of the page's commands")
+    parser.add_argument(
+        "--beside",
+        action="append",
+        default=[],
+        metavar="NAME=WHAT",
+        help="what ran beside run NAME (repeatable); the others ran alone",
+    )
+    cli = parser.parse_args()
+    notes = dict(item.split("=", 1) for item in cli.beside)
+    for path in keep(cli.folder, notes):
+        print(f"kept {path.relative_to(REPO)}")

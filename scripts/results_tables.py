@@ -75,7 +75,9 @@ def _accuracy_cells(
     return out[0], out[1]
 
 
-def classification(data: dict[str, Any]) -> str:
+def classification_main(data: dict[str, Any]) -> str:
+    """§1's main table: per (method, T) the SMMs per update, final and best accuracy, the seeds
+    reaching the target and the SMMs and training seconds to it."""
     target = float(data["target"])
     groups = _groups(data["runs"])
     lines = [
@@ -94,8 +96,16 @@ def classification(data: dict[str, Any]) -> str:
             f"{final_cells[k]} | {best_cells[k]} | {len(hits)}/{len(v)} | {smm} | {sec} | "
             f"{total:.1f} |"
         )
-    lines += ["", _targets(groups)]
     return "\n".join(lines)
+
+
+def classification_targets(data: dict[str, Any]) -> str:
+    """§1's second table: SMMs to each accuracy target."""
+    return _targets(_groups(data["runs"]))
+
+
+def classification(data: dict[str, Any]) -> str:
+    return classification_main(data) + "\n\n" + classification_targets(data)
 
 
 def _targets(groups: dict[tuple[str, Any], list[Run]]) -> str:
@@ -136,25 +146,30 @@ def _targets(groups: dict[tuple[str, Any], list[Run]]) -> str:
     return "\n".join(lines)
 
 
-def init_comparison(data: dict[str, Any]) -> str:
+def init_table(data: dict[str, Any], which: str) -> str:
+    """§2's table of the ``best`` (the best mean of each T in bold) or the ``final`` test
+    accuracy per init and T."""
     groups = _groups(data["runs"])
     inits = list(dict.fromkeys(k[0] for k in groups))
     ts = sorted({k[1] for k in groups})
-    out = []
-    for title, pick in (("best", max), ("final", lambda acc: acc[-1])):
-        cells = {k: _ms([pick(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
-        for t in ts if title == "best" else ():  # bold the best mean of each T
-            col = {
-                k: statistics.fmean(pick(r["test_accuracy"]) for r in v)
-                for k, v in groups.items()
-                if k[1] == t
-            }
-            _bold_max(cells, col)
-        head = "| init | " + " | ".join(f"T={t}" for t in ts) + " |"
-        rows = [head, "|---|" + "---|" * len(ts)]
-        rows += [f"| {i} | " + " | ".join(cells.get((i, t), "—") for t in ts) + " |" for i in inits]
-        out.append(f"{title} accuracy:\n\n" + "\n".join(rows))
-    return "\n\n".join(out)
+    pick = max if which == "best" else (lambda acc: acc[-1])
+    cells = {k: _ms([pick(r["test_accuracy"]) for r in v]) for k, v in groups.items()}
+    for t in ts if which == "best" else ():  # bold the best mean of each T
+        col = {
+            k: statistics.fmean(pick(r["test_accuracy"]) for r in v)
+            for k, v in groups.items()
+            if k[1] == t
+        }
+        _bold_max(cells, col)
+    rows = ["| init | " + " | ".join(f"T={t}" for t in ts) + " |", "|---|" + "---|" * len(ts)]
+    rows += [f"| {i} | " + " | ".join(cells.get((i, t), "—") for t in ts) + " |" for i in inits]
+    return "\n".join(rows)
+
+
+def init_comparison(data: dict[str, Any]) -> str:
+    return "\n\n".join(
+        f"{which} accuracy:\n\n" + init_table(data, which) for which in ("best", "final")
+    )
 
 
 def cyclic(data: dict[str, Any]) -> str:
@@ -178,8 +193,7 @@ def cyclic(data: dict[str, Any]) -> str:
 def decoder(folder: Path) -> str | None:
     """The main job's default run over seeds 0, 1, 2 (``decoder``, whose rows carry their seed;
     or, from before the main job ran its seeds itself, ``decoder``, ``decoder_s1``,
-    ``decoder_s2``): test MSE per (init, T_train) and T_eval, per seed and the mean, the best
-    mean of each column in bold."""
+    ``decoder_s2``), as :func:`decoder_table`."""
     first = _load(folder / "decoder")
     if first is not None and all("seed" in row for row in first["results"]):
         runs = [first]
@@ -187,10 +201,15 @@ def decoder(folder: Path) -> str | None:
         runs = [first] + [_load(folder / name) for name in ("decoder_s1", "decoder_s2")]
     if any(r is None for r in runs):
         return None
+    return decoder_table([r for r in runs if r is not None])
+
+
+def decoder_table(runs: list[dict[str, Any]]) -> str:
+    """Test MSE per (init, T_train) and T_eval: per seed and the mean, the best mean of each
+    column in bold."""
     cells: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for data in runs:
-        assert data is not None
-        for row in data["results"]:
+        for row in sorted(data["results"], key=lambda r: r.get("seed", 0)):
             cells[(row["init"], row["T_train"])][row["T_eval"]].append(row["test_mse"])
     evals = sorted({t for v in cells.values() for t in v})
     best = {t: min(statistics.fmean(v[t]) for v in cells.values()) for t in evals}
