@@ -9,8 +9,8 @@ decoder4_fashion as the main job does (memory or zero init, 4 epochs) for each s
 ``residual_mlp(depth, 128)`` for depth ∈ {8, 16, 32, 64} with and without μPC (1 epoch, γ 0.5,
 Adam 1e-2, T = 8, 3 seeds), recording the accuracy or the divergence.
 
-Wall times are of this shared 2-core machine with nothing else running; SMMs are counted by
-pcgraph (sequential matrix multiplications, the paper's cost measure).
+Wall times are of the machine the parts run on (one torch thread by default, ``--threads``); SMMs
+are counted by pcgraph (sequential matrix multiplications, the paper's cost measure).
 
     python scripts/study_solvers.py grid  --log runs/study/grid.jsonl
     python scripts/study_solvers.py decoder --log runs/study/decoder.jsonl
@@ -231,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="src", type=Path)
     ap.add_argument("--target", type=float, default=0.75)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.part == "table":
         table(args.src or args.log, args.target)
         return 0
