@@ -604,6 +604,15 @@ QUOTES: tuple[Quote, ...] = (
     ),
 )
 
+# §§6–7 (the solver study, generation from a label): their blocks and quotes
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_results_studies  # noqa: E402
+
+BLOCKS.update(gen_results_studies.BLOCKS)
+QUOTES += tuple(Quote(q.source, q.phrase, q.values) for q in gen_results_studies.QUOTES)
+
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
