@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gen_results_studies  # scripts/gen_results_studies.py: the tables of §§6–7
 import results_tables  # scripts/results_tables.py: the tables of §§1–4
 
 REPO = Path(__file__).resolve().parents[1]
@@ -430,6 +431,26 @@ def _init_best(page: str) -> dict[str, Any]:
     }
 
 
+def _init_verdict(page: str) -> dict[str, Any]:
+    """The verdict's (1) and (2): §2's best accuracies, ranges over T ≤ 8 and the large-T check."""
+    rows = {r["init"]: r for r in page_table(page, INIT_BEST)}
+    large = {r["init"]: r for r in page_table(page, "| init | T=16 | T=32 |")}
+
+    def acc(r: dict[str, str], t: int) -> float:
+        return float(_mean(r[f"T={t}"]))
+
+    def span(*inits: str) -> str:
+        values = [acc(rows[i], t) for i in inits for t in (1, 2, 4, 8)]
+        return f"{min(values):.3f}–{max(values):.3f}"
+
+    return {
+        "null": span("null"),
+        "others": span("zero", "random"),
+        **{f"{i}{t}": f"{acc(large[i], t):.3f}" for i in large for t in (16, 32)},
+        **{f"{i}_{t}": f"{acc(rows[i], t):.3f}" for i in ("average", "forward") for t in (1, 2)},
+    }
+
+
 def _cyclic(page: str) -> dict[str, Any]:
     """§3: memory's final accuracy per T, and the best final accuracy of zero and random."""
     rows = page_table(page, CYCLIC)
@@ -550,6 +571,18 @@ QUOTES: tuple[Quote, ...] = (
     ),
     Quote("§2's table", "{h1} vs {f1} at T=1, {h2} vs {f2} at T=2 (8 epochs)", _init_best),
     Quote(
+        "§2's tables",
+        "best accuracy {null} vs {others}; at T=16: {null16} vs {zero16} / {random16}; at T=32 "
+        "null ≈ zero, {null32} vs {zero32}, both above random {random32}",
+        _init_verdict,
+    ),
+    Quote("§2's large-T table", "(forward {forward32} vs ≤ {null32})", _init_verdict),
+    Quote(
+        "§2's table",
+        "{average_1} vs {forward_1} at T=1 and {average_2} vs {forward_2} at T=2 after 8 epochs",
+        _init_verdict,
+    ),
+    Quote(
         "§3's table",
         "final accuracy {m1} / {m2} / {m4} / {m8} at T = 1 / 2 / 4 / 8, against at most {zero} for "
         "zero (T = {zero_t}) and {random} for random (T = {random_t})",
@@ -605,11 +638,6 @@ QUOTES: tuple[Quote, ...] = (
 )
 
 # §§6–7 (the solver study, generation from a label): their blocks and quotes
-import sys  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gen_results_studies  # noqa: E402
-
 BLOCKS.update(gen_results_studies.BLOCKS)
 QUOTES += tuple(Quote(q.source, q.phrase, q.values) for q in gen_results_studies.QUOTES)
 
