@@ -8,6 +8,9 @@ learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor.
 ``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
 (forward init, T = 8), ``epc2`` (error-based PC from forward init, T = 2).
 
+``--model cnn``: the same race on ``topologies/cnn_fashion.yaml`` (two strided 3×3 convolutions
+of 32 and 64 channels → dense 128 → 10, GELU, cross-entropy), images as [1, 28, 28].
+
 Every epoch, each contender trains one epoch (timed: the training loop only) and is evaluated
 on the test set (off the clock), in a rotating order so that no contender always runs first
 after another's allocations. The time to a target accuracy is the training time accumulated to
@@ -61,9 +64,24 @@ PC = {
 }
 
 
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+# the network, its input and output nodes and the shape of one input sample
+MODELS: dict[str, tuple[str, str, str, tuple[int, ...]]] = {
+    "mlp": ("mlp5 GELU (784-256×4-10)", "x", "y", (784,)),
+    "cnn": ("cnn_fashion", "image", "label", (1, 28, 28)),
+}
+
+
+def model_spec(model: str) -> pc.GraphSpec:
+    if model == "cnn":
+        return pc.GraphSpec.from_yaml(TOPOLOGIES / "cnn_fashion.yaml")
+    return pc.schema.mlp([784, 256, 256, 256, 256, 10], output_energy="cross_entropy")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="embedded subset, 2 epochs")
+    p.add_argument("--model", choices=sorted(MODELS), default="mlp", help="the network raced")
     p.add_argument("--epochs", type=int, default=None, help="default 12 (--quick: 2)")
     p.add_argument("--pc", default="hybrid2,forward8,epc2", help=f"of {', '.join(PC)}")
     p.add_argument("--bp-lrs", default=",".join(str(v) for v in BP_LRS))
@@ -96,6 +114,7 @@ class Contender:
 
     def __init__(self, name: str, args: argparse.Namespace, spec: pc.GraphSpec, **kw: Any):
         self.name, self.args = name, args
+        self.inp, self.out = MODELS[args.model][1:3]
         self.net = pc.compile(spec, seed=args.seed)
         self.kw = kw
         self.acc: list[float] = []
@@ -135,7 +154,7 @@ class Contender:
                 loss.backward()
                 self.opt.step()
             else:
-                self.learner.train_step({"x": x[idx], "y": onehot[idx]}, labels=y[idx])
+                self.learner.train_step({self.inp: x[idx], self.out: onehot[idx]}, labels=y[idx])
         return time.perf_counter() - start
 
     @torch.no_grad()
@@ -146,7 +165,7 @@ class Contender:
             if self.kw.get("bp_lr") is not None:
                 out = self.model(xb)
             else:
-                out = self.learner.predict({"x": xb})["y"]
+                out = self.learner.predict({self.inp: xb})[self.out]
             right += int((out.argmax(1) == y[i : i + 1000]).sum())
         return right / len(y)
 
@@ -163,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     _common.set_threads(args.threads)
     torch.manual_seed(args.seed)
     xtr, ytr, xte, yte = data(args.quick)
-    spec = pc.schema.mlp([784, 256, 256, 256, 256, 10], output_energy="cross_entropy")
+    shape = MODELS[args.model][3]
+    xtr, xte = xtr.reshape(-1, *shape), xte.reshape(-1, *shape)
+    spec = model_spec(args.model)
     contenders = [Contender(f"bp lr={lr:g}", args, spec, bp_lr=lr) for lr in args.bp_lrs]
     contenders += [Contender(f"pc {n}", args, spec, **PC[n]) for n in args.pc]
     for e in range(args.epochs):
@@ -216,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{head} {cells}   {ratios}")
     payload = {
         "benchmark": "bench_tta",
+        "model": MODELS[args.model][0],
         "config": vars(args),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
