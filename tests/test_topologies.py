@@ -21,6 +21,7 @@ Topology = Callable[[str], Path]
 EXPECTED = {
     "alexnet_cifar10": (True, True, 2 * 5 - 1),
     "associative_memory": (True, False, 2 * 2 - 1),
+    "cnn_fashion": (True, True, 2 * 4 - 1),  # image → c1 → c2 → fc → label
     "dag_unclamped_root": (True, False, 2 * 2 - 1),
     "decoder4_fashion": (True, False, 2 * 4 - 1),
     "fully_connected_groups": (False, False, None),
