@@ -175,7 +175,8 @@ def _sizes(data: dict[str, Any]) -> tuple[int, int]:
 
 
 def _provenance(data: dict[str, Any]) -> str:
-    """The line under a table: data, machine, wall time and when the run was kept."""
+    """The line under a table: data, machine, wall time, what ran beside it and the date (the
+    commit it was kept at stays in the file, for the benchmark log, not on the user page)."""
     m = data.get("machine", {})
     kept = data.get("kept", {})
     beside = kept.get("beside")
@@ -185,7 +186,7 @@ def _provenance(data: dict[str, Any]) -> str:
         f"{m.get('cpu', '?')} ({m.get('vector', '?')}), torch {m.get('torch', '?')}, "
         f"wall {data['wall_seconds'] / 60:.1f} min"
         + (f" with {beside} running beside it" if beside else ", nothing else running")
-        + f", {kept.get('date', '?')} (kept at commit {kept.get('commit', '?')}).\n"
+        + f", {kept.get('date', '?')}.\n"
     )
 
 
