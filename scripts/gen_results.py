@@ -287,14 +287,14 @@ KEPT = (
     "decoder_epc",
     "decoder_full_epc",
 )  # decoder_full.json was kept by hand, with a note on its load
-DROPPED = ("curve", "energy", "recon", "trace")  # per-run arrays the tables do not read
+DROPPED = ("curves", "summary")  # derived from the runs, which the tables read instead
 
 
 def keep(folder: Path, beside: dict[str, str] | None = None) -> list[Path]:
     """Copy each experiment's ``results.json`` under ``folder`` (the ``--out`` parent of the
-    commands on the page) to ``docs/data/results/NAME.json``, without the per-run arrays the
-    tables do not read, stamped with the date and the commit it was kept at and, from
-    ``beside``, what ran beside it (a run not named there ran alone)."""
+    commands on the page) to ``docs/data/results/NAME.json``, without what is derived from its
+    runs (learning curves, per-cell summaries), stamped with the date and the commit it was kept
+    at and, from ``beside``, what ran beside it (a run not named there ran alone)."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
@@ -304,9 +304,8 @@ def keep(folder: Path, beside: dict[str, str] | None = None) -> list[Path]:
         if not source.is_file():
             continue
         data = json.loads(source.read_text(encoding="utf-8"))
-        for row in data.get("results", []):
-            for key in DROPPED:
-                row.pop(key, None)
+        for key in DROPPED:
+            data.pop(key, None)
         mtime = datetime.datetime.fromtimestamp(source.stat().st_mtime, datetime.UTC)
         data["kept"] = {"date": mtime.strftime("%Y-%m-%d"), "commit": commit or "?"}
         if beside and name in beside:
