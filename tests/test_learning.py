@@ -314,6 +314,27 @@ def test_fused_optimizer_gives_the_default_update(dtype: torch.dtype) -> None:
     torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
+def test_fused_optimizer_steps_a_gradient_of_another_layout_by_shape(kind: type) -> None:
+    """A gradient whose strides differ from its parameter's (here the transpose of a
+    contiguous [2, 3] tensor for a [3, 2] parameter) gets the default loop's update, element by
+    element: Adam's first step is −lr · g / (|g| + ε) for each element of g as indexed."""
+    g = torch.tensor([[1.0, 2.0, 3.0], [-4.0, 5.0, -6.0]], dtype=torch.float64).T
+    assert g.stride() == (1, 3)
+    moved = []
+    for fuse in (False, True):
+        p = torch.nn.Parameter(torch.ones(3, 2, dtype=torch.float64))
+        opt = kind([p], lr=1e-2, weight_decay=0.0)
+        if fuse:  # a fast path: with them off (PCGRAPH_FAST=0) both runs are the default loop
+            assert pc.fuse_optimizer(opt) is fast.enabled()
+        p.grad = g
+        opt.step()
+        moved.append(p.detach() - 1)
+    expected = -1e-2 * g / (g.abs() + 1e-8)
+    for step in moved:
+        torch.testing.assert_close(step, expected, atol=1e-12, rtol=0)
+
+
 def test_fuse_optimizer_leaves_explicit_choices_alone() -> None:
     net = pc.compile(pc.mlp([4, 3, 2]), seed=0)
     explicit = torch.optim.AdamW(net.parameters(), foreach=False)
