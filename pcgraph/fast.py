@@ -248,6 +248,13 @@ SPECIALISATIONS: tuple[Specialisation, ...] = (
         "tests/test_learning.py::test_fused_optimizer_gives_the_default_update",
     ),
     _S(
+        "memory init's graph kept for its loss",
+        "memory init in training, every target retrieved and every free node set by it",
+        "pcgraph.init.memory_kept:KeptInit",
+        "pcgraph.init.memory:MemoryInit.initial_states",
+        "tests/test_memory_linear.py::test_kept_init_graph_trains_as_the_reference",
+    ),
+    _S(
         "sparse weight gradient as an SDDMM",
         "the sparse backend on the CPU",
         "pcgraph.compiler.sparse_mp:_weight_grad_sampled_addmm",

@@ -143,3 +143,49 @@ def test_memory_and_weights_learn_from_gradients_at_the_same_point() -> None:
     for p, before, grad in zip(mems, m0, grad_m, strict=True):  # Adam, step 1: −lr g / (|g| + ε)
         expected = before - mem_lr * grad / (grad.abs() + 1e-8)
         torch.testing.assert_close(p.detach(), expected, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("schedule", ["standard", "incremental"])
+def test_kept_init_graph_trains_as_the_reference(schedule: str) -> None:
+    """The fast path that keeps x(0) = S(m(o)) from init for the memory's loss trains the
+    memory and the weights as the reference, which computes x(0) again in observe: the same
+    function of the same observations, memories and weights (float64, so the two orders of
+    operations agree to rounding). Under the incremental schedule the weights move during
+    inference, so the kept x(0) is not the reference's and must not be used."""
+    from pcgraph import fast_paths
+
+    def run(fast: bool) -> tuple[list[torch.Tensor], list[float], bool]:
+        net = compile(decoder([6, 8, 8, 12], activation="tanh"), dtype=F64, seed=0)
+        options = {"patterns": 16, "heads": 2, "embed_dim": 8, "linear": True, "lr": 1e-2}
+        learner = PCLearner(
+            net,
+            init="memory",
+            clamp="generate",
+            T=4,
+            lr_neurons=0.05,
+            schedule=schedule,
+            optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
+            init_options=options,
+        )
+        init = learner.initializer
+        assert isinstance(init, MemoryInit)
+        g = torch.Generator().manual_seed(3)
+        losses, kept = [], False
+        with fast_paths(fast):
+            for _ in range(5):
+                learner.train_step({"image": torch.rand(8, 12, generator=g, dtype=F64)})
+                losses.append(init.last_loss)
+                learner.infer({"image": torch.rand(8, 12, generator=g, dtype=F64)}, train=True)
+                kept = kept or init._kept is not None
+                init._kept = None
+        bank = next(iter(init.banks.values()))
+        params = [*net.parameters(), *bank.memories.parameters()]
+        return [p.detach().clone() for p in params], losses, kept
+
+    fast_params, fast_losses, kept = run(True)
+    ref_params, ref_losses, ref_kept = run(False)
+    assert kept and not ref_kept  # the fast path ran, and only with the switch on
+    assert None not in fast_losses[1:]
+    assert fast_losses == pytest.approx(ref_losses, rel=1e-12, abs=0)
+    for a, b in zip(fast_params, ref_params, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)

@@ -24,6 +24,9 @@ __all__ = [
     "check_whole",
     "load_bank",
     "load_banks",
+    "memory_optimizer",
+    "named_clamp",
+    "no_serving_bank",
 ]
 
 
@@ -204,11 +207,21 @@ def load_bank(entry: object, *, heads: int, beta: float | None, lr: float) -> Me
         bank.memories[key] = mem
     bank.fitted = set(entry.get("fitted") or [])
     if len(bank.memories):
-        bank.optimizer = torch.optim.Adam(bank.memories.parameters(), lr=lr)
+        bank.optimizer = memory_optimizer(bank.memories, lr)
         opt_state = entry.get("optimizer")
         if isinstance(opt_state, dict):
             bank.optimizer.load_state_dict(opt_state)
     return bank
+
+
+def memory_optimizer(memories: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The memories' own Adam, fused where pcgraph's fast paths allow it (the fused kernel
+    computes torch's default update to rounding: :func:`pcgraph.engine.weights.fuse_optimizer`)."""
+    from pcgraph.engine.weights import fuse_optimizer  # here: the engine imports this package
+
+    optimizer = torch.optim.Adam(memories.parameters(), lr=lr)
+    fuse_optimizer(optimizer)
+    return optimizer
 
 
 def bank_entries(state: dict[str, object]) -> list[object]:
@@ -268,3 +281,22 @@ def load_banks(
     for clamp, observe in expected.items():
         loaded.setdefault(clamp, MemoryBank(clamp, observe))
     return loaded
+
+
+def named_clamp(net: PCNetwork, clamp: frozenset[str]) -> str:
+    """A clamp set in graph order, as the messages write it."""
+    return format_nodes(n.name for n in net.nodes if n.name in clamp)
+
+
+def no_serving_bank(net: PCNetwork, clamp: frozenset[str], why: list[str]) -> InitError:
+    """The error of a memory initialization with no bank for ``clamp`` at evaluation: why each
+    bank cannot serve it, and the fix."""
+    here = named_clamp(net, clamp)
+    return InitError(
+        f"memory initialization has no memory for clamp set {here}: "
+        + ("; ".join(why) if why else "it has not been trained under any clamp set")
+        + ". A memory learns under the clamp set it is trained with: train with clamp set "
+        f"{here} first (PCLearner(net, clamp={sorted(clamp)!r}, init=...), sharing the "
+        "network and this initializer), or initialize this query without a memory: "
+        "learner.query(observed, init='zero') (or 'random')"
+    )

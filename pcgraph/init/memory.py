@@ -64,7 +64,11 @@ from pcgraph.init.hopfield import (
     check_heads,
     check_whole,
     load_banks,
+    memory_optimizer,
+    named_clamp,
+    no_serving_bank,
 )
+from pcgraph.init.memory_kept import KeptInit, keeps_graph, parameter_versions
 
 __all__ = ["MEMORY_LOSSES", "HopfieldMemory", "MemoryBank", "MemoryInit", "MemoryLoss"]
 
@@ -143,6 +147,7 @@ class MemoryInit(Initializer):
         # (bank key, clamp set) → why that bank cannot serve it (None: it can)
         self._serves: dict[tuple[frozenset[str], frozenset[str]], str | None] = {}
         self._cost: int | None = None
+        self._kept: KeptInit | None = None  # x(0) of the last training init (memory_kept)
         self.last_loss: float | None = None
 
     # --- banks: the memories of each training clamp set ----------------------------------
@@ -194,20 +199,12 @@ class MemoryInit(Initializer):
                 usable.append((rank, bank))
             else:
                 why.append(
-                    f"the memory trained with clamp set {_named(ctx.net, key)} reads "
+                    f"the memory trained with clamp set {named_clamp(ctx.net, key)} reads "
                     f"{format_nodes(bank.observe)}, but {reason}"
                 )
         if usable:
             return max(usable, key=lambda u: u[0])[1]
-        here = _named(ctx.net, ctx.clamp)
-        raise InitError(
-            f"memory initialization has no memory for clamp set {here}: "
-            + ("; ".join(why) if why else "it has not been trained under any clamp set")
-            + ". A memory learns under the clamp set it is trained with: train with clamp set "
-            f"{here} first (PCLearner(net, clamp={sorted(ctx.clamp)!r}, init=...), sharing the "
-            "network and this initializer), or initialize this query without a memory: "
-            "learner.query(observed, init='zero') (or 'random')"
-        )
+        raise no_serving_bank(ctx.net, ctx.clamp, why)
 
     # --- observations and targets ---------------------------------------------------------
     def observations(self, x: torch.Tensor, ctx: InitContext) -> torch.Tensor:
@@ -241,7 +238,7 @@ class MemoryInit(Initializer):
                 generator=g,
             ).to(device=ctx.net.device, dtype=ctx.net.dtype)
             bank.memories[key] = mem
-            bank.optimizer = torch.optim.Adam(bank.memories.parameters(), lr=self.lr)
+            bank.optimizer = memory_optimizer(bank.memories, self.lr)
         found = bank.memories[key]
         assert isinstance(found, HopfieldMemory)
         return found
@@ -266,10 +263,17 @@ class MemoryInit(Initializer):
             x0 = x0.slice_scatter(mu, dim=1, start=node.cols.start, end=node.cols.stop)
         return x0
 
-    def memory_loss(self, x_final: torch.Tensor, o: torch.Tensor, ctx: InitContext) -> torch.Tensor:
-        """L_mem of this minibatch (summed over the batch), differentiable in the memories."""
+    def memory_loss(
+        self,
+        x_final: torch.Tensor,
+        o: torch.Tensor,
+        ctx: InitContext,
+        x0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """L_mem of this minibatch (summed over the batch), differentiable in the memories, at
+        ``x0`` = :meth:`initial_states` (computed here when not given)."""
         net = ctx.net
-        x0 = self.initial_states(x_final, o, ctx)
+        x0 = self.initial_states(x_final, o, ctx) if x0 is None else x0
         if self.loss == "energy":
             return net.energy(x0)
         nodes = [net.node_index[t] for t in self._targets(ctx)]
@@ -291,11 +295,19 @@ class MemoryInit(Initializer):
         full = init_smm(ctx.net.graph, ctx.clamp, "memory")
         retrieved = any(t in bank.fitted for t in targets)
         self._cost = full if retrieved or not targets else full - MEMORY_RETRIEVAL_SMM
+        self._kept = None
+        order = self._order(ctx)
+        if keeps_graph(ctx, self.steps, bank.fitted, targets, order):  # for observe
+            with torch.enable_grad():
+                x0 = self.initial_states(x, o, ctx)
+            x.copy_(x0.detach())
+            self._kept = KeptInit(x0, o, ctx.clamp, parameter_versions(ctx.net, bank))
+            return
         with torch.no_grad():
             for name in targets:
                 if name in bank.fitted:
                     x[:, ctx.net.node(name).cols] = self._memory(name, o.shape[1], ctx)(o)
-            ctx.net.forward_sweep(x, self._order(ctx))
+            ctx.net.forward_sweep(x, order)
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if not ctx.train:
@@ -304,7 +316,10 @@ class MemoryInit(Initializer):
         if not targets:
             return
         bank = self.bank(ctx)
-        o = self.observations(x_final, ctx).detach()
+        kept, self._kept = self._kept, None
+        if kept is not None and not kept.usable(ctx.net, bank, ctx.clamp):
+            kept = None
+        o = kept.o if kept is not None else self.observations(x_final, ctx).detach()
         mems = {t: self._memory(t, o.shape[1], ctx) for t in targets}
         just_fitted = False
         for name, mem in mems.items():
@@ -327,8 +342,9 @@ class MemoryInit(Initializer):
         batch = o.shape[0] * (ctx.dist.world_size if ctx.dist is not None else 1)
         params = [p for p in bank.memories.parameters() if p.requires_grad]
         with torch.enable_grad():
-            for _ in range(self.steps):
-                loss = self.memory_loss(x_final, o, ctx) / batch
+            for step in range(self.steps):
+                x0 = kept.x0 if kept is not None and step == 0 else None
+                loss = self.memory_loss(x_final, o, ctx, x0) / batch
                 # the weights are held fixed: gradients for the memories only
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 for p, g in zip(params, grads, strict=True):
@@ -382,8 +398,3 @@ class MemoryInit(Initializer):
             f"embed_dim={self.embed_dim}, lr={self.lr}, steps={self.steps}, "
             f"loss={self.loss!r}{', linear=True' if self.linear else ''}{observe})"
         )
-
-
-def _named(net: PCNetwork, clamp: frozenset[str]) -> str:
-    """A clamp set in graph order, as the messages write it."""
-    return format_nodes(n.name for n in net.nodes if n.name in clamp)
