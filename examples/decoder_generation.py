@@ -17,16 +17,18 @@ The memory is trained on the energy at initialization through the forward sweep 
 which has a learning signal at every T, also below z's depth of 4 (docs/initializations.md), and
 has a linear path o W beside its retrieval (--mem-linear): the retrieval alone returns a blend of
 stored patterns, not each image's detail. Evaluation uses the neuron step min(γ, 1/λ_max), λ_max
-the largest curvature of the energy at the initial state (--eval-step stable). Each init trains
+the largest curvature of the energy at the initial state (--eval-step stable); with a stateless
+neuron solver every T_eval is read along one inference run of max(T_eval) steps. Each init trains
 its weights with its own best optimizer (WEIGHTS in _decoder.py: SGD 4e-5 for memory, AdamW 3e-3
 for the others; docs/results.md §4). The table is the mean over --seeds (0, 1, 2), run side by
 side in --workers processes with one thread per run, beside the PCA floors of the same images.
 
 Examples:
-  python examples/decoder_generation.py            # defaults: embedded subset, 2.5–4 min
+  python examples/decoder_generation.py            # defaults: embedded subset, < 3 min
   python examples/decoder_generation.py --quick    # ~1 minute smoke run
   python examples/decoder_generation.py --full --device cuda
-  python examples/decoder_generation.py --full --algorithm epc   # error-based PC
+  python examples/decoder_generation.py --full --algorithm epc --inits memory --epochs 4 \
+      --lr 5e-4 --mem-lr 2e-3   # error-based PC: below a 50-component PCA (docs/results.md §4)
 """
 
 from __future__ import annotations
