@@ -20,8 +20,12 @@ from pcgraph.train import EpochRecorder, Trainer
 
 __all__ = [
     "EVAL_BATCH",
+    "MEMORY_LR",
     "TOPOLOGY",
     "WEIGHTS",
+    "WEIGHTS_EPC",
+    "WEIGHTS_EPC_FULL",
+    "algorithm_of",
     "evaluation_step",
     "largest_curvature",
     "make_optimizer",
@@ -54,8 +58,23 @@ WEIGHTS: dict[str, tuple[str, float]] = {
     "null": ("adamw", 3e-3),
 }
 # under ePC every weight gets its whole gradient through the sweep (backprop's at ε = 0), so the
-# small-local-target argument for SGD does not apply: AdamW 1e-3 for every init (not searched)
+# small-local-target argument for SGD does not apply: AdamW 1e-3 for every init (not searched);
+# on the whole dataset 5e-4 (at 1e-3 one seed of three rose in its last epoch: docs/results.md §4)
 WEIGHTS_EPC: tuple[str, float] = ("adamw", 1e-3)
+WEIGHTS_EPC_FULL: tuple[str, float] = ("adamw", 5e-4)
+# the memory's Adam rate: 1e-2 under PC (the best of 1e-3 … 1e-2, docs/results.md §4); 2e-3
+# under ePC, whose weight steps are the whole gradient (the rate of the ePC runs on the page)
+MEMORY_LR = {"pc": 1e-2, "epc": 2e-3}
+
+
+def algorithm_of(args: argparse.Namespace, init: str) -> str:
+    """The training algorithm of ``init``'s runs: --algorithm where given; else with --full,
+    ePC for memory init (its best on the whole dataset, below a 50-component PCA) and PC for
+    the others (from z = 0 or noise ePC does not learn: docs/results.md §4); else PC."""
+    chosen = getattr(args, "algorithm", None)
+    if chosen is not None:
+        return str(chosen)
+    return "epc" if getattr(args, "full", False) and init == "memory" else "pc"
 
 
 def largest_curvature(
@@ -229,7 +248,7 @@ def memory_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """The memory initializer's options from the command line."""
     return {
         "loss": args.mem_loss,
-        "lr": args.mem_lr,
+        "lr": args.mem_lr if args.mem_lr is not None else MEMORY_LR[algorithm_of(args, "memory")],
         "steps": args.mem_steps,
         "patterns": args.patterns,
         "heads": args.heads,
@@ -242,12 +261,12 @@ def memory_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
 def weight_setting(args: argparse.Namespace, init: str) -> tuple[str, float]:
     """(optimizer, learning rate) of the weights under ``init``: --optimizer / --lr where
-    given, else the init's own best (``WEIGHTS``; AdamW 3e-3 for an init not searched)."""
-    kind, lr = (
-        WEIGHTS_EPC
-        if getattr(args, "algorithm", "pc") == "epc"
-        else WEIGHTS.get(init, ("adamw", 3e-3))
-    )
+    given, else the init's own best (``WEIGHTS``, ``WEIGHTS_EPC`` under ePC, ``WEIGHTS_EPC_FULL``
+    under ePC on the whole dataset; AdamW 3e-3 for an init not searched)."""
+    if algorithm_of(args, init) == "epc":
+        kind, lr = WEIGHTS_EPC_FULL if getattr(args, "full", False) else WEIGHTS_EPC
+    else:
+        kind, lr = WEIGHTS.get(init, ("adamw", 3e-3))
     return args.optimizer or kind, args.lr if args.lr is not None else lr
 
 
@@ -294,7 +313,7 @@ def _run_job(
         optimizer=make_optimizer(args, init, net),
         init_options=memory_options(args, seed) if init == "memory" else None,
         generator=torch.Generator(device=args.device).manual_seed(seed),
-        algorithm=getattr(args, "algorithm", "pc"),
+        algorithm=algorithm_of(args, init),
     )
 
     eval_batch = args.eval_batch or (args.batch_size if init == "null" else EVAL_BATCH)
@@ -317,7 +336,12 @@ def _run_job(
         progress=False,
     )
     trainer.fit()
-    job: dict[str, Any] = {"init": init, "T_train": T_train, "seed": seed}
+    job: dict[str, Any] = {
+        "init": init,
+        "T_train": T_train,
+        "seed": seed,
+        "algorithm": learner.algorithm,
+    }
     with evaluation_step(learner, test, args) as gamma_eval:
         job["evals"] = test_mses(learner, test, args.T_eval, eval_batch)
         if figures:

@@ -282,3 +282,31 @@ def test_decoder_reads_every_T_eval_along_one_inference_path(init: str) -> None:
     assert not torch.allclose(along[2], along[32])  # inference moved between the reads
     learner.neuron_optimizer = "momentum"  # a solver with state: one run per T instead
     assert not module.along_one_path(learner)
+
+
+def test_decoder_full_trains_memory_by_epc_and_the_others_by_pc() -> None:
+    """Each init's own best setting (docs/results.md §4): with --full, memory by ePC with the
+    weights' AdamW at 5e-4 and the memory's Adam at 2e-3, the others by standard PC with their
+    own optimizers; without --full every init by PC; --algorithm and --lr / --mem-lr override."""
+    module = load_example("decoder_generation")
+    dec = load_example("_decoder")
+    full = module.parse_args(["--full"])
+    assert full.epochs == 4
+    assert dec.algorithm_of(full, "memory") == "epc"
+    assert dec.weight_setting(full, "memory") == ("adamw", 5e-4)
+    assert dec.memory_options(full, 0)["lr"] == 2e-3
+    for init in ("zero", "random", "null"):
+        assert dec.algorithm_of(full, init) == "pc"
+        assert dec.weight_setting(full, init) == dec.WEIGHTS[init]
+    main = module.parse_args([])
+    assert {dec.algorithm_of(main, i) for i in ("memory", "zero", "random", "null")} == {"pc"}
+    assert dec.weight_setting(main, "memory") == dec.WEIGHTS["memory"]
+    assert dec.memory_options(main, 0)["lr"] == 1e-2
+    epc = module.parse_args(["--algorithm", "epc"])
+    assert dec.algorithm_of(epc, "zero") == "epc"
+    assert dec.weight_setting(epc, "zero") == ("adamw", 1e-3)
+    assert dec.memory_options(epc, 0)["lr"] == 2e-3
+    pc_full = module.parse_args(["--full", "--algorithm", "pc", "--mem-lr", "5e-3", "--lr", "1e-4"])
+    assert dec.algorithm_of(pc_full, "memory") == "pc"
+    assert dec.memory_options(pc_full, 0)["lr"] == 5e-3
+    assert dec.weight_setting(pc_full, "memory") == ("sgd", 1e-4)
