@@ -15,7 +15,7 @@ import _shared as shared
 import torch
 
 import pcgraph as pc
-from pcgraph.init import forward_order
+from pcgraph.engine.readout import reconstruct_along
 from pcgraph.train import EpochRecorder, Trainer
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "make_optimizer",
     "memory_options",
     "pca_floors",
-    "reconstructions_along",
     "run_job",
     "stable_step_size",
     "test_mse",
@@ -154,75 +153,22 @@ def test_mse(learner: pc.PCLearner, images: torch.Tensor, T: int, batch_size: in
     return test_mses(learner, images, [T], batch_size)[T]
 
 
-# neuron solvers whose step reads nothing but the states: T steps then T' more are T + T' steps
-STATELESS_SOLVERS = frozenset({"sgd", "euler", "heun"})
-
-
-def along_one_path(learner: pc.PCLearner) -> bool:
-    """Whether inference for T' > T steps passes through the states of T steps, so that one run
-    of max(T) steps, read at each T on the way, gives every T's result: plain PC with a
-    stateless solver, the fixed step rule and no early stop (gradient descent with a fixed step
-    is a Markov chain on the states; momentum, Adam, backtracking and a tolerance carry more)."""
-    return (
-        learner.algorithm == "pc"
-        and learner.neuron_optimizer in STATELESS_SOLVERS
-        and learner.step_rule == "fixed"
-        and learner.tol is None
-    )
-
-
-def reconstructions_along(
-    learner: pc.PCLearner, batch: torch.Tensor, Ts: list[int]
-) -> dict[int, torch.Tensor]:
-    """T → the reconstruction of ``batch`` after T inference steps, for every T in ``Ts``, from
-    one run of max(Ts) steps read at each T on the way (``along_one_path``), else one run per T.
-    Random init then draws one initial state per batch for every T (separate runs would draw
-    one per T). Raises the engine's EnergyError when inference diverges."""
-    Ts = sorted(set(Ts))
-    if not along_one_path(learner):
-        return {T: learner.reconstruct({"image": batch}, T=T)["image"] for T in Ts}
-    net = learner.net
-    clamp = frozenset({"image"})
-    states = learner.infer({"image": batch}, clamp=clamp, T=Ts[0]).states.clone()
-    roots = [n.name for n in net.nodes if not n.parents and n.name not in clamp]
-    order = [i for i, _ in forward_order(net, frozenset(roots))]
-    out, done = {}, Ts[0]
-    for T in Ts:
-        if done < T:  # continue from the states after ``done`` steps
-            pc.solve_inference(
-                net,
-                states,
-                clamp,
-                T - done,
-                optimizer=learner.neuron_optimizer,
-                lr=learner.lr_neurons,
-                grad_mode=learner.grad_mode,
-                cuda_graph=learner.cuda_graph,
-                compile_step=learner.compile_step,
-            )
-            done = T
-        x = states.clone()
-        net.forward_sweep(x, order)
-        out[T] = net.view(x, "image").clone()
-    return out
-
-
 def test_mses(
     learner: pc.PCLearner, images: torch.Tensor, Ts: list[int], batch_size: int
 ) -> dict[int, float | None]:
-    """T → ``test_mse`` at T for every T in ``Ts``, all read along one inference path per batch
-    where the solver allows it (``reconstructions_along``); None for every T when inference
-    diverged."""
+    """T → ``test_mse`` at T for every T in ``Ts``, all read along one inference run per batch
+    where the solver allows it (:func:`pcgraph.engine.readout.reconstruct_along`); None for
+    every T when inference diverged."""
     totals = dict.fromkeys(Ts, 0.0)
     count = 0
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         try:
-            recons = reconstructions_along(learner, batch, Ts)
+            recons = reconstruct_along(learner, {"image": batch}, Ts)
         except pc.EnergyError:
             return dict.fromkeys(Ts)
         for T in Ts:
-            totals[T] += float(((recons[T] - batch) ** 2).sum())
+            totals[T] += float(((recons[T]["image"] - batch) ** 2).sum())
         count += batch.numel()
     return {T: totals[T] / max(count, 1) for T in Ts}
 

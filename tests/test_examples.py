@@ -258,32 +258,6 @@ def test_decoder_stable_step_size_is_one_over_the_largest_curvature() -> None:
         energies(2.5 / lam_true)
 
 
-@pytest.mark.parametrize("init", ["zero", "null", "memory"])
-def test_decoder_reads_every_T_eval_along_one_inference_path(init: str) -> None:
-    """Gradient descent on the states with a fixed step is a Markov chain: the states after
-    T' > T steps are T' − T steps from the states after T. So one run of max(T) steps, read at
-    each T, gives each T's reconstruction as a run of its own would (float64; null starts from
-    the states of the last training batch of the same size, so each separate run must too)."""
-    module = load_example("_decoder")
-    net = pc.compile(pc.schema.decoder([6, 8, 8, 12], activation="tanh"), dtype=torch.float64)
-    options = {"patterns": 16, "heads": 2, "embed_dim": 8} if init == "memory" else None
-    learner = pc.PCLearner(
-        net, init=init, clamp="generate", T=4, lr_neurons=0.05, init_options=options
-    )
-    g = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        learner.train_step({"image": torch.rand(8, 12, generator=g, dtype=torch.float64)})
-    batch = torch.rand(8, 12, generator=g, dtype=torch.float64)
-    assert module.along_one_path(learner)
-    along = module.reconstructions_along(learner, batch, [2, 8, 32])
-    for T in (2, 8, 32):
-        alone = learner.reconstruct({"image": batch}, T=T)["image"]
-        torch.testing.assert_close(along[T], alone, atol=1e-12, rtol=0)
-    assert not torch.allclose(along[2], along[32])  # inference moved between the reads
-    learner.neuron_optimizer = "momentum"  # a solver with state: one run per T instead
-    assert not module.along_one_path(learner)
-
-
 def test_decoder_full_trains_memory_by_epc_and_the_others_by_pc() -> None:
     """Each init's own best setting (docs/results.md §4): with --full, memory by ePC with the
     weights' AdamW at 5e-4 and the memory's Adam at 2e-3, the others by standard PC with their

@@ -15,7 +15,14 @@ from pcgraph.init import ForwardInit, Initializer, forward_order
 if TYPE_CHECKING:
     from pcgraph.engine.learning import PCLearner
 
-__all__ = ["predict", "query", "reconstruct"]
+__all__ = [
+    "STATELESS_SOLVERS",
+    "along_one_run",
+    "predict",
+    "query",
+    "reconstruct",
+    "reconstruct_along",
+]
 
 
 def query(
@@ -75,11 +82,55 @@ def reconstruct(
     Returns:
         name → the predicted value of each observed node, [B, *shape].
     """
-    net = learner.net
     clamp = frozenset(observed)
     result = learner.infer(observed, clamp=clamp, T=T, train=False)
-    x = result.states.clone()
+    return _predicted(learner, result.states, observed)
+
+
+def _predicted(
+    learner: PCLearner, states: torch.Tensor, observed: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The observed (clamped) nodes predicted from the free roots of ``states`` by a forward
+    sweep, on a copy of the states."""
+    net, clamp = learner.net, frozenset(observed)
+    x = states.clone()
     roots = frozenset(n.name for n in net.nodes if not n.parents and n.name not in clamp)
-    order = [i for i, _ in forward_order(net, roots)]
-    net.forward_sweep(x, order)
+    net.forward_sweep(x, [i for i, _ in forward_order(net, roots)])
     return {name: net.view(x, name).clone() for name in observed}
+
+
+# neuron solvers whose step reads nothing but the states (Heun's state lives within one step)
+STATELESS_SOLVERS = frozenset({"sgd", "euler", "heun"})
+
+
+def along_one_run(learner: PCLearner) -> bool:
+    """Whether inference for T' > T steps passes through the states after T steps: plain PC
+    with a stateless solver, the fixed step rule and no early stop (gradient descent with a
+    fixed step is a Markov chain on the states; momentum, Adam, backtracking, a tolerance and
+    ePC's errors carry more)."""
+    return (
+        learner.algorithm == "pc"
+        and learner.neuron_optimizer in STATELESS_SOLVERS
+        and learner.step_rule == "fixed"
+        and learner.tol is None
+    )
+
+
+def reconstruct_along(
+    learner: PCLearner, observed: Mapping[str, torch.Tensor], Ts: list[int]
+) -> dict[int, dict[str, torch.Tensor]]:
+    """T → :func:`reconstruct` at T, for every T in ``Ts``: one inference run of max(Ts) steps
+    read at each T on the way where :func:`along_one_run` holds (the same numbers as a run per
+    T; a random init then draws one initial state for all of them), else one run per T."""
+    Ts = sorted(set(Ts))
+    if not along_one_run(learner):
+        return {T: reconstruct(learner, observed, T=T) for T in Ts}
+    clamp = frozenset(observed)
+    states = learner.infer(observed, clamp=clamp, T=Ts[0], train=False).states.clone()
+    out, done = {}, Ts[0]
+    for T in Ts:
+        if done < T:  # continue from the states after ``done`` steps, without a new init
+            learner._solve(states, clamp, T - done, trace=False, sweep=None, tol=None)
+            done = T
+        out[T] = _predicted(learner, states, observed)
+    return out
