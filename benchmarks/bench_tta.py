@@ -6,7 +6,8 @@ contender (seed), AdamW with weight decay 1e-4. Backprop runs on shuffled batche
 learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor. PC contenders
 (``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches; ``hybrid1``: T = 1;
 ``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
-(forward init, T = 8), ``epc2`` (error-based PC from forward init, T = 2).
+(forward init, T = 8), ``epc2`` (error-based PC from forward init, T = 2), each at every
+AdamW learning rate of ``--pc-lrs`` (default 1e-3); the best PC per target is printed last.
 
 ``--model cnn``: the same race on ``topologies/cnn_fashion.yaml`` (two strided 3×3 convolutions
 of 32 and 64 channels → dense 128 → 10, GELU, cross-entropy), images as [1, 28, 28].
@@ -85,7 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="default 12 (--quick: 2)")
     p.add_argument("--pc", default="hybrid2,forward8,epc2", help=f"of {', '.join(PC)}")
     p.add_argument("--bp-lrs", default=",".join(str(v) for v in BP_LRS))
-    p.add_argument("--pc-lr", type=float, default=1e-3, help="AdamW lr of the PC weights")
+    p.add_argument(
+        "--pc-lrs",
+        default="1e-3",
+        help="AdamW lrs of the PC weights, comma-separated (each PC setting runs at each)",
+    )
     p.add_argument("--lr-neurons", type=float, default=0.1, help="γ of PC inference")
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
@@ -98,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown --pc {unknown}; valid: {', '.join(PC)}")
     args.bp_lrs = [float(v) for v in args.bp_lrs.split(",") if v]
+    args.pc_lrs = [float(v) for v in args.pc_lrs.split(",") if v]
     return args
 
 
@@ -132,7 +138,7 @@ class Contender:
                 algorithm=kw["algorithm"],
                 schedule=kw.get("schedule", "standard"),
                 optimizer=torch.optim.AdamW(
-                    self.net.parameters(), lr=args.pc_lr, weight_decay=1e-4
+                    self.net.parameters(), lr=kw["pc_lr"], weight_decay=1e-4
                 ),
             )
 
@@ -186,7 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     xtr, xte = xtr.reshape(-1, *shape), xte.reshape(-1, *shape)
     spec = model_spec(args.model)
     contenders = [Contender(f"bp lr={lr:g}", args, spec, bp_lr=lr) for lr in args.bp_lrs]
-    contenders += [Contender(f"pc {n}", args, spec, **PC[n]) for n in args.pc]
+    contenders += [
+        Contender(
+            f"pc {n}" + (f" lr={lr:g}" if len(args.pc_lrs) > 1 else ""),
+            args,
+            spec,
+            **PC[n],
+            pc_lr=lr,
+        )
+        for n in args.pc
+        for lr in args.pc_lrs
+    ]
     for e in range(args.epochs):
         k = e % len(contenders)
         for c in contenders[k:] + contenders[:k]:  # rotate who goes first
@@ -221,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     print(
-        f"\n{'contender':<16} {'best acc':>8} {'s/epoch':>8} "
+        f"\n{'contender':<22} {'best acc':>8} {'s/epoch':>8} "
         + " ".join(f"{'to ' + format(t, '.2f'):>9}" for t in TARGETS)
         + "   × best BP"
     )
@@ -233,8 +249,19 @@ def main(argv: list[str] | None = None) -> int:
             for t in TARGETS
         )
         ratios = " / ".join(f"{v:.2f}" if v is not None else "—" for v in r["tta_vs_bp"].values())
-        head = f"{r['name']:<16} {r['best_accuracy']:8.4f} {r['seconds_per_epoch']:8.2f}"
+        head = f"{r['name']:<22} {r['best_accuracy']:8.4f} {r['seconds_per_epoch']:8.2f}"
         print(f"{head} {cells}   {ratios}")
+    pcs = [r for r in rows if r["name"].startswith("pc ")]
+    best_pc = {
+        key: min(
+            (r["tta_vs_bp"][key] for r in pcs if r["tta_vs_bp"][key] is not None), default=None
+        )
+        for key in (f"{t:.2f}" for t in TARGETS)
+    }
+    print(
+        "best PC × best BP: "
+        + " / ".join(f"{v:.2f}" if v is not None else "—" for v in best_pc.values())
+    )
     payload = {
         "benchmark": "bench_tta",
         "model": MODELS[args.model][0],
@@ -246,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": list(TARGETS),
         "best_bp_seconds": {f"{t:.2f}": v for t, v in best_bp.items()},
+        "best_pc_vs_bp": best_pc,
         "contenders": rows,
     }
     if args.out:

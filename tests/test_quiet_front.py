@@ -27,7 +27,7 @@ from pcgraph.compiler import PCNetwork, compile, program_for
 from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.plan import clamp_plan
 from pcgraph.engine import PCLearner, solve_inference
-from pcgraph.init import ForwardInit, InitContext
+from pcgraph.init import ForwardInit, HybridInit, InitContext
 from pcgraph.ops import native
 from pcgraph.schema import GraphSpec, mlp
 
@@ -173,6 +173,60 @@ def test_front_matches_the_full_autograd_reference(
     assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
     assert float(got.energy_after) == pytest.approx(float(net.energy(want)), rel=1e-10, abs=1e-12)
     # the weight gradients at x(T), from the buffers inference left, against autograd
+    with torch.enable_grad():
+        ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
+    got.program.param_grads(got.states, got.buffers, accumulate=False)
+    for p, r in zip(net.parameters(), ref, strict=True):
+        assert p.grad is not None
+        assert torch.allclose(p.grad, r, atol=1e-10, rtol=0)
+
+
+def hybrid_states(
+    net: PCNetwork, K: int, clamp: frozenset[str], batch: int = 6
+) -> tuple[torch.Tensor, Sweep | None, HybridInit]:
+    """x(0) from hybrid(K) with class means taken from one observed batch of random states
+    (3 classes; the output clamped to one-hot labels)."""
+    g = torch.Generator().manual_seed(5)
+    labels = torch.arange(batch) % 3
+    out = net.node("y").cols
+
+    def states() -> torch.Tensor:
+        x = torch.randn(batch, net.state_size, generator=g, dtype=F64)
+        x[:, out] = torch.nn.functional.one_hot(labels, 3).to(F64)
+        return x
+
+    init = HybridInit(K=K)
+    init.observe(states(), InitContext(net, clamp, labels=labels))
+    x = states()
+    return x, init.init(x, InitContext(net, clamp, labels=labels)), init
+
+
+@pytest.mark.parametrize("K", [1, 2, 3])
+@pytest.mark.parametrize("T", [0, 1, 2, 5])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_hybrid_sweep_front_matches_the_full_autograd_reference(
+    K: int, T: int, optimizer: str
+) -> None:
+    """hybrid(K) writes the class means, then sweeps the nodes at level ≤ K and hands that
+    sweep on: those nodes start at ε = 0, the class-mean nodes above do not. Inference from it
+    skips only exact zeros: states, energy and weight gradients equal the autograd reference,
+    and the schedule's zero sets are the reference's exact zeros at every step."""
+    net = chain("tanh", "cross_entropy")
+    c = frozenset({"x", "y"})
+    x, sweep, _ = hybrid_states(net, K, c)
+    assert sweep is not None, "hybrid hands its forward part's sweep on"
+    prog = program_for(net, c)
+    swept = prog.swept(x, prog.buffers(x.shape[0]), sweep)
+    levels = [f"h{k}" for k in range(1, K + 1)]
+    assert swept == {net.node_index[n] for n in levels}
+    want, zeros = reference(net, x, c, T, optimizer, lr=0.05)
+    schedule = clamp_plan(net, c).quiet_schedule(swept, T)
+    for t, q in enumerate(schedule):
+        assert set(q.zero) == zeros[t], f"step {t}"
+    got = solve_inference(net, x, c, T, optimizer=optimizer, lr=0.05, sweep=sweep)
+    assert got.buffers is not None
+    assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
+    assert float(got.energy_after) == pytest.approx(float(net.energy(want)), rel=1e-10, abs=1e-12)
     with torch.enable_grad():
         ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
     got.program.param_grads(got.states, got.buffers, accumulate=False)

@@ -70,6 +70,8 @@ class AverageInit(Initializer):
         self.means: torch.Tensor | None = None  # [C, D]
         self.seen: torch.Tensor | None = None  # [C] bool
         self._cost = 0  # SMMs of the last init
+        # class-mean columns as [lo, hi) ranges per (clamp set, device)
+        self._col_runs: dict[tuple[frozenset[str], str], list[tuple[int, int]]] = {}
 
     def _classes(self, ctx: InitContext) -> int:
         if self.num_classes is None:
@@ -94,6 +96,34 @@ class AverageInit(Initializer):
         """Columns this initializer fills with class means (all free columns)."""
         return ctx.free_cols
 
+    def _runs(self, ctx: InitContext) -> list[tuple[int, int]]:
+        """The class-mean columns as contiguous [lo, hi) ranges, cached per clamp set: one
+        gather and one copy per range instead of a boolean mask's index and index_put."""
+        key = (ctx.plan.clamp, str(ctx.plan.free_cols.device))
+        runs = self._col_runs.get(key)
+        if runs is None:
+            cols = self._average_cols(ctx).nonzero().flatten().tolist()
+            runs = []
+            for c in cols:
+                if runs and runs[-1][1] == c:
+                    runs[-1] = (runs[-1][0], c + 1)
+                else:
+                    runs.append((c, c + 1))
+            self._col_runs[key] = runs
+        return runs
+
+    def _fill_means(
+        self, x: torch.Tensor, ctx: InitContext, labels: torch.Tensor, known: torch.Tensor | None
+    ) -> None:
+        """x[k, cols] = the class mean of sample k's label (only where ``known``, if given)."""
+        assert self.means is not None
+        for lo, hi in self._runs(ctx):
+            rows = self.means[labels, lo:hi]
+            if known is None:
+                x[:, lo:hi] = rows
+            else:
+                x[:, lo:hi] = torch.where(known[:, None], rows, x[:, lo:hi])
+
     def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         labels = labels_from_context(x, ctx) if ctx.train else None
         if (
@@ -109,17 +139,19 @@ class AverageInit(Initializer):
             return self._fallback(x, ctx)  # first batch, evaluation, unlabeled samples
         known = self.seen[labels]
         if bool(known.all()):
-            self._partial_forward(x, ctx)
-        else:
-            self._fallback(x, ctx)  # unseen classes start from forward
-        cols = self._average_cols(ctx)
-        rows = self.means[labels][:, cols]
-        x[:, cols] = torch.where(known[:, None], rows, x[:, cols])
-        return None  # the class means moved nodes after any sweep: it no longer holds
+            # the class means first: the forward part then sweeps from x as it stands, and
+            # the inference that follows may reuse its sweep (its nodes start at ε = 0)
+            self._fill_means(x, ctx, labels, None)
+            return self._partial_forward(x, ctx)
+        self._fallback(x, ctx)  # unseen classes start from forward
+        self._fill_means(x, ctx, labels, known)
+        return None  # the class means moved nodes after the sweep: it no longer holds
 
-    def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
-        """The forward part that the class means do not overwrite (none for pure average)."""
+    def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
+        """The forward part that the class means do not overwrite (none for pure average),
+        run after they are written."""
         self._cost = 0
+        return None
 
     def observe(self, x_final: torch.Tensor, ctx: InitContext) -> None:
         if not ctx.train:
@@ -174,23 +206,20 @@ class HybridInit(AverageInit):
             raise InitError(f"hybrid: K must be ≥ 0, got {K}")
         super().__init__(num_classes=num_classes)
         self.K = K
-        self._cols: dict[frozenset[str], torch.Tensor] = {}  # class-mean columns per clamp set
 
     def init(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
         self.require_forward(ctx)
         return super().init(x, ctx)
 
-    def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> None:
-        ForwardInit(depth=self.K).init(x, ctx)
+    def _partial_forward(self, x: torch.Tensor, ctx: InitContext) -> Sweep | None:
+        sweep = ForwardInit(depth=self.K).init(x, ctx)
         self._cost = init_smm(ctx.net.graph, ctx.clamp, "hybrid", depth=self.K)
+        return sweep
 
     def _average_cols(self, ctx: InitContext) -> torch.Tensor:
-        cols = self._cols.get(ctx.plan.clamp)
-        if cols is None or cols.device != ctx.plan.free_cols.device:
-            cols = ctx.plan.free_cols.clone()
-            for i in ctx.plan.forward_order(max_level=self.K):
-                cols[ctx.net.nodes[i].cols] = False
-            self._cols[ctx.plan.clamp] = cols
+        cols = ctx.plan.free_cols.clone()
+        for i in ctx.plan.forward_order(max_level=self.K):
+            cols[ctx.net.nodes[i].cols] = False
         return cols
 
     def __repr__(self) -> str:
