@@ -125,6 +125,7 @@ class Contender:
         self.kw = kw
         self.acc: list[float] = []
         self.seconds: list[float] = []
+        self.diverged: str | None = None  # why training stopped (inference diverged), if it did
         self.gen = torch.Generator().manual_seed(args.seed)
         if kw.get("bp_lr") is not None:
             self.model: Any = pc.BackpropTwin(self.net)
@@ -206,11 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     for e in range(args.epochs):
         k = e % len(contenders)
         for c in contenders[k:] + contenders[:k]:  # rotate who goes first
-            seconds = c.epoch(xtr, ytr)
+            if c.diverged:
+                continue
+            try:
+                seconds = c.epoch(xtr, ytr)
+            except pc.EnergyError as err:  # a setting that diverges is a result, not a crash
+                c.diverged = f"epoch {e + 1}: {err}"
+                print(f"{c.name} stopped, {c.diverged}", flush=True)
+                continue
             c.seconds.append((c.seconds[-1] if c.seconds else 0.0) + seconds)
             c.acc.append(c.accuracy(xte, yte))
         print(
-            f"epoch {e + 1}: " + ", ".join(f"{c.name} {c.acc[-1]:.4f}" for c in contenders),
+            f"epoch {e + 1}: "
+            + ", ".join(f"{c.name} {c.acc[-1]:.4f}" for c in contenders if not c.diverged),
             flush=True,
         )
     bps = [c for c in contenders if c.kw.get("bp_lr") is not None]
@@ -230,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 "name": c.name,
                 "accuracy": c.acc,
                 "seconds": c.seconds,
-                "best_accuracy": max(c.acc),
-                "seconds_per_epoch": c.seconds[-1] / len(c.seconds),
+                "best_accuracy": max(c.acc, default=None),
+                "seconds_per_epoch": c.seconds[-1] / len(c.seconds) if c.seconds else None,
+                "diverged": c.diverged,
                 "time_to": {f"{t:.2f}": times[t] for t in TARGETS},
                 "tta_vs_bp": ratio,
             }
@@ -249,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             for t in TARGETS
         )
         ratios = " / ".join(f"{v:.2f}" if v is not None else "—" for v in r["tta_vs_bp"].values())
-        head = f"{r['name']:<22} {r['best_accuracy']:8.4f} {r['seconds_per_epoch']:8.2f}"
-        print(f"{head} {cells}   {ratios}")
+        if r["seconds_per_epoch"] is None:
+            head = f"{r['name']:<22} {'—':>8} {'—':>8}"
+        else:
+            head = f"{r['name']:<22} {r['best_accuracy']:8.4f} {r['seconds_per_epoch']:8.2f}"
+        stop = f"   (diverged, {r['diverged'].split(':')[0]})" if r["diverged"] else ""
+        print(f"{head} {cells}   {ratios}{stop}")
     pcs = [r for r in rows if r["name"].startswith("pc ")]
     best_pc = {
         key: min(
