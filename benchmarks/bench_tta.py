@@ -5,6 +5,7 @@ The setup of issue #28: FashionMNIST (60k / 10k; the embedded subset with --quic
 contender (seed), AdamW with weight decay 1e-4. Backprop runs on shuffled batches at three
 learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor. PC contenders
 (``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches; ``hybrid1``: T = 1;
+``hybrid3``: T = 3; ``hybrid1k1``: K = 1, T = 1; ``hybrid2k3``: K = 3, T = 2;
 ``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
 (forward init, T = 8), ``epc2`` (error-based PC from forward init, T = 2), each at every
 AdamW learning rate of ``--pc-lrs`` (default 1e-3); the best PC per target is printed last.
@@ -53,6 +54,9 @@ BP_LRS = (5e-4, 1e-3, 2e-3)
 PC = {
     "hybrid2": {"init": "hybrid", "T": 2, "algorithm": "pc", "aligned": True},
     "hybrid1": {"init": "hybrid", "T": 1, "algorithm": "pc", "aligned": True},
+    "hybrid3": {"init": "hybrid", "T": 3, "algorithm": "pc", "aligned": True},
+    "hybrid1k1": {"init": "hybrid", "K": 1, "T": 1, "algorithm": "pc", "aligned": True},
+    "hybrid2k3": {"init": "hybrid", "K": 3, "T": 2, "algorithm": "pc", "aligned": True},
     "ipc2": {
         "init": "hybrid",
         "T": 2,
@@ -134,6 +138,7 @@ class Contender:
             self.learner = pc.PCLearner(
                 self.net,
                 init=kw["init"],
+                init_options={"K": kw["K"]} if "K" in kw else None,
                 T=kw["T"],
                 lr_neurons=args.lr_neurons,
                 algorithm=kw["algorithm"],
