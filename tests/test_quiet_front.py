@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pcgraph import fast
+from pcgraph.analysis import forward_levels
 from pcgraph.compiler import PCNetwork, compile, program_for
 from pcgraph.compiler.bound import Sweep
 from pcgraph.compiler.plan import clamp_plan
@@ -201,24 +202,30 @@ def hybrid_states(
     return x, init.init(x, InitContext(net, clamp, labels=labels)), init
 
 
-@pytest.mark.parametrize("K", [1, 2, 3])
+HYBRID_CASES = [
+    *[("chain-ce", K) for K in (1, 2, 3)],
+    *[("fan-stacked", K) for K in (1, 2)],  # K 2: every hidden node swept, no class means
+]
+
+
+@pytest.mark.parametrize(("graph", "K"), HYBRID_CASES, ids=[f"{g}-K{k}" for g, k in HYBRID_CASES])
 @pytest.mark.parametrize("T", [0, 1, 2, 5])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_hybrid_sweep_front_matches_the_full_autograd_reference(
-    K: int, T: int, optimizer: str
+    graph: str, K: int, T: int, optimizer: str
 ) -> None:
     """hybrid(K) writes the class means, then sweeps the nodes at level ≤ K and hands that
     sweep on: those nodes start at ε = 0, the class-mean nodes above do not. Inference from it
     skips only exact zeros: states, energy and weight gradients equal the autograd reference,
     and the schedule's zero sets are the reference's exact zeros at every step."""
-    net = chain("tanh", "cross_entropy")
+    net = chain("tanh", "cross_entropy") if graph == "chain-ce" else fan()
     c = frozenset({"x", "y"})
     x, sweep, _ = hybrid_states(net, K, c)
     assert sweep is not None, "hybrid hands its forward part's sweep on"
     prog = program_for(net, c)
     swept = prog.swept(x, prog.buffers(x.shape[0]), sweep)
-    levels = [f"h{k}" for k in range(1, K + 1)]
-    assert swept == {net.node_index[n] for n in levels}
+    levels = forward_levels(net.graph, c)
+    assert swept == {net.node_index[n] for n, lv in levels.items() if 1 <= lv <= K}
     want, zeros = reference(net, x, c, T, optimizer, lr=0.05)
     schedule = clamp_plan(net, c).quiet_schedule(swept, T)
     for t, q in enumerate(schedule):
