@@ -85,6 +85,37 @@ def test_plain_text_summary(capsys: pytest.CaptureFixture[str], topology: Topolo
     assert "'auto' will use: memory" in out
 
 
+PRIOR_YAML = """
+name: gen_prior
+nodes:
+  - {name: z, shape: 4, prior: {mean: 0.5, precision: 2.0}}
+  - {name: h, shape: 8, activation: tanh, precision: learnable}
+  - {name: img, shape: 6, role: output}
+edges:
+  - {source: z, target: h, op: linear}
+  - {source: h, target: img, op: linear}
+"""
+
+
+def test_priors_and_learned_precision_are_explained(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, topology: Topology
+) -> None:
+    path = tmp_path / "gen_prior.yaml"
+    path.write_text(PRIOR_YAML)
+    result = check_json(capsys, str(path))
+    assert result["priors"] == {"z": {"mean": 0.5, "precision": 2.0}}
+    assert result["learned_precision"] == ["h"]
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "prior on root z: ½·2·‖z − 0.5‖²" in out and "N(0.5, 1/2)" in out
+    assert "learned precision on h" in out and "log w" in out
+    # a graph without them says nothing of either
+    assert main(["check", str(topology("mlp5_fashion"))]) == 0
+    out = capsys.readouterr().out
+    assert "prior on" not in out and "learned precision" not in out
+    assert check_json(capsys, str(topology("mlp5_fashion")))["priors"] == {}
+
+
 def test_valid_init_is_confirmed(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
     assert main(["check", str(topology("mlp5_fashion")), "--init", "forward"]) == 0
     assert "initialization 'forward' is valid here" in capsys.readouterr().out

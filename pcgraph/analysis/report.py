@@ -103,6 +103,10 @@ class GraphAnalysis:
     init_per_clamp: list[ClampInit] = field(default_factory=list)
     # the initialization whose cost smm_per_update counts (hybrid with its depth K); "" for auto
     cost_init: str = ""
+    # energies beyond a fixed-precision prediction error: root priors {node: {mean, precision}}
+    # and the nodes whose precision is learned
+    priors: dict[str, dict[str, float]] = field(default_factory=dict)
+    learned_precision: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the stable keys of ``pcgraph check --json``)."""
@@ -146,6 +150,18 @@ class GraphAnalysis:
                 + ("forward where Proposition 3.2 allows it, else " if auto else "")
                 + "a memory trained reading only nodes clamped there; none: InitError "
                 "(use query(..., init='zero'))"
+            )
+        for n, prior in self.priors.items():
+            m, w = prior["mean"], prior["precision"]
+            lines.append(
+                f"- prior on root {n}: ½·{w:g}·‖{n} − {m:g}‖² added to the energy (a Gaussian "
+                f"N({m:g}, 1/{w:g}) on every entry): an energy of its own while it is free"
+            )
+        if self.learned_precision:
+            lines.append(
+                f"- learned precision on {', '.join(self.learned_precision)}: energy "
+                "½ w ‖x − μ‖² − ½ N log w with w = exp(s), s trained with the weights (the "
+                "log term keeps w from collapsing to 0)"
             )
         if self.information_depths:
             reach = max(self.information_depths.values())
@@ -238,7 +254,25 @@ def analyze(
         cost_init=""
         if init == "auto"
         else f"'{chosen}'" + (f" (K={depth})" if depth is not None else ""),
+        priors=_priors(g),
+        learned_precision=[n for n, d in g.nodes(data=True) if d.get("precision") == "learnable"],
     )
+
+
+def _priors(g: nx.DiGraph) -> dict[str, dict[str, float]]:
+    """{root: {mean, precision}} for the nodes that declare a prior (a spec's PriorSpec or the
+    same two keys as a dict on a networkx node)."""
+    found = {}
+    for n, d in g.nodes(data=True):
+        prior = d.get("prior")
+        if prior is None:
+            continue
+        if isinstance(prior, dict):  # the schema's defaults for a key left out
+            m, w = prior.get("mean", 0.0), prior.get("precision", 1.0)
+        else:
+            m, w = prior.mean, prior.precision
+        found[str(n)] = {"mean": float(m), "precision": float(w)}
+    return found
 
 
 def _per_clamp(
