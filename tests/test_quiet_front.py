@@ -161,19 +161,24 @@ def test_front_matches_the_full_autograd_reference(
     x, sweep = swept_states(net, c)
     want, _ = reference(net, x, c, T, optimizer, lr=0.05)
     # the weights are unchanged since the sweep, so it holds and the front applies
-    got = solve_inference(
-        net,
-        x,
-        c,
-        T,
-        optimizer=optimizer,
-        lr=0.05,
-        sweep=sweep,
-    )
+    assert_inference_is(want, net, x, c, T, optimizer, sweep)
+
+
+def assert_inference_is(
+    want: torch.Tensor,
+    net: PCNetwork,
+    x: torch.Tensor,
+    c: frozenset[str],
+    T: int,
+    optimizer: str,
+    sweep: Sweep | None,
+) -> None:
+    """Inference from ``x`` with ``sweep`` handed on ends at the reference's x(T) ``want``,
+    with its energy, and the weight gradients from the buffers it left are autograd's there."""
+    got = solve_inference(net, x, c, T, optimizer=optimizer, lr=0.05, sweep=sweep)
     assert got.buffers is not None
     assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
     assert float(got.energy_after) == pytest.approx(float(net.energy(want)), rel=1e-10, abs=1e-12)
-    # the weight gradients at x(T), from the buffers inference left, against autograd
     with torch.enable_grad():
         ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
     got.program.param_grads(got.states, got.buffers, accumulate=False)
@@ -230,16 +235,7 @@ def test_hybrid_sweep_front_matches_the_full_autograd_reference(
     schedule = clamp_plan(net, c).quiet_schedule(swept, T)
     for t, q in enumerate(schedule):
         assert set(q.zero) == zeros[t], f"step {t}"
-    got = solve_inference(net, x, c, T, optimizer=optimizer, lr=0.05, sweep=sweep)
-    assert got.buffers is not None
-    assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
-    assert float(got.energy_after) == pytest.approx(float(net.energy(want)), rel=1e-10, abs=1e-12)
-    with torch.enable_grad():
-        ref = torch.autograd.grad(net.energy(want), list(net.parameters()))
-    got.program.param_grads(got.states, got.buffers, accumulate=False)
-    for p, r in zip(net.parameters(), ref, strict=True):
-        assert p.grad is not None
-        assert torch.allclose(p.grad, r, atol=1e-10, rtol=0)
+    assert_inference_is(want, net, x, c, T, optimizer, sweep)
 
 
 @pytest.mark.parametrize(("name", "make", "clamp"), GRAPHS, ids=[g[0] for g in GRAPHS])
