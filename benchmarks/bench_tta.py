@@ -2,8 +2,9 @@
 
 The setup of issue #28: FashionMNIST (60k / 10k; the embedded subset with --quick), the MLP
 784-256×4-10 with GELU and a cross-entropy output, batch 300, the same initial weights for every
-contender (seed), AdamW with weight decay 1e-4. Backprop runs on shuffled batches at three
-learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is the floor. PC contenders
+contender (seed), AdamW with weight decay 1e-4 (fused, for backprop as for PC). Backprop runs on
+shuffled batches at three learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is
+the floor. PC contenders
 (``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches; ``hybrid1``: T = 1;
 ``hybrid3``: T = 3; ``hybrid1k1``: K = 1, T = 1; ``hybrid2k3``: K = 3, T = 2;
 ``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
@@ -133,7 +134,10 @@ class Contender:
         self.gen = torch.Generator().manual_seed(args.seed)
         if kw.get("bp_lr") is not None:
             self.model: Any = pc.BackpropTwin(self.net)
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=kw["bp_lr"], weight_decay=1e-4)
+            # fused: the strongest floor, and the step PCLearner runs (see fuse_optimizer)
+            self.opt = torch.optim.AdamW(
+                self.model.parameters(), lr=kw["bp_lr"], weight_decay=1e-4, fused=True
+            )
         else:
             self.learner = pc.PCLearner(
                 self.net,

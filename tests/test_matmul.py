@@ -119,6 +119,7 @@ def test_deterministic_mode_uses_the_fixed_size_rule(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(matmul, "_MODE", "auto")
     monkeypatch.setattr(matmul, "_measure", never)
     monkeypatch.setattr(matmul, "_CHOICES", BoundedCache(512))
+    monkeypatch.setattr(matmul, "_AVX512", True)  # the rule as on an AVX-512 CPU
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
@@ -151,9 +152,11 @@ def test_the_fixed_size_rule_is_the_default_and_measures_nothing(
     on = matmul.onednn_linear_op() is not None  # no op (or fast paths off): always MKL
     big, small = (256, 128, 128), (64, 128, 128)  # 4 M and 1 M multiply-adds
     assert 64 * 128 * 128 < matmul.ONEDNN_MIN_MACS <= 256 * 128 * 128
-    for kind in ("forward", "vjp", "grad"):
-        assert matmul.prefer_onednn(kind, *big) is on  # type: ignore[arg-type]
-        assert not matmul.prefer_onednn(kind, *small)  # type: ignore[arg-type]
+    for avx512 in (True, False):  # on an AVX2 (or older) CPU, MKL for every product
+        monkeypatch.setattr(matmul, "_AVX512", avx512)
+        for kind in ("forward", "vjp", "grad"):
+            assert matmul.prefer_onednn(kind, *big) is (on and avx512)  # type: ignore[arg-type]
+            assert not matmul.prefer_onednn(kind, *small)  # type: ignore[arg-type]
 
 
 def test_an_unknown_matmul_mode_is_one_clear_error() -> None:

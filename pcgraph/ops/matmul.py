@@ -11,10 +11,16 @@ can run the same product much faster or slower, depending on the processor. Meas
 | 256 × 784 → 128   | 603 | 322 |  657 |  688 |
 | 1024 × 784 → 128  |     |     | 3275 | 3447 |
 
-No fixed rule is right on both. By default (``PCGRAPH_CPU_MATMUL=size``) a fixed, documented
-rule decides: a product of at least :data:`ONEDNN_MIN_MACS` multiply-adds (B·in·out; the
-crossover on the AVX-512 machine) runs on oneDNN, a smaller one on MKL. The choice depends on
-the shapes only, so the same seed on the same machine gives bit-identical numbers in every run.
+No fixed size is right on both. By default (``PCGRAPH_CPU_MATMUL=size``) a fixed, documented
+rule decides: on a CPU where torch's kernels use AVX-512
+(``torch.backends.cpu.get_cpu_capability()``), a product of at least :data:`ONEDNN_MIN_MACS`
+multiply-adds (B·in·out; the crossover on the AVX-512 machine) runs on oneDNN, a smaller one on
+MKL; on any other CPU every product runs on MKL. On the AVX2 machine MKL won every product of
+the inference loop at 2 threads (2026-12-07, µs, MKL / oneDNN: 300 × 256 → 256 forward 340 /
+361, message 317 / 369, weight gradient 334 / 580; 300 × 784 → 256 weight gradient
+996 / 1200), and a hybrid-init update of the 784-256×4-10 MLP at T = 2 ran in 0.85× the time
+with every product on MKL. The choice depends on the shapes and the processor only, so the same
+seed on the same machine gives bit-identical numbers in every run.
 ``PCGRAPH_CPU_MATMUL=mkl`` or ``onednn`` forces one library.
 
 ``PCGRAPH_CPU_MATMUL=auto`` (opt-in) times instead the first product of each shape (kind, B, in,
@@ -98,6 +104,9 @@ def _mode() -> str:
 
 
 _MODE = _mode()
+# whether torch's CPU kernels run AVX-512 here: the size rule sends large products to oneDNN
+# only then (fixed per machine; no timing)
+_AVX512 = torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
 _LINEAR: Callable[..., torch.Tensor] | None = None
 _PROBED = False  # whether _LINEAR was looked for (on first use with the fast paths on)
 _CHOICES: BoundedCache[tuple[str, int, int, int, int], bool] = BoundedCache(512)
@@ -165,7 +174,7 @@ def prefer_onednn(kind: Kind, m: int, k: int, n: int) -> bool:
     if _MODE in ("onednn", "mkl"):
         return _MODE == "onednn"
     if _MODE == "size" or torch.are_deterministic_algorithms_enabled():
-        return macs >= ONEDNN_MIN_MACS
+        return _AVX512 and macs >= ONEDNN_MIN_MACS
     if macs < MEASURE_MIN_MACS:
         return False
     key = (kind, m, k, n, torch.get_num_threads())
