@@ -213,7 +213,7 @@ SPECIALISATIONS: tuple[Specialisation, ...] = (
         "tests/test_native.py::test_block_energies_are_half_weighted_sums_of_squares",
     ),
     _S(
-        "streaming write-back with a finiteness check",
+        "one-call write-back with a finiteness check",
         "the working states into x's columns, float32 on the CPU",
         "pcgraph.ops.native:bind_store_blocks",
         "pcgraph.compiler.steps:write_back",

@@ -320,7 +320,7 @@ def test_stored_blocks_find_any_non_finite_value_they_copy(bad) -> None:  # type
 
 @needs_native
 def test_stored_blocks_land_in_their_columns_and_nowhere_else() -> None:
-    """Blocks written into node columns of a [B, D] state with streaming stores: each lands bit
+    """Blocks written into node columns of a [B, D] state in one native call: each lands bit
     for bit in its columns, whatever their alignment and width (tails shorter than a vector,
     a width of 1), and every other column keeps its bits (NaN sentinels)."""
     g = torch.Generator().manual_seed(0)
@@ -356,3 +356,28 @@ def test_stored_blocks_refuse_what_they_cannot_copy() -> None:
     assert native.bind_store_blocks([state[:, :10]], [inside]) is None
     assert native.bind_store_blocks([], []) is None
     assert native.bind_store_blocks([state[:, :10]], [ok]) is not None
+
+
+@needs_native
+@pytest.mark.parametrize("own_error", [True, False])
+def test_fused_gelu_step_is_the_exact_derivative_everywhere(own_error: bool) -> None:
+    """x ← x − γ (d − GELU'(x) ⊙ m), where the kernel takes Φ(x) = GELU(x) / x from σ(x) and
+    its Taylor form near 0: against float64 torch (gelu_backward) at 0, around the switch at
+    |x| = 1e-3, at tiny, large and very negative x, and on random values."""
+    g = torch.Generator().manual_seed(3)
+    special = [0.0, 1e-7, -1e-7, 1e-4, -1e-4, 9.99e-4, -9.99e-4, 1e-3, -1e-3, 1.01e-3, -1.01e-3]
+    special += [0.5, -0.5, 3.0, -3.0, 8.0, -8.0, 12.0, -12.0, 40.0, -40.0]
+    x = torch.cat([torch.tensor(special), torch.randn(4 * 64 - len(special), generator=g) * 3])
+    x = x.reshape(4, 64)
+    s = torch.nn.functional.gelu(x)  # σ(x), as the inference loop hands it on
+    d = torch.randn(4, 64, generator=g) if own_error else None
+    m = torch.randn(4, 64, generator=g)
+    lr = 0.5
+    ref = x.double()
+    deriv = torch.ops.aten.gelu_backward(torch.ones_like(ref), ref)
+    want = ref - lr * ((0 if d is None else d.double()) - deriv * m.double())
+    got = x.clone()
+    run = native.bind_sgd_step("gelu", got, s, d, m, lr)
+    assert run is not None and run()
+    # float32 rounding of x's own value (|x| ≤ 40) and a derivative to ~1e-7
+    torch.testing.assert_close(got.double(), want, rtol=2e-7, atol=2e-6)

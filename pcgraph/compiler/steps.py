@@ -85,7 +85,7 @@ def copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Step:
 
 def write_back(dst: list[torch.Tensor], src: list[torch.Tensor]) -> Callable[[], bool | None]:
     """A step that copies each contiguous ``src[k]`` into ``dst[k]``, columns of the state
-    that the steps after it do not read: one native call with streaming stores where it is
+    that the steps after it do not read: one native call where it is
     built (:func:`pcgraph.ops.native.bind_store_blocks`), which also answers whether every
     value copied is finite; else one foreach kernel (the answer is then None: not known)."""
     native_store = native.bind_store_blocks(dst, src)

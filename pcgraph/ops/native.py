@@ -10,7 +10,7 @@ thread: tanh 17 µs against 124 µs (torch.tanh) and 59 µs (2σ(2x) − 1); GEL
 Beside them, three kernels that save the inference loop whole torch calls: a node's fused plain
 SGD step x ← x − γ (δ − σ' ⊙ m) (:func:`bind_sgd_step`), the per-node energies ½ w Σ ε² of a
 node-blocked error buffer in one call (:func:`bind_block_energy`, sums in double) and the write
-of contiguous blocks into columns of the state with streaming stores, which also says whether
+of contiguous blocks into columns of the state in one call, which also says whether
 every value written is finite (:func:`bind_store_blocks`).
 
 The C file is compiled once per machine and loaded by :mod:`pcgraph.ops.native_build`. Where
@@ -211,7 +211,7 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
 def bind_store_blocks(
     dst: list[torch.Tensor], src: list[torch.Tensor]
 ) -> Callable[[], bool | None] | None:
-    """``dst[k] ← src[k]`` for every k as one native call with streaming stores, bound to these
+    """``dst[k] ← src[k]`` for every k as one native call, bound to these
     tensors: each ``src[k]`` contiguous, each ``dst[k]`` of its shape in rows of contiguous
     floats (a node's columns of the state), float32 on the CPU, no source in a destination's
     memory. The function returns whether every value copied is finite, or None (nothing
