@@ -311,6 +311,28 @@ def test_no_product_multiplies_an_exact_zero(T: int) -> None:
     assert count.with_zero_operand == 0
 
 
+@pytest.mark.parametrize("T", [1, 2, 4, 8])
+def test_chain_runs_only_the_products_the_math_needs(T: int) -> None:
+    """x → h1 → h2 → h3 → h4 → y after a forward sweep, counted from the math: h_k starts
+    moving after step 4 − k (the front), so at evaluation t the moved nodes are h4 … h_{5−t}.
+    A prediction changes only once its parent has moved: y's at every evaluation (its error
+    is never 0), h_k's (k = 2 … 4) from t = 6 − k on (h1's parent x is clamped: fixed). A
+    message δ_n W goes to a free parent from t = 0 (y) or once n has moved (h_k: t ≥ 5 − k),
+    at t < T. The weight gradients at x(T): the edges into y and into every h_k that has
+    moved. A node that moved while its parent had not keeps the sweep's μ: no product."""
+    net = chain()
+    c = frozenset({"x", "y"})
+    x, sweep = swept_states(net, c)
+    prog = program_for(net, c)
+    predictions = (T + 1) + sum(max(0, T + 1 - (6 - k)) for k in (2, 3, 4))
+    messages = T + sum(max(0, T - (5 - k)) for k in (2, 3, 4))
+    weights = 1 + sum(1 for k in (1, 2, 3, 4) if 5 - k <= T)
+    with _Products() as count:
+        result = solve_inference(net, x, c, T, lr=0.05, sweep=sweep)
+        prog.param_grads(result.states, result.buffers, accumulate=False)
+    assert count.total == predictions + messages + weights
+
+
 def test_learner_with_forward_init_matches_reference_weights() -> None:
     """PCLearner updates (forward init, T = 2 < depth, AdamW, alternating batch sizes) equal
     the same updates done by autograd: inference by reference(), gradients by backward."""

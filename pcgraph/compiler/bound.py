@@ -67,6 +67,8 @@ class Derived:
         default_factory=dict
     )
     energy: dict[frozenset[int], object] = field(default_factory=dict)  # per skipped set
+    # per node, μ kept from a forward sweep for the evaluations that read it as Quiet.stale
+    kept_mu: dict[int, torch.Tensor] = field(default_factory=dict)
     grad_steps: dict[frozenset[int], list[Callable[[], bool | None]]] = field(
         default_factory=dict
     )  # ∂E/∂θ steps per quiet set (dropped when a ``.grad`` tensor is replaced)

@@ -93,8 +93,14 @@ class InferenceProgram(ForwardSweep, Readout):
         bound = self.bound
         xv, ev = bound.xv, bound.ev
         sent = buf.sent_free
-        skip, fresh = (quiet.zero, quiet.fresh) if quiet is not None else (frozenset(), frozenset())
+        none: frozenset[int] = frozenset()
+        skip, fresh, stale, stash = (
+            (quiet.zero, quiet.fresh, quiet.stale, quiet.stash)
+            if quiet is not None
+            else (none, none, none, none)
+        )
         was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
+        kept = bound.derived.kept_mu
         for j, step in bound.sent_steps.items():
             if j not in fresh:
                 step()
@@ -117,8 +123,15 @@ class InferenceProgram(ForwardSweep, Readout):
         for recipe, fn in bound.error_steps:
             i = recipe.node
             if i in skip:  # swept: ε = 0 exactly (a CE node is never in skip)
+                if i in stash and not recipe.stacked_in:  # x = μ: kept for a later ε
+                    mu = kept.get(i)
+                    if mu is None:
+                        mu = kept[i] = torch.empty_like(xv[i])
+                    mu.copy_(xv[i])
                 if i not in was_zero:
                     ev[i].zero_()
+            elif i in stale and i in kept and not recipe.stacked_in:  # μ is the sweep's
+                torch.sub(xv[i], kept[i], out=ev[i])
             elif fn is not None:
                 fn()
             else:

@@ -28,10 +28,16 @@ class Quiet:
         zero: nodes whose ε is exactly 0: no prediction, no message to their parents, no weight
             gradient on their in-edges.
         fresh: free nodes whose σ(x) in the σ buffer is current (not moved since computed).
+        stale: swept nodes that have moved while none of their parents has: μ is still the
+            sweep's, kept at an earlier evaluation (``stash``), so ε = x − μ needs no product.
+        stash: nodes of ``zero`` (x = μ exactly) whose μ a later evaluation reads as ``stale``:
+            their states are kept before the next step moves them.
     """
 
     zero: frozenset[int]
     fresh: frozenset[int]
+    stale: frozenset[int] = frozenset()
+    stash: frozenset[int] = frozenset()
 
 
 @dataclass
