@@ -18,8 +18,9 @@ Writes, under ``--out``:
 - ``flow_decoder.{gif,html}``: decoder4_fashion (generate: only the image clamped), trained one
   epoch under zero and memory init.
 
-- ``perf_peers.png``, ``perf_scaling.png``, ``perf_gpu.png``: the Performance page's plots, from
-  the measured tables in ``docs/data/`` (their provenance is in ``docs/data/PROVENANCE.txt``).
+- ``perf_peers.png``, ``perf_scaling.png``, ``perf_gpu.png``, ``perf_tta.png``: the Performance
+  page's plots, from the measured tables in ``docs/data/`` (their provenance is in
+  ``docs/data/PROVENANCE.txt``).
 
 Every network is trained on the embedded FashionMNIST subset (about a minute in all on 2 CPU
 cores), never drawn with random weights.
@@ -188,7 +189,38 @@ def performance_plots(out: Path) -> list[Path]:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     written.append(save_figure(fig, out / "perf_gpu.png", dpi=110))
+    written.append(time_to_accuracy_plot(out))
     return written
+
+
+def time_to_accuracy_plot(out: Path) -> Path:
+    """Test accuracy against cumulative training seconds, per contender of the measured
+    time-to-accuracy run (``docs/data/results/tta.json``), with the four target lines."""
+    import json
+
+    from pcgraph.viz import save_figure
+    from pcgraph.viz._common import new_figure
+
+    run = json.loads((REPO / "docs" / "data" / "results" / "tta.json").read_text("utf-8"))
+    fig = new_figure(7.2, 4.2)
+    ax = fig.add_subplot()
+    for c in run["contenders"]:
+        bp = c["name"].startswith("bp")
+        ax.plot(c["seconds"], c["accuracy"], marker="o", ms=3, ls="--" if bp else "-",
+                label=c["name"].replace("pc ", "PC ").replace("bp ", "BP "))  # fmt: skip
+    for target in run["targets"]:
+        ax.axhline(float(target), color="grey", lw=0.6, ls=":")
+    ax.set_ylim(0.82, 0.90)
+    ax.set_xlabel("training seconds (2-core AMD EPYC, AVX2, 2 threads)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(
+        f"FashionMNIST, MLP 784-256×4-10, batch 300 ({run['kept']['date']}, "
+        f"commit {run['kept']['commit']})",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save_figure(fig, out / "perf_tta.png", dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
