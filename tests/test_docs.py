@@ -275,8 +275,11 @@ def test_figures_are_ones_make_figures_writes(gen_docs: ModuleType) -> None:
         for figure in re.findall(r"\]\(figures/([^)\s#]+)\)", page.read_text(encoding="utf-8")):
             stem, ext = os.path.splitext(figure)
             flow = re.fullmatch(r"energy_flow_(\w+?)(_trained)?", stem)
-            if stem.startswith("perf_"):  # drawn from docs/data/<stem>.csv
-                assert ext == ".png" and (DOCS / "data" / f"{stem}.csv").is_file(), figure
+            if stem.startswith("perf_"):  # drawn from docs/data/<stem>.csv or a results file
+                measured = (DOCS / "data" / f"{stem}.csv").is_file() or (
+                    DOCS / "data" / "results" / f"{stem.removeprefix('perf_')}.json"
+                ).is_file()
+                assert ext == ".png" and measured, figure
                 assert f'"{stem}.png"' in script, f"make_figures.py writes no {figure}"
             elif stem.startswith("flow_"):
                 assert ext in (".gif", ".html"), (page.name, figure)
