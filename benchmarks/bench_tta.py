@@ -28,13 +28,20 @@ Usage::
 
     python benchmarks/bench_tta.py --threads 2 --out runs/bench/tta.json
     python benchmarks/bench_tta.py --quick          # the embedded subset, 2 epochs (smoke)
+    python benchmarks/bench_tta.py --seeds 0,1,2 --pc hybrid2 --out runs/bench/tta_seeds.json
+
+``--seeds`` runs one race per seed and prints the median over seeds of best PC / best BP per
+target (JSON: ``median_best_pc_vs_bp`` and each seed's record under ``runs``): which epoch first
+reaches a target moves with the seed, for backprop as for PC.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-neurons", type=float, default=0.1, help="γ of PC inference")
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds: one race per seed (each interleaved in itself), then the "
+        "median of best PC / best BP per target over the seeds (overrides --seed)",
+    )
     p.add_argument("--out", default=None, help="JSON output file")
     _common.add_threads_arg(p)
     args = p.parse_args(argv)
@@ -109,6 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown --pc {unknown}; valid: {', '.join(PC)}")
     args.bp_lrs = [float(v) for v in args.bp_lrs.split(",") if v]
     args.pc_lrs = [float(v) for v in args.pc_lrs.split(",") if v]
+    args.seeds = [int(v) for v in args.seeds.split(",") if v] if args.seeds else [args.seed]
     return args
 
 
@@ -196,10 +210,67 @@ def first_time(c: Contender, target: float) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _common.set_threads(args.threads)
-    torch.manual_seed(args.seed)
     xtr, ytr, xte, yte = data(args.quick)
     shape = MODELS[args.model][3]
-    xtr, xte = xtr.reshape(-1, *shape), xte.reshape(-1, *shape)
+    tensors = (xtr.reshape(-1, *shape), ytr, xte.reshape(-1, *shape), yte)
+    runs = []
+    for seed in args.seeds:
+        one = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": [seed]})
+        if len(args.seeds) > 1:
+            print(f"\n--- seed {seed} ---", flush=True)
+        runs.append(race(one, *tensors))
+    payload = runs[0] if len(runs) == 1 else over_seeds(args, runs)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(payload, indent=2))
+        print(f"written to {args.out}")
+    return 0
+
+
+def over_seeds(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The races of several seeds and, per target, the median over seeds of best PC / best BP
+    (a seed where PC or backprop never reached the target counts as +inf: the median says
+    "never" when most seeds never reached it)."""
+    median: dict[str, float | None] = {}
+    for key in (f"{t:.2f}" for t in TARGETS):
+        values = sorted(
+            math.inf if r["best_pc_vs_bp"][key] is None else r["best_pc_vs_bp"][key] for r in runs
+        )
+        mid = statistics.median(values)
+        median[key] = None if math.isinf(mid) or math.isnan(mid) else mid
+    print(
+        f"\nseeds {', '.join(str(s) for s in args.seeds)}: best PC × best BP per seed: "
+        + "; ".join(
+            " / ".join(f"{v:.2f}" if v is not None else "—" for v in r["best_pc_vs_bp"].values())
+            for r in runs
+        )
+    )
+    print(
+        "median over seeds: "
+        + " / ".join(f"{v:.2f}" if v is not None else "—" for v in median.values())
+    )
+    return {
+        "benchmark": "bench_tta",
+        "model": runs[0]["model"],
+        "config": vars(args),
+        "machine": runs[0]["machine"],
+        "targets": list(TARGETS),
+        "seeds": args.seeds,
+        "median_best_pc_vs_bp": median,
+        "runs": runs,
+    }
+
+
+def race(
+    args: argparse.Namespace,
+    xtr: torch.Tensor,
+    ytr: torch.Tensor,
+    xte: torch.Tensor,
+    yte: torch.Tensor,
+) -> dict[str, Any]:
+    """One race at ``args.seed``: every contender, epochs interleaved; prints its table and
+    returns its record."""
+    torch.manual_seed(args.seed)
     spec = model_spec(args.model)
     contenders = [Contender(f"bp lr={lr:g}", args, spec, bp_lr=lr) for lr in args.bp_lrs]
     contenders += [
@@ -285,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "best PC × best BP: "
         + " / ".join(f"{v:.2f}" if v is not None else "—" for v in best_pc.values())
     )
-    payload = {
+    return {
         "benchmark": "bench_tta",
         "model": MODELS[args.model][0],
         "config": vars(args),
@@ -299,11 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         "best_pc_vs_bp": best_pc,
         "contenders": rows,
     }
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.out), json.dumps(payload, indent=2))
-        print(f"written to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

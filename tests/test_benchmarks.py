@@ -132,3 +132,28 @@ def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
     tuned.update(x0, y)
     for got, want in zip(params, expected, strict=True):
         torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_bench_tta_median_over_seeds_counts_never_as_slowest() -> None:
+    """``--seeds``: per target, the median over seeds of best PC / best BP, where a seed that
+    never reached the target counts as slower than any that did (so "never" wins the median
+    only when most seeds never got there)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_tta
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    keys = [f"{t:.2f}" for t in bench_tta.TARGETS]
+
+    def run(*ratios: float | None) -> dict[str, object]:
+        return {"model": "m", "machine": {}, "best_pc_vs_bp": dict(zip(keys, ratios, strict=True))}
+
+    args = bench_tta.parse_args(["--seeds", "0,1,2"])
+    assert args.seeds == [0, 1, 2]
+    out = bench_tta.over_seeds(
+        args, [run(1.6, 0.9, 1.1, 1.9), run(0.8, 1.1, 0.9, None), run(0.9, 1.8, None, None)]
+    )
+    assert out["median_best_pc_vs_bp"] == {keys[0]: 0.9, keys[1]: 1.1, keys[2]: 1.1, keys[3]: None}
+    assert out["seeds"] == [0, 1, 2] and len(out["runs"]) == 3
+    assert bench_tta.parse_args([]).seeds == [0]
+    assert bench_tta.parse_args(["--seed", "4"]).seeds == [4]
