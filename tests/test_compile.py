@@ -7,6 +7,7 @@ import torch
 
 import pcgraph as pc
 from pcgraph.errors import ConfigError
+from pcgraph.ops import matmul
 
 
 def run(
@@ -41,9 +42,13 @@ def test_compiled_steps_equal_eager(optimizer: str) -> None:
 
 
 @pytest.mark.slow
-def test_compiled_steps_equal_eager_in_float32_where_eager_uses_onednn() -> None:
-    # float32 products of this size go to oneDNN in eager mode (pcgraph.ops.matmul); inside
-    # torch.compile they must fall back to torch's kernels instead of failing to lower
+def test_compiled_steps_equal_eager_in_float32_where_eager_uses_onednn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # eager float32 products on oneDNN (forced: the size rule picks MKL on a CPU without
+    # AVX-512; pcgraph.ops.matmul); inside torch.compile they must fall back to torch's kernels
+    # instead of failing to lower
+    monkeypatch.setattr(matmul, "_MODE", "onednn")
     eager, compiled = run(False, "sgd", torch.float32), run(True, "sgd", torch.float32)
     assert compiled[0] == pytest.approx(eager[0], rel=1e-4)
     for a, b in zip(eager[1], compiled[1], strict=True):

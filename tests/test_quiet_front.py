@@ -311,6 +311,34 @@ def test_no_product_multiplies_an_exact_zero(T: int) -> None:
     assert count.with_zero_operand == 0
 
 
+@pytest.mark.parametrize("T", [1, 2, 3, 5])
+def test_a_free_root_with_a_prior_moves_from_the_start(T: int) -> None:
+    """z is a free root with a prior (½ p ‖z − m‖²): its own error moves it at step 0, so the
+    sweep's children of z are no longer at ε = 0 after it (found by review: the front took z
+    as still until a child's error reached it). Against the autograd reference of the whole
+    energy, from a sweep of h1 … h3 with z where it stands."""
+    nodes = [
+        {"name": "x", "shape": 4, "role": "input"},
+        {"name": "z", "shape": 3, "prior": {"mean": 0.5, "precision": 2.0}},
+        {"name": "h1", "shape": 5, "activation": "tanh"},
+        {"name": "h2", "shape": 5, "activation": "tanh"},
+        {"name": "h3", "shape": 5, "activation": "tanh"},
+        {"name": "y", "shape": 3, "role": "output"},
+    ]
+    pairs = [("x", "h1"), ("z", "h1"), ("h1", "h2"), ("h2", "h3"), ("h3", "y")]
+    edges = [{"source": a, "target": b, "op": "linear"} for a, b in pairs]
+    spec = GraphSpec.model_validate({"name": "prior_root", "nodes": nodes, "edges": edges})
+    net = compile(spec, dtype=F64, seed=0)
+    c = frozenset({"x", "y"})
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, net.state_size, generator=g, dtype=F64)
+    order = clamp_plan(net, c).forward_order(c | {"z"})  # as memory init orders its sweep
+    sweep = program_for(net, c).forward_sweep(x, order)
+    want, _ = reference(net, x, c, T, "sgd", lr=0.1)
+    got = solve_inference(net, x, c, T, lr=0.1, sweep=sweep)
+    assert torch.allclose(got.states, want, atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("T", [1, 2, 4, 8])
 def test_chain_runs_only_the_products_the_math_needs(T: int) -> None:
     """x → h1 → h2 → h3 → h4 → y after a forward sweep, counted from the math: h_k starts

@@ -249,6 +249,9 @@ def front_steps(
     moved; a free node of a held energy (cross-entropy, Bernoulli) counts as moved from the
     start, since inference rewrites it at every evaluation.
 
+    A free root with a prior (½ p ‖x − m‖²) has an error of its own, so it counts as moved
+    from the start, as a held node does.
+
     Args:
         swept: the nodes the sweep left at ε = 0 (default: every free node with parents that
             is not of a held energy, i.e. a full forward initialization).
@@ -260,7 +263,9 @@ def front_steps(
         n for n in free if g.in_degree(n) and get_energy(g.nodes[n].get("energy", "gaussian")).held
     }
     done = {n for n in free if g.in_degree(n)} - held if swept is None else set(swept)
-    moved = set(held)
+    # a free root with a prior carries an error of its own from the start: it may move at once
+    priors = {n for n in free if not g.in_degree(n) and g.nodes[n].get("prior") is not None}
+    moved = set(held) | priors
     out: list[tuple[frozenset[str], frozenset[str]]] = []
     for _ in range(steps + 1):
         zero = frozenset(

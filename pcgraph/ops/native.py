@@ -316,7 +316,7 @@ def bind_block_energy(
     return run
 
 
-# the σ' of the fused SGD step, by activation: from σ(x) (tanh, sigmoid, relu) or from x (gelu)
+# the σ' of the fused SGD step, by activation: from σ(x) (tanh, sigmoid, relu; gelu: Φ = σ(x)/x)
 SGD_KINDS = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "gelu": 4}
 
 
