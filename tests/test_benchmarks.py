@@ -54,6 +54,7 @@ def test_bench_peers_smoke_json(tmp_path: Path) -> None:
     assert row["check"]["pcgraph_vs_tuned_max_weight_diff_f64"] < 1e-10
 
 
+@pytest.mark.slow  # ~10-20 s: keeps the default run within ~5 minutes on 2 cores
 def test_bench_sparse_mp_quick_json(tmp_path: Path) -> None:
     # every implementation of every sparse op is timed against its reference and agrees with it
     out = tmp_path / "sparse_mp.json"

@@ -161,6 +161,7 @@ def test_decoder_generation_quick(tmp_path: Path) -> None:
     assert {r["init"] for r in data["results"]} == inits
 
 
+@pytest.mark.slow  # ~10-20 s: keeps the default run within ~5 minutes on 2 cores
 def test_decoder_generation_numbers_do_not_depend_on_the_workers(tmp_path: Path) -> None:
     """Each run is one job on one thread: run in place or two side by side in worker processes,
     every (init, T_train, seed, T_eval) gives the same MSE; the table's cells are the means of
