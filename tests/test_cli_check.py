@@ -116,6 +116,24 @@ def test_priors_and_learned_precision_are_explained(
     assert check_json(capsys, str(topology("mlp5_fashion")))["priors"] == {}
 
 
+def test_a_networkx_prior_takes_the_schemas_defaults_and_names_a_bad_node() -> None:
+    """A raw networkx graph is not validated before analysis: its prior dict gets the schema's
+    defaults (precision 1), and a precision ≤ 0 is one SpecError naming the node."""
+    import networkx as nx
+
+    from pcgraph import analyze
+    from pcgraph.errors import SpecError
+
+    g = nx.DiGraph()
+    g.add_node("z", prior={"mean": 0.5})
+    g.add_node("x", role="input")
+    g.add_edge("z", "x")
+    assert analyze(g, "none").priors == {"z": {"mean": 0.5, "precision": 1.0}}
+    g.nodes["z"]["prior"] = {"mean": 0.0, "precision": -1.0}
+    with pytest.raises(SpecError, match=r"node 'z': prior .*greater than 0.*fix the node"):
+        analyze(g, "none")
+
+
 def test_valid_init_is_confirmed(capsys: pytest.CaptureFixture[str], topology: Topology) -> None:
     assert main(["check", str(topology("mlp5_fashion")), "--init", "forward"]) == 0
     assert "initialization 'forward' is valid here" in capsys.readouterr().out

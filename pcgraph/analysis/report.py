@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import networkx as nx
+from pydantic import ValidationError
 
 from pcgraph.analysis.cost import bp_smm, resolve_auto, smm_per_update
 from pcgraph.analysis.graph import (
@@ -23,8 +24,9 @@ from pcgraph.analysis.graph import (
     unreached_nodes,
 )
 from pcgraph.analysis.memory import evaluation_clamp, format_nodes, memory_observations
-from pcgraph.errors import InitError
+from pcgraph.errors import InitError, SpecError
 from pcgraph.schema import GraphSpec
+from pcgraph.schema.prior import PriorSpec
 
 __all__ = [
     "ClampInit",
@@ -267,11 +269,15 @@ def _priors(g: nx.DiGraph) -> dict[str, dict[str, float]]:
         prior = d.get("prior")
         if prior is None:
             continue
-        if isinstance(prior, dict):  # the schema's defaults for a key left out
-            m, w = prior.get("mean", 0.0), prior.get("precision", 1.0)
-        else:
-            m, w = prior.mean, prior.precision
-        found[str(n)] = {"mean": float(m), "precision": float(w)}
+        if not isinstance(prior, PriorSpec):  # a networkx node's dict: the schema decides
+            try:
+                prior = PriorSpec.model_validate(prior)
+            except ValidationError as err:
+                raise SpecError(
+                    f"node {n!r}: prior {prior!r} is not {{mean: m, precision: p > 0}} "
+                    f"({err.errors()[0]['msg']}); fix the node's 'prior' attribute"
+                ) from None
+        found[str(n)] = {"mean": float(prior.mean), "precision": float(prior.precision)}
     return found
 
 

@@ -27,6 +27,8 @@ from pcgraph.ops.kernel import write_into
 
 __all__ = ["InferenceProgram"]
 
+_ALL_COMPUTED = Quiet(zero=frozenset(), fresh=frozenset())  # no schedule: every error computed
+
 
 class InferenceProgram(ForwardSweep, Readout):
     """Precomputed plan of the local-gradient inference step for one clamp set, with its
@@ -93,12 +95,8 @@ class InferenceProgram(ForwardSweep, Readout):
         bound = self.bound
         xv, ev = bound.xv, bound.ev
         sent = buf.sent_free
-        none: frozenset[int] = frozenset()
-        skip, fresh, stale, stash = (
-            (quiet.zero, quiet.fresh, quiet.stale, quiet.stash)
-            if quiet is not None
-            else (none, none, none, none)
-        )
+        q = _ALL_COMPUTED if quiet is None else quiet
+        skip, fresh, stale, stash = q.zero, q.fresh, q.stale, q.stash
         was_zero, buf.quiet = buf.quiet, skip  # blocks that are 0 already need no zeroing
         kept = bound.derived.kept_mu
         for j, step in bound.sent_steps.items():
