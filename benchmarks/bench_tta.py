@@ -3,8 +3,12 @@
 The setup of issue #28: FashionMNIST (60k / 10k; the embedded subset with --quick), the MLP
 784-256×4-10 with GELU and a cross-entropy output, batch 300, the same initial weights for every
 contender (seed), AdamW with weight decay 1e-4 (fused, for backprop as for PC). Backprop runs on
-shuffled batches at three learning rates (5e-4, 1e-3, 2e-3) and the best backprop per target is
-the floor. PC contenders
+shuffled batches at three learning rates (5e-4, 1e-3, 2e-3), each twice (``--bp``): ``autograd``
+(``pcgraph.BackpropTwin``, torch's own products) and, on the MLP, ``tuned`` (the hand-written
+step of ``_tuned_bp.py``: every product on MKL or oneDNN, whichever is faster for its shape on
+this machine, as pcgraph's own products may be; the same math, so the same accuracy per epoch
+up to float32 rounding). The best backprop per target over all of them is the floor. PC
+contenders
 (``--pc``): ``hybrid2`` (hybrid init K = 2, T = 2, stream-aligned batches; ``hybrid1``: T = 1;
 ``hybrid3``: T = 3; ``hybrid1k1``: K = 1, T = 1; ``hybrid2k3``: K = 3, T = 2;
 ``ipc2``: T = 2 with a weight update after each step, the incremental schedule), ``forward8``
@@ -40,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -51,6 +54,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from _tuned_bp import TunedBackprop
 
 import pcgraph as pc
 from pcgraph.atomic import atomic_write_text
@@ -99,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pc", default="hybrid2,forward8,epc2", help=f"of {', '.join(PC)}")
     p.add_argument("--bp-lrs", default=",".join(str(v) for v in BP_LRS))
     p.add_argument(
+        "--bp",
+        default="autograd,tuned",
+        help="backprop implementations, each at every --bp-lrs: autograd (BackpropTwin) and "
+        "tuned (hand-written, the faster CPU library per product; MLP only)",
+    )
+    p.add_argument(
         "--pc-lrs",
         default="1e-3",
         help="AdamW lrs of the PC weights, comma-separated (each PC setting runs at each)",
@@ -121,6 +131,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown --pc {unknown}; valid: {', '.join(PC)}")
     args.bp_lrs = [float(v) for v in args.bp_lrs.split(",") if v]
+    args.bp = [s for s in args.bp.split(",") if s]
+    if not args.bp or set(args.bp) - {"autograd", "tuned"}:
+        p.error(f"--bp {args.bp}: give autograd, tuned or both")
+    if args.model != "mlp" and "tuned" in args.bp:  # the hand-written step is an MLP's
+        args.bp = [b for b in args.bp if b != "tuned"] or ["autograd"]
     args.pc_lrs = [float(v) for v in args.pc_lrs.split(",") if v]
     args.seeds = [int(v) for v in args.seeds.split(",") if v] if args.seeds else [args.seed]
     return args
@@ -146,7 +161,18 @@ class Contender:
         self.seconds: list[float] = []
         self.diverged: str | None = None  # why training stopped (inference diverged), if it did
         self.gen = torch.Generator().manual_seed(args.seed)
-        if kw.get("bp_lr") is not None:
+        if kw.get("tuned"):
+            weights = [k.weight.detach().clone().requires_grad_() for k in self.net.kernels]  # type: ignore[union-attr]
+            biases = [k.bias.detach().clone().requires_grad_() for k in self.net.kernels]  # type: ignore[union-attr]
+            self.tuned = TunedBackprop(
+                weights,
+                biases,
+                activation="gelu",
+                optimizer=torch.optim.AdamW(
+                    [*weights, *biases], lr=kw["bp_lr"], weight_decay=1e-4, fused=True
+                ),
+            )
+        elif kw.get("bp_lr") is not None:
             self.model: Any = pc.BackpropTwin(self.net)
             # fused: the strongest floor, and the step PCLearner runs (see fuse_optimizer)
             self.opt = torch.optim.AdamW(
@@ -178,7 +204,9 @@ class Contender:
         onehot = torch.nn.functional.one_hot(y, 10).float()
         start = time.perf_counter()
         for idx in batches:
-            if self.kw.get("bp_lr") is not None:
+            if self.kw.get("tuned"):
+                self.tuned.update(x[idx], onehot[idx])
+            elif self.kw.get("bp_lr") is not None:
                 loss = torch.nn.functional.cross_entropy(self.model(x[idx]), y[idx])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -192,7 +220,9 @@ class Contender:
         right = 0
         for i in range(0, len(y), 1000):
             xb = x[i : i + 1000]
-            if self.kw.get("bp_lr") is not None:
+            if self.kw.get("tuned"):
+                out = self.tuned.forward(xb)
+            elif self.kw.get("bp_lr") is not None:
                 out = self.model(xb)
             else:
                 out = self.learner.predict({self.inp: xb})[self.out]
@@ -272,7 +302,17 @@ def race(
     returns its record."""
     torch.manual_seed(args.seed)
     spec = model_spec(args.model)
-    contenders = [Contender(f"bp lr={lr:g}", args, spec, bp_lr=lr) for lr in args.bp_lrs]
+    contenders = [
+        Contender(
+            f"{'tuned ' if kind == 'tuned' else ''}bp lr={lr:g}",
+            args,
+            spec,
+            bp_lr=lr,
+            tuned=kind == "tuned",
+        )
+        for kind in args.bp
+        for lr in args.bp_lrs
+    ]
     contenders += [
         Contender(
             f"pc {n}" + (f" lr={lr:g}" if len(args.pc_lrs) > 1 else ""),
@@ -361,7 +401,8 @@ def race(
         "model": MODELS[args.model][0],
         "config": vars(args),
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _common._cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },

@@ -205,13 +205,17 @@ def time_to_accuracy_plot(out: Path) -> Path:
     fig = new_figure(7.2, 4.2)
     ax = fig.add_subplot()
     for c in run["contenders"]:
-        bp = c["name"].startswith("bp")
+        bp = c["name"].startswith(("bp", "tuned bp"))
         ax.plot(c["seconds"], c["accuracy"], marker="o", ms=3, ls="--" if bp else "-",
                 label=c["name"].replace("pc ", "PC ").replace("bp ", "BP "))  # fmt: skip
     for target in run["targets"]:
         ax.axhline(float(target), color="grey", lw=0.6, ls=":")
     ax.set_ylim(0.82, 0.90)
-    ax.set_xlabel("training seconds (2-core AMD EPYC, AVX2, 2 threads)")
+    machine = run.get("machine", {})
+    cpu = machine.get("cpu", "2-core AMD EPYC")
+    capability = machine.get("cpu_capability", "AVX2")
+    threads = machine.get("threads", 2)
+    ax.set_xlabel(f"training seconds ({cpu}, {capability}, {threads} threads)")
     ax.set_ylabel("test accuracy")
     ax.set_title(
         f"FashionMNIST, MLP 784-256×4-10, batch 300 ({run['kept']['date']}, "

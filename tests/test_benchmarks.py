@@ -48,7 +48,9 @@ def test_bench_peers_smoke_json(tmp_path: Path) -> None:
     subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
     data = json.loads(out.read_text())
     (row,) = data["rows"]
-    assert {"pcgraph_vs_pcx", "pcgraph_vs_tuned", "pcgraph_vs_bp"} <= set(row)
+    assert {"pcgraph_vs_pcx", "pcgraph_vs_tuned", "pcgraph_vs_bp", "pcgraph_vs_tuned_bp"} <= set(
+        row
+    )
     assert row["pcgraph_vs_pcx"] is None  # skipped, not invented
     # the tuned floor runs the same rule as pcgraph (itself tested against autograd)
     assert row["check"]["pcgraph_vs_tuned_max_weight_diff_f64"] < 1e-10
@@ -133,6 +135,71 @@ def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
     tuned.update(x0, y)
     for got, want in zip(params, expected, strict=True):
         torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "sse"])
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "relu", "sigmoid"])
+@pytest.mark.parametrize(
+    ("dtype", "sizes", "batch"),
+    [
+        (torch.float64, [12, 9, 7, 4], 5),
+        # float32 products of ≥ 2²⁰ multiply-adds: the ones the floor may send to oneDNN
+        (torch.float32, [300, 256, 128, 10], 64),
+    ],
+)
+def test_tuned_backprop_floor_is_autograd_backprop(
+    activation: str, loss: str, dtype: torch.dtype, sizes: list[int], batch: int
+) -> None:
+    # the backprop floor of bench_tta / bench_peers against torch autograd of the same loss
+    # (plain SGD on the weights, so that a wrong gradient cannot hide behind Adam)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _tuned_bp import TunedBackprop
+
+    g = torch.Generator().manual_seed(1)
+    W = [torch.randn(o, i, generator=g, dtype=dtype) / i**0.5 for i, o in itertools.pairwise(sizes)]
+    b = [torch.randn(o, generator=g, dtype=dtype) * 0.1 for o in sizes[1:]]
+    x0 = torch.randn(batch, sizes[0], generator=g, dtype=dtype)
+    labels = torch.randint(0, sizes[-1], (batch,), generator=g)
+    y = (
+        torch.nn.functional.one_hot(labels, sizes[-1]).to(dtype)
+        if loss == "cross_entropy"
+        else torch.randn(batch, sizes[-1], generator=g, dtype=dtype)
+    )
+    act = {
+        "tanh": torch.tanh,
+        "gelu": torch.nn.functional.gelu,
+        "relu": torch.relu,
+        "sigmoid": torch.sigmoid,
+    }[activation]
+    lr = 0.5
+    ref = [p.clone().requires_grad_(True) for p in [*W, *b]]
+    h = x0
+    for l in range(len(W)):
+        h = h @ ref[l].T + ref[len(W) + l]
+        if l < len(W) - 1:
+            h = act(h)
+    if loss == "cross_entropy":
+        value = torch.nn.functional.cross_entropy(h, labels)
+    else:
+        value = 0.5 * (h - y).square().sum()
+    grads = torch.autograd.grad(value, ref)
+    expected = [p.detach() - lr * gp for p, gp in zip(ref, grads, strict=True)]
+
+    params = [torch.nn.Parameter(p.clone()) for p in [*W, *b]]
+    tuned = TunedBackprop(
+        params[: len(W)],
+        params[len(W) :],
+        activation=activation,
+        loss=loss,
+        optimizer=torch.optim.SGD(params, lr=lr),
+    )
+    torch.testing.assert_close(tuned.forward(x0), h.detach())
+    tuned.update(x0, y)
+    for got, want in zip(params, expected, strict=True):
+        if dtype == torch.float64:
+            torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
+        else:
+            torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-5)
 
 
 def test_bench_tta_median_over_seeds_counts_never_as_slowest() -> None:
