@@ -111,6 +111,30 @@ def test_choice_is_measured_once_per_shape_and_threads(monkeypatch: pytest.Monke
         assert matmul.linear_vjp(d, w) is not None
 
 
+@pytest.mark.skipif(
+    not fast.enabled() or getattr(torch.ops.mkldnn, "_linear_pointwise", None) is None,
+    reason="no oneDNN linear op to find (fast paths off, or a build without it)",
+)
+def test_onednn_is_found_when_first_asked_under_a_float64_default_dtype(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the op has no float64 kernel: a probe that built its check in the default dtype failed
+    # under set_default_dtype(float64) and left every float32 product of the process on MKL
+    # (found by bench_peers, whose float64 correctness check ran first: 1.36x slower updates)
+    monkeypatch.setattr(matmul, "_PROBED", False)
+    monkeypatch.setattr(matmul, "_LINEAR", None)
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert matmul._op() is not None
+        with torch.no_grad():  # the measurement of the auto mode also runs float32 operands
+            assert isinstance(matmul._measure("forward", 64, 32, 16), bool)
+            assert isinstance(matmul._measure("grad", 64, 32, 16), bool)
+    finally:
+        torch.set_default_dtype(saved)
+    assert matmul._op() is not None  # found once, kept
+
+
 @needs_onednn
 def test_deterministic_mode_uses_the_fixed_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     def never(*args: object) -> bool:

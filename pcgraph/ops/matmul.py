@@ -84,9 +84,16 @@ def _onednn_op() -> Callable[..., torch.Tensor] | None:
     op: Any = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None:  # pragma: no cover - builds without the op
         return None
+    # float32 whatever torch's default dtype (the op has no float64 kernel: a probe run under
+    # set_default_dtype(float64) would fail and leave every later float32 product on MKL)
+    f32 = torch.float32
     try:  # one tiny call: the op exists and computes s Wᵀ + b
-        s, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
-        if not torch.equal(op(s, w, b, "none", [], ""), torch.full((2, 4), 3.0)):
+        s, w, b = (
+            torch.ones(2, 3, dtype=f32),
+            torch.ones(4, 3, dtype=f32),
+            torch.zeros(4, dtype=f32),
+        )
+        if not torch.equal(op(s, w, b, "none", [], ""), torch.full((2, 4), 3.0, dtype=f32)):
             return None
     except (RuntimeError, TypeError):  # pragma: no cover - op present but unusable
         return None
@@ -150,14 +157,18 @@ def _measure(kind: Kind, m: int, k: int, n: int) -> bool:
     op = _op()
     assert op is not None
     g = torch.Generator().manual_seed(0)
-    w = torch.randn(n, k, generator=g)  # W [out, in]
+
+    def rand(*shape: int) -> torch.Tensor:  # float32, the only products this choice is for
+        return torch.randn(*shape, generator=g, dtype=torch.float32)
+
+    w = rand(n, k)  # W [out, in]
     if kind == "forward":  # s [m, k] Wᵀ
-        s, out = torch.randn(m, k, generator=g), torch.empty(m, n)
+        s, out = rand(m, k), torch.empty(m, n, dtype=torch.float32)
         return faster(lambda: torch.mm(s, w.t(), out=out), lambda: op(s, w, None, "none", [], ""))
     if kind == "vjp":  # δ [m, n] W
-        d, out = torch.randn(m, n, generator=g), torch.empty(m, k)
+        d, out = rand(m, n), torch.empty(m, k, dtype=torch.float32)
         return faster(lambda: torch.mm(d, w, out=out), lambda: op(d, w.t(), None, "none", [], ""))
-    d, s = torch.randn(m, n, generator=g), torch.randn(m, k, generator=g)  # δᵀ s
+    d, s = rand(m, n), rand(m, k)  # δᵀ s
     return faster(
         lambda: torch.addmm(w, d.t(), s, beta=0, alpha=-1, out=w),
         lambda: op(d.t(), s.t(), None, "none", [], ""),
