@@ -381,3 +381,35 @@ def test_fused_gelu_step_is_the_exact_derivative_everywhere(own_error: bool) -> 
     assert run is not None and run()
     # float32 rounding of x's own value (|x| ≤ 40) and a derivative to ~1e-7
     torch.testing.assert_close(got.double(), want, rtol=2e-7, atol=2e-6)
+
+
+@needs_native
+def test_gelu_derivative_far_from_zero_is_torchs_and_leaves_no_denormal() -> None:
+    """Below x ≈ −13.19, exp(−x²/2) is below the smallest normal float32. The kernels floor
+    expf's argument (glibc's vector expf computes out-of-range lanes one by one, 9–16× slower)
+    and zero those lanes: GELU'(x) must still be torch's float64 value to float32 accuracy,
+    exactly 0 far out (no denormal), and NaN at ±∞ as torch's x φ(x) = ∞ · 0."""
+    far = [-13.0, -13.19, -13.2, -13.5, -20.0, -50.0, -1e4, -1e30, -3e38]
+    far += [13.5, 20.0, 1e30, float("inf"), float("-inf"), float("nan")]
+    x = torch.tensor(far).reshape(1, -1)
+    ref = torch.ops.aten.gelu_backward(torch.ones_like(x, dtype=torch.float64), x.double())
+    got = torch.ones_like(x)
+    assert native.gelu_vjp_(got, x)
+    finite = torch.isfinite(ref)
+    assert torch.equal(torch.isnan(got), torch.isnan(ref))
+    torch.testing.assert_close(got[finite].double(), ref[finite], rtol=4 * EPS32, atol=1e-30)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not torch.any((got != 0) & (got.abs() < tiny))  # no denormal derivative
+    assert torch.all(got[(x <= -13.5) & torch.isfinite(x)] == 0)
+    # the fused step takes the same derivative: x ← x − γ (d − GELU'(x) m)
+    d, m, lr = torch.full_like(x, 0.25), torch.full_like(x, 2.0), 0.5
+    step = x.clone()
+    # σ(x) is a temporary: the bound step must hold it (it kept only its address, and read
+    # freed memory, before 2026-12-07)
+    run = native.bind_sgd_step("gelu", step, torch.nn.functional.gelu(x), d, m, lr)
+    junk = [torch.full((1, len(far)), 1e9) for _ in range(8)]  # reuse freed memory, if any
+    assert run is not None and run() and len(junk) == 8
+    want = x.double() - lr * (d.double() - ref * m.double())
+    assert torch.equal(torch.isnan(step), torch.isnan(want))
+    ok = torch.isfinite(want)
+    torch.testing.assert_close(step[ok].double(), want[ok], rtol=2e-7, atol=2e-6)

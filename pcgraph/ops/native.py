@@ -178,9 +178,9 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
 
     For loops that call the same kernel on the same buffer views thousands of times: the call
     then costs the C function and a version bump, without the per-call plan lookup (~5 µs).
-    The tensors must keep their storage while the function is in use (views of reused
-    buffers). ``kernel``: ``tanh`` (b ← tanh(a)), ``gelu`` (b ← GELU(a)) or ``gelu_vjp``
-    (a ← a ⊙ GELU'(b)).
+    The function holds the tensors, so their memory lives as long as it does (bind views
+    of buffers that are not resized in place). ``kernel``: ``tanh`` (b ← tanh(a)), ``gelu``
+    (b ← GELU(a)) or ``gelu_vjp`` (a ← a ⊙ GELU'(b)).
     """
     name, threaded_torch_wins = _KERNELS[kernel]
     if a.requires_grad or b.requires_grad:
@@ -191,7 +191,8 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
         return None
     fn = getattr(lib, name)
     args = (a.data_ptr(), b.data_ptr(), *plan)
-    written = a if kernel == "gelu_vjp" else b
+    keep = (a, b)  # the addresses stay valid while the bound call lives
+    written = 0 if kernel == "gelu_vjp" else 1
     big = threaded_torch_wins and a.numel() > _GRAIN
     empty = plan[0] * plan[1] == 0
     is_compiling, on = torch.compiler.is_compiling, fast.enabled
@@ -202,7 +203,7 @@ def bind(kernel: str, a: torch.Tensor, b: torch.Tensor) -> Bound | None:
             return False
         if not empty:
             fn(*args)
-            bump(written)  # behind torch's back: in-place checks must see it
+            bump(keep[written])  # behind torch's back: in-place checks must see it
         return True
 
     return run
@@ -363,6 +364,7 @@ def bind_sgd_step(
         stride[id(m)],
     )
     fn = lib.pc_sgd_step_f32
+    keep = (x, s, d, m)  # the addresses stay valid while the bound call lives
     is_compiling, on = torch.compiler.is_compiling, fast.enabled
     bump = torch.autograd.graph.increment_version
     empty = n_rows * n_cols == 0
@@ -372,7 +374,7 @@ def bind_sgd_step(
             return False
         if not empty:
             fn(*args)
-            bump(x)
+            bump(keep[0])
         return True
 
     return run
