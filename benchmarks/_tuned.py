@@ -58,11 +58,11 @@ def _sigmoid_(x: torch.Tensor, out: torch.Tensor) -> None:
 _aten = torch.ops.aten
 # σ(x) into ``out``, by hand, for the activations without a pcgraph C kernel; tanh and GELU run
 # on those kernels, bound to the loop's buffers (see TunedMLP._buffers)
-_FN: dict[str, Callable[[torch.Tensor, torch.Tensor], None]] = {
+SIGMA_INTO: dict[str, Callable[[torch.Tensor, torch.Tensor], None]] = {
     "relu": _relu_,
     "sigmoid": _sigmoid_,
 }
-_NATIVE = ("tanh", "gelu")
+NATIVE = ("tanh", "gelu")
 
 
 # m ← m ⊙ σ'(x) from s = σ(x), for those whose σ' is a function of σ (GELU's: pcgraph's kernel)
@@ -78,14 +78,14 @@ def _vjp_sigmoid(m: torch.Tensor, s: torch.Tensor, x: torch.Tensor) -> None:
     _aten.sigmoid_backward.grad_input(m, s, grad_input=m)
 
 
-_VJP: dict[str, Vjp] = {
+VJP_FROM_SIGMA: dict[str, Vjp] = {
     "tanh": _vjp_tanh,
     "relu": _vjp_relu,
     "sigmoid": _vjp_sigmoid,
 }
 
 
-_ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 # which library is faster depends on the processor (oneDNN 2× faster than MKL on an AVX-512
 # EPYC, 1.1–3× slower on an AVX2 one): the floor times both once per product shape and layout
 # and uses the faster, as a careful engineer tuning for this machine would
@@ -99,7 +99,7 @@ def _onednn_wins(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) ->
         out = a.new_empty(a.shape[0], w.shape[0])
         found = _FASTER[key] = faster(  # the same timing rule as pcgraph's own choice
             lambda: torch.mm(a, w.t(), out=out),
-            lambda: _ONEDNN(a, w, bias, "none", [], ""),  # type: ignore[misc]
+            lambda: ONEDNN(a, w, bias, "none", [], ""),  # type: ignore[misc]
         )
     return found
 
@@ -109,13 +109,13 @@ def _mm_t(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torc
     products from 2²⁰ multiply-adds; smaller ones always MKL). ``a`` contiguous; ``w`` row- or
     column-major."""
     if (
-        _ONEDNN is not None
+        ONEDNN is not None
         and a.device.type == "cpu"
         and a.dtype == torch.float32
         and a.shape[0] * w.shape[0] * w.shape[1] >= 1 << 20
         and _onednn_wins(a, w, bias)
     ):
-        out.copy_(_ONEDNN(a, w, bias, "none", [], ""))
+        out.copy_(ONEDNN(a, w, bias, "none", [], ""))
     elif bias is not None:
         torch.addmm(bias, a, w.t(), out=out)
     else:
@@ -126,7 +126,7 @@ def _grad_w(e: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> None:
     """out ← −eᵀ s (∂E/∂W) without copying eᵀ: one MKL product with α = −1, β = 0 (the old
     contents, NaNs included, ignored), or oneDNN where it was faster for this shape."""
     key = ("grad", tuple(e.shape), tuple(s.shape), torch.get_num_threads())
-    if _ONEDNN is not None and e.dtype == torch.float32 and e.device.type == "cpu":
+    if ONEDNN is not None and e.dtype == torch.float32 and e.device.type == "cpu":
         found = _FASTER.get(key)
         if found is None:
             if e.shape[0] * e.shape[1] * s.shape[1] < 1 << 20:
@@ -134,11 +134,11 @@ def _grad_w(e: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> None:
             else:
                 found = faster(
                     lambda: torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out),
-                    lambda: torch.neg(_ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out),  # type: ignore[misc]
+                    lambda: torch.neg(ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out),  # type: ignore[misc]
                 )
             _FASTER[key] = found
         if found:
-            torch.neg(_ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out)  # type: ignore[misc]
+            torch.neg(ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out)  # type: ignore[misc]
             return
     torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out)
 
@@ -166,7 +166,7 @@ class TunedMLP:
         optimizer: torch.optim.Optimizer,
         output_energy: str = "gaussian",
     ) -> None:
-        valid = sorted([*_FN, *_NATIVE])
+        valid = sorted([*SIGMA_INTO, *NATIVE])
         if activation not in valid:
             raise ValueError(f"tuned loop: activation {activation!r}; valid: {valid}")
         self.W, self.b = list(weights), list(biases)
@@ -201,11 +201,13 @@ class TunedMLP:
             # for one network would call them; the rest by hand
             act, name = get_activation(self.activation), self.activation
             sigma = [
-                act.into_step(x, s) if name in _NATIVE else functools.partial(_FN[name], x, s)
+                act.into_step(x, s) if name in NATIVE else functools.partial(SIGMA_INTO[name], x, s)
                 for x, s in zip(buf["x"], buf["s"], strict=True)
             ]
             vjps = [
-                act.vjp_step(m, x, s) if name == "gelu" else functools.partial(_VJP[name], m, s, x)
+                act.vjp_step(m, x, s)
+                if name == "gelu"
+                else functools.partial(VJP_FROM_SIGMA[name], m, s, x)
                 for m, x, s in zip(buf["m"], buf["x"], buf["s"], strict=True)
             ]
             # x_l ← x_l − γ (ε_l − σ'(x_l) ⊙ m_l) in one native pass where it is built (the

@@ -135,7 +135,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.bp or set(args.bp) - {"autograd", "tuned"}:
         p.error(f"--bp {args.bp}: give autograd, tuned or both")
     if args.model != "mlp" and "tuned" in args.bp:  # the hand-written step is an MLP's
-        args.bp = [b for b in args.bp if b != "tuned"] or ["autograd"]
+        if args.bp == ["tuned"]:
+            p.error(
+                f"--bp tuned: the hand-written backprop step is MLP-only, not --model {args.model}"
+            )
+        args.bp = [b for b in args.bp if b != "tuned"]
+        print(f"--model {args.model}: backprop raced as autograd only (the tuned step is MLP-only)")
     args.pc_lrs = [float(v) for v in args.pc_lrs.split(",") if v]
     args.seeds = [int(v) for v in args.seeds.split(",") if v] if args.seeds else [args.seed]
     return args
@@ -171,6 +176,11 @@ class Contender:
                 optimizer=torch.optim.AdamW(
                     [*weights, *biases], lr=kw["bp_lr"], weight_decay=1e-4, fused=True
                 ),
+            )
+            # its per-shape library choices (a few timed products each) off the clock
+            b = args.batch_size
+            self.tuned.warm_up(
+                torch.zeros(b, *MODELS[args.model][3]), torch.eye(10)[:1].expand(b, 10)
             )
         elif kw.get("bp_lr") is not None:
             self.model: Any = pc.BackpropTwin(self.net)

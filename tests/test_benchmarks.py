@@ -137,7 +137,8 @@ def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
         torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "sse"])
+@pytest.mark.parametrize("onednn", [False, True])
+@pytest.mark.parametrize("loss", ["cross_entropy", "soft_cross_entropy", "sse"])
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "relu", "sigmoid"])
 @pytest.mark.parametrize(
     ("dtype", "sizes", "batch"),
@@ -148,23 +149,37 @@ def test_tuned_floor_is_the_pc_rule(activation: str) -> None:
     ],
 )
 def test_tuned_backprop_floor_is_autograd_backprop(
-    activation: str, loss: str, dtype: torch.dtype, sizes: list[int], batch: int
+    activation: str,
+    loss: str,
+    dtype: torch.dtype,
+    sizes: list[int],
+    batch: int,
+    onednn: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the backprop floor of bench_tta / bench_peers against torch autograd of the same loss
-    # (plain SGD on the weights, so that a wrong gradient cannot hide behind Adam)
+    # the backprop floor of bench_tta / bench_peers / bench_step against torch autograd of the
+    # same loss (plain SGD on the weights, so that a wrong gradient cannot hide behind Adam),
+    # with every large float32 product forced onto oneDNN, then onto MKL (the floor times the
+    # two; which wins depends on the machine)
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _tuned_bp
     from _tuned_bp import TunedBackprop
 
+    if onednn and _tuned_bp.ONEDNN is None:
+        pytest.skip("this torch build has no oneDNN linear op")
+    monkeypatch.setattr(_tuned_bp, "_ONEDNN_WINS", {})
+    monkeypatch.setattr(_tuned_bp, "faster", lambda mkl, other: onednn)
     g = torch.Generator().manual_seed(1)
     W = [torch.randn(o, i, generator=g, dtype=dtype) / i**0.5 for i, o in itertools.pairwise(sizes)]
     b = [torch.randn(o, generator=g, dtype=dtype) * 0.1 for o in sizes[1:]]
     x0 = torch.randn(batch, sizes[0], generator=g, dtype=dtype)
     labels = torch.randint(0, sizes[-1], (batch,), generator=g)
-    y = (
-        torch.nn.functional.one_hot(labels, sizes[-1]).to(dtype)
-        if loss == "cross_entropy"
-        else torch.randn(batch, sizes[-1], generator=g, dtype=dtype)
-    )
+    if loss == "cross_entropy":
+        y = torch.nn.functional.one_hot(labels, sizes[-1]).to(dtype)
+    elif loss == "soft_cross_entropy":  # rows that need not sum to 1: the Σ y term counts
+        y = torch.rand(batch, sizes[-1], generator=g, dtype=dtype)
+    else:
+        y = torch.randn(batch, sizes[-1], generator=g, dtype=dtype)
     act = {
         "tanh": torch.tanh,
         "gelu": torch.nn.functional.gelu,
@@ -178,10 +193,10 @@ def test_tuned_backprop_floor_is_autograd_backprop(
         h = h @ ref[l].T + ref[len(W) + l]
         if l < len(W) - 1:
             h = act(h)
-    if loss == "cross_entropy":
-        value = torch.nn.functional.cross_entropy(h, labels)
-    else:
+    if loss == "sse":
         value = 0.5 * (h - y).square().sum()
+    else:  # torch's soft-target form: −Σ y log softmax(h) / B
+        value = torch.nn.functional.cross_entropy(h, labels if loss == "cross_entropy" else y)
     grads = torch.autograd.grad(value, ref)
     expected = [p.detach() - lr * gp for p, gp in zip(ref, grads, strict=True)]
 
@@ -190,11 +205,16 @@ def test_tuned_backprop_floor_is_autograd_backprop(
         params[: len(W)],
         params[len(W) :],
         activation=activation,
-        loss=loss,
+        loss="sse" if loss == "sse" else "cross_entropy",
         optimizer=torch.optim.SGD(params, lr=lr),
     )
     torch.testing.assert_close(tuned.forward(x0), h.detach())
+    tuned.warm_up(x0, y)  # gradients only: the weights must not move
+    for got, want in zip(params, [*W, *b], strict=True):
+        assert torch.equal(got.detach(), want)
     tuned.update(x0, y)
+    if dtype == torch.float32 and onednn and _tuned_bp.ONEDNN is not None:
+        assert any(k[0] == "grad" for k in _tuned_bp._ONEDNN_WINS)  # the forced branch ran
     for got, want in zip(params, expected, strict=True):
         if dtype == torch.float64:
             torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)

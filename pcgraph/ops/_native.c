@@ -68,8 +68,10 @@ void pc_gelu_f32(const float *x, float *y, int64_t rows, int64_t cols, int64_t x
  * states of standard deviation 10 took 9× the time of one at 1 (254 against 35 µs at
  * 300 × 256 on an AVX-512 EPYC), 16× at 20. So expf sees its argument floored at pc_exp_floor
  * (−87: e^−87 = 1.6e-38, just above the smallest normal float32), and the result is multiplied
- * by `keep`, 1 from the floor up and 0 below it: exactly 0 where the true value is below
- * 1.6e-38, so that x φ(x) is 0 (NaN at x = ±∞, as torch's) and no denormal is made.
+ * by `keep`, 1 from the floor up and 0 below it. So x φ(x) is exactly 0 for |x| > 13.19, where
+ * its true value is below 8.4e-38 in magnitude (still a normal float32 down to |x| ≈ 13.34:
+ * those are flushed to 0 too), NaN at x = ±∞ as torch's, and no denormal is made (callers
+ * multiply x by 1/√(2π) before this factor).
  * Two details keep GCC from undoing this (it did): the floor is a variable, not a constant
  * (with a constant it rewrote expf(max(a, c)) as a < c ? expf(c) : expf(a) and called the
  * vector expf on the unclamped argument), and `keep` is arithmetic on a, not a select on
@@ -96,8 +98,9 @@ void pc_gelu_vjp_f32(float *g, const float *x, int64_t rows, int64_t cols, int64
     for (int64_t c = 0; c < cols; c++) {
       float v = a[c];
       float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-      float pdf = 0.3989422804014327f * pc_gauss(v, floor_);
-      m[c] *= cdf + v * pdf;
+      /* v φ(v) as (v / √(2π)) · exp(−v²/2): the floor's smallest nonzero exp, 1.6e-38, times
+       * |v| / √(2π) ≥ 5.3 stays a normal float32 (φ alone would be denormal there) */
+      m[c] *= cdf + v * 0.3989422804014327f * pc_gauss(v, floor_);
     }
   }
 }
