@@ -212,7 +212,9 @@ def time_to_accuracy_plot(out: Path) -> Path:
         ax.axhline(float(target), color="grey", lw=0.6, ls=":")
     ax.set_ylim(0.82, 0.90)
     machine = run.get("machine", {})
-    cpu = machine.get("cpu", "2-core AMD EPYC")
+    cpu = machine.get("cpu") or ""
+    if cpu in ("", "x86_64", "AMD64", "i386", "aarch64", "arm64"):  # a bare architecture: runs
+        cpu = "2-core AMD EPYC"  # before 2026-12-07 recorded platform.processor() only
     capability = machine.get("cpu_capability", "AVX2")
     threads = machine.get("threads", 2)
     ax.set_xlabel(f"training seconds ({cpu}, {capability}, {threads} threads)")
