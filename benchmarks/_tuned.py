@@ -87,60 +87,67 @@ VJP_FROM_SIGMA: dict[str, Vjp] = {
 
 ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 # which library is faster depends on the processor (oneDNN 2× faster than MKL on an AVX-512
-# EPYC, 1.1–3× slower on an AVX2 one): the floor times both once per product shape and layout
-# and uses the faster, as a careful engineer tuning for this machine would
-_FASTER: dict[tuple[object, ...], bool] = {}
+# EPYC, 1.1–3× slower on an AVX2 one): the floors time both once per product shape and layout
+# and use the faster, as a careful engineer tuning for this machine would
+_ONEDNN_WINS: dict[tuple[object, ...], bool] = {}
 
 
-def _onednn_wins(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    key = (tuple(a.shape), a.stride(), tuple(w.shape), w.stride(), torch.get_num_threads())
-    found = _FASTER.get(key)
+def prefer_onednn(
+    key: tuple[object, ...], mkl: Callable[[], object], onednn: Callable[[], object], macs: int
+) -> bool:
+    """Whether a float32 CPU product runs on oneDNN: ``mkl`` and ``onednn`` run it each way
+    as the caller will (copies included), timed once per ``key`` (kind, shapes, layouts) and
+    thread count with pcgraph's own rule (:func:`~pcgraph.ops.matmul.faster`); below 2²⁰
+    multiply-adds, or without the op, MKL."""
+    if ONEDNN is None or macs < 1 << 20:
+        return False
+    full = (*key, torch.get_num_threads())
+    found = _ONEDNN_WINS.get(full)
     if found is None:
-        out = a.new_empty(a.shape[0], w.shape[0])
-        found = _FASTER[key] = faster(  # the same timing rule as pcgraph's own choice
-            lambda: torch.mm(a, w.t(), out=out),
-            lambda: ONEDNN(a, w, bias, "none", [], ""),  # type: ignore[misc]
-        )
+        found = _ONEDNN_WINS[full] = faster(mkl, onednn)
     return found
+
+
+def cpu_f32(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype == torch.float32
 
 
 def _mm_t(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
     """out ← a wᵀ (+ bias) on MKL or oneDNN, whichever was faster for this shape (float32 CPU
     products from 2²⁰ multiply-adds; smaller ones always MKL). ``a`` contiguous; ``w`` row- or
     column-major."""
-    if (
-        ONEDNN is not None
-        and a.device.type == "cpu"
-        and a.dtype == torch.float32
-        and a.shape[0] * w.shape[0] * w.shape[1] >= 1 << 20
-        and _onednn_wins(a, w, bias)
-    ):
-        out.copy_(ONEDNN(a, w, bias, "none", [], ""))
-    elif bias is not None:
-        torch.addmm(bias, a, w.t(), out=out)
+
+    def mkl() -> None:
+        if bias is None:
+            torch.mm(a, w.t(), out=out)
+        else:
+            torch.addmm(bias, a, w.t(), out=out)
+
+    def onednn() -> None:
+        out.copy_(ONEDNN(a, w, bias, "none", [], ""))  # type: ignore[misc]
+
+    key = ("linear", a.shape, a.stride(), w.shape, w.stride(), bias is not None)
+    if cpu_f32(a) and prefer_onednn(key, mkl, onednn, a.shape[0] * w.shape[0] * w.shape[1]):
+        onednn()
     else:
-        torch.mm(a, w.t(), out=out)
+        mkl()
 
 
 def _grad_w(e: torch.Tensor, s: torch.Tensor, out: torch.Tensor) -> None:
     """out ← −eᵀ s (∂E/∂W) without copying eᵀ: one MKL product with α = −1, β = 0 (the old
     contents, NaNs included, ignored), or oneDNN where it was faster for this shape."""
-    key = ("grad", tuple(e.shape), tuple(s.shape), torch.get_num_threads())
-    if ONEDNN is not None and e.dtype == torch.float32 and e.device.type == "cpu":
-        found = _FASTER.get(key)
-        if found is None:
-            if e.shape[0] * e.shape[1] * s.shape[1] < 1 << 20:
-                found = False
-            else:
-                found = faster(
-                    lambda: torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out),
-                    lambda: torch.neg(ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out),  # type: ignore[misc]
-                )
-            _FASTER[key] = found
-        if found:
-            torch.neg(ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out)  # type: ignore[misc]
-            return
-    torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out)
+
+    def mkl() -> None:
+        torch.addmm(out, e.t(), s, beta=0, alpha=-1, out=out)
+
+    def onednn() -> None:
+        torch.neg(ONEDNN(e.t(), s.t(), None, "none", [], ""), out=out)  # type: ignore[misc]
+
+    key = ("grad-neg", e.shape, e.stride(), s.shape, s.stride())
+    if cpu_f32(e) and prefer_onednn(key, mkl, onednn, e.shape[0] * e.shape[1] * s.shape[1]):
+        onednn()
+    else:
+        mkl()
 
 
 class TunedMLP:

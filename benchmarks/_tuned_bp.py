@@ -29,34 +29,14 @@ The rule, for z_l = W_l a_{l−1} + b_l, a_l = σ(z_l), a_0 = x, logits (or the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-from _tuned import NATIVE, ONEDNN, SIGMA_INTO, VJP_FROM_SIGMA
+from _tuned import NATIVE, ONEDNN, SIGMA_INTO, VJP_FROM_SIGMA, cpu_f32, prefer_onednn
 
 from pcgraph.activations import get_activation
-from pcgraph.ops.matmul import faster
 
 LOSSES = ("cross_entropy", "sse")
-Step = Callable[[], None]
-
-# (kind, operand shapes and strides, threads) → whether oneDNN was faster; timed once per key
-_ONEDNN_WINS: dict[tuple[object, ...], bool] = {}
-
-
-def _prefer_onednn(key: tuple[object, ...], mkl: Step, onednn: Step, macs: int) -> bool:
-    """Whether this float32 CPU product runs on oneDNN: timed once per shape and layout, as a
-    careful engineer tuning for this machine would (from 2²⁰ multiply-adds; smaller: MKL)."""
-    if ONEDNN is None or macs < 1 << 20:
-        return False
-    found = _ONEDNN_WINS.get((*key, torch.get_num_threads()))
-    if found is None:
-        found = _ONEDNN_WINS[(*key, torch.get_num_threads())] = faster(mkl, onednn)
-    return found
-
-
-def _cpu_f32(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu" and t.dtype == torch.float32
 
 
 def linear(
@@ -74,7 +54,7 @@ def linear(
         return ONEDNN(a, w, b, "none", [], "")  # type: ignore[misc]
 
     key = ("linear", a.shape, a.stride(), w.shape, w.stride(), b is not None)
-    if _cpu_f32(a) and _prefer_onednn(key, mkl, onednn, a.shape[0] * w.shape[0] * w.shape[1]):
+    if cpu_f32(a) and prefer_onednn(key, mkl, onednn, a.shape[0] * w.shape[0] * w.shape[1]):
         return onednn()
     mkl()
     return out
@@ -90,7 +70,7 @@ def weight_grad(g: torch.Tensor, a: torch.Tensor, out: torch.Tensor) -> torch.Te
         return ONEDNN(g.t(), a.t(), None, "none", [], "")  # type: ignore[misc]
 
     key = ("grad", g.shape, g.stride(), a.shape, a.stride())
-    if _cpu_f32(g) and _prefer_onednn(key, mkl, onednn, g.shape[0] * g.shape[1] * a.shape[1]):
+    if cpu_f32(g) and prefer_onednn(key, mkl, onednn, g.shape[0] * g.shape[1] * a.shape[1]):
         return onednn()
     mkl()
     return out

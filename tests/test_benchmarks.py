@@ -162,13 +162,13 @@ def test_tuned_backprop_floor_is_autograd_backprop(
     # with every large float32 product forced onto oneDNN, then onto MKL (the floor times the
     # two; which wins depends on the machine)
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import _tuned_bp
+    import _tuned
     from _tuned_bp import TunedBackprop
 
-    if onednn and _tuned_bp.ONEDNN is None:
+    if onednn and _tuned.ONEDNN is None:
         pytest.skip("this torch build has no oneDNN linear op")
-    monkeypatch.setattr(_tuned_bp, "_ONEDNN_WINS", {})
-    monkeypatch.setattr(_tuned_bp, "faster", lambda mkl, other: onednn)
+    monkeypatch.setattr(_tuned, "_ONEDNN_WINS", {})
+    monkeypatch.setattr(_tuned, "faster", lambda mkl, other: onednn)
     g = torch.Generator().manual_seed(1)
     W = [torch.randn(o, i, generator=g, dtype=dtype) / i**0.5 for i, o in itertools.pairwise(sizes)]
     b = [torch.randn(o, generator=g, dtype=dtype) * 0.1 for o in sizes[1:]]
@@ -213,8 +213,8 @@ def test_tuned_backprop_floor_is_autograd_backprop(
     for got, want in zip(params, [*W, *b], strict=True):
         assert torch.equal(got.detach(), want)
     tuned.update(x0, y)
-    if dtype == torch.float32 and onednn and _tuned_bp.ONEDNN is not None:
-        assert any(k[0] == "grad" for k in _tuned_bp._ONEDNN_WINS)  # the forced branch ran
+    if dtype == torch.float32 and onednn:
+        assert any(k[0] == "grad" for k in _tuned._ONEDNN_WINS)  # the forced branch ran
     for got, want in zip(params, expected, strict=True):
         if dtype == torch.float64:
             torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-12)
